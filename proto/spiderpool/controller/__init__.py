@@ -1,0 +1,1 @@
+"""Generated gRPC contracts (see the .proto files); regenerate with `make proto`."""

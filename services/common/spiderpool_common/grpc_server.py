@@ -1,0 +1,104 @@
+"""Wiring shared by both gRPC servers: listen addresses, reflection, health, error translation.
+
+Servicer methods are wrapped by ``translate_errors`` so a ``SpiderpoolError`` leaves as a
+gRPC status carrying an ``ErrorInfo`` (the one translation, in ``errors.to_grpc_status``)
+and anything unexpected is logged and answered as INTERNAL, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
+
+from spiderpool_common.errors import SpiderpoolError, to_grpc_status
+
+log = structlog.get_logger(__name__)
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Handler = Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
+
+
+def translate_errors(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
+    """Turn domain errors into gRPC statuses with ErrorInfo; hide internals."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext) -> Resp:
+        try:
+            return await method(self, request, context)
+        except SpiderpoolError as err:
+            log.info("request_failed", rpc=method.__name__, reason=err.reason, error=err.message)
+            await context.abort_with_status(rpc_status.to_status(to_grpc_status(err)))
+            raise  # unreachable: abort raises
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            log.exception("request_crashed", rpc=method.__name__)
+            err = SpiderpoolError(f"internal error: {type(exc).__name__}: {exc}")
+            await context.abort_with_status(rpc_status.to_status(to_grpc_status(err)))
+            raise
+
+    return wrapper
+
+
+def parse_listen(address: str) -> str:
+    """Accept ``HOST:PORT`` or ``unix:PATH`` (also ``unix://PATH``) and return a gRPC target."""
+    if address.startswith("unix://"):
+        return "unix:" + address[len("unix://") :]
+    if address.startswith("unix:"):
+        return address
+    if ":" not in address:
+        raise ValueError(f"listen address {address!r} is neither HOST:PORT nor unix:PATH")
+    return address
+
+
+def prepare_unix_socket(target: str) -> Path | None:
+    """Remove a stale socket file and create its directory; return the path, if unix."""
+    if not target.startswith("unix:"):
+        return None
+    path = Path(target[len("unix:") :])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() or path.is_symlink():
+        path.unlink()
+    return path
+
+
+async def start_server(
+    listen: str,
+    register: Callable[[grpc.aio.Server], Iterable[str]],
+    *,
+    socket_mode: int | None = None,
+) -> tuple[grpc.aio.Server, str]:
+    """Start a grpc.aio server with reflection and health; return it and its bound address.
+
+    ``register`` adds the servicers and returns their full service names. A TCP port 0
+    is resolved to the real port in the returned address.
+    """
+    target = parse_listen(listen)
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    names = list(register(server))
+    health_servicer = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    sock = prepare_unix_socket(target)
+    port = server.add_insecure_port(target)
+    if sock is None and port == 0:
+        raise OSError(f"cannot listen on {listen}")
+    await server.start()
+    if sock is not None and socket_mode is not None:
+        os.chmod(sock, socket_mode)
+    for name in ["", *names]:
+        result = health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if hasattr(result, "__await__"):
+            await result
+    bound = target if sock is not None else f"{target.rsplit(':', 1)[0]}:{port}"
+    return server, bound
