@@ -101,7 +101,8 @@ class _Parser:
     def error(self, token: _Token, expected: str) -> ValueError:
         found = f"{token.text!r}" if token.kind != _END else "end of selector"
         return ValueError(
-            f"invalid label selector {self.text!r}: expected {expected} at position {token.pos}, found {found}"
+            f"invalid label selector {self.text!r}: "
+            f"expected {expected} at position {token.pos}, found {found}"
         )
 
     def peek(self) -> _Token:
