@@ -80,7 +80,7 @@ def test_selector_matches_labels_like_kubernetes(text: str, matches: bool) -> No
         ("app in ()", "can't be empty"),
         ("app in (a b)", "expected ',' or ')'"),
         ("app in (a", "expected ',' or ')'"),
-        ("app > 3", "isn't supported"),
+        ("app > 3", "is not supported"),
         ("app web", "expected '='"),
         ("!", "expected a label key"),
         ("=web", "expected a label key"),
