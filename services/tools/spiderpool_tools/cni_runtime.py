@@ -484,6 +484,12 @@ class CniRuntime:
         return found
 
 
+def result_ips(result: Mapping[str, Any]) -> list[str]:
+    """The ``ips[].address`` CIDRs of a CNI result, in result order."""
+    ips = result.get("ips") or []
+    return [str(entry["address"]) for entry in ips if isinstance(entry, dict) and "address" in entry]
+
+
 def _require_attachment(rt: RuntimeConf, *, need_netns: bool) -> None:
     if not rt.container_id:
         raise ConfigError("container ID is required")
