@@ -1,0 +1,74 @@
+"""The agent's grpc.aio client of the controller's IpamService.
+
+Owns the one channel to the controller and the translation of ``grpc.RpcError`` into the
+domain errors (``spiderpool_common.errors.from_rpc_error``): the controller's own errors
+keep their CNI code (100 pool exhausted, 101 no pool matched, ...) and pass through to the
+shim unchanged; transport failures and deadlines become ``Unavailable`` (code 11), which
+DEL turns into a journal entry.
+
+Calls fail fast (no wait-for-ready) so an unreachable controller is noticed at once, and
+the channel's reconnect backoff is kept short so a controller that comes back is seen
+within a couple of seconds by the journal replay.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import grpc
+from google.protobuf.message import Message
+from spiderpool.controller.v1 import ipam_pb2, ipam_pb2_grpc
+from spiderpool_common.errors import from_rpc_error
+from spiderpool_common.grpc_server import parse_listen
+
+Resp = TypeVar("Resp", bound=Message)
+
+CHANNEL_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+]
+
+
+def open_channel(address: str) -> grpc.aio.Channel:
+    """An insecure channel to ``HOST:PORT`` or ``unix:PATH``."""
+    return grpc.aio.insecure_channel(parse_listen(address), options=CHANNEL_OPTIONS)
+
+
+class GrpcControllerClient:
+    """``ControllerClient`` over gRPC; every call has a deadline."""
+
+    def __init__(self, address: str, *, timeout: float = 30.0) -> None:
+        self.address = address
+        self._timeout = timeout
+        self._channel = open_channel(address)
+        self._stub = ipam_pb2_grpc.IpamServiceStub(self._channel)
+
+    async def _call(self, method: grpc.aio.UnaryUnaryMultiCallable, request: Message) -> Resp:  # type: ignore[type-var]
+        try:
+            response: Resp = await method(request, timeout=self._timeout)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+        return response
+
+    async def allocate(self, request: ipam_pb2.AllocateRequest) -> ipam_pb2.AllocateResponse:
+        return await self._call(self._stub.Allocate, request)
+
+    async def release(self, request: ipam_pb2.ReleaseRequest) -> ipam_pb2.ReleaseResponse:
+        return await self._call(self._stub.Release, request)
+
+    async def get_endpoint(self, request: ipam_pb2.GetEndpointRequest) -> ipam_pb2.GetEndpointResponse:
+        return await self._call(self._stub.GetEndpoint, request)
+
+    async def release_unlisted(
+        self, request: ipam_pb2.ReleaseUnlistedRequest
+    ) -> ipam_pb2.ReleaseUnlistedResponse:
+        return await self._call(self._stub.ReleaseUnlisted, request)
+
+    async def check_capacity(self, request: ipam_pb2.CheckCapacityRequest) -> ipam_pb2.CheckCapacityResponse:
+        return await self._call(self._stub.CheckCapacity, request)
+
+    async def close(self) -> None:
+        await self._channel.close()

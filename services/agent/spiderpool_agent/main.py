@@ -1,0 +1,56 @@
+"""``spiderpool-agent``: parse flags, configure logging, serve until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+
+from spiderpool_common.logging import configure_logging
+
+from spiderpool_agent.server import run_agent
+from spiderpool_agent.settings import DEFAULT_SOCKET, DEFAULT_STATE_DIR, load_settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="spiderpool-agent",
+        description="Spiderpool node agent: the CNI service for the spiderpool and coordinator plugins.",
+    )
+    p.add_argument("--controller", help="controller IpamService address, HOST:PORT or unix:PATH (required)")
+    p.add_argument("--socket", help=f"unix socket of the CNI service (default {DEFAULT_SOCKET})")
+    p.add_argument("--node", help="this node's name (default: SPIDERPOOL_NODE_NAME or the host name)")
+    p.add_argument(
+        "--state-dir", dest="state_dir", help=f"durable state directory (default {DEFAULT_STATE_DIR})"
+    )
+    p.add_argument("--config", help="optional YAML file of settings (flags and SPIDERPOOL_* env win)")
+    p.add_argument("--log-level", dest="log_level", help="debug, info, warning, error (default info)")
+    p.add_argument("--log-format", dest="log_format", help="json or console (default json)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    flags = {k: v for k, v in vars(args).items() if k != "config"}
+    try:
+        settings = load_settings(flags, config_file=args.config)
+    except (OSError, ValueError) as exc:
+        print(f"spiderpool-agent: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_agent(settings, stop)
+
+    asyncio.run(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

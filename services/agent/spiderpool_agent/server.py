@@ -1,0 +1,88 @@
+"""Wiring of the agent: controller client, release journal, handlers, gRPC server.
+
+``Agent`` is what ``main`` runs and what component tests start in-process: ``start``
+loads the journal, serves the CNI service on the unix socket (mode 0600, reflection and
+health on) and starts the replay loop; ``stop`` stops accepting, drains in-flight calls for
+the grace period, stops the loop and closes the controller channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+import grpc
+import structlog
+from spiderpool.agent.v1 import cni_pb2_grpc
+from spiderpool_common.grpc_server import start_server
+
+from spiderpool_agent.cni_servicer import SERVICE_NAME, CniServicer
+from spiderpool_agent.controller_client import GrpcControllerClient
+from spiderpool_agent.ipam_handlers import IpamHandlers, release_via
+from spiderpool_agent.release_journal import ReleaseJournal
+from spiderpool_agent.settings import AgentSettings
+
+log = structlog.get_logger(__name__)
+
+SOCKET_MODE = 0o600
+
+
+class Agent:
+    def __init__(self, settings: AgentSettings) -> None:
+        self.settings = settings
+        self.controller = GrpcControllerClient(settings.controller, timeout=settings.controller_timeout)
+        self.journal = ReleaseJournal(
+            Path(settings.state_dir),
+            release_via(self.controller),
+            initial_backoff=settings.replay_initial_backoff,
+            max_backoff=settings.replay_max_backoff,
+        )
+        netns_check = (lambda path: Path(path).exists()) if settings.check_netns else (lambda _path: True)
+        self.handlers = IpamHandlers(
+            self.controller, self.journal, settings.node_name, netns_exists=netns_check
+        )
+        self._server: grpc.aio.Server | None = None
+        self._replay: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.journal.load()
+        servicer = CniServicer(self.handlers)
+
+        def register(server: grpc.aio.Server) -> list[str]:
+            cni_pb2_grpc.add_CniServiceServicer_to_server(servicer, server)
+            return [SERVICE_NAME]
+
+        self._server, bound = await start_server(
+            "unix:" + self.settings.socket, register, socket_mode=SOCKET_MODE
+        )
+        self._replay = asyncio.create_task(self.journal.run(), name="release-journal-replay")
+        log.info(
+            "agent_started",
+            socket=bound,
+            controller=self.settings.controller,
+            node=self.settings.node_name,
+            pending_releases=len(self.journal.pending()),
+        )
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop(self.settings.shutdown_grace)
+            self._server = None
+        if self._replay is not None:
+            self._replay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._replay
+            self._replay = None
+        await self.controller.close()
+        log.info("agent_stopped")
+
+
+async def run_agent(settings: AgentSettings, stop: asyncio.Event) -> None:
+    """Serve until ``stop`` is set, then shut down gracefully."""
+    agent = Agent(settings)
+    await agent.start()
+    try:
+        await stop.wait()
+    finally:
+        await agent.stop()

@@ -1,0 +1,115 @@
+"""The agent's settings: one frozen dataclass, built once at start and passed explicitly.
+
+Sources, highest first: command-line flags, ``SPIDERPOOL_*`` environment variables, an
+optional YAML file (``--config``), the defaults below. ``validate`` runs at start so a bad
+value stops the agent with a message naming the setting instead of failing a CNI call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from spiderpool_common.grpc_server import parse_listen
+
+DEFAULT_SOCKET = "/var/run/spidernet/spiderpool.sock"
+DEFAULT_STATE_DIR = "/var/lib/spiderpool/agent"
+ENV_PREFIX = "SPIDERPOOL_"
+LOG_LEVELS = ("debug", "info", "warning", "warn", "error")
+LOG_FORMATS = ("json", "console")
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    controller: str  # HOST:PORT or unix:PATH of the controller's IpamService
+    socket: str = DEFAULT_SOCKET  # the CNI service's unix socket (mode 0600)
+    node: str = ""  # this node's name; empty means the host name
+    state_dir: str = DEFAULT_STATE_DIR  # the release journal lives here
+    log_level: str = "info"
+    log_format: str = "json"
+    controller_timeout: float = 30.0  # deadline of one controller call, seconds
+    replay_initial_backoff: float = 0.2  # journal replay backoff, seconds
+    replay_max_backoff: float = 30.0
+    shutdown_grace: float = 10.0  # in-flight CNI calls get this long on SIGTERM
+    check_netns: bool = True  # ADD fails with code 3 when CNI_NETNS does not exist here
+
+    @property
+    def node_name(self) -> str:
+        return self.node or socket.gethostname()
+
+    def validate(self) -> AgentSettings:
+        """Return self, or raise ValueError naming the first bad setting."""
+        if not self.controller:
+            raise ValueError("controller: required (HOST:PORT or unix:PATH)")
+        parse_listen(self.controller)
+        if not Path(self.socket).is_absolute():
+            raise ValueError(f"socket: {self.socket!r} must be an absolute path")
+        if not self.state_dir:
+            raise ValueError("state_dir: must not be empty")
+        if self.log_level.lower() not in LOG_LEVELS:
+            raise ValueError(f"log_level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+        if self.log_format not in LOG_FORMATS:
+            raise ValueError(f"log_format: {self.log_format!r} is not one of {', '.join(LOG_FORMATS)}")
+        for name in ("controller_timeout", "replay_initial_backoff", "replay_max_backoff", "shutdown_grace"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}: must be positive")
+        if self.replay_max_backoff < self.replay_initial_backoff:
+            raise ValueError("replay_max_backoff: must not be below replay_initial_backoff")
+        return self
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(AgentSettings)}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    kind = _FIELDS[name].type
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{name}: {value!r} is not a boolean")
+    if kind == "float":
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}: {value!r} is not a number") from None
+    return str(value)
+
+
+def load_settings(
+    flags: Mapping[str, Any], env: Mapping[str, str] | None = None, config_file: str | None = None
+) -> AgentSettings:
+    """Merge YAML < environment < flags (``None`` flags are unset) and validate."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    if config_file:
+        data = yaml.safe_load(Path(config_file).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{config_file}: expected a mapping of settings")
+        for key, value in data.items():
+            name = str(key).replace("-", "_")
+            if name not in _FIELDS:
+                raise ValueError(f"{config_file}: unknown setting {key!r}")
+            values[name] = _coerce(name, value)
+    for name in _FIELDS:
+        env_value = env.get(ENV_PREFIX + name.upper())
+        if env_value is not None:
+            values[name] = _coerce(name, env_value)
+    # Kubernetes' downward API conventionally exports the node name as SPIDERPOOL_NODE_NAME.
+    if "node" not in values and env.get("SPIDERPOOL_NODE_NAME"):
+        values["node"] = env["SPIDERPOOL_NODE_NAME"]
+    for name, value in flags.items():
+        if value is not None and name in _FIELDS:
+            values[name] = _coerce(name, value)
+    values.setdefault("controller", "")
+    return AgentSettings(**values).validate()
