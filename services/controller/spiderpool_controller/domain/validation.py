@@ -26,7 +26,7 @@ from typing import Any, NoReturn
 
 from spiderpool_common.errors import InvalidObject
 
-from spiderpool_controller.domain import models
+from spiderpool_controller.domain import coordinator_spec, models
 from spiderpool_controller.domain.ipset import IPSet, parse_ip, parse_range
 
 Obj = dict[str, Any]
@@ -35,10 +35,13 @@ LABEL_IPPOOL_CIDR = "ipam.spidernet.io/ippool-cidr"
 LABEL_SUBNET_CIDR = "ipam.spidernet.io/subnet-cidr"
 
 # The kinds a user may write through apply; SpiderEndpoint is the agent's record of a pod.
-WRITABLE_KINDS = frozenset({models.KIND_IPPOOL, models.KIND_SUBNET, models.KIND_RESERVED_IP})
+WRITABLE_KINDS = frozenset(
+    {models.KIND_IPPOOL, models.KIND_SUBNET, models.KIND_RESERVED_IP, models.KIND_COORDINATOR}
+)
 READ_ONLY_KINDS = frozenset({models.KIND_ENDPOINT})
-# Kinds that carry the finalizer and an IP-count status.
+# Kinds that carry an IP-count status; the finalizer goes on these and on the coordinator.
 POOL_LIKE_KINDS = frozenset({models.KIND_IPPOOL, models.KIND_SUBNET})
+_FINALIZED_KINDS = POOL_LIKE_KINDS | {models.KIND_COORDINATOR}
 
 _TOP_LEVEL_FIELDS = frozenset({"apiVersion", "kind", "metadata", "spec", "status"})
 # Metadata a user may write, and what the server sets (tolerated so `get -o yaml` re-applies).
@@ -73,6 +76,23 @@ _SPEC_FIELDS: dict[str, frozenset[str]] = {
     ),
     models.KIND_SUBNET: frozenset(_RANGE_SPEC),
     models.KIND_RESERVED_IP: frozenset({"ipVersion", "ips"}),
+    # reference 2.6; the values' rules are coordinator_spec's
+    models.KIND_COORDINATOR: frozenset(
+        {
+            "mode",
+            "podCIDRType",
+            "hijackCIDR",
+            "policyRoutes",
+            "podMACPrefix",
+            "tunePodRoutes",
+            "podDefaultRouteNIC",
+            "hostRuleTable",
+            "podRPFilter",
+            "txQueueLen",
+            "vethLinkAddress",
+            "vethMTU",
+        }
+    ),
 }
 _SELECTOR_FIELDS = ("podAffinity", "namespaceAffinity", "nodeAffinity")
 _NAME_LIST_FIELDS = ("namespaceName", "nodeName", "multusName")
@@ -242,6 +262,14 @@ def default_object(obj: Obj) -> Obj:
     spec = out.get("spec")
     if not isinstance(meta, dict) or not isinstance(spec, dict):
         return out  # validation reports the missing section
+    if kind in _FINALIZED_KINDS:
+        finalizers = meta.get("finalizers")
+        if finalizers is None:
+            finalizers = meta["finalizers"] = []
+        if isinstance(finalizers, list) and models.FINALIZER not in finalizers:
+            finalizers.append(models.FINALIZER)
+    if kind == models.KIND_COORDINATOR:
+        return coordinator_spec.apply_defaults(out)
     version = spec_version(out)
     if spec.get("ipVersion") is None and version is not None:
         spec["ipVersion"] = version
@@ -258,11 +286,6 @@ def default_object(obj: Obj) -> Obj:
             if isinstance(labels, dict):
                 label = LABEL_IPPOOL_CIDR if kind == models.KIND_IPPOOL else LABEL_SUBNET_CIDR
                 labels[label] = cidr_label_value(subnet.strip())
-        finalizers = meta.get("finalizers")
-        if finalizers is None:
-            finalizers = meta["finalizers"] = []
-        if isinstance(finalizers, list) and models.FINALIZER not in finalizers:
-            finalizers.append(models.FINALIZER)
     if kind == models.KIND_IPPOOL:
         spec.setdefault("default", False)
         spec.setdefault("disable", False)
@@ -589,6 +612,10 @@ def validate_create(obj: Obj, peers: Sequence[Obj] = (), settings: ValidationSet
     kind = manifest_kind(obj)
     if kind == models.KIND_RESERVED_IP:
         _check_reserved_ip(obj, settings)
+        return
+    if kind == models.KIND_COORDINATOR:
+        _check_structure(obj, kind)
+        coordinator_spec.validate(obj)
         return
     fam, ips = _check_range_spec(obj, kind, settings)
     if kind == models.KIND_IPPOOL:
