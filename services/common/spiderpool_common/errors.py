@@ -115,8 +115,13 @@ class CniError(SpiderpoolError):
 
     def __init__(self, cni_code: int, message: str, *, details: str = "") -> None:
         super().__init__(message, details=details, cni_code=cni_code)
-        if cni_code in (codes.INVALID_CONFIG, codes.DECODING_FAILURE, codes.INVALID_ENVIRONMENT,
-                        codes.INCOMPATIBLE_VERSION, codes.UNSUPPORTED_FIELD):
+        if cni_code in (
+            codes.INVALID_CONFIG,
+            codes.DECODING_FAILURE,
+            codes.INVALID_ENVIRONMENT,
+            codes.INCOMPATIBLE_VERSION,
+            codes.UNSUPPORTED_FIELD,
+        ):
             self.grpc_code = grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[misc]
         elif cni_code in (codes.TRY_AGAIN_LATER, codes.NOT_AVAILABLE):
             self.grpc_code = grpc.StatusCode.UNAVAILABLE  # type: ignore[misc]
@@ -142,8 +147,19 @@ def _register(*classes: type[SpiderpoolError]) -> None:
         _BY_REASON[cls.reason] = cls
 
 
-_register(InvalidRequest, InvalidObject, NotFound, AlreadyExists, Conflict, PoolNotFound, PoolExhausted,
-          NoPoolMatched, InvalidAnnotation, AllocationNotFound, Unavailable)
+_register(
+    InvalidRequest,
+    InvalidObject,
+    NotFound,
+    AlreadyExists,
+    Conflict,
+    PoolNotFound,
+    PoolExhausted,
+    NoPoolMatched,
+    InvalidAnnotation,
+    AllocationNotFound,
+    Unavailable,
+)
 
 
 def from_rpc_error(exc: grpc.RpcError) -> SpiderpoolError:

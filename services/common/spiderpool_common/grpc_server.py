@@ -43,8 +43,8 @@ def translate_errors(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
             raise
         except Exception as exc:
             log.exception("request_crashed", rpc=method.__name__)
-            err = SpiderpoolError(f"internal error: {type(exc).__name__}: {exc}")
-            await context.abort_with_status(rpc_status.to_status(to_grpc_status(err)))
+            internal = SpiderpoolError(f"internal error: {type(exc).__name__}: {exc}")
+            await context.abort_with_status(rpc_status.to_status(to_grpc_status(internal)))
             raise
 
     return wrapper

@@ -1,0 +1,146 @@
+"""The in-memory state of one SpiderIPPool, and the pure rules for taking and returning IPs.
+
+Owns "which address comes next": the lowest address of ``spec.ips - excludeIPs -
+SpiderReservedIPs - allocated`` (upstream: first free IP in ``spec.ips`` order, which the
+webhook keeps sorted). Everything is interval arithmetic (``ipset.IPSet``), so the cost
+does not depend on the pool's size. No I/O here: the allocation engine owns persistence.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from spiderpool_controller.domain.ipset import IPSet, int_to_ip, ip_to_int
+from spiderpool_controller.domain.models import AllocationRecord, IPPool, Route
+
+
+@dataclass
+class PoolState:
+    """One pool as the engine sees it: spec-derived sets plus the allocation records."""
+
+    pool: IPPool
+    resource_version: str
+    usable: IPSet  # spec.ips - spec.excludeIPs
+    allocated: dict[int, AllocationRecord] = field(default_factory=dict)
+    taken: IPSet = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.taken = IPSet.from_ints(self.version, self.allocated)
+        self._fragments: dict[int, str] = {}  # ip -> '"ip":{record}' (status JSON cache)
+        self._fragment_of: dict[int, AllocationRecord] = {}  # the record each fragment encodes
+
+    # construction -------------------------------------------------------------------
+    @classmethod
+    def from_object(cls, obj: dict[str, Any]) -> PoolState:
+        pool = IPPool.from_dict(obj)
+        usable = IPSet.parse(pool.spec.ips, pool.version) - IPSet.parse(pool.spec.exclude_ips, pool.version)
+        allocated = {ip_to_int(ip, pool.version): rec for ip, rec in pool.allocated.items()}
+        return cls(pool, str(obj["metadata"].get("resourceVersion", "")), usable, allocated)
+
+    def with_spec_of(self, obj: dict[str, Any]) -> PoolState:
+        """A state with ``obj``'s spec and metadata but this state's allocation records."""
+        fresh = PoolState.from_object(obj)
+        fresh.allocated = dict(self.allocated)
+        fresh.taken = IPSet.from_ints(fresh.version, fresh.allocated)
+        return fresh
+
+    # facts --------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.pool.name
+
+    @property
+    def version(self) -> int:
+        return self.pool.version
+
+    @property
+    def prefixlen(self) -> int:
+        return ipaddress.ip_network(self.pool.spec.subnet, strict=False).prefixlen
+
+    @property
+    def gateway(self) -> str | None:
+        return self.pool.spec.gateway or None
+
+    @property
+    def routes(self) -> list[Route]:
+        return list(self.pool.spec.routes)
+
+    @property
+    def terminating(self) -> bool:
+        return self.pool.terminating
+
+    def total(self, reserved: IPSet) -> int:
+        """upstream ``totalIPCount``: usable addresses not reserved."""
+        return (self.usable - reserved).count()
+
+    def free_count(self, reserved: IPSet) -> int:
+        return (self.usable - reserved - self.taken).count()
+
+    # allocation ---------------------------------------------------------------------
+    def lowest_free(self, reserved: IPSet) -> int | None:
+        blocked = self.taken | reserved if reserved else self.taken
+        return self.usable.lowest_not_in(blocked)
+
+    def take(self, ip: int, record: AllocationRecord) -> None:
+        if ip in self.allocated:
+            raise ValueError(f"{int_to_ip(ip, self.version)} is already allocated in {self.name}")
+        self.allocated[ip] = record
+        self.taken = self.taken.with_(ip)
+
+    def give_back(self, ip: int) -> AllocationRecord | None:
+        """Drop the record but keep the address blocked until the release is durable.
+
+        Otherwise a new request could take it while the release might still be rolled
+        back; ``forget`` unblocks it once the release is written."""
+        self._fragments.pop(ip, None)
+        return self.allocated.pop(ip, None)
+
+    def forget(self, ip: int) -> None:
+        if ip not in self.allocated:
+            self.taken = self.taken.without(ip)
+
+    def restore(self, ip: int, record: AllocationRecord) -> None:
+        self.allocated[ip] = record
+        self.taken = self.taken.with_(ip)
+
+    def address(self, ip: int) -> str:
+        return f"{int_to_ip(ip, self.version)}/{self.prefixlen}"
+
+    def status(self, reserved: IPSet) -> dict[str, Any]:
+        """The pool's ``status`` (upstream shape). ``allocatedIPs`` is assembled from cached
+        per-record JSON fragments, so a write costs a join, not a re-encode of every record."""
+        status: dict[str, Any] = {
+            "allocatedIPCount": len(self.allocated),
+            "totalIPCount": self.total(reserved),
+        }
+        if self.allocated:
+            parts = []
+            for ip in sorted(self.allocated):
+                rec = self.allocated[ip]
+                frag = self._fragments.get(ip)
+                if frag is None or self._fragment_of.get(ip) is not rec:
+                    frag = json.dumps({int_to_ip(ip, self.version): rec.to_dict()}, separators=(",", ":"))[
+                        1:-1
+                    ]
+                    self._fragments[ip] = frag
+                    self._fragment_of[ip] = rec
+                parts.append(frag)
+            status["allocatedIPs"] = "{" + ",".join(parts) + "}"
+        return status
+
+
+def reserved_sets(objects: list[dict[str, Any]]) -> dict[int, IPSet]:
+    """Union of every SpiderReservedIP's ``spec.ips`` per family (upstream §2.3)."""
+    out = {4: IPSet.empty(4), 6: IPSet.empty(6)}
+    for obj in objects:
+        spec = obj.get("spec") or {}
+        for text in spec.get("ips") or ():
+            version = 6 if ":" in text else 4
+            try:
+                out[version] = out[version] | IPSet.parse([text], version)
+            except ValueError:
+                continue  # validation rejects these on apply; never let one block allocation
+    return out

@@ -1,0 +1,143 @@
+"""SpiderEndpoint upkeep: one object per pod recording its addresses per interface.
+
+The pool records are the source of truth: they carry pod, UID, container ID, interface,
+node and network, so nothing (GC included) depends on the endpoint being written, unlike
+upstream's #412 where an IP recorded in a pool without its endpoint leaked invisibly.
+The endpoint is the per-pod view for users (``spiderpoolctl get se``): the engine marks a
+pod dirty after each durable change, and this writer brings its object in line with what
+``describe`` says *at flush time*, coalescing bursts into one write per pod. It runs off
+the request path, so an endpoint write never adds latency to an ADD; ``flush`` waits for
+it (tests, shutdown), and ``resync`` repairs every endpoint after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import structlog
+
+from spiderpool_controller.domain.models import (
+    KIND_ENDPOINT,
+    EndpointStatus,
+    IPAllocationDetail,
+    Route,
+    new_object,
+)
+from spiderpool_controller.store.contract import (
+    ObjectAlreadyExists,
+    ObjectNotFound,
+    StaleResourceVersion,
+    Store,
+)
+
+log = structlog.get_logger(__name__)
+
+RETRIES = 20
+PARALLEL_WRITES = 16
+
+EndpointName = tuple[str, str]  # (namespace, name)
+
+
+@dataclass
+class NicAddresses:
+    nic: str
+    addresses: list[tuple[int, str, str, str | None]]  # (version, ip/len, pool, gateway)
+    clean_gateway: bool = False
+    routes: list[Route] = field(default_factory=list)
+
+    def detail(self) -> IPAllocationDetail:
+        d = IPAllocationDetail(interface=self.nic, clean_gateway=self.clean_gateway, routes=list(self.routes))
+        for version, address, pool, gateway in self.addresses:
+            if version == 4:
+                d.ipv4, d.ipv4_pool, d.ipv4_gateway = address, pool, gateway
+            else:
+                d.ipv6, d.ipv6_pool, d.ipv6_gateway = address, pool, gateway
+        return d
+
+
+@dataclass
+class EndpointView:
+    """What the endpoint of one pod should say; ``nics`` empty means it should not exist."""
+
+    uid: str
+    node: str
+    owner_type: str
+    owner_name: str
+    nics: list[NicAddresses]
+
+    def status(self) -> EndpointStatus:
+        ips = sorted((n.detail() for n in self.nics), key=lambda d: d.interface)
+        return EndpointStatus(self.uid, self.node, ips, self.owner_type, self.owner_name)
+
+
+class EndpointWriter:
+    def __init__(self, store: Store, describe: Callable[[EndpointName], EndpointView | None]) -> None:
+        self._store = store
+        self._describe = describe
+        self._dirty: dict[EndpointName, None] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.writes = 0
+        self.failures = 0
+
+    def mark(self, names: Iterable[EndpointName]) -> None:
+        for name in names:
+            self._dirty[name] = None
+        if self._dirty and (self._task is None or self._task.done()):
+            self._idle.clear()
+            self._task = asyncio.create_task(self._run(), name="endpoint-writer")
+
+    async def flush(self) -> None:
+        await self._idle.wait()
+
+    async def _run(self) -> None:
+        sem = asyncio.Semaphore(PARALLEL_WRITES)
+
+        async def one(name: EndpointName) -> None:
+            async with sem:
+                try:
+                    await self._sync(name)
+                except Exception as exc:  # keep the view eventually right: retry on next mark/resync
+                    self.failures += 1
+                    log.warning("endpoint_write_failed", endpoint="/".join(name), error=str(exc))
+
+        try:
+            while self._dirty:
+                batch = list(self._dirty)
+                self._dirty.clear()
+                await asyncio.gather(*(one(n) for n in batch))
+        finally:
+            self._idle.set()
+
+    async def _sync(self, name: EndpointName) -> None:
+        ns, pod = name
+        for _ in range(RETRIES):
+            view = self._describe(name)
+            try:
+                obj: dict[str, object] | None = await self._store.get(KIND_ENDPOINT, pod, ns)
+            except ObjectNotFound:
+                obj = None
+            try:
+                if view is None or not view.nics:
+                    if obj is not None:
+                        meta = obj["metadata"]
+                        assert isinstance(meta, dict)
+                        await self._store.delete(KIND_ENDPOINT, pod, ns, meta.get("resourceVersion"))
+                        self.writes += 1
+                    return
+                status = view.status().to_dict()
+                if obj is None:
+                    obj = await self._store.create(new_object(KIND_ENDPOINT, pod, ns))
+                    self.writes += 1
+                elif obj.get("status") == status:
+                    return
+                obj["status"] = status
+                await self._store.update_status(obj)
+                self.writes += 1
+                return
+            except (StaleResourceVersion, ObjectAlreadyExists, ObjectNotFound):
+                continue
+        raise StaleResourceVersion(f"SpiderEndpoint {ns}/{pod}: too many concurrent changes")

@@ -1,0 +1,132 @@
+"""gRPC ``spiderpool.controller.v1.IpamService``: translation between protobuf and the engine.
+
+Nothing here decides anything: requests become ``AllocationRequest``/engine calls, engine
+results become messages, and errors leave through ``translate_errors``.
+"""
+
+from __future__ import annotations
+
+import grpc
+from spiderpool.controller.v1 import ipam_pb2, ipam_pb2_grpc
+from spiderpool_common.errors import InvalidRequest
+from spiderpool_common.grpc_server import translate_errors
+
+from spiderpool_controller.domain.request import AllocationRequest
+from spiderpool_controller.ipam_engine import Address, IpamEngine
+
+
+def _ip_config(a: Address) -> ipam_pb2.IPConfig:
+    return ipam_pb2.IPConfig(
+        nic=a.nic,
+        version=a.version,
+        address=a.address,
+        gateway=a.gateway or "",
+        pool=a.pool,
+        vlan=a.vlan,
+        clean_gateway=a.clean_gateway,
+    )
+
+
+def _identity(pod: ipam_pb2.PodRef) -> str:
+    return pod.uid or pod.container_id
+
+
+def to_domain(req: ipam_pb2.AllocateRequest) -> AllocationRequest:
+    pod = req.pod
+    return AllocationRequest(
+        container_id=pod.container_id,
+        ifname=req.ifname,
+        pod_namespace=pod.namespace,
+        pod_name=pod.name,
+        pod_uid=pod.uid,
+        node=pod.node,
+        network=req.network,
+        pod_labels=dict(req.pod_labels),
+        pod_annotations=dict(req.pod_annotations),
+        namespace_labels=dict(req.namespace_labels),
+        namespace_annotations=dict(req.namespace_annotations),
+        node_labels=dict(req.node_labels),
+        default_ipv4_pools=tuple(req.default_ipv4_ippools),
+        default_ipv6_pools=tuple(req.default_ipv6_ippools),
+        clean_gateway=req.clean_gateway,
+        owner_kind=req.owner.kind,
+        owner_name=req.owner.name,
+        owner_uid=req.owner.uid,
+        owner_replicas=req.owner.replicas,
+        owner_exists=req.owner.exists,
+        multus_name=req.multus_name,
+    )
+
+
+class IpamServicer(ipam_pb2_grpc.IpamServiceServicer):
+    def __init__(self, engine: IpamEngine) -> None:
+        self._engine = engine
+
+    @translate_errors
+    async def Allocate(
+        self, request: ipam_pb2.AllocateRequest, context: grpc.aio.ServicerContext
+    ) -> ipam_pb2.AllocateResponse:
+        result = await self._engine.allocate(to_domain(request))
+        return ipam_pb2.AllocateResponse(
+            ips=[_ip_config(a) for a in result.ips],
+            routes=[ipam_pb2.Route(nic=nic, dst=r.dst, gw=r.gw) for nic, r in result.routes],
+        )
+
+    @translate_errors
+    async def Release(
+        self, request: ipam_pb2.ReleaseRequest, context: grpc.aio.ServicerContext
+    ) -> ipam_pb2.ReleaseResponse:
+        identity = _identity(request.pod)
+        if not identity or not request.ifname:
+            raise InvalidRequest("Release needs pod.uid or pod.container_id, and ifname")
+        pod_key = f"{request.pod.namespace}/{request.pod.name}" if request.pod.name else ""
+        outcome = await self._engine.release(
+            identity,
+            request.ifname,
+            pod_key=pod_key,
+            owner_kind=request.owner.kind,
+            owner_name=request.owner.name,
+            owner_replicas=request.owner.replicas,
+            owner_exists=request.owner.exists,
+            force=request.force,
+        )
+        return ipam_pb2.ReleaseResponse(released=[_ip_config(a) for a in outcome.released], kept=outcome.kept)
+
+    @translate_errors
+    async def GetEndpoint(
+        self, request: ipam_pb2.GetEndpointRequest, context: grpc.aio.ServicerContext
+    ) -> ipam_pb2.GetEndpointResponse:
+        identity = _identity(request.pod)
+        if not identity:
+            raise InvalidRequest("GetEndpoint needs pod.uid or pod.container_id")
+        if request.ifname:
+            found = {request.ifname: self._engine.lookup(identity, request.ifname)}
+        else:
+            found = self._engine.attachments_of(identity)
+        return ipam_pb2.GetEndpointResponse(
+            ips=[_ip_config(a) for nic in sorted(found) for a in found[nic]],
+        )
+
+    @translate_errors
+    async def ReleaseUnlisted(
+        self, request: ipam_pb2.ReleaseUnlistedRequest, context: grpc.aio.ServicerContext
+    ) -> ipam_pb2.ReleaseUnlistedResponse:
+        if not request.network:
+            raise InvalidRequest("ReleaseUnlisted needs the network name")
+        valid = {(a.container_id, a.ifname) for a in request.valid}
+        released, errors = await self._engine.release_unlisted(request.node, request.network, valid)
+        return ipam_pb2.ReleaseUnlistedResponse(released=[_ip_config(a) for a in released], errors=errors)
+
+    @translate_errors
+    async def CheckCapacity(
+        self, request: ipam_pb2.CheckCapacityRequest, context: grpc.aio.ServicerContext
+    ) -> ipam_pb2.CheckCapacityResponse:
+        ready, reason = self._engine.check_capacity(
+            list(request.default_ipv4_ippools), list(request.default_ipv6_ippools)
+        )
+        return ipam_pb2.CheckCapacityResponse(ready=ready, reason=reason)
+
+
+def register(server: grpc.aio.Server, engine: IpamEngine) -> list[str]:
+    ipam_pb2_grpc.add_IpamServiceServicer_to_server(IpamServicer(engine), server)
+    return [ipam_pb2.DESCRIPTOR.services_by_name["IpamService"].full_name]

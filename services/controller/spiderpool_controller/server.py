@@ -1,0 +1,72 @@
+"""Wiring of the controller process: store, engine, resource service, gRPC server."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from dataclasses import dataclass
+
+import grpc
+import structlog
+from spiderpool_common.grpc_server import start_server
+
+from spiderpool_controller.change_feed import NotifyingStore
+from spiderpool_controller.domain.validation import ValidationSettings
+from spiderpool_controller.grpcapi import ipam_servicer, resource_servicer
+from spiderpool_controller.ipam_engine import EngineSettings, IpamEngine
+from spiderpool_controller.resource_service import ResourceService
+from spiderpool_controller.settings import ControllerSettings
+from spiderpool_controller.store.contract import Store
+from spiderpool_controller.store.factory import open_store
+from spiderpool_controller.store.instrumented import InstrumentedStore
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Controller:
+    server: grpc.aio.Server
+    address: str
+    engine: IpamEngine
+    store: Store
+
+    async def stop(self, grace: float = 5.0) -> None:
+        await self.server.stop(grace)
+        await self.engine.close()
+        await self.store.close()
+
+
+async def start_controller(settings: ControllerSettings) -> Controller:
+    store: Store = open_store(settings.store)
+    if settings.write_latency_ms > 0:
+        store = InstrumentedStore(store, write_latency_s=settings.write_latency_ms / 1000)
+    engine = IpamEngine(
+        store,
+        EngineSettings(
+            group_commit=settings.group_commit,
+            required_families=settings.required_families,
+            max_allocated_ips=settings.max_allocated_ips,
+        ),
+    )
+    await engine.start()
+    resources = ResourceService(
+        NotifyingStore(store, engine), ValidationSettings(enable_ipv4=True, enable_ipv6=True)
+    )
+
+    def register(server: grpc.aio.Server) -> list[str]:
+        return [*ipam_servicer.register(server, engine), *resource_servicer.register(server, resources)]
+
+    server, address = await start_server(settings.listen, register)
+    log.info("controller_serving", address=address, store=settings.store, group_commit=settings.group_commit)
+    return Controller(server, address, engine, store)
+
+
+async def run(settings: ControllerSettings) -> None:
+    controller = await start_controller(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("controller_stopping")
+    await controller.stop()
