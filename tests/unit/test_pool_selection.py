@@ -224,6 +224,15 @@ def test_wildcard_classes_and_single_characters() -> None:
     assert only(select_candidates(req, pools, ANY)).ipv4 == ("p1", "p3", "p2")
 
 
+def test_wildcard_negated_class_accepts_gos_caret() -> None:
+    """A '[^...]' class is negated as in Go's filepath.Match, like '[!...]'."""
+    pools = pools_of(pool("p1"), pool("p2"), pool("p3"))
+    req = request(pod_annotations=ippool_anno(["p[^1]"]))
+    assert only(select_candidates(req, pools, ANY)).ipv4 == ("p2", "p3")
+    req = request(pod_annotations=ippool_anno(["p[!2]"]))
+    assert only(select_candidates(req, pools, ANY)).ipv4 == ("p1", "p3")
+
+
 def test_wildcard_matching_nothing_is_no_pool_matched() -> None:
     """A list whose wildcards match no pool of the family yields no candidates."""
     req = request(pod_annotations=ippool_anno(["nope*"]))

@@ -81,7 +81,13 @@ class _Rule:
 def select_candidates(
     req: AllocationRequest, pools: Mapping[str, IPPool], required_families: frozenset[int]
 ) -> list[NicCandidates]:
-    """The candidate pools of every NIC this request allocates, in the order to try them."""
+    """The candidate pools of every NIC this request allocates, in the order to try them.
+
+    Raises ``PoolNotFound`` for a named pool that does not exist, ``NoPoolMatched`` when no
+    rule applies, a required family has no names, or filtering leaves a family of a NIC
+    empty, and ``InvalidAnnotation`` (``InvalidRequest`` for the CNI config) for malformed
+    annotations or a pool listed twice.
+    """
     if not required_families <= set(FAMILIES):
         raise ValueError(f"required IP families must be among {FAMILIES}, got {sorted(required_families)}")
     rule = _winning_rule(req, pools)
@@ -177,7 +183,8 @@ def _expand(
     for name in names:
         if _WILDCARD_CHARS.intersection(name):
             family = (p for p, pool in pools.items() if pool.version == version)
-            matches = sorted(p for p in family if fnmatchcase(p, name))
+            pattern = name.replace("[^", "[!")  # Go's filepath.Match negates with '^', fnmatch with '!'
+            matches = sorted(p for p in family if fnmatchcase(p, pattern))
         elif name in pools:
             matches = [name]
         else:
