@@ -69,7 +69,7 @@ def _route_entry(msg: Any, by_index: dict[int, str]) -> p.RouteEntry | None:
     dst = msg.get("dst") or ("0.0.0.0" if version == 4 else "::")
     return p.RouteEntry(
         dst=str(ipaddress.ip_network(f"{dst}/{msg['dst_len']}", strict=False)),
-        dev=by_index[msg["oif"]],
+        dev=by_index[msg.get("oif")],
         table=int(msg.get("table") or msg["table"]),
         gw=str(msg.get("gateway") or ""),
         scope="link" if msg["scope"] == SCOPE_LINK else "",
