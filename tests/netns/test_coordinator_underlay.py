@@ -6,9 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from coordinator_lab import EXT_V4, SUBNETS, Lab, routes
 from spiderpool_coordinator.config import CoordinatorConfig
 from spiderpool_tools.netns import NetNs
+
+from tests.netns.coordinator_lab import EXT_V4, SUBNETS, Lab, routes
 
 pytestmark = pytest.mark.netns
 A = SUBNETS[0]
