@@ -194,6 +194,7 @@ class _Exchange:
         self.blocks: list[list[tuple[bytes, bytes]]] = []
         self.body = bytearray()
         self.ended = False
+        self.write_error = ""
 
     # -- sending -------------------------------------------------------------------------
 
@@ -206,13 +207,20 @@ class _Exchange:
     def _flush(self) -> None:
         if not self.out:
             return
+        if self.write_error:
+            self.out.clear()
+            return
         self.sock.settimeout(self._remaining())
         try:
             self.sock.sendall(self.out)
         except TimeoutError:
             raise DeadlineExceeded("deadline exceeded sending the request") from None
         except OSError as exc:
-            raise ConnectionLost(f"the agent closed the connection: {exc}") from None
+            # The peer stopped reading (closed, or answered early and shut down): what it
+            # sent before may still be in our receive buffer, so keep reading; an end of
+            # file before the trailers then reports this error.
+            self.write_error = str(exc)
+            self.pending = memoryview(b"")
         self.out.clear()
 
     def _queue_data(self) -> None:
@@ -260,9 +268,11 @@ class _Exchange:
         self.pending = memoryview(b"\x00" + len(message).to_bytes(4, "big") + message)
         self._queue_data()
         self._flush()
-        while not self.ended:
+        while True:
             frame_type, flags, stream, payload = self._read_frame()
             self._handle(frame_type, flags, stream, payload)
+            if self.ended:
+                break
             self._queue_data()
             self._flush()
         return self._outcome()
@@ -276,9 +286,10 @@ class _Exchange:
         except TimeoutError:
             raise DeadlineExceeded("deadline exceeded waiting for the agent's answer") from None
         except OSError as exc:
-            raise ConnectionLost(f"the agent connection failed: {exc}") from None
+            raise ConnectionLost(f"the agent closed the connection before answering: {exc}") from None
         if not data:
-            raise ConnectionLost("the agent closed the connection before answering")
+            cause = f" ({self.write_error})" if self.write_error else ""
+            raise ConnectionLost(f"the agent closed the connection before answering{cause}")
         self.inbuf += data
 
     def _read_frame(self) -> tuple[int, int, int, bytes]:

@@ -1,0 +1,209 @@
+"""What the installed shims print when the call cannot reach the agent or is malformed.
+
+Every case runs the installed executable as a CNI runtime would (env + stdin, subprocess)
+and checks that stdout is exactly one JSON object, spec-shaped (``{cniVersion, code, msg,
+details}`` for errors), that the exit code says the same, and that no traceback reaches
+stdout. VERSION is answered locally; bad stdin (6) and a bad command (4) never contact the
+agent; an unreachable agent is "try again later" (11), or "not available" (50) for STATUS.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from spiderpool_cni import codes, shim
+from spiderpool_cni.install import install
+
+VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
+
+
+@pytest.fixture(scope="module")
+def bin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cnibin")
+    install(str(path))
+    return path
+
+
+def run(executable: Path, env: dict[str, str], stdin: bytes) -> tuple[int, dict[str, Any], bytes]:
+    """Run a shim; return its exit code, its stdout parsed as one JSON object, and stderr."""
+    proc = subprocess.run([str(executable)], input=stdin, env=env, capture_output=True, timeout=30, check=False)
+    assert b"Traceback" not in proc.stdout
+    assert proc.stdout.endswith(b"\n")
+    obj = json.loads(proc.stdout)  # exactly one document, or this raises
+    assert isinstance(obj, dict)
+    return proc.returncode, obj, proc.stderr
+
+
+def assert_cni_error(rc: int, obj: dict[str, Any], code: int, cni_version: str = "1.1.0") -> None:
+    assert rc == 1
+    assert set(obj) == {"cniVersion", "code", "msg", "details"}
+    assert obj["code"] == code
+    assert obj["cniVersion"] == cni_version
+    assert isinstance(obj["msg"], str)
+    assert obj["msg"]
+
+
+def add_env(**extra: str) -> dict[str, str]:
+    return {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/run/netns/p", "CNI_IFNAME": "eth0", **extra}
+
+
+def dead_config(tmp_path: Path, cni_version: str = "1.0.0") -> bytes:
+    sock = str(tmp_path / "no-agent.sock")
+    return json.dumps(
+        {
+            "cniVersion": cni_version,
+            "name": "n",
+            "ipam_unix_socket_path": sock,
+            "logOptions": {"logFile": str(tmp_path / "coordinator.log")},
+            "ipam": {"type": "spiderpool", "ipam_unix_socket_path": sock, "log_file_path": str(tmp_path / "ipam.log")},
+        }
+    ).encode()
+
+
+SHIMS = ["spiderpool", "coordinator"]
+
+
+@pytest.mark.parametrize("name", SHIMS)
+@pytest.mark.parametrize(
+    ("stdin", "details"),
+    [
+        (b"", "empty input"),
+        (b"   \n", "empty input"),
+        (b"not json", "expecting a JSON value"),
+        (b'{"cniVersion": "1.0.0",', "Expecting property name"),
+        (b'{"name": "\x01"}', "Invalid control character"),
+        (b'{"a": NaN}', "invalid JSON constant NaN"),
+        (b"{} {}", "extra data"),
+        (b'{"name": "\xff"}', "not UTF-8"),
+        (b"[1, 2]", "got an array"),
+        (b'"a string"', "got a string"),
+        (b"42", "got a number"),
+        (b"null", "got null"),
+    ],
+)
+def test_stdin_that_is_not_a_json_object_is_a_decoding_failure(
+    bin_dir: Path, name: str, stdin: bytes, details: str
+) -> None:
+    """Stdin that is empty, malformed or not an object gives code 6 with details saying why."""
+    rc, obj, stderr = run(bin_dir / name, add_env(), stdin)
+    assert_cni_error(rc, obj, codes.DECODING_FAILURE)
+    assert details in obj["details"]
+    assert stderr == b""
+
+
+@pytest.mark.parametrize("name", SHIMS)
+@pytest.mark.parametrize(("env", "fragment"), [({"CNI_COMMAND": "ATTACH"}, "ATTACH"), ({}, "not set")])
+def test_unknown_or_missing_command_is_invalid_environment(
+    bin_dir: Path, tmp_path: Path, name: str, env: dict[str, str], fragment: str
+) -> None:
+    """An unknown or absent CNI_COMMAND gives code 4 and carries the request's cniVersion."""
+    rc, obj, _ = run(bin_dir / name, env, dead_config(tmp_path, "0.4.0"))
+    assert_cni_error(rc, obj, codes.INVALID_ENVIRONMENT, "0.4.0")
+    assert fragment in obj["msg"]
+
+
+@pytest.mark.parametrize("name", SHIMS)
+@pytest.mark.parametrize("version", [*VERSIONS, "0.2.0"])
+def test_version_echoes_the_request_and_lists_supported_versions(bin_dir: Path, name: str, version: str) -> None:
+    """VERSION is answered without the agent: the requested cniVersion and every supported one."""
+    rc, obj, _ = run(bin_dir / name, {"CNI_COMMAND": "VERSION"}, json.dumps({"cniVersion": version}).encode())
+    assert rc == 0
+    assert obj == {"cniVersion": version, "supportedVersions": VERSIONS}
+
+
+def test_version_with_empty_stdin_answers_the_current_version(bin_dir: Path) -> None:
+    """VERSION with nothing on stdin reports 1.1.0 rather than failing (runtimes probe plugins so)."""
+    rc, obj, _ = run(bin_dir / "spiderpool", {"CNI_COMMAND": "VERSION"}, b"")
+    assert (rc, obj["cniVersion"], obj["supportedVersions"]) == (0, "1.1.0", VERSIONS)
+
+
+def test_version_with_malformed_stdin_is_a_decoding_failure(bin_dir: Path) -> None:
+    """VERSION with stdin that is not a JSON object gives code 6."""
+    rc, obj, _ = run(bin_dir / "coordinator", {"CNI_COMMAND": "VERSION"}, b"[]")
+    assert_cni_error(rc, obj, codes.DECODING_FAILURE)
+
+
+@pytest.mark.parametrize("name", SHIMS)
+@pytest.mark.parametrize("verb", ["ADD", "DEL", "CHECK", "GC"])
+def test_unreachable_agent_is_try_again_later(bin_dir: Path, tmp_path: Path, name: str, verb: str) -> None:
+    """With no agent on the configured socket, every verb but STATUS gives code 11 naming the socket."""
+    rc, obj, _ = run(bin_dir / name, add_env(CNI_COMMAND=verb), dead_config(tmp_path))
+    assert_cni_error(rc, obj, codes.TRY_AGAIN_LATER, "1.0.0")
+    assert obj["msg"] == f"spiderpool-agent unreachable at {tmp_path / 'no-agent.sock'}: [Errno 2] No such file or directory"
+
+
+@pytest.mark.parametrize("name", SHIMS)
+def test_unreachable_agent_on_status_is_not_available(bin_dir: Path, tmp_path: Path, name: str) -> None:
+    """STATUS with no agent gives code 50: the plugin cannot serve ADD."""
+    rc, obj, _ = run(bin_dir / name, {"CNI_COMMAND": "STATUS"}, dead_config(tmp_path, "1.1.0"))
+    assert_cni_error(rc, obj, codes.NOT_AVAILABLE, "1.1.0")
+
+
+def test_default_socket_is_used_when_the_config_names_none(bin_dir: Path) -> None:
+    """Without ipam_unix_socket_path the shim tries /var/run/spidernet/spiderpool.sock."""
+    config = b'{"cniVersion": "1.0.0", "name": "n", "ipam": {"type": "spiderpool", "log_file_path": "/dev/null"}}'
+    if Path("/var/run/spidernet/spiderpool.sock").exists():
+        pytest.fail("a real agent socket exists on this machine; the test needs it absent")
+    rc, obj, _ = run(bin_dir / "spiderpool", add_env(), config)
+    assert_cni_error(rc, obj, codes.TRY_AGAIN_LATER, "1.0.0")
+    assert "/var/run/spidernet/spiderpool.sock" in obj["msg"]
+
+
+@pytest.mark.parametrize(("name", "log_name"), [("spiderpool", "ipam.log"), ("coordinator", "coordinator.log")])
+def test_each_call_appends_one_line_to_the_configured_log(
+    bin_dir: Path, tmp_path: Path, name: str, log_name: str
+) -> None:
+    """The shim logs one line per call to its configured file (never stdout), creating the file."""
+    for _ in range(2):
+        run(bin_dir / name, add_env(), dead_config(tmp_path))
+    lines = (tmp_path / log_name).read_text().splitlines()
+    assert len(lines) == 2
+    assert all('command="ADD"' in line and "code=11" in line and 'containerID="c1"' in line for line in lines)
+
+
+def test_an_unwritable_log_never_fails_the_call(bin_dir: Path, tmp_path: Path) -> None:
+    """A log path that cannot be created (a file as its directory) leaves the answer unchanged."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    config = json.dumps(
+        {"cniVersion": "1.0.0", "ipam": {"ipam_unix_socket_path": str(tmp_path / "x.sock"),
+                                         "log_file_path": str(blocker / "sub" / "ipam.log")}}
+    ).encode()  # fmt: skip
+    rc, obj, stderr = run(bin_dir / "spiderpool", add_env(), config)
+    assert_cni_error(rc, obj, codes.TRY_AGAIN_LATER, "1.0.0")
+    assert stderr == b""
+
+
+def test_log_directory_is_created(bin_dir: Path, tmp_path: Path) -> None:
+    """A log path in directories that do not exist yet gets them created."""
+    log = tmp_path / "a" / "b" / "ipam.log"
+    config = json.dumps(
+        {"cniVersion": "1.0.0", "ipam": {"ipam_unix_socket_path": str(tmp_path / "x.sock"), "log_file_path": str(log)}}
+    ).encode()
+    run(bin_dir / "spiderpool", add_env(), config)
+    assert "code=11" in log.read_text()
+
+
+def test_unexpected_exception_prints_internal_error_json_and_logs_the_traceback(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A crash inside the shim prints code 999 as JSON on fd 1; the traceback goes to the log only."""
+
+    def boom(kind: str, env: dict[str, str], stdin: bytes) -> shim.Reply:
+        raise RuntimeError("kaput")
+
+    log = tmp_path / "crash.log"
+    monkeypatch.setattr(shim, "handle", boom)
+    monkeypatch.setattr(shim, "_read_stdin", lambda: b"{}")
+    monkeypatch.setitem(shim.DEFAULT_LOG, "ipam", str(log))
+    assert shim.run("ipam") == 1
+    out = capfd.readouterr().out
+    obj = json.loads(out)
+    assert obj["code"] == codes.INTERNAL
+    assert "RuntimeError: kaput" in obj["msg"]
+    assert "Traceback" not in out
+    assert "Traceback" in log.read_text()
