@@ -58,4 +58,4 @@ def make_pod() -> Iterator[Callable[[], NetNs]]:
 @pytest.fixture
 def node_runtime(node_ns: NetNs, tmp_path: Path) -> CniRuntime:
     """Our CNI runtime executing plugins from /usr/lib/cni inside the node namespace."""
-    return CniRuntime([str(REFERENCE_PLUGINS)], tmp_path / "cni-cache", preexec_fn=node_ns.enter_fn())
+    return CniRuntime([str(REFERENCE_PLUGINS)], tmp_path / "cni-cache", exec_context=node_ns.entered)

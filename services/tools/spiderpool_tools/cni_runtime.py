@@ -25,7 +25,9 @@ CNI_NETNS, CNI_IFNAME, CNI_ARGS, CNI_PATH) and the request configuration on stdi
 the plugin object with ``name``, ``cniVersion``, ``runtimeConfig`` (declared
 capabilities intersected with the caller's capability args) and ``prevResult``
 injected, ``capabilities`` removed. A caller that needs the plugins to run inside
-another network namespace (the demo's "node" namespace) passes a ``preexec_fn``.
+another network namespace (the demo's "node" namespace) passes an ``exec_context``
+(e.g. ``NetNs.entered``) that holds while each plugin process is spawned, or a
+``preexec_fn`` (e.g. ``NetNs.enter_fn()``; slower, it rules out vfork).
 
 Pure standard library; the CLI at the bottom is a thin ``cnitool`` replacement.
 """
@@ -40,6 +42,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -254,6 +257,7 @@ class CniRuntime:
         cache_dir: str | os.PathLike[str] = DEFAULT_CACHE_DIR,
         *,
         timeout: float = 60.0,
+        exec_context: Callable[[], AbstractContextManager[object]] | None = None,
         preexec_fn: Callable[[], None] | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
@@ -262,7 +266,8 @@ class CniRuntime:
         self.plugin_dirs = [str(d) for d in plugin_dirs]
         self.cache_dir = Path(cache_dir)
         self.timeout = timeout
-        self.preexec_fn = preexec_fn
+        self.exec_context = exec_context
+        self.preexec_fn = preexec_fn  # slower than exec_context: it rules out vfork
         base = dict(os.environ if env is None else env)
         self._base_env = {k: v for k, v in base.items() if not k.startswith("CNI_")}
 
@@ -293,23 +298,26 @@ class CniRuntime:
                 env["CNI_NETNS"] = rt.netns
             env["CNI_ARGS"] = rt.cni_args
         payload = json.dumps(stdin).encode()
-        try:
-            proc = subprocess.run(
+        with self.exec_context() if self.exec_context is not None else nullcontext():
+            proc = subprocess.Popen(
                 [binary],
-                input=payload,
-                capture_output=True,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 env=env,
-                timeout=self.timeout,
-                check=False,
-                preexec_fn=self.preexec_fn,  # setns into the node namespace; callers are single-threaded
+                preexec_fn=self.preexec_fn,  # noqa: PLW1509  (opt-in; exec_context is the thread-safe way)
             )
+        try:
+            stdout, stderr = proc.communicate(payload, timeout=self.timeout)
         except subprocess.TimeoutExpired as exc:
+            proc.kill()
+            proc.communicate()
             raise CniPluginError(
                 INTERNAL_CODE, f"{command} timed out after {self.timeout}s", plugin=plugin_type
             ) from exc
-        out = proc.stdout.strip()
+        out = stdout.strip()
         if proc.returncode != 0:
-            raise _plugin_error(plugin_type, command, proc.returncode, out, proc.stderr)
+            raise _plugin_error(plugin_type, command, proc.returncode, out, stderr)
         if not out:
             return None
         try:

@@ -302,7 +302,7 @@ def run_demo(opts: Options, console: Console, cleanup: ExitStack) -> None:
         console.detail(stack.ctl("get", "ippools"))
 
     runtime = CniRuntime([str(stack.layout.bin_dir), str(REFERENCE_PLUGINS)], stack.layout.cache_dir,
-                         preexec_fn=node.enter_fn())  # fmt: skip
+                         exec_context=node.entered)  # fmt: skip
     network = macvlan_network(stack, v4_pools=[POOL_V4], v6_pools=[POOL_V6])
     pods: list[DemoPod] = []
 
