@@ -24,7 +24,6 @@ from spiderpool_coordinator.config import CoordinatorConfig
 from spiderpool_tools.cni_runtime import CniRuntime, RuntimeConf, load_config
 from spiderpool_tools.netns import NetNs
 
-PLUGINS = "/usr/lib/cni"
 EXT_V4, EXT_V6 = "172.16.0.2", "fd16::2"
 _ids = itertools.count()
 
@@ -63,12 +62,24 @@ class Lab:
     pods: list[NetNs] = field(default_factory=list)
 
     @classmethod
-    def create(cls, node: NetNs, tmp: Path, subnets: int = 1) -> Lab:
+    def create(cls, node: NetNs, runtime: CniRuntime, tmp: Path, subnets: int = 1) -> Lab:
+        """Build the router, the client and ``subnets`` subnets; on failure nothing is left behind."""
         router = NetNs.create("sprtr")
-        ext = NetNs.create("spext")
-        lab = cls(
-            node, router, ext, CniRuntime([PLUGINS], tmp / "cache", preexec_fn=node.enter_fn()), tmp / "ipam"
-        )
+        try:
+            ext = NetNs.create("spext")
+        except BaseException:
+            router.delete()
+            raise
+        lab = cls(node, router, ext, runtime, tmp / "ipam")
+        try:
+            lab._wire(subnets)
+        except BaseException:
+            lab.close()
+            raise
+        return lab
+
+    def _wire(self, subnets: int) -> None:
+        router, ext, node = self.router, self.ext, self.node
         for ns in (router, ext, node):
             ns.disable_dad()
         for key in ("all", "default"):
@@ -88,7 +99,6 @@ class Lab:
             router.add_address(f"gw{sn.letter}", f"{sn.host(1, 6)}/64", nodad=True)
             node.add_address(sn.master, f"{sn.host(2)}/24")
             node.add_address(sn.master, f"{sn.host(2, 6)}/64", nodad=True)
-        return lab
 
     def close(self) -> None:
         for ns in (*self.pods, self.ext, self.router):

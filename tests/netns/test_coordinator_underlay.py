@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from spiderpool_coordinator.config import CoordinatorConfig
+from spiderpool_tools.cni_runtime import CniRuntime
 from spiderpool_tools.netns import NetNs
 
 from tests.netns.coordinator_lab import EXT_V4, SUBNETS, Lab, routes
@@ -16,8 +17,8 @@ A = SUBNETS[0]
 
 
 @pytest.fixture
-def lab(node_ns: NetNs, tmp_path: Path) -> Iterator[Lab]:
-    made = Lab.create(node_ns, tmp_path, subnets=1)
+def lab(node_ns: NetNs, node_runtime: CniRuntime, tmp_path: Path) -> Iterator[Lab]:
+    made = Lab.create(node_ns, node_runtime, tmp_path, subnets=1)
     try:
         yield made
     finally:

@@ -313,12 +313,14 @@ def apply(plan: p.Plan, pod: Any, host: Any) -> None:
         ensure_rule(host, rule)
     for neigh in plan.pod_neighs:
         replace_neigh(pod, neigh, pod_links)
-    # Scope-link routes first: a gateway must be on-link before a route through it is added.
+    # Moves before additions (a new main default must not replace the one being moved), and
+    # scope-link routes first: a gateway must be on-link before a route through it is added.
+    for moved in sorted(plan.pod_moves, key=lambda r: r.scope != "link"):
+        replace_route(pod, moved, pod_links)
+    for moved in sorted(plan.pod_moves, key=lambda r: r.scope == "link"):
+        delete_route(pod, p.RouteEntry(moved.dst, moved.dev, p.MAIN_TABLE, moved.gw), pod_links)
     for route in sorted(plan.pod_routes, key=lambda r: (r.scope != "link", r.table)):
         replace_route(pod, route, pod_links)
-    for moved in plan.pod_moves:
-        replace_route(pod, moved, pod_links)
-        delete_route(pod, p.RouteEntry(moved.dst, moved.dev, p.MAIN_TABLE, moved.gw), pod_links)
     for rule in plan.pod_rules:
         ensure_rule(pod, rule)
 

@@ -262,9 +262,10 @@ def build_plan(
     if cfg.tune_pod_routes and not (mode == MODE_UNDERLAY and first):
         _tune(cfg, ifname=ifname, pod=pod, plan=plan, addrs=addrs, gateways=gateways, nics=nics)
 
-    # Step 12: policy routes in this NIC's table.
+    # Step 12: policy routes in this NIC's table; the config is pod-wide, so each route goes to
+    # the NIC whose subnet holds its gateway (elsewhere the kernel refuses it as unreachable).
     for pr in cfg.policy_routes:
-        if pr.version in families:
+        if any(ipaddress.ip_address(pr.gw) in a.network for a in addrs):
             plan.pod_routes.append(RouteEntry(pr.dst, ifname, table, gw=pr.gw))
     return plan
 
