@@ -249,3 +249,26 @@ async def test_coordinator_apply_keeps_the_controllers_status(
     assert updated["status"] == {"phase": "Synced"}
     with pytest.raises(InvalidObject):
         await service.apply(models.new_object(models.KIND_COORDINATOR, "default", spec={"mode": "auto"}))
+
+
+async def test_delete_reports_a_pool_the_engine_finalized_first_as_gone(store: SqliteStore) -> None:
+    """When the IPAM engine drops the finalizer first, delete still reports the pool gone."""
+
+    class EngineFinalizes:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(store, name)
+
+        async def delete(
+            self, kind: str, name: str, namespace: str = "", resource_version: str | None = None
+        ) -> Any:
+            marked = await store.delete(kind, name, namespace, resource_version)
+            assert marked is not None
+            await store.update({**marked, "metadata": {**marked["metadata"], "finalizers": []}})
+            return marked
+
+    service = ResourceService(cast(Store, EngineFinalizes()))
+    await service.apply(pool())
+    result = await service.delete(models.KIND_IPPOOL, "demo-v4")
+    assert result["metadata"]["finalizers"] == []
+    with pytest.raises(ObjectNotFound):
+        await service.get(models.KIND_IPPOOL, "demo-v4")

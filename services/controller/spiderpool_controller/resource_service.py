@@ -213,7 +213,11 @@ class ResourceService:
             return result
 
     async def _finalize_if_idle(self, obj: Obj) -> Obj:
-        """Drop our finalizer from a marked pool or subnet that has nothing allocated."""
+        """Drop our finalizer from a marked pool or subnet that has nothing allocated.
+
+        The IPAM engine may finalize it first (it watches terminating pools); a pool found
+        gone is returned without finalizers, as the store last had it.
+        """
         kind, name = obj["kind"], _meta(obj)["name"]
         current = obj
         for _ in range(self._attempts):
@@ -227,9 +231,9 @@ class ResourceService:
             except StaleResourceVersion:
                 pass
             except ObjectNotFound:
-                return current
+                return released
             try:
                 current = await self._store.get(kind, name)
             except ObjectNotFound:
-                return current
+                return released
         return current
