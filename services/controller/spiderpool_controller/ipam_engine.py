@@ -116,6 +116,8 @@ class IpamEngine:
         self._reserved = reserved_sets(reserved)
         for obj in pools:
             self._install(PoolState.from_object(obj))
+        for obj in pools:
+            await self._ensure_status(obj)
         endpoints, _ = await self._store.list(KIND_ENDPOINT)
         stale = [(o["metadata"].get("namespace", ""), o["metadata"]["name"]) for o in endpoints]
         self._endpoints.mark([*stale, *self._endpoint_of])  # repair what a crash left behind
@@ -173,7 +175,19 @@ class IpamEngine:
             return
         state = current.with_spec_of(obj) if current is not None else PoolState.from_object(obj)
         self._install(state)
+        await self._ensure_status(obj)
         await self._finalize_if_done(state)
+
+    async def _ensure_status(self, obj: dict[str, Any]) -> None:
+        """Write the status counters when the stored ones are missing or stale (new pool,
+        changed ips/excludeIPs/reserved IPs): the engine is the status' only writer."""
+        state = self._pools.get(obj["metadata"]["name"])
+        if state is None or not self.settings.group_commit:
+            return
+        status = obj.get("status") or {}
+        expected = (len(state.allocated), state.total(self._reserved[state.version]))
+        if (status.get("allocatedIPCount"), status.get("totalIPCount")) != expected:
+            await self._writer(state.name).submit([])
 
     async def pool_deleted(self, name: str) -> None:
         state = self._pools.pop(name, None)
@@ -185,6 +199,9 @@ class IpamEngine:
     async def reserved_changed(self) -> None:
         reserved, _ = await self._store.list(KIND_RESERVED_IP)
         self._reserved = reserved_sets(reserved)
+        pools, _ = await self._store.list(KIND_IPPOOL)
+        for obj in pools:  # totalIPCount excludes reserved addresses
+            await self._ensure_status(obj)
 
     async def _finalize_if_done(self, state: PoolState) -> None:
         """A terminating pool with no allocation left loses its finalizer (and goes)."""
