@@ -30,7 +30,9 @@ def bin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def run(executable: Path, env: dict[str, str], stdin: bytes) -> tuple[int, dict[str, Any], bytes]:
     """Run a shim; return its exit code, its stdout parsed as one JSON object, and stderr."""
-    proc = subprocess.run([str(executable)], input=stdin, env=env, capture_output=True, timeout=30, check=False)
+    proc = subprocess.run(
+        [str(executable)], input=stdin, env=env, capture_output=True, timeout=30, check=False
+    )
     assert b"Traceback" not in proc.stdout
     assert proc.stdout.endswith(b"\n")
     obj = json.loads(proc.stdout)  # exactly one document, or this raises
@@ -48,7 +50,13 @@ def assert_cni_error(rc: int, obj: dict[str, Any], code: int, cni_version: str =
 
 
 def add_env(**extra: str) -> dict[str, str]:
-    return {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/run/netns/p", "CNI_IFNAME": "eth0", **extra}
+    return {
+        "CNI_COMMAND": "ADD",
+        "CNI_CONTAINERID": "c1",
+        "CNI_NETNS": "/run/netns/p",
+        "CNI_IFNAME": "eth0",
+        **extra,
+    }
 
 
 def dead_config(tmp_path: Path, cni_version: str = "1.0.0") -> bytes:
@@ -59,7 +67,11 @@ def dead_config(tmp_path: Path, cni_version: str = "1.0.0") -> bytes:
             "name": "n",
             "ipam_unix_socket_path": sock,
             "logOptions": {"logFile": str(tmp_path / "coordinator.log")},
-            "ipam": {"type": "spiderpool", "ipam_unix_socket_path": sock, "log_file_path": str(tmp_path / "ipam.log")},
+            "ipam": {
+                "type": "spiderpool",
+                "ipam_unix_socket_path": sock,
+                "log_file_path": str(tmp_path / "ipam.log"),
+            },
         }
     ).encode()
 
@@ -108,7 +120,9 @@ def test_unknown_or_missing_command_is_invalid_environment(
 
 @pytest.mark.parametrize("name", SHIMS)
 @pytest.mark.parametrize("version", [*VERSIONS, "0.2.0"])
-def test_version_echoes_the_request_and_lists_supported_versions(bin_dir: Path, name: str, version: str) -> None:
+def test_version_echoes_the_request_and_lists_supported_versions(
+    bin_dir: Path, name: str, version: str
+) -> None:
     """VERSION is answered without the agent: the requested cniVersion and every supported one."""
     rc, obj, _ = run(bin_dir / name, {"CNI_COMMAND": "VERSION"}, json.dumps({"cniVersion": version}).encode())
     assert rc == 0
@@ -133,7 +147,8 @@ def test_unreachable_agent_is_try_again_later(bin_dir: Path, tmp_path: Path, nam
     """With no agent on the configured socket, every verb but STATUS gives code 11 naming the socket."""
     rc, obj, _ = run(bin_dir / name, add_env(CNI_COMMAND=verb), dead_config(tmp_path))
     assert_cni_error(rc, obj, codes.TRY_AGAIN_LATER, "1.0.0")
-    assert obj["msg"] == f"spiderpool-agent unreachable at {tmp_path / 'no-agent.sock'}: [Errno 2] No such file or directory"
+    socket_path = tmp_path / "no-agent.sock"
+    assert obj["msg"] == f"spiderpool-agent unreachable at {socket_path}: [Errno 2] No such file or directory"
 
 
 @pytest.mark.parametrize("name", SHIMS)
@@ -145,7 +160,9 @@ def test_unreachable_agent_on_status_is_not_available(bin_dir: Path, tmp_path: P
 
 def test_default_socket_is_used_when_the_config_names_none(bin_dir: Path) -> None:
     """Without ipam_unix_socket_path the shim tries /var/run/spidernet/spiderpool.sock."""
-    config = b'{"cniVersion": "1.0.0", "name": "n", "ipam": {"type": "spiderpool", "log_file_path": "/dev/null"}}'
+    config = (
+        b'{"cniVersion": "1.0.0", "name": "n", "ipam": {"type": "spiderpool", "log_file_path": "/dev/null"}}'
+    )
     if Path("/var/run/spidernet/spiderpool.sock").exists():
         pytest.fail("a real agent socket exists on this machine; the test needs it absent")
     rc, obj, _ = run(bin_dir / "spiderpool", add_env(), config)
@@ -153,7 +170,9 @@ def test_default_socket_is_used_when_the_config_names_none(bin_dir: Path) -> Non
     assert "/var/run/spidernet/spiderpool.sock" in obj["msg"]
 
 
-@pytest.mark.parametrize(("name", "log_name"), [("spiderpool", "ipam.log"), ("coordinator", "coordinator.log")])
+@pytest.mark.parametrize(
+    ("name", "log_name"), [("spiderpool", "ipam.log"), ("coordinator", "coordinator.log")]
+)
 def test_each_call_appends_one_line_to_the_configured_log(
     bin_dir: Path, tmp_path: Path, name: str, log_name: str
 ) -> None:
@@ -182,7 +201,10 @@ def test_log_directory_is_created(bin_dir: Path, tmp_path: Path) -> None:
     """A log path in directories that do not exist yet gets them created."""
     log = tmp_path / "a" / "b" / "ipam.log"
     config = json.dumps(
-        {"cniVersion": "1.0.0", "ipam": {"ipam_unix_socket_path": str(tmp_path / "x.sock"), "log_file_path": str(log)}}
+        {
+            "cniVersion": "1.0.0",
+            "ipam": {"ipam_unix_socket_path": str(tmp_path / "x.sock"), "log_file_path": str(log)},
+        }
     ).encode()
     run(bin_dir / "spiderpool", add_env(), config)
     assert "code=11" in log.read_text()

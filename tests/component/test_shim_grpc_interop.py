@@ -29,7 +29,9 @@ from spiderpool_cni import codes, h2unary, hpack, wire
 from spiderpool_cni.install import install
 from spiderpool_common.errors import CniError, SpiderpoolError, to_grpc_status
 
-RPCS = [f"{kind}{verb}" for kind in ("Ipam", "Coordinator") for verb in ("Add", "Del", "Check", "Gc", "Status")]
+RPCS = [
+    f"{kind}{verb}" for kind in ("Ipam", "Coordinator") for verb in ("Add", "Del", "Check", "Gc", "Status")
+]
 SERVICE = "/spiderpool.agent.v1.CniService/"
 
 Behaviour = Callable[[str, Any, grpc.aio.ServicerContext], Awaitable[bytes]]
@@ -96,7 +98,9 @@ def ipam_config(socket_path: str, log_dir: Path, cni_version: str = "1.0.0", **e
         "ipam_unix_socket_path": socket_path,
         "log_file_path": str(log_dir / "spiderpool.log"),
     }
-    return json.dumps({"cniVersion": cni_version, "name": "net1", "type": "macvlan", "ipam": ipam, **extra}).encode()
+    return json.dumps(
+        {"cniVersion": cni_version, "name": "net1", "type": "macvlan", "ipam": ipam, **extra}
+    ).encode()
 
 
 def coordinator_config(socket_path: str, log_dir: Path, cni_version: str = "1.0.0") -> bytes:
@@ -152,10 +156,13 @@ async def test_add_prints_the_agent_result_and_the_agent_receives_the_exact_cni_
     agent: Agent, bin_dir: Path, short_dir: Path
 ) -> None:
     """ADD prints the agent's result bytes unchanged, and the server decodes the exact env and raw stdin."""
-    result = '{"cniVersion": "1.0.0", "ips": [{"address": "10.6.0.7/16"}], "dns": {"domain": "\u00e9t\u00e9"}}'
+    result = (
+        '{"cniVersion": "1.0.0", "ips": [{"address": "10.6.0.7/16"}], "dns": {"domain": "\u00e9t\u00e9"}}'
+    )
     agent.behaviour = lambda *_: asyncio.sleep(0, result.encode())
-    config = b'  {"cniVersion":"1.0.0", "name":"net1",\n "ipam":{"ipam_unix_socket_path":"%s", "x":"\xc3\xa9"}}\n' % (
-        agent.socket_path.encode()
+    config = (
+        b'  {"cniVersion":"1.0.0", "name":"net1",\n "ipam":{"ipam_unix_socket_path":"%s", "x":"\xc3\xa9"}}\n'
+        % (agent.socket_path.encode())
     )
     env = cni_env("ADD", CNI_ARGS="K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p\u00e9;K8S_POD_UID=u1")
     rc, stdout, stderr = await run_shim(bin_dir / "spiderpool", env, config)
@@ -170,7 +177,14 @@ async def test_add_prints_the_agent_result_and_the_agent_receives_the_exact_cni_
     assert call.args == "K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p\u00e9;K8S_POD_UID=u1"
     assert call.path == "/opt/cni/bin"
     assert call.config == config
-    assert list(call.present) == ["CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS", "CNI_PATH"]
+    assert list(call.present) == [
+        "CNI_COMMAND",
+        "CNI_CONTAINERID",
+        "CNI_NETNS",
+        "CNI_IFNAME",
+        "CNI_ARGS",
+        "CNI_PATH",
+    ]
 
 
 async def test_present_names_exactly_the_variables_that_were_set_even_when_empty(
@@ -222,7 +236,9 @@ async def test_large_results_cross_flow_control_intact(
     assert stdout == blob + b"\n"
 
 
-async def test_large_requests_wait_for_the_server_windows(agent: Agent, bin_dir: Path, short_dir: Path) -> None:
+async def test_large_requests_wait_for_the_server_windows(
+    agent: Agent, bin_dir: Path, short_dir: Path
+) -> None:
     """A 600 KiB configuration (beyond the server's initial window) reaches the agent unchanged."""
     agent.behaviour = lambda *_: asyncio.sleep(0, b"{}")
     config = ipam_config(agent.socket_path, short_dir, padding="p" * (600 << 10))
@@ -296,8 +312,12 @@ async def test_messages_needing_percent_encoding_arrive_verbatim(
     """Non-ASCII, '%' and newlines in message and details survive, in both response shapes."""
     message = "pool \u00abblue\u00bb \u00e9puis\u00e9: 100% used\nsee \u6c60 %41"
     details = "tried: a%2Fb, \u00fc, \u2603"
-    agent.behaviour = _abort_with(CniError(codes.NO_POOL_MATCHED, message, details=details), headers_first=headers_first)
-    rc, stdout, _ = await run_shim(bin_dir / "spiderpool", cni_env("ADD"), ipam_config(agent.socket_path, short_dir))
+    agent.behaviour = _abort_with(
+        CniError(codes.NO_POOL_MATCHED, message, details=details), headers_first=headers_first
+    )
+    rc, stdout, _ = await run_shim(
+        bin_dir / "spiderpool", cni_env("ADD"), ipam_config(agent.socket_path, short_dir)
+    )
     assert rc == 1
     obj = cni_error(stdout)
     assert (obj["code"], obj["msg"], obj["details"]) == (codes.NO_POOL_MATCHED, message, details)
@@ -325,10 +345,16 @@ async def test_statuses_without_error_info_map_to_generic_cni_codes(
         raise AssertionError("abort returned")
 
     agent.behaviour = behaviour
-    rc, stdout, _ = await run_shim(bin_dir / "spiderpool", cni_env(verb), ipam_config(agent.socket_path, short_dir))
+    rc, stdout, _ = await run_shim(
+        bin_dir / "spiderpool", cni_env(verb), ipam_config(agent.socket_path, short_dir)
+    )
     obj = cni_error(stdout)
     assert rc == 1
-    assert (obj["code"], obj["msg"], obj["details"]) == (cni_code, "plain failure \u00e9", f"gRPC status {grpc_code.name}")
+    assert (obj["code"], obj["msg"], obj["details"]) == (
+        cni_code,
+        "plain failure \u00e9",
+        f"gRPC status {grpc_code.name}",
+    )
 
 
 # -- an agent that fails to answer ---------------------------------------------------------
@@ -367,11 +393,15 @@ async def test_status_deadline_reports_not_available(agent: Agent, bin_dir: Path
 
     agent.behaviour = behaviour
     env = cni_env("STATUS", SPIDERPOOL_SHIM_TIMEOUT="0.3")
-    rc, stdout, _ = await run_shim(bin_dir / "coordinator", env, coordinator_config(agent.socket_path, short_dir))
+    rc, stdout, _ = await run_shim(
+        bin_dir / "coordinator", env, coordinator_config(agent.socket_path, short_dir)
+    )
     assert (rc, cni_error(stdout)["code"]) == (1, codes.NOT_AVAILABLE)
 
 
-async def test_agent_shutting_down_mid_call_is_try_again_later(agent: Agent, bin_dir: Path, short_dir: Path) -> None:
+async def test_agent_shutting_down_mid_call_is_try_again_later(
+    agent: Agent, bin_dir: Path, short_dir: Path
+) -> None:
     """When the agent stops while the call is in flight, the shim prints code 11."""
     entered = asyncio.Event()
     never = asyncio.Event()
@@ -445,7 +475,9 @@ def _read_request(conn: socket.socket) -> None:
 class ScriptedPeer:
     """A one-connection HTTP/2 server on a unix socket that plays fixed frames back."""
 
-    def __init__(self, path: str, script: Callable[[socket.socket], None], *, read_request: bool = True) -> None:
+    def __init__(
+        self, path: str, script: Callable[[socket.socket], None], *, read_request: bool = True
+    ) -> None:
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(path)
         self.listener.listen(1)
@@ -506,7 +538,7 @@ def test_trailers_only_response_carries_the_status(peer_path: str) -> None:
 
 
 def test_continuation_padding_and_ping_are_handled(peer_path: str) -> None:
-    """Headers split over CONTINUATION, padded DATA and a PING mid-stream (acknowledged) still yield the body."""
+    """Headers split over CONTINUATION, padded DATA and a PING mid-stream (acknowledged) yield the body."""
     acks: list[bytes] = []
 
     def script(conn: socket.socket) -> None:
@@ -542,9 +574,19 @@ def test_continuation_padding_and_ping_are_handled(peer_path: str) -> None:
     [
         ("close before reading", b"", False, "closed the connection"),
         ("close after settings", h2unary.frame(h2unary.SETTINGS, 0, 0), True, "closed the connection"),
-        ("close after headers", h2unary.frame(h2unary.HEADERS, 0x4, 1, RESPONSE_HEADERS), True, "closed the connection"),
+        (
+            "close after headers",
+            h2unary.frame(h2unary.HEADERS, 0x4, 1, RESPONSE_HEADERS),
+            True,
+            "closed the connection",
+        ),
         ("goaway before stream 1", h2unary.frame(h2unary.GOAWAY, 0, 0, bytes(8) + b"bye"), True, "GOAWAY"),
-        ("rst_stream", h2unary.frame(h2unary.RST_STREAM, 0, 1, (7).to_bytes(4, "big")), True, "REFUSED_STREAM"),
+        (
+            "rst_stream",
+            h2unary.frame(h2unary.RST_STREAM, 0, 1, (7).to_bytes(4, "big")),
+            True,
+            "REFUSED_STREAM",
+        ),
     ],
 )
 def test_server_closing_early_is_connection_lost(
@@ -562,11 +604,15 @@ def test_server_closing_early_is_connection_lost(
     peer.close()
 
 
-async def test_server_closing_early_prints_try_again_later(bin_dir: Path, short_dir: Path, peer_path: str) -> None:
+async def test_server_closing_early_prints_try_again_later(
+    bin_dir: Path, short_dir: Path, peer_path: str
+) -> None:
     """Through the installed shim, a peer that answers headers and hangs up gives code 11 on stdout."""
 
     def script(conn: socket.socket) -> None:
-        conn.sendall(h2unary.frame(h2unary.SETTINGS, 0, 0) + h2unary.frame(h2unary.HEADERS, 0x4, 1, RESPONSE_HEADERS))
+        conn.sendall(
+            h2unary.frame(h2unary.SETTINGS, 0, 0) + h2unary.frame(h2unary.HEADERS, 0x4, 1, RESPONSE_HEADERS)
+        )
 
     peer = ScriptedPeer(peer_path, script)
     rc, stdout, _ = await run_shim(bin_dir / "spiderpool", cni_env("ADD"), ipam_config(peer_path, short_dir))

@@ -98,9 +98,12 @@ CASES = {
 
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize(
-    ("name", "entry"), [("spiderpool", "spiderpool_cni.ipam_main"), ("coordinator", "spiderpool_coordinator.shim")]
+    ("name", "entry"),
+    [("spiderpool", "spiderpool_cni.ipam_main"), ("coordinator", "spiderpool_coordinator.shim")],
 )
-def test_shim_imports_only_light_stdlib_modules(bin_dir: Path, tmp_path: Path, case: str, name: str, entry: str) -> None:
+def test_shim_imports_only_light_stdlib_modules(
+    bin_dir: Path, tmp_path: Path, case: str, name: str, entry: str
+) -> None:
     """VERSION, ADD against a dead socket and malformed stdin import nothing heavy or foreign."""
     env, stdin = CASES[case]
     modules, stdout = imported_modules(bin_dir / name, env, stdin)

@@ -68,6 +68,10 @@ def decode(data: bytes) -> object:
         raise JsonError("expecting a JSON value", text, exc.value) from None
     except RecursionError:
         raise JsonError("JSON nested too deeply") from None
+    except JsonError:
+        raise
+    except ValueError as exc:  # the real json.decoder.JSONDecodeError, when json was imported
+        raise JsonError(str(exc)) from None
     finally:
         if lent:
             del sys.modules["json.decoder"]
