@@ -54,6 +54,7 @@ class EngineMachine(RuleBasedStateMachine):
         self.engine = self.start()
         self.held: dict[int, str] = {}  # pod number -> address
         self.freed: set[str] = set()
+        self.next_pod = 100  # pods that exist only to take a freed address back
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coro)
@@ -95,7 +96,7 @@ class EngineMachine(RuleBasedStateMachine):
         """With every other usable address taken, a released one must be handed out again."""
         if len(self.held) + len(self.freed) != len(USABLE):
             return
-        pod = 100 + len(self.held)
+        pod, self.next_pod = self.next_pod, self.next_pod + 1
         result = self.run(self.engine.allocate(request(pod)))
         address = result.ips[0].address.split("/")[0]
         assert address in self.freed
