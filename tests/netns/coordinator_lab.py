@@ -157,6 +157,20 @@ class Lab:
         }
         return self.runtime.add(load_config(conf), RuntimeConf(cid, ifname, pod.path))
 
+    def overlay(self, pod: NetNs, cid: str, plugin: str = "ptp") -> dict[str, Any]:
+        """eth0 from Debian's ptp (or bridge) + host-local on 10.244.0.0/24: the overlay CNI stand-in."""
+        plugin_conf: dict[str, Any] = {"type": plugin, "ipMasq": False}
+        if plugin == "bridge":
+            plugin_conf.update(bridge="cni0", isGateway=True)
+        plugin_conf["ipam"] = {
+            "type": "host-local",
+            "dataDir": str(self.data_dir),
+            "ranges": [[{"subnet": "10.244.0.0/24"}]],
+            "routes": [{"dst": "0.0.0.0/0"}],
+        }
+        conf = {"cniVersion": "1.0.0", "name": f"ov{next(_ids)}", "plugins": [plugin_conf]}
+        return self.runtime.add(load_config(conf), RuntimeConf(cid, "eth0", pod.path))
+
     def coordinator(
         self,
         verb: str,

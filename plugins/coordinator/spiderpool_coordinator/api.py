@@ -163,7 +163,7 @@ def _plan(call: Call, pod: Any, host: Any) -> p.Plan:
     mode, first = p.resolve_mode(cfg.mode, ifname, cfg.pod_default_cni_nic, p.POD_VETH in pod_state.links)
     addrs = pod_state.addrs.get(ifname, [])
     host_dev, pod_dev = _devices(mode, cfg, container_id, pod_state, host)
-    host_state = netlink.read_host(host, [str(a.ip) for a in addrs])
+    host_state = netlink.read_host(host, [str(a.ip) for a in addrs], host_dev)
     return p.build_plan(
         cfg,
         ifname=ifname,

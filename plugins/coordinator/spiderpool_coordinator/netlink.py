@@ -95,11 +95,12 @@ def read_pod(ipr: Any) -> p.PodState:
     )
 
 
-def read_host(ipr: Any, pod_ips: Iterable[str]) -> p.HostState:
-    """The host's addresses a pod should reach through veth0 (reference 5.3 step 3): first the
-    source the host's main table uses towards each pod address, then every address of a
-    non-excluded link. Computed from the main table, not ``ip route get``, so that the answer
-    does not change once the pod's own host routes exist (CHECK recomputes it)."""
+def read_host(ipr: Any, pod_ips: Iterable[str], host_dev: str = "") -> p.HostState:
+    """The host's addresses a pod should reach through the host link (reference 5.3 step 3):
+    first the source the host's main table uses towards each pod address, then the addresses
+    of ``host_dev`` and of every non-excluded link. Computed from the main table, not
+    ``ip route get``, so the answer does not change once the pod's own host routes exist
+    (CHECK recomputes it)."""
     links = read_links(ipr)
     addrs = read_addrs(ipr, links)
     main = read_routes(ipr, links, p.MAIN_TABLE)
@@ -113,6 +114,8 @@ def read_host(ipr: Any, pod_ips: Iterable[str]) -> p.HostState:
         src = best.src or next((str(a.ip) for a in addrs.get(best.dev, []) if a.version == addr.version), "")
         if src:
             ips[addr.version].append(src)
+    for iface in addrs.get(host_dev, []):  # overlay: the node's address on the pod's link
+        ips[iface.version].append(str(iface.ip))
     for name, ifaces in addrs.items():
         if p.excluded_host_link(name):
             continue

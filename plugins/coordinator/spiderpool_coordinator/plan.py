@@ -249,6 +249,19 @@ def build_plan(
             for cidr in cfg.routes_via_host():
                 if ipaddress.ip_network(cidr).version == version:
                     plan.pod_routes.append(RouteEntry(cidr, pod_dev, MAIN_TABLE, gw=hips[0]))
+    if mode == MODE_OVERLAY:
+        # The cluster and service CIDRs stay on the overlay NIC whichever NIC holds the default.
+        for version in families:
+            gw = next(
+                (r.gw for r in pod.main_routes if r.dev == pod_dev and r.gw and r.version == version), ""
+            )
+            if not gw:
+                continue
+            plan.pod_routes.append(RouteEntry(_host_prefix(gw), pod_dev, MAIN_TABLE, scope="link"))
+            for cidr in cfg.routes_via_host():
+                if ipaddress.ip_network(cidr).version == version:
+                    plan.pod_routes.append(RouteEntry(cidr, pod_dev, MAIN_TABLE, gw=gw))
+    if mode == MODE_UNDERLAY and first:
         # Step 10: replies to connections that came in through veth0 leave through it.
         plan.connmark = True
         for version in families:
