@@ -49,3 +49,21 @@ async def test_write_latency_is_paid_per_call_and_overlaps_across_callers(tmp_pa
     items, _ = await store.list("SpiderIPPool")
     assert len(items) == 11
     await store.close()
+
+
+async def test_read_latency_applies_to_reads_only(tmp_path: Path) -> None:
+    """With only a read latency, get and list wait and writes do not."""
+    latency = 0.2
+    store = InstrumentedStore(SqliteStore(tmp_path / "state.db"), read_latency_s=latency)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await store.create(obj("SpiderIPPool", "p1"))
+    assert loop.time() - started < latency
+    started = loop.time()
+    await store.get("SpiderIPPool", "p1")
+    assert loop.time() - started >= latency
+    events = store.watch("SpiderIPPool")
+    assert store.counts[("watch", "SpiderIPPool")] == 1
+    assert store.writes() == 1
+    await events.aclose()  # type: ignore[attr-defined]
+    await store.close()
