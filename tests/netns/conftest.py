@@ -11,12 +11,15 @@ as root (CI does); missing Debian packages fail them with the fix, never skip th
 from __future__ import annotations
 
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from spiderpool_tools.cni_runtime import CniRuntime
+from spiderpool_tools.demo import EXAMPLES, POOL_MANIFESTS
 from spiderpool_tools.netns import NetNs, temporary_netns
+from spiderpool_tools.node_stack import NodeStack
 
 REFERENCE_PLUGINS = Path("/usr/lib/cni")
 MASTER = "master0"
@@ -59,3 +62,29 @@ def make_pod() -> Iterator[Callable[[], NetNs]]:
 def node_runtime(node_ns: NetNs, tmp_path: Path) -> CniRuntime:
     """Our CNI runtime executing plugins from /usr/lib/cni inside the node namespace."""
     return CniRuntime([str(REFERENCE_PLUGINS)], tmp_path / "cni-cache", exec_context=node_ns.entered)
+
+
+@pytest.fixture
+def spiderpool_stack(node_ns: NetNs) -> Iterator[NodeStack]:
+    """Controller (SQLite) + agent running in ``node_ns``, shims installed, the demo pools
+    (demo-v4 172.30.0.10-60, demo-v6 fd00:172:30::10-60) applied. A short private directory
+    keeps the unix socket paths under the kernel's 108-byte limit."""
+    root = Path(tempfile.mkdtemp(prefix="spst-"))
+    stack = NodeStack(node_ns, root, node_name="netns-node")
+    try:
+        stack.start()
+        for manifest in POOL_MANIFESTS:
+            stack.ctl("apply", "-f", str(EXAMPLES / manifest))
+        yield stack
+    finally:
+        stack.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def spiderpool_runtime(spiderpool_stack: NodeStack, node_ns: NetNs) -> CniRuntime:
+    """Our CNI runtime with the installed shims first on CNI_PATH, then Debian's plugins."""
+    layout = spiderpool_stack.layout
+    return CniRuntime(
+        [str(layout.bin_dir), str(REFERENCE_PLUGINS)], layout.cache_dir, exec_context=node_ns.entered
+    )
