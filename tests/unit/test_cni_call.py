@@ -95,6 +95,15 @@ def test_gc_and_status_need_version_1_1(verb: Verb, version: str) -> None:
     assert verb.value in msg
 
 
+@pytest.mark.parametrize("version", ["0.3.0", "0.3.1"])
+def test_check_needs_version_0_4(version: str) -> None:
+    """CHECK arrived in 0.4.0: older configs are refused with code 1, as libcni's skel does."""
+    code, msg = code_of(call_with(conf(version)), Verb.CHECK)
+    assert code == codes.INCOMPATIBLE_VERSION
+    assert "CHECK" in msg
+    assert parse_call(call_with(conf("0.4.0")), Verb.CHECK).verb is Verb.CHECK
+
+
 @pytest.mark.parametrize(
     ("mutate", "key"),
     [

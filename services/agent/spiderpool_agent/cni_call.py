@@ -7,8 +7,8 @@ where the agent applies the CNI 1.1 specification's input rules (SPEC.md "Parame
 - required environment variables per verb, absent and empty told apart by ``present``
   (missing or invalid -> code 4, naming every offending variable);
 - stdin: empty, not JSON or not a JSON object -> code 6 (libcni's decoder fails the same);
-- ``cniVersion`` outside the supported list -> code 1; GC and STATUS need >= 1.1.0 (code 1,
-  as ``skel`` answers);
+- ``cniVersion`` outside the supported list -> code 1; CHECK needs >= 0.4.0, GC and STATUS
+  >= 1.1.0 (code 1, as ``skel`` answers);
 - missing keys or wrong types in the network config -> code 7, naming the key;
 - ``CNI_ARGS`` ``K=V;K=V``: unknown keys -> code 2 unless ``IgnoreUnknown`` is 1/true.
 
@@ -35,6 +35,7 @@ from spiderpool_common.errors import CniError
 
 SUPPORTED_VERSIONS: tuple[str, ...] = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 GC_STATUS_MIN_VERSION = "1.1.0"
+CHECK_MIN_VERSION = "0.4.0"  # CHECK arrived in 0.4.0; skel refuses it below (code 1)
 
 DEFAULT_AGENT_SOCKET = "/var/run/spidernet/spiderpool.sock"
 VALID_LOG_LEVELS = frozenset({"DEBUG", "INFO", "WARN", "WARNING", "ERROR"})
@@ -324,6 +325,11 @@ def check_version(obj: Mapping[str, Any], verb: Verb | None) -> str:
         raise CniError(
             codes.INCOMPATIBLE_VERSION,
             f"config version {version} does not allow {verb.value} (needs >= {GC_STATUS_MIN_VERSION})",
+        )
+    if verb is Verb.CHECK and version_tuple(version) < version_tuple(CHECK_MIN_VERSION):
+        raise CniError(
+            codes.INCOMPATIBLE_VERSION,
+            f"config version {version} does not allow CHECK (needs >= {CHECK_MIN_VERSION})",
         )
     return version
 

@@ -6,9 +6,12 @@ keep their CNI code (100 pool exhausted, 101 no pool matched, ...) and pass thro
 shim unchanged; transport failures and deadlines become ``Unavailable`` (code 11), which
 DEL turns into a journal entry.
 
-Calls fail fast (no wait-for-ready) so an unreachable controller is noticed at once, and
-the channel's reconnect backoff is kept short so a controller that comes back is seen
-within a couple of seconds by the journal replay.
+Calls fail fast (no wait-for-ready) so an unreachable controller is noticed quickly. A
+transport failure (UNAVAILABLE without our ErrorInfo) is retried once with wait-for-ready
+for at most ``RECONNECT_WAIT`` seconds: right after the controller restarts, the channel
+may still sit in its reconnect backoff (kept short, 1 s at most) and the first call would
+otherwise fail although the controller is back. Every call is idempotent on the
+controller side (ADD and DEL are keyed by attachment), so the retry is safe.
 """
 
 from __future__ import annotations
@@ -17,11 +20,14 @@ from typing import TypeVar
 
 import grpc
 from google.protobuf.message import Message
+from grpc_status import rpc_status
 from spiderpool.controller.v1 import ipam_pb2, ipam_pb2_grpc
 from spiderpool_common.errors import from_rpc_error
 from spiderpool_common.grpc_server import parse_listen
 
 Resp = TypeVar("Resp", bound=Message)
+
+RECONNECT_WAIT = 1.5  # seconds; longer than the channel's max reconnect backoff
 
 CHANNEL_OPTIONS: list[tuple[str, int]] = [
     ("grpc.initial_reconnect_backoff_ms", 100),
@@ -37,6 +43,12 @@ def open_channel(address: str) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(parse_listen(address), options=CHANNEL_OPTIONS)
 
 
+def _transport_failure(exc: grpc.RpcError) -> bool:
+    """UNAVAILABLE raised by the channel itself, not by the controller's error translation."""
+    code = exc.code() if hasattr(exc, "code") else None
+    return code == grpc.StatusCode.UNAVAILABLE and rpc_status.from_call(exc) is None  # type: ignore[arg-type]
+
+
 class GrpcControllerClient:
     """``ControllerClient`` over gRPC; every call has a deadline."""
 
@@ -50,7 +62,14 @@ class GrpcControllerClient:
         try:
             response: Resp = await method(request, timeout=self._timeout)
         except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
+            if not _transport_failure(exc):
+                raise from_rpc_error(exc) from exc
+            try:
+                response = await method(
+                    request, timeout=min(RECONNECT_WAIT, self._timeout), wait_for_ready=True
+                )
+            except grpc.RpcError as again:
+                raise from_rpc_error(again) from again
         return response
 
     async def allocate(self, request: ipam_pb2.AllocateRequest) -> ipam_pb2.AllocateResponse:
