@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -105,22 +104,25 @@ def test_demo_fails_with_a_message_when_a_step_fails_and_still_cleans_up(tmp_pat
     assert_nothing_left(proc.stdout, before)
 
 
-def read_until(proc: subprocess.Popen[str], found: Callable[[str], bool], deadline_s: float) -> str:
-    """Read the demo's stdout line by line until ``found`` holds for a line; return all read."""
+def read_until(proc: subprocess.Popen[bytes], marker: str, deadline_s: float) -> str:
+    """Read the demo's stdout (raw, unbuffered) until a line starts with ``marker``; return all read."""
     assert proc.stdout is not None
-    seen = ""
+    fd = proc.stdout.fileno()
+    seen = b""
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
         if not ready:
             break
-        line = proc.stdout.readline()
-        if not line:
+        chunk = os.read(fd, 65536)
+        if not chunk:
             break
-        seen += line
-        if found(line):
-            return seen
-    raise AssertionError(f"the awaited line never came; output so far:\n{seen}")
+        seen += chunk
+        if any(line.startswith(marker) for line in seen.decode(errors="replace").splitlines()):
+            return seen.decode(errors="replace")
+    raise AssertionError(
+        f"no line starting with {marker!r} came; output so far:\n{seen.decode(errors='replace')}"
+    )
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -131,13 +133,12 @@ def test_signal_in_the_middle_cleans_up_everything(signum: signal.Signals) -> No
         [str(DEMO), "--no-install", "--pods", "3"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        text=True,
     )
     try:
-        seen = read_until(proc, lambda line: line.startswith("POD "), deadline_s=120)
+        seen = read_until(proc, "POD ", deadline_s=120)
         assert len(demo_namespaces() - before) == 4  # the node and three pods exist right now
         proc.send_signal(signum)
-        rest, _ = proc.communicate(timeout=120)
+        rest = proc.communicate(timeout=120)[0].decode(errors="replace")
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -52,6 +52,7 @@ POOL_V4, POOL_V6 = "demo-v4", "demo-v6"
 REFERENCE_PLUGINS = Path("/usr/lib/cni")
 MASTER, WIRE = "master0", "wire0"
 NETWORK = "macvlan-demo"
+NETNS_PREFIX = "spdemo-"
 POD_NAMESPACE = "demo"
 # Debian packages the demo needs, and one file each installs.
 DEB_NEEDS = {
@@ -276,7 +277,7 @@ def run_demo(opts: Options, console: Console, cleanup: ExitStack) -> None:
         console.detail(f"work directory: {workdir}")
 
     with console.step(f"Creating the node namespace with veth master {MASTER} <-> {WIRE}"):
-        node = NetNs.create("spdemo-node")
+        node = NetNs.create(NETNS_PREFIX + "node")
         cleanup.callback(node.delete)
         node.add_veth(MASTER, WIRE)
         console.detail(f"node namespace: {node.name}")
@@ -319,7 +320,7 @@ def run_demo(opts: Options, console: Console, cleanup: ExitStack) -> None:
 
     with console.step(f"Creating {opts.pods} pod namespaces (IPv6 DAD off)"):
         for index in range(1, opts.pods + 1):
-            ns = NetNs.create("spdemo-pod")
+            ns = NetNs.create(NETNS_PREFIX + "pod")
             cleanup.callback(ns.delete)
             ns.disable_dad()
             pods.append(DemoPod(f"pod-{index}", ns, [Attachment(network, "eth0")]))
@@ -413,10 +414,18 @@ def run(opts: Options, console: Console) -> int:
             _install_signal_handlers(defer)
             console.say("[--] Cleaning up: pods' attachments, processes, namespaces, work directory")
             cleanup.close()
-            leaked = list_netns() - netns_before
-            leaked = {name for name in leaked if name.startswith("spdemo-")}
+            # Safety net for a signal landing between `ip netns add` and its cleanup
+            # registration: our names carry our pid, so these are ours alone.
+            mine = {
+                n
+                for n in list_netns() - netns_before
+                if n.startswith(NETNS_PREFIX) and f"-{os.getpid()}-" in n
+            }
+            for name in sorted(mine):
+                NetNs(name).delete()
+            leaked = sorted(mine & list_netns())
             if leaked:
-                console.say(f"      WARNING: namespaces left behind: {sorted(leaked)}")
+                console.say(f"      WARNING: namespaces left behind: {leaked}")
                 code = 1
             else:
                 console.say("      ok")
