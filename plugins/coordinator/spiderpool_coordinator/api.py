@@ -136,6 +136,8 @@ def _devices(
     host_links = netlink.read_links(host)
     if mode == MODE_UNDERLAY:
         name = p.host_veth_name(container_id)
+        if p.POD_VETH not in pod_state.links:
+            raise CoordinatorError(f"{p.POD_VETH} is missing in the pod (host side {name})")
         if name not in host_links:
             peer = pod_state.links[p.POD_VETH].peer_index
             name = next((n for n, link in host_links.items() if link.index == peer), "")

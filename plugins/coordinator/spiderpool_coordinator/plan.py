@@ -233,7 +233,7 @@ def build_plan(
     if mode == MODE_OVERLAY and first:
         tables = [MAIN_TABLE, table]
     for version in families:
-        src = next((str(a.ip) for a in addrs if a.version == version and a.version == 4), "")
+        src = next((str(a.ip) for a in addrs if a.version == version == 4), "")
         for hip in host.ips.get(version, []):
             if mode == MODE_UNDERLAY and first:
                 plan.pod_neighs.append(NeighEntry(hip, host_mac, pod_dev))
@@ -246,9 +246,12 @@ def build_plan(
             hips = host.ips.get(version, [])
             if not hips:
                 continue
+            # The pod's own address as source, never veth0's vethLinkAddress (the node has no
+            # route back to a link-local address).
+            src = next((str(a.ip) for a in addrs if a.version == version == 4), "")
             for cidr in cfg.routes_via_host():
                 if ipaddress.ip_network(cidr).version == version:
-                    plan.pod_routes.append(RouteEntry(cidr, pod_dev, MAIN_TABLE, gw=hips[0]))
+                    plan.pod_routes.append(RouteEntry(cidr, pod_dev, MAIN_TABLE, gw=hips[0], src=src))
     if mode == MODE_OVERLAY:
         # The cluster and service CIDRs stay on the overlay NIC whichever NIC holds the default.
         for version in families:
