@@ -316,8 +316,6 @@ def run_demo(opts: Options, console: Console, cleanup: ExitStack) -> None:
                     console.detail(f"cleanup: DEL {pod.name}/{attachment.ifname} failed: {exc}")
             pod.added.clear()
 
-    cleanup.callback(delete_owed)  # runs before the stack stops (LIFO)
-
     with console.step(f"Creating {opts.pods} pod namespaces (IPv6 DAD off)"):
         for index in range(1, opts.pods + 1):
             ns = NetNs.create(NETNS_PREFIX + "pod")
@@ -325,6 +323,7 @@ def run_demo(opts: Options, console: Console, cleanup: ExitStack) -> None:
             ns.disable_dad()
             pods.append(DemoPod(f"pod-{index}", ns, [Attachment(network, "eth0")]))
         console.detail(", ".join(f"{p.name}={p.ns.name}" for p in pods))
+    cleanup.callback(delete_owed)  # LIFO: DELs run before the pods' namespaces go and the stack stops
 
     with console.step("CNI ADD: macvlan + spiderpool IPAM for every pod, through our CNI runtime"):
         for pod in pods:
