@@ -31,9 +31,7 @@ def _tool(version: int) -> str:
 def _run(netns: str | None, argv: list[str]) -> subprocess.CompletedProcess[str]:
     prefix = ["nsenter", f"--net={netns}"] if netns else []
     try:
-        return subprocess.run(
-            [*prefix, *argv], capture_output=True, text=True, timeout=_TIMEOUT, check=False
-        )
+        return subprocess.run([*prefix, *argv], capture_output=True, text=True, timeout=_TIMEOUT, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise CoordinatorError(f"running {argv[0]} in the pod failed: {exc}") from exc
 
