@@ -7,8 +7,10 @@ stdlib-only packages is importable, and start-up stays near 7 ms). A version-man
 (a shell script, ~80 ms per start) is refused, and Linux passes the shebang's options as
 one argument, hence the single ``-IS``. The file puts the directories holding
 ``spiderpool_cni`` and ``spiderpool_coordinator`` first on ``sys.path`` and calls the
-entry. Files are replaced atomically (temporary file + rename) so a runtime never executes
-a half-written plugin.
+entry, then leaves with ``posix._exit`` (the shim writes fd 1 directly, so nothing is
+left to flush, and interpreter finalization would cost more than a millisecond). Files
+are replaced atomically (temporary file + rename) so a runtime never executes a
+half-written plugin.
 """
 
 from __future__ import annotations
@@ -68,7 +70,9 @@ def render(name: str, interpreter: str, roots: list[str]) -> str:
         "import sys\n"
         f"sys.path[0:0] = {roots!r}\n"
         f"from {module} import main\n"
-        "raise SystemExit(main())\n"
+        "code = main()\n"
+        "import posix\n"
+        "posix._exit(code)  # stdout was written unbuffered; skipping finalization saves ~1.5 ms\n"
     )
 
 
