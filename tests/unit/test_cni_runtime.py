@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -394,3 +396,20 @@ def test_cli_add_prints_the_result_and_del_clears_the_cache(
     assert plugins.calls()[0]["env"]["CNI_NETNS"] == "/run/netns/podns"
     assert cni_runtime.main(["del", str(conf_file), *common]) == 0
     assert not (tmp_path / "c" / "results" / "testnet-x1-eth0").exists()
+
+
+def test_exec_context_holds_while_each_plugin_is_spawned(plugins: Plugins, tmp_path: Path) -> None:
+    """The runtime enters exec_context once per plugin execution (how plugins run in the node netns)."""
+    entered: list[str] = []
+
+    @contextmanager
+    def context() -> Iterator[None]:
+        entered.append("in")
+        yield
+        entered.append("out")
+
+    runtime = CniRuntime([str(plugins.dir)], tmp_path / "cache", exec_context=context)
+    config = load_config(plugins.conflist("first", "second"))
+    runtime.add(config, RT)
+    runtime.delete(config, RT)
+    assert entered == ["in", "out"] * 4
