@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -148,3 +149,24 @@ def test_signal_in_the_middle_cleans_up_everything(signum: signal.Signals) -> No
     assert f"Interrupted by {signum.name}" in out
     assert "Demo finished" not in out
     assert_nothing_left(out, before)
+
+
+def test_reader_going_away_does_not_stop_the_cleanup() -> None:
+    """When the reader of the demo's output goes away (``| head``), the demo still removes
+    every namespace, process and file it made."""
+    proc = subprocess.Popen(
+        [str(DEMO), "--no-install", "--pods", "2"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    try:
+        read_until(proc, "[ 7]", deadline_s=120)  # controller and agent are running now
+        assert proc.stdout is not None
+        proc.stdout.close()
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    tag = f"-{proc.pid}-"
+    assert [n for n in list_netns() if n.startswith("spdemo-") and tag in n] == []
+    assert processes_mentioning(f"spiderpool-demo{tag}") == []
+    assert list(Path(tempfile.gettempdir()).glob(f"spiderpool-demo{tag}*")) == []

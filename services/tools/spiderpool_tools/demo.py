@@ -53,6 +53,7 @@ REFERENCE_PLUGINS = Path("/usr/lib/cni")
 MASTER, WIRE = "master0", "wire0"
 NETWORK = "macvlan-demo"
 NETNS_PREFIX = "spdemo-"
+WORKDIR_PREFIX = "spiderpool-demo-"  # + pid: a run's leftovers are identifiable
 POD_NAMESPACE = "demo"
 # Debian packages the demo needs, and one file each installs.
 DEB_NEEDS = {
@@ -85,9 +86,16 @@ class Console:
     def __init__(self, out: Any = None) -> None:
         self.out = out or sys.stdout
         self.count = 0
+        self.closed = False
 
     def say(self, text: str = "") -> None:
-        print(text, file=self.out, flush=True)
+        """Print a line; a reader that went away (broken pipe) must not stop the cleanup."""
+        if self.closed:
+            return
+        try:
+            print(text, file=self.out, flush=True)
+        except (OSError, ValueError):
+            self.closed = True
 
     def detail(self, text: str) -> None:
         for line in text.rstrip("\n").splitlines() or [""]:
@@ -271,7 +279,7 @@ def run_demo(opts: Options, console: Console, cleanup: ExitStack) -> None:
                 raise DemoFailure(f"example manifest {manifest} is missing")
 
     with console.step("Creating a temporary work directory"):
-        workdir = Path(tempfile.mkdtemp(prefix="spiderpool-demo-"))
+        workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
         if not opts.keep_workdir:
             cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
         console.detail(f"work directory: {workdir}")
@@ -471,7 +479,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         install_packages=not args.no_install,
         ping_deadline_s=args.ping_deadline,
     )
-    return run(opts, Console())
+    console = Console()
+    code = run(opts, console)
+    if console.closed:  # nobody reads stdout any more: spare the interpreter's final flush error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return code
 
 
 if __name__ == "__main__":
