@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -185,6 +186,10 @@ def report(hostlocal: Samples, ours: Samples, rounds: int, out: Callable[[str], 
     return figures
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
@@ -198,6 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("cni_latency: needs root (network namespaces)", file=sys.stderr)
         return 1
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # unwind through the cleanup, like Ctrl-C
     try:
         run(rounds, print)
     except (CniRuntimeError, StackError, NetnsError, OSError) as exc:
