@@ -230,6 +230,13 @@ class IpamEngine:
     def pool_models(self) -> dict[str, IPPool]:
         return self._models
 
+    def pool_states(self) -> dict[str, PoolState]:
+        return self._pools
+
+    def status_writes(self) -> int:
+        """Pool status writes attempted so far (group commits, or CAS writes in baseline mode)."""
+        return self.cas_writes + sum(w.writes for w in self._writers.values())
+
     def reserved(self, version: int) -> IPSet:
         return self._reserved[version]
 

@@ -17,6 +17,7 @@ in memory and fails its callers.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,8 @@ from spiderpool_controller.store.contract import StaleResourceVersion, Store
 log = structlog.get_logger(__name__)
 
 MAX_CONFLICT_RETRIES = 16
+LINGER_FRACTION = 0.25  # of the previous write's duration
+MAX_LINGER_S = 0.002
 
 
 @dataclass
@@ -70,6 +73,7 @@ class PoolWriter:
         self._on_written = on_written
         self._pending = _Batch()
         self._task: asyncio.Task[None] | None = None
+        self._last_write_s = 0.0
         self.writes = 0  # status writes attempted (conflicts included)
         self.batches = 0
 
@@ -84,6 +88,11 @@ class PoolWriter:
 
     async def _run(self) -> None:
         while self._pending.waiters:
+            if self._last_write_s > 0:
+                # Callers answered by the previous write come back within about a round
+                # trip; waiting a fraction of a (slow) write for them lets one write carry
+                # both halves instead of two half-full writes leapfrogging each other.
+                await asyncio.sleep(min(LINGER_FRACTION * self._last_write_s, MAX_LINGER_S))
             batch, self._pending = self._pending, _Batch()
             try:
                 await self._write(batch)
@@ -103,6 +112,7 @@ class PoolWriter:
             state = self._get_state()
             obj = _status_object(state, self._reserved(state.version))
             self.writes += 1
+            started = time.perf_counter()
             try:
                 written = await self._store.update_status(obj)
             except StaleResourceVersion:
@@ -113,6 +123,7 @@ class PoolWriter:
                 self._pending = _Batch()
                 self._set_state(self._get_state().with_spec_of(fresh))
                 continue
+            self._last_write_s = time.perf_counter() - started
             state = self._get_state()
             state.resource_version = str(written["metadata"]["resourceVersion"])
             for change in batch.changes:

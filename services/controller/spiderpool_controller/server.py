@@ -14,6 +14,7 @@ from spiderpool_controller.change_feed import NotifyingStore
 from spiderpool_controller.domain.validation import ValidationSettings
 from spiderpool_controller.grpcapi import ipam_servicer, resource_servicer
 from spiderpool_controller.ipam_engine import EngineSettings, IpamEngine
+from spiderpool_controller.metrics import ControllerMetrics
 from spiderpool_controller.resource_service import ResourceService
 from spiderpool_controller.settings import ControllerSettings
 from spiderpool_controller.store.contract import Store
@@ -29,6 +30,7 @@ class Controller:
     address: str
     engine: IpamEngine
     store: Store
+    metrics: ControllerMetrics
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.server.stop(grace)
@@ -37,9 +39,7 @@ class Controller:
 
 
 async def start_controller(settings: ControllerSettings) -> Controller:
-    store: Store = open_store(settings.store)
-    if settings.write_latency_ms > 0:
-        store = InstrumentedStore(store, write_latency_s=settings.write_latency_ms / 1000)
+    store = InstrumentedStore(open_store(settings.store), write_latency_s=settings.write_latency_ms / 1000)
     engine = IpamEngine(
         store,
         EngineSettings(
@@ -53,12 +53,24 @@ async def start_controller(settings: ControllerSettings) -> Controller:
         NotifyingStore(store, engine), ValidationSettings(enable_ipv4=True, enable_ipv6=True)
     )
 
+    metrics = ControllerMetrics(engine, store)
+
     def register(server: grpc.aio.Server) -> list[str]:
-        return [*ipam_servicer.register(server, engine), *resource_servicer.register(server, resources)]
+        return [
+            *ipam_servicer.register(server, engine, metrics),
+            *resource_servicer.register(server, resources),
+        ]
 
     server, address = await start_server(settings.listen, register)
-    log.info("controller_serving", address=address, store=settings.store, group_commit=settings.group_commit)
-    return Controller(server, address, engine, store)
+    metrics_port = metrics.serve(settings.metrics_listen) if settings.metrics_listen else None
+    log.info(
+        "controller_serving",
+        address=address,
+        store=settings.store,
+        group_commit=settings.group_commit,
+        metrics_port=metrics_port,
+    )
+    return Controller(server, address, engine, store, metrics)
 
 
 async def run(settings: ControllerSettings) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ class ControllerSettings:
     enable_ipv6: bool = False
     max_allocated_ips: int = 5000
     write_latency_ms: float = 0.0  # added to every store write (benchmarks model an API server)
+    metrics_listen: str = ""  # HOST:PORT for Prometheus /metrics; empty: off (upstream port 5721)
 
     @property
     def required_families(self) -> frozenset[int]:
@@ -41,17 +42,9 @@ def _bool(text: str) -> bool:
     raise ValueError(f"{text!r} is not a boolean")
 
 
-_FIELDS: dict[str, Any] = {
-    "store": str,
-    "listen": str,
-    "log_level": str,
-    "log_format": str,
-    "group_commit": _bool,
-    "enable_ipv4": _bool,
-    "enable_ipv6": _bool,
-    "max_allocated_ips": int,
-    "write_latency_ms": float,
-}
+_CONVERTERS: dict[str, Any] = {"str": str, "bool": _bool, "int": int, "float": float}
+# Every setting is a dataclass field; its annotation says how to read it from text.
+_FIELDS: dict[str, Any] = {f.name: _CONVERTERS[str(f.type)] for f in fields(ControllerSettings)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--enable-ipv6", help="true|false: every allocation must get an IPv6 address")
     p.add_argument("--max-allocated-ips", help="per-pool threshold of allocation records (default 5000)")
     p.add_argument("--write-latency-ms", help="milliseconds added to every store write (benchmarks)")
+    p.add_argument("--metrics-listen", help="HOST:PORT to serve Prometheus /metrics on (default: off)")
     return p
 
 

@@ -6,13 +6,16 @@ results become messages, and errors leave through ``translate_errors``.
 
 from __future__ import annotations
 
+import time
+
 import grpc
 from spiderpool.controller.v1 import ipam_pb2, ipam_pb2_grpc
-from spiderpool_common.errors import InvalidRequest
+from spiderpool_common.errors import InvalidRequest, SpiderpoolError
 from spiderpool_common.grpc_server import translate_errors
 
 from spiderpool_controller.domain.request import AllocationRequest
 from spiderpool_controller.ipam_engine import Address, IpamEngine
+from spiderpool_controller.metrics import ControllerMetrics
 
 
 def _ip_config(a: Address) -> ipam_pb2.IPConfig:
@@ -59,14 +62,24 @@ def to_domain(req: ipam_pb2.AllocateRequest) -> AllocationRequest:
 
 
 class IpamServicer(ipam_pb2_grpc.IpamServiceServicer):
-    def __init__(self, engine: IpamEngine) -> None:
+    def __init__(self, engine: IpamEngine, metrics: ControllerMetrics | None = None) -> None:
         self._engine = engine
+        self._metrics = metrics
 
     @translate_errors
     async def Allocate(
         self, request: ipam_pb2.AllocateRequest, context: grpc.aio.ServicerContext
     ) -> ipam_pb2.AllocateResponse:
-        result = await self._engine.allocate(to_domain(request))
+        started = time.perf_counter()
+        try:
+            result = await self._engine.allocate(to_domain(request))
+        except SpiderpoolError as err:
+            if self._metrics is not None:
+                self._metrics.allocation_failures.labels(reason=err.reason).inc()
+            raise
+        if self._metrics is not None:
+            self._metrics.allocations.inc()
+            self._metrics.allocation_seconds.observe(time.perf_counter() - started)
         return ipam_pb2.AllocateResponse(
             ips=[_ip_config(a) for a in result.ips],
             routes=[ipam_pb2.Route(nic=nic, dst=r.dst, gw=r.gw) for nic, r in result.routes],
@@ -90,6 +103,8 @@ class IpamServicer(ipam_pb2_grpc.IpamServiceServicer):
             owner_exists=request.owner.exists,
             force=request.force,
         )
+        if self._metrics is not None:
+            self._metrics.releases.inc()
         return ipam_pb2.ReleaseResponse(released=[_ip_config(a) for a in outcome.released], kept=outcome.kept)
 
     @translate_errors
@@ -127,6 +142,8 @@ class IpamServicer(ipam_pb2_grpc.IpamServiceServicer):
         return ipam_pb2.CheckCapacityResponse(ready=ready, reason=reason)
 
 
-def register(server: grpc.aio.Server, engine: IpamEngine) -> list[str]:
-    ipam_pb2_grpc.add_IpamServiceServicer_to_server(IpamServicer(engine), server)
+def register(
+    server: grpc.aio.Server, engine: IpamEngine, metrics: ControllerMetrics | None = None
+) -> list[str]:
+    ipam_pb2_grpc.add_IpamServiceServicer_to_server(IpamServicer(engine, metrics), server)
     return [ipam_pb2.DESCRIPTOR.services_by_name["IpamService"].full_name]

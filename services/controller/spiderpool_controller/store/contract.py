@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import grpc
-from spiderpool_common.errors import AlreadyExists, Conflict, NotFound, SpiderpoolError
+from spiderpool_common.errors import AlreadyExists, Conflict, NotFound, SpiderpoolError, Unavailable
 
 Obj = dict[str, Any]
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
@@ -54,8 +54,9 @@ class Gone(SpiderpoolError):
     reason = "GONE"
 
 
-class StoreUnavailable(SpiderpoolError):
-    grpc_code = grpc.StatusCode.UNAVAILABLE
+class StoreUnavailable(Unavailable):
+    """The backing store cannot answer now (disk error, locked file, API server down)."""
+
     reason = "STORE_UNAVAILABLE"
 
 

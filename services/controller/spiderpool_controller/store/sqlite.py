@@ -19,14 +19,19 @@ decisions it encodes:
   deletion, a write that changes nothing writes nothing. The controller must not notice
   whether it runs on this file or on a cluster.
 
-The controller is the only writer and runs one asyncio loop: the sqlite3 calls run on the
-loop's thread (a commit is well under a millisecond plus one fsync), only ``watch`` waits,
-on an ``asyncio.Event`` that every commit sets.
+The controller is the only writer and runs one asyncio loop. Writes go to one writer
+thread that commits every write queued meanwhile in a single transaction, each write in
+its own savepoint (so one write's conflict does not undo another's), and answers each
+caller after that commit's fsync: group commit at the file level, so the event loop never
+blocks on the disk and a burst of writes costs one fsync. Reads use a second connection on
+the loop's thread and see only committed data (WAL snapshots). ``watch`` waits on an
+``asyncio.Event`` that every commit sets.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import re
 import secrets
@@ -108,6 +113,9 @@ INSERT OR IGNORE INTO counters (key, value) VALUES ('rv', 0), ('compacted', 0), 
 """
 
 
+_Work = Callable[[sqlite3.Connection], tuple[Any, bool]]
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -120,12 +128,32 @@ def _encode(obj: Obj) -> str:
     return json.dumps(obj, separators=(",", ":"), allow_nan=False)
 
 
+def _json_copy(value: Any) -> Any:
+    """A deep copy that accepts only what JSON carries. Strings are shared, not copied:
+    a pool's ``status.allocatedIPs`` is one large string, and re-encoding it per write was
+    the store's main cost."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"keys must be strings, not {type(key).__name__}")
+            out[key] = _json_copy(item)
+        return out
+    if isinstance(value, list | tuple):
+        return [_json_copy(item) for item in value]
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        raise ValueError(f"out of range float value {value!r}")
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 def _copy_in(obj: Obj) -> Obj:
     """A private deep copy of a caller's object, refusing what JSON cannot carry."""
     if not isinstance(obj, dict):
         raise InvalidRequest(f"an object must be a mapping, got {type(obj).__name__}")
     try:
-        copied: Obj = json.loads(_encode(obj))
+        copied: Obj = _json_copy(obj)
     except (TypeError, ValueError) as exc:
         raise InvalidRequest(f"object is not representable as JSON: {exc}") from exc
     kind = copied.get("kind")
@@ -214,6 +242,9 @@ class SqliteStore:
         self._clock = clock
         self._changed = asyncio.Event()
         self._closed = False
+        self._queue: list[tuple[_Work, asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         try:
             self._conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_s
@@ -222,6 +253,9 @@ class SqliteStore:
             raise StoreUnavailable(f"cannot open the store file {self.path}: {exc}") from exc
         try:
             self._prepare()
+            self._rconn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_s
+            )
         except sqlite3.Error as exc:
             self._conn.close()
             raise StoreUnavailable(f"cannot open the store file {self.path}: {exc}") from exc
@@ -244,10 +278,12 @@ class SqliteStore:
     # -- transactions ---------------------------------------------------------------------
 
     @contextmanager
-    def _transaction(self, begin: str) -> Iterator[sqlite3.Connection]:
+    def _transaction(
+        self, begin: str, conn: sqlite3.Connection | None = None
+    ) -> Iterator[sqlite3.Connection]:
         if self._closed:
             raise StoreUnavailable(f"the store {self.path} is closed")
-        conn = self._conn
+        conn = conn or self._rconn
         try:
             conn.execute(begin)
         except sqlite3.Error as exc:
@@ -274,8 +310,70 @@ class SqliteStore:
     def _reading(self) -> AbstractContextManager[sqlite3.Connection]:
         return self._transaction("BEGIN")
 
-    def _writing(self) -> AbstractContextManager[sqlite3.Connection]:
-        return self._transaction("BEGIN IMMEDIATE")
+    async def _write(self, work: _Work) -> Any:
+        """Queue ``work`` for the writer thread; return its result once committed."""
+        if self._closed:
+            raise StoreUnavailable(f"the store {self.path} is closed")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._queue.append((work, fut))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush(), name="sqlite-group-commit")
+        return await fut
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                outcomes = await loop.run_in_executor(self._writer, self._commit, [w for w, _ in batch])
+            except BaseException as exc:  # the executor itself failed (shut down)
+                outcomes = [(False, StoreUnavailable(f"store {self.path}: {exc}"), False)] * len(batch)
+            changed = False
+            for (_, fut), (ok, value, did_change) in zip(batch, outcomes, strict=True):
+                changed = changed or did_change
+                if fut.done():
+                    continue
+                if ok:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(value)
+            if changed:
+                self._notify()
+
+    def _commit(self, works: list[_Work]) -> list[tuple[bool, Any, bool]]:
+        """Writer thread: run every work in its own savepoint, then one COMMIT (one fsync)."""
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            return [(False, StoreUnavailable(f"store {self.path}: {exc}"), False)] * len(works)
+        outcomes: list[tuple[bool, Any, bool]] = []
+        for work in works:
+            try:
+                conn.execute("SAVEPOINT write")
+                value, changed = work(conn)
+                conn.execute("RELEASE write")
+                outcomes.append((True, value, changed))
+            except BaseException as exc:
+                try:
+                    conn.execute("ROLLBACK TO write")
+                    conn.execute("RELEASE write")
+                except sqlite3.Error:
+                    pass
+                if isinstance(exc, sqlite3.Error):
+                    exc = StoreUnavailable(f"store {self.path}: {exc}")
+                outcomes.append((False, exc, False))
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            failure = StoreUnavailable(f"store {self.path}: commit failed: {exc}")
+            return [(False, failure, False)] * len(works)
+        return outcomes
 
     def _notify(self) -> None:
         """Wake every watcher: the current event fires, later waiters get a fresh one."""
@@ -413,16 +511,19 @@ class SqliteStore:
         meta["creationTimestamp"] = _rfc3339(self._clock())
         meta["generation"] = 1
         _normalize_metadata(meta)
-        with self._writing() as conn:
+        if meta.get("name"):
+            _validate_name(kind, meta["name"])
+
+        def work(conn: sqlite3.Connection) -> tuple[Obj, bool]:
             if meta.get("name"):
-                name = _validate_name(kind, meta["name"])
+                name = meta["name"]
                 if self._load(conn, kind, namespace, name) is not None:
                     raise ObjectAlreadyExists(f"{_describe(kind, namespace, name)} already exists")
             else:
-                name = self._generate_name(conn, kind, namespace, str(generate))
-            meta["name"] = name
-            created = self._record(conn, "ADDED", new, {})
-        self._notify()
+                meta["name"] = self._generate_name(conn, kind, namespace, str(generate))
+            return self._record(conn, "ADDED", new, {}), True
+
+        created: Obj = await self._write(work)
         return created
 
     def _generate_name(self, conn: sqlite3.Connection, kind: str, namespace: str, prefix: str) -> str:
@@ -445,54 +546,57 @@ class SqliteStore:
 
     async def update(self, obj: Obj) -> Obj:
         new = _copy_in(obj)
-        with self._writing() as conn:
-            old = self._load_for_write(conn, new)
-            old_meta, meta = old["metadata"], new["metadata"]
-            new.pop("status", None)  # the status subresource: update never changes status
-            if "status" in old:
-                new["status"] = old["status"]
-            for key in _SYSTEM_METADATA:
-                meta.pop(key, None)
-                if key in old_meta:
-                    meta[key] = old_meta[key]
-            meta["resourceVersion"] = old_meta["resourceVersion"]
-            _normalize_metadata(meta)
-            deleting = "deletionTimestamp" in old_meta
-            added = set(meta.get("finalizers", ())) - set(old_meta.get("finalizers", ()))
-            if deleting and added:
-                raise InvalidRequest(
-                    f"{_describe(old['kind'], old_meta.get('namespace', ''), old_meta['name'])}: "
-                    f"no new finalizers can be added while the object is being deleted: {sorted(added)}"
-                )
-            if _spec_of(new) != _spec_of(old):
-                meta["generation"] = int(old_meta.get("generation", 0)) + 1
-            if _without_rv(new) == _without_rv(old):
-                return old  # a write that changes nothing writes nothing (no new version, no event)
-            if deleting and not meta.get("finalizers"):
-                stored = self._record(conn, "DELETED", new, _labels(old))
-            else:
-                stored = self._record(conn, "MODIFIED", new, _labels(old))
-        self._notify()
+        stored: Obj = await self._write(lambda conn: self._update(conn, new))
         return stored
+
+    def _update(self, conn: sqlite3.Connection, new: Obj) -> tuple[Obj, bool]:
+        old = self._load_for_write(conn, new)
+        old_meta, meta = old["metadata"], new["metadata"]
+        new.pop("status", None)  # the status subresource: update never changes status
+        if "status" in old:
+            new["status"] = old["status"]
+        for key in _SYSTEM_METADATA:
+            meta.pop(key, None)
+            if key in old_meta:
+                meta[key] = old_meta[key]
+        meta["resourceVersion"] = old_meta["resourceVersion"]
+        _normalize_metadata(meta)
+        deleting = "deletionTimestamp" in old_meta
+        added = set(meta.get("finalizers", ())) - set(old_meta.get("finalizers", ()))
+        if deleting and added:
+            raise InvalidRequest(
+                f"{_describe(old['kind'], old_meta.get('namespace', ''), old_meta['name'])}: "
+                f"no new finalizers can be added while the object is being deleted: {sorted(added)}"
+            )
+        if _spec_of(new) != _spec_of(old):
+            meta["generation"] = int(old_meta.get("generation", 0)) + 1
+        if _without_rv(new) == _without_rv(old):
+            return old, False  # a write that changes nothing writes nothing (no version, no event)
+        if deleting and not meta.get("finalizers"):
+            return self._record(conn, "DELETED", new, _labels(old)), True
+        return self._record(conn, "MODIFIED", new, _labels(old)), True
 
     async def update_status(self, obj: Obj) -> Obj:
         new = _copy_in(obj)
-        with self._writing() as conn:
+
+        def work(conn: sqlite3.Connection) -> tuple[Obj, bool]:
             old = self._load_for_write(conn, new)
-            updated = json.loads(_encode(old))
+            updated = dict(old)
             updated.pop("status", None)
             if "status" in new:
                 updated["status"] = new["status"]
             if updated == old:
-                return old
-            stored = self._record(conn, "MODIFIED", updated, _labels(old))
-        self._notify()
+                return old, False
+            updated["metadata"] = dict(old["metadata"])
+            return self._record(conn, "MODIFIED", updated, _labels(old)), True
+
+        stored: Obj = await self._write(work)
         return stored
 
     async def delete(
         self, kind: str, name: str, namespace: str = "", resource_version: str | None = None
     ) -> Obj | None:
-        with self._writing() as conn:
+        def work(conn: sqlite3.Connection) -> tuple[Obj, bool]:
             old = self._load(conn, kind, namespace, name)
             if old is None:
                 raise ObjectNotFound(f"{_describe(kind, namespace, name)} not found")
@@ -501,14 +605,14 @@ class SqliteStore:
             labels = _labels(old)
             if meta.get("finalizers"):
                 if "deletionTimestamp" in meta:
-                    return old  # already terminating: nothing changes
+                    return old, False  # already terminating: nothing changes
                 meta["deletionTimestamp"] = _rfc3339(self._clock())
                 meta["deletionGracePeriodSeconds"] = 0
                 meta["generation"] = int(meta.get("generation", 0)) + 1
-                stored = self._record(conn, "MODIFIED", old, labels)
-            else:
-                stored = self._record(conn, "DELETED", old, labels)
-        self._notify()
+                return self._record(conn, "MODIFIED", old, labels), True
+            return self._record(conn, "DELETED", old, labels), True
+
+        stored: Obj | None = await self._write(work)
         return stored
 
     # -- watch ----------------------------------------------------------------------------
@@ -585,9 +689,13 @@ class SqliteStore:
         """Close the file; running watches end (their iteration stops)."""
         if self._closed:
             return
+        if self._flusher is not None and not self._flusher.done():
+            await asyncio.shield(self._flusher)  # answer what is queued before closing
         self._closed = True
         self._notify()
+        self._writer.shutdown(wait=True)
         self._conn.close()
+        self._rconn.close()
 
     def integrity_check(self) -> str:
         """SQLite's own verdict on the file ("ok" when intact), for tests and diagnostics."""
