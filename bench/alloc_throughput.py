@@ -92,8 +92,8 @@ class Controller:
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
         self.metrics_port = 0
 
-    async def wait_ready(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
+    async def wait_ready(self) -> None:
+        deadline = time.monotonic() + 20.0
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 self.log.seek(0)

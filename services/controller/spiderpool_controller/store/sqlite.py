@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import math
 import re
 import secrets
 import sqlite3
@@ -141,7 +142,7 @@ def _json_copy(value: Any) -> Any:
         return out
     if isinstance(value, list | tuple):
         return [_json_copy(item) for item in value]
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+    if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"out of range float value {value!r}")
     if value is None or isinstance(value, str | int | float | bool):
         return value
