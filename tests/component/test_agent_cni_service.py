@@ -332,12 +332,13 @@ async def test_add_with_controller_down_is_try_again_later(env: Env) -> None:
     assert env.agent.journal.pending() == []
 
 
-# -- coordinator placeholder ------------------------------------------------------------------
+# -- coordinator ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("version", ["0.4.0", "1.1.0"])
-async def test_coordinator_add_passes_prev_result_through(env: Env, version: str) -> None:
-    """Until the coordinator lands, CoordinatorAdd answers prevResult in the requested version."""
+async def test_coordinator_add_answers_prev_result_and_needs_one(env: Env, version: str) -> None:
+    """CoordinatorAdd (mode disabled: no netns work) answers prevResult in the requested version, and
+    without prevResult fails with code 7 (the netns tests cover the routing itself)."""
     prev = {
         "cniVersion": version,
         "interfaces": [{"name": "eth0", "sandbox": NETNS}],
@@ -346,12 +347,12 @@ async def test_coordinator_add_passes_prev_result_through(env: Env, version: str
     }
     if version == "0.4.0":
         prev["ips"][0]["version"] = "4"  # type: ignore[index]
-    conf = {"cniVersion": version, "name": "macvlan-a", "type": "coordinator", "prevResult": prev}
-    out = json.loads(await env.call("COORD_ADD", cni_call("ADD", conf, netns=NETNS)))
+    conf = {"cniVersion": version, "name": "macvlan-a", "type": "coordinator", "mode": "disabled"}
+    out = json.loads(await env.call("COORD_ADD", cni_call("ADD", {**conf, "prevResult": prev}, netns=NETNS)))
     assert out == prev
-    no_prev = {k: v for k, v in conf.items() if k != "prevResult"}
-    err = await env.fails("COORD_ADD", cni_call("ADD", no_prev, netns=NETNS))
+    err = await env.fails("COORD_ADD", cni_call("ADD", conf, netns=NETNS))
     assert err.cni_code == codes.INVALID_CONFIG
+    assert "prevResult" in err.message
 
 
 # -- the socket -----------------------------------------------------------------------------------

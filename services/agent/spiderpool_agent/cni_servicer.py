@@ -1,31 +1,26 @@
 """The ``spiderpool.agent.v1.CniService`` servicer: protobuf in, handler call, bytes out.
 
-Only translation lives here; the verbs' logic is ``ipam_handlers``. Errors leave through
+Only translation lives here; the verbs' logic is ``ipam_handlers`` (the spiderpool IPAM
+plugin) and ``coordinator_handlers`` (the coordinator plugin). Errors leave through
 ``translate_errors`` as gRPC statuses carrying the CNI code, which the shims print.
-
-The Coordinator* RPCs are placeholders until the coordinator library lands in
-``plugins/coordinator/``: ADD validates the call and passes ``prevResult`` through,
-re-rendered in the requested version; DEL/CHECK/GC/STATUS validate and succeed.
 """
 
 from __future__ import annotations
 
 import grpc
 from spiderpool.agent.v1 import cni_pb2, cni_pb2_grpc
-from spiderpool_cni import codes
-from spiderpool_common.errors import CniError
 from spiderpool_common.grpc_server import translate_errors
 
-from spiderpool_agent.cni_call import Verb, parse_call
-from spiderpool_agent.cni_result import render_converted
+from spiderpool_agent.coordinator_handlers import CoordinatorHandlers
 from spiderpool_agent.ipam_handlers import IpamHandlers
 
 SERVICE_NAME = cni_pb2.DESCRIPTOR.services_by_name["CniService"].full_name
 
 
 class CniServicer(cni_pb2_grpc.CniServiceServicer):
-    def __init__(self, handlers: IpamHandlers) -> None:
+    def __init__(self, handlers: IpamHandlers, coordinator: CoordinatorHandlers) -> None:
         self._handlers = handlers
+        self._coordinator = coordinator
 
     @translate_errors
     async def IpamAdd(
@@ -57,45 +52,34 @@ class CniServicer(cni_pb2_grpc.CniServiceServicer):
     ) -> cni_pb2.IpamStatusResponse:
         return cni_pb2.IpamStatusResponse(result=await self._handlers.status(request.call))
 
-    # -- coordinator placeholders -----------------------------------------------------
+    # -- coordinator ------------------------------------------------------------------
 
     @translate_errors
     async def CoordinatorAdd(
         self, request: cni_pb2.CoordinatorAddRequest, context: grpc.aio.ServicerContext
     ) -> cni_pb2.CoordinatorAddResponse:
-        inv = parse_call(request.call, Verb.ADD, require_ipam=False)
-        prev = inv.config.prev_result
-        if prev is None:
-            raise CniError(
-                codes.INVALID_CONFIG,
-                "network config: coordinator needs prevResult (chain it after the main CNI)",
-            )
-        return cni_pb2.CoordinatorAddResponse(result=render_converted(prev, inv.config.cni_version))
+        return cni_pb2.CoordinatorAddResponse(result=await self._coordinator.add(request.call))
 
     @translate_errors
     async def CoordinatorDel(
         self, request: cni_pb2.CoordinatorDelRequest, context: grpc.aio.ServicerContext
     ) -> cni_pb2.CoordinatorDelResponse:
-        parse_call(request.call, Verb.DEL, require_ipam=False)
-        return cni_pb2.CoordinatorDelResponse()
+        return cni_pb2.CoordinatorDelResponse(result=await self._coordinator.delete(request.call))
 
     @translate_errors
     async def CoordinatorCheck(
         self, request: cni_pb2.CoordinatorCheckRequest, context: grpc.aio.ServicerContext
     ) -> cni_pb2.CoordinatorCheckResponse:
-        parse_call(request.call, Verb.CHECK, require_ipam=False)
-        return cni_pb2.CoordinatorCheckResponse()
+        return cni_pb2.CoordinatorCheckResponse(result=await self._coordinator.check(request.call))
 
     @translate_errors
     async def CoordinatorGc(
         self, request: cni_pb2.CoordinatorGcRequest, context: grpc.aio.ServicerContext
     ) -> cni_pb2.CoordinatorGcResponse:
-        parse_call(request.call, Verb.GC, require_ipam=False)
-        return cni_pb2.CoordinatorGcResponse()
+        return cni_pb2.CoordinatorGcResponse(result=await self._coordinator.gc(request.call))
 
     @translate_errors
     async def CoordinatorStatus(
         self, request: cni_pb2.CoordinatorStatusRequest, context: grpc.aio.ServicerContext
     ) -> cni_pb2.CoordinatorStatusResponse:
-        parse_call(request.call, Verb.STATUS, require_ipam=False)
-        return cni_pb2.CoordinatorStatusResponse()
+        return cni_pb2.CoordinatorStatusResponse(result=await self._coordinator.status(request.call))

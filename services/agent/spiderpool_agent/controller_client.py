@@ -1,4 +1,4 @@
-"""The agent's grpc.aio client of the controller's IpamService.
+"""The agent's grpc.aio client of the controller's IpamService (and ResourceService reads).
 
 Owns the one channel to the controller and the translation of ``grpc.RpcError`` into the
 domain errors (``spiderpool_common.errors.from_rpc_error``): the controller's own errors
@@ -12,17 +12,22 @@ for at most ``RECONNECT_WAIT`` seconds: right after the controller restarts, the
 may still sit in its reconnect backoff (kept short, 1 s at most) and the first call would
 otherwise fail although the controller is back. Every call is idempotent on the
 controller side (ADD and DEL are keyed by attachment), so the retry is safe.
+
+``get_object`` reads one object through the ResourceService on the same channel (the
+coordinator's SpiderCoordinator ``default``); an object that does not exist is ``None``.
 """
 
 from __future__ import annotations
 
-from typing import TypeVar
+import json
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.message import Message
 from grpc_status import rpc_status
-from spiderpool.controller.v1 import ipam_pb2, ipam_pb2_grpc
-from spiderpool_common.errors import from_rpc_error
+from spiderpool.controller.v1 import ipam_pb2, ipam_pb2_grpc, resource_pb2, resource_pb2_grpc
+from spiderpool_cni import codes
+from spiderpool_common.errors import NotFound, SpiderpoolError, from_rpc_error
 from spiderpool_common.grpc_server import parse_listen
 
 Resp = TypeVar("Resp", bound=Message)
@@ -57,6 +62,7 @@ class GrpcControllerClient:
         self._timeout = timeout
         self._channel = open_channel(address)
         self._stub = ipam_pb2_grpc.IpamServiceStub(self._channel)
+        self._resources = resource_pb2_grpc.ResourceServiceStub(self._channel)
 
     async def _call(self, method: grpc.aio.UnaryUnaryMultiCallable, request: Message) -> Resp:  # type: ignore[type-var]
         try:
@@ -88,6 +94,20 @@ class GrpcControllerClient:
 
     async def check_capacity(self, request: ipam_pb2.CheckCapacityRequest) -> ipam_pb2.CheckCapacityResponse:
         return await self._call(self._stub.CheckCapacity, request)
+
+    async def get_object(self, kind: str, name: str, namespace: str = "") -> dict[str, Any] | None:
+        """The stored object as its manifest dict, or ``None`` when it does not exist."""
+        request = resource_pb2.GetRequest(kind=kind, namespace=namespace, name=name)
+        try:
+            reply: resource_pb2.GetResponse = await self._call(self._resources.Get, request)
+        except SpiderpoolError as exc:
+            if isinstance(exc, NotFound) or exc.cni_code == codes.OBJECT_NOT_FOUND:
+                return None
+            raise
+        obj = json.loads(reply.object_json)
+        if not isinstance(obj, dict):
+            raise SpiderpoolError(f"{kind} {name}: the controller answered a non-object")
+        return obj
 
     async def close(self) -> None:
         await self._channel.close()

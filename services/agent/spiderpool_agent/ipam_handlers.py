@@ -5,7 +5,11 @@ plugin behaviour from cmd/spiderpool and pkg/ipam):
 
 - ADD allocates through the controller and answers only this interface's IPs; a failed
   ADD leaves nothing allocated (rollback, journaled if the controller is gone meanwhile).
-  A pending journaled release for the same key is replayed first.
+  A pending journaled release for the same key is replayed first. When the controller's
+  detection switches ride on the IPs, ADD probes for conflicts and the gateway in the pod
+  (``ip_detection``); on failure the addresses are released with ``detection_failed`` (a
+  stateless pod's retry starts afresh, a StatefulSet member keeps them) and ADD fails
+  with 103 / 104.
 - DEL releases; nothing to release and repeated DELs succeed; an unreachable controller
   turns the release into a durable journal entry and DEL still succeeds.
 - CHECK verifies the reservation exists and matches prevResult (codes 106 / 107).
@@ -29,9 +33,12 @@ import structlog
 from spiderpool.controller.v1 import ipam_pb2
 from spiderpool_cni import codes
 from spiderpool_common.errors import AllocationNotFound, CniError, NotFound, SpiderpoolError, Unavailable
+from spiderpool_coordinator.errors import CoordinatorError
 
 from spiderpool_agent.cni_call import Invocation, RawCall, Verb, parse_call
 from spiderpool_agent.cni_result import ipam_result_for_interface, prev_result_ips, render_ipam_result
+from spiderpool_agent.coordinator_errors import to_cni_error
+from spiderpool_agent.ip_detection import Detector, NetnsDetector, Probes, plan_probes
 from spiderpool_agent.release_journal import ReleaseFn, ReleaseIntent, ReleaseJournal
 
 log = structlog.get_logger(__name__)
@@ -117,12 +124,14 @@ class IpamHandlers:
         node: str,
         *,
         netns_exists: Callable[[str], bool] = os.path.exists,
+        detector: Detector | None = None,
     ) -> None:
         self._controller = controller
         self._journal = journal
         self._node = node
         self._netns_exists = netns_exists
         self._release = release_via(controller)
+        self._detector: Detector = detector or NetnsDetector()
 
     # -- ADD --------------------------------------------------------------------------
 
@@ -161,6 +170,12 @@ class IpamHandlers:
             if not result.ips:
                 raise _no_ip_for(inv.ifname)  # noqa: TRY301  (the rollback below must run)
             rendered = render_ipam_result(result, inv.config.cni_version)
+            probes = plan_probes(response.ips, inv.ifname, clean_gateway=ipam.clean_gateway)
+            if probes:
+                await self._detector.verify(inv.netns, inv.ifname, probes)
+        except CoordinatorError as exc:
+            note = await asyncio.shield(self._release_after_detection(intent))
+            raise to_cni_error(exc, note=note) from None
         except BaseException:
             await asyncio.shield(self._rollback(intent))
             raise
@@ -170,7 +185,30 @@ class IpamHandlers:
             ifname=inv.ifname,
             ips=[ip.address for ip in result.ips],
         )
+        if probes:
+            await self._announce(inv, probes)
         return rendered
+
+    async def _release_after_detection(self, intent: ReleaseIntent) -> str:
+        """Release after a failed probe (upstream isReleaseConflictIPs); say what happened."""
+        request = ipam_pb2.ReleaseRequest(pod=_pod_ref(intent), ifname=intent.ifname, detection_failed=True)
+        try:
+            response = await self._controller.release(request)
+        except SpiderpoolError as exc:
+            # The runtime's DEL after the failed ADD releases them (or journals the release).
+            log.warning("detection_release_failed", container_id=intent.container_id, error=str(exc))
+            return f"releasing the addresses failed ({exc}); DEL will release them"
+        if response.kept:
+            return "the addresses stay reserved for this StatefulSet member"
+        released = ", ".join(ip.address for ip in response.released) or "none held"
+        return f"released {released} so that a retry starts afresh"
+
+    async def _announce(self, inv: Invocation, probes: Probes) -> None:
+        """Gratuitous ARP / unsolicited NA for the probed addresses; never fails the ADD."""
+        try:
+            await self._detector.announce(inv.netns, inv.ifname, probes.addresses)
+        except Exception as exc:  # best effort: a neighbour's stale cache is not worth a failed ADD
+            log.warning("announce_failed", container_id=inv.container_id, ifname=inv.ifname, error=str(exc))
 
     async def _rollback(self, intent: ReleaseIntent) -> None:
         try:

@@ -28,6 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="optional YAML file of settings (flags and SPIDERPOOL_* env win)")
     p.add_argument("--log-level", dest="log_level", help="debug, info, warning, error (default info)")
     p.add_argument("--log-format", dest="log_format", help="json or console (default json)")
+    p.add_argument(
+        "--coordinator-config-ttl",
+        dest="coordinator_config_ttl",
+        help="seconds a read of the SpiderCoordinator 'default' is reused (default 2; 0: every call)",
+    )
     return p
 
 

@@ -1,4 +1,5 @@
-"""Wiring of the agent: controller client, release journal, handlers, gRPC server.
+"""Wiring of the agent: controller client, release journal, IPAM and coordinator handlers,
+gRPC server.
 
 ``Agent`` is what ``main`` runs and what component tests start in-process: ``start``
 loads the journal, serves the CNI service on the unix socket (mode 0600, reflection and
@@ -19,6 +20,8 @@ from spiderpool_common.grpc_server import start_server
 
 from spiderpool_agent.cni_servicer import SERVICE_NAME, CniServicer
 from spiderpool_agent.controller_client import GrpcControllerClient
+from spiderpool_agent.coordinator_handlers import CoordinatorHandlers
+from spiderpool_agent.coordinator_source import CoordinatorSource
 from spiderpool_agent.ipam_handlers import IpamHandlers, release_via
 from spiderpool_agent.release_journal import ReleaseJournal
 from spiderpool_agent.settings import AgentSettings
@@ -42,12 +45,15 @@ class Agent:
         self.handlers = IpamHandlers(
             self.controller, self.journal, settings.node_name, netns_exists=netns_check
         )
+        self.coordinator = CoordinatorHandlers(
+            CoordinatorSource(self.controller, ttl=settings.coordinator_config_ttl), netns_exists=netns_check
+        )
         self._server: grpc.aio.Server | None = None
         self._replay: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.journal.load()
-        servicer = CniServicer(self.handlers)
+        servicer = CniServicer(self.handlers, self.coordinator)
 
         def register(server: grpc.aio.Server) -> list[str]:
             cni_pb2_grpc.add_CniServiceServicer_to_server(servicer, server)

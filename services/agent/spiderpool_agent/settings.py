@@ -38,6 +38,7 @@ class AgentSettings:
     replay_max_backoff: float = 30.0
     shutdown_grace: float = 10.0  # in-flight CNI calls get this long on SIGTERM
     check_netns: bool = True  # ADD fails with code 3 when CNI_NETNS does not exist here
+    coordinator_config_ttl: float = 2.0  # seconds the SpiderCoordinator read is reused; 0: every call
 
     @property
     def node_name(self) -> str:
@@ -59,6 +60,8 @@ class AgentSettings:
         for name in ("controller_timeout", "replay_initial_backoff", "replay_max_backoff", "shutdown_grace"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: must be positive")
+        if self.coordinator_config_ttl < 0:
+            raise ValueError("coordinator_config_ttl: must not be negative")
         if self.replay_max_backoff < self.replay_initial_backoff:
             raise ValueError("replay_max_backoff: must not be below replay_initial_backoff")
         return self

@@ -57,7 +57,15 @@ async def start_controller(settings: ControllerSettings) -> Controller:
 
     def register(server: grpc.aio.Server) -> list[str]:
         return [
-            *ipam_servicer.register(server, engine, metrics),
+            *ipam_servicer.register(
+                server,
+                engine,
+                metrics,
+                ipam_servicer.Detection(
+                    ip_conflict=settings.enable_ip_conflict_detection,
+                    gateway=settings.enable_gateway_detection,
+                ),
+            ),
             *resource_servicer.register(server, resources),
         ]
 
@@ -69,6 +77,8 @@ async def start_controller(settings: ControllerSettings) -> Controller:
         store=settings.store,
         group_commit=settings.group_commit,
         metrics_port=metrics_port,
+        ip_conflict_detection=settings.enable_ip_conflict_detection,
+        gateway_detection=settings.enable_gateway_detection,
     )
     return Controller(server, address, engine, store, metrics)
 

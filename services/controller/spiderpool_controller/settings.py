@@ -27,6 +27,10 @@ class ControllerSettings:
     max_allocated_ips: int = 5000
     write_latency_ms: float = 0.0  # added to every store write (benchmarks model an API server)
     metrics_listen: str = ""  # HOST:PORT for Prometheus /metrics; empty: off (upstream port 5721)
+    # Upstream's configmap enableIPConflictDetection / enableGatewayDetection (Helm default
+    # false): stamped on every allocated IP, the agent probes before ADD succeeds (reference 5.9).
+    enable_ip_conflict_detection: bool = False
+    enable_gateway_detection: bool = False
 
     @property
     def required_families(self) -> frozenset[int]:
@@ -64,6 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-allocated-ips", help="per-pool threshold of allocation records (default 5000)")
     p.add_argument("--write-latency-ms", help="milliseconds added to every store write (benchmarks)")
     p.add_argument("--metrics-listen", help="HOST:PORT to serve Prometheus /metrics on (default: off)")
+    p.add_argument(
+        "--enable-ip-conflict-detection",
+        help="true|false: agents ARP/NDP-probe each allocated address before ADD succeeds (default false)",
+    )
+    p.add_argument(
+        "--enable-gateway-detection",
+        help="true|false: agents check the gateway answers ARP/NDP before ADD succeeds (default false)",
+    )
     return p
 
 

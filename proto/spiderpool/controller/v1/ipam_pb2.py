@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#spiderpool/controller/v1/ipam.proto\x12\x18spiderpool.controller.v1\"Z\n\x06PodRef\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontainer_id\x18\x04 \x01(\t\x12\x0c\n\x04node\x18\x05 \x01(\t\"R\n\x05Owner\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x10\n\x08replicas\x18\x04 \x01(\x05\x12\x0e\n\x06\x65xists\x18\x05 \x01(\x08\"-\n\x05Route\x12\x0b\n\x03nic\x18\x01 \x01(\t\x12\x0b\n\x03\x64st\x18\x02 \x01(\t\x12\n\n\x02gw\x18\x03 \x01(\t\"}\n\x08IPConfig\x12\x0b\n\x03nic\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x0f\n\x07gateway\x18\x04 \x01(\t\x12\x0c\n\x04pool\x18\x05 \x01(\t\x12\x0c\n\x04vlan\x18\x06 \x01(\x05\x12\x15\n\rclean_gateway\x18\x07 \x01(\x08\"\xbe\x07\n\x0f\x41llocateRequest\x12-\n\x03pod\x18\x01 \x01(\x0b\x32 .spiderpool.controller.v1.PodRef\x12\x0e\n\x06ifname\x18\x02 \x01(\t\x12\x0f\n\x07network\x18\x03 \x01(\t\x12L\n\npod_labels\x18\x04 \x03(\x0b\x32\x38.spiderpool.controller.v1.AllocateRequest.PodLabelsEntry\x12V\n\x0fpod_annotations\x18\x05 \x03(\x0b\x32=.spiderpool.controller.v1.AllocateRequest.PodAnnotationsEntry\x12X\n\x10namespace_labels\x18\x06 \x03(\x0b\x32>.spiderpool.controller.v1.AllocateRequest.NamespaceLabelsEntry\x12\x62\n\x15namespace_annotations\x18\x07 \x03(\x0b\x32\x43.spiderpool.controller.v1.AllocateRequest.NamespaceAnnotationsEntry\x12N\n\x0bnode_labels\x18\x08 \x03(\x0b\x32\x39.spiderpool.controller.v1.AllocateRequest.NodeLabelsEntry\x12\x1c\n\x14\x64\x65\x66\x61ult_ipv4_ippools\x18\t \x03(\t\x12\x1c\n\x14\x64\x65\x66\x61ult_ipv6_ippools\x18\n \x03(\t\x12\x15\n\rclean_gateway\x18\x0b \x01(\x08\x12.\n\x05owner\x18\x0c \x01(\x0b\x32\x1f.spiderpool.controller.v1.Owner\x12\x13\n\x0bmultus_name\x18\r \x01(\t\x1a\x30\n\x0ePodLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x35\n\x13PodAnnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x36\n\x14NamespaceLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a;\n\x19NamespaceAnnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x31\n\x0fNodeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"t\n\x10\x41llocateResponse\x12/\n\x03ips\x18\x01 \x03(\x0b\x32\".spiderpool.controller.v1.IPConfig\x12/\n\x06routes\x18\x02 \x03(\x0b\x32\x1f.spiderpool.controller.v1.Route\"\x8e\x01\n\x0eReleaseRequest\x12-\n\x03pod\x18\x01 \x01(\x0b\x32 .spiderpool.controller.v1.PodRef\x12\x0e\n\x06ifname\x18\x02 \x01(\t\x12.\n\x05owner\x18\x03 \x01(\x0b\x32\x1f.spiderpool.controller.v1.Owner\x12\r\n\x05\x66orce\x18\x04 \x01(\x08\"U\n\x0fReleaseResponse\x12\x34\n\x08released\x18\x01 \x03(\x0b\x32\".spiderpool.controller.v1.IPConfig\x12\x0c\n\x04kept\x18\x02 \x01(\x08\"S\n\x12GetEndpointRequest\x12-\n\x03pod\x18\x01 \x01(\x0b\x32 .spiderpool.controller.v1.PodRef\x12\x0e\n\x06ifname\x18\x02 \x01(\t\"\x88\x01\n\x13GetEndpointResponse\x12/\n\x03ips\x18\x01 \x03(\x0b\x32\".spiderpool.controller.v1.IPConfig\x12/\n\x06routes\x18\x02 \x03(\x0b\x32\x1f.spiderpool.controller.v1.Route\x12\x0f\n\x07network\x18\x03 \x01(\t\"2\n\nAttachment\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0e\n\x06ifname\x18\x02 \x01(\t\"l\n\x16ReleaseUnlistedRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07network\x18\x02 \x01(\t\x12\x33\n\x05valid\x18\x03 \x03(\x0b\x32$.spiderpool.controller.v1.Attachment\"_\n\x17ReleaseUnlistedResponse\x12\x34\n\x08released\x18\x01 \x03(\x0b\x32\".spiderpool.controller.v1.IPConfig\x12\x0e\n\x06\x65rrors\x18\x02 \x03(\t\"`\n\x14\x43heckCapacityRequest\x12\x1c\n\x14\x64\x65\x66\x61ult_ipv4_ippools\x18\x01 \x03(\t\x12\x1c\n\x14\x64\x65\x66\x61ult_ipv6_ippools\x18\x02 \x03(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\"6\n\x15\x43heckCapacityResponse\x12\r\n\x05ready\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t2\xa6\x04\n\x0bIpamService\x12\x61\n\x08\x41llocate\x12).spiderpool.controller.v1.AllocateRequest\x1a*.spiderpool.controller.v1.AllocateResponse\x12^\n\x07Release\x12(.spiderpool.controller.v1.ReleaseRequest\x1a).spiderpool.controller.v1.ReleaseResponse\x12j\n\x0bGetEndpoint\x12,.spiderpool.controller.v1.GetEndpointRequest\x1a-.spiderpool.controller.v1.GetEndpointResponse\x12v\n\x0fReleaseUnlisted\x12\x30.spiderpool.controller.v1.ReleaseUnlistedRequest\x1a\x31.spiderpool.controller.v1.ReleaseUnlistedResponse\x12p\n\rCheckCapacity\x12..spiderpool.controller.v1.CheckCapacityRequest\x1a/.spiderpool.controller.v1.CheckCapacityResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#spiderpool/controller/v1/ipam.proto\x12\x18spiderpool.controller.v1\"Z\n\x06PodRef\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontainer_id\x18\x04 \x01(\t\x12\x0c\n\x04node\x18\x05 \x01(\t\"R\n\x05Owner\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x10\n\x08replicas\x18\x04 \x01(\x05\x12\x0e\n\x06\x65xists\x18\x05 \x01(\x08\"-\n\x05Route\x12\x0b\n\x03nic\x18\x01 \x01(\t\x12\x0b\n\x03\x64st\x18\x02 \x01(\t\x12\n\n\x02gw\x18\x03 \x01(\t\"\xb1\x01\n\x08IPConfig\x12\x0b\n\x03nic\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x0f\n\x07gateway\x18\x04 \x01(\t\x12\x0c\n\x04pool\x18\x05 \x01(\t\x12\x0c\n\x04vlan\x18\x06 \x01(\x05\x12\x15\n\rclean_gateway\x18\x07 \x01(\x08\x12\x1a\n\x12\x64\x65tect_ip_conflict\x18\x08 \x01(\x08\x12\x16\n\x0e\x64\x65tect_gateway\x18\t \x01(\x08\"\xbe\x07\n\x0f\x41llocateRequest\x12-\n\x03pod\x18\x01 \x01(\x0b\x32 .spiderpool.controller.v1.PodRef\x12\x0e\n\x06ifname\x18\x02 \x01(\t\x12\x0f\n\x07network\x18\x03 \x01(\t\x12L\n\npod_labels\x18\x04 \x03(\x0b\x32\x38.spiderpool.controller.v1.AllocateRequest.PodLabelsEntry\x12V\n\x0fpod_annotations\x18\x05 \x03(\x0b\x32=.spiderpool.controller.v1.AllocateRequest.PodAnnotationsEntry\x12X\n\x10namespace_labels\x18\x06 \x03(\x0b\x32>.spiderpool.controller.v1.AllocateRequest.NamespaceLabelsEntry\x12\x62\n\x15namespace_annotations\x18\x07 \x03(\x0b\x32\x43.spiderpool.controller.v1.AllocateRequest.NamespaceAnnotationsEntry\x12N\n\x0bnode_labels\x18\x08 \x03(\x0b\x32\x39.spiderpool.controller.v1.AllocateRequest.NodeLabelsEntry\x12\x1c\n\x14\x64\x65\x66\x61ult_ipv4_ippools\x18\t \x03(\t\x12\x1c\n\x14\x64\x65\x66\x61ult_ipv6_ippools\x18\n \x03(\t\x12\x15\n\rclean_gateway\x18\x0b \x01(\x08\x12.\n\x05owner\x18\x0c \x01(\x0b\x32\x1f.spiderpool.controller.v1.Owner\x12\x13\n\x0bmultus_name\x18\r \x01(\t\x1a\x30\n\x0ePodLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x35\n\x13PodAnnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x36\n\x14NamespaceLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a;\n\x19NamespaceAnnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x31\n\x0fNodeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"t\n\x10\x41llocateResponse\x12/\n\x03ips\x18\x01 \x03(\x0b\x32\".spiderpool.controller.v1.IPConfig\x12/\n\x06routes\x18\x02 \x03(\x0b\x32\x1f.spiderpool.controller.v1.Route\"\xa8\x01\n\x0eReleaseRequest\x12-\n\x03pod\x18\x01 \x01(\x0b\x32 .spiderpool.controller.v1.PodRef\x12\x0e\n\x06ifname\x18\x02 \x01(\t\x12.\n\x05owner\x18\x03 \x01(\x0b\x32\x1f.spiderpool.controller.v1.Owner\x12\r\n\x05\x66orce\x18\x04 \x01(\x08\x12\x18\n\x10\x64\x65tection_failed\x18\x05 \x01(\x08\"U\n\x0fReleaseResponse\x12\x34\n\x08released\x18\x01 \x03(\x0b\x32\".spiderpool.controller.v1.IPConfig\x12\x0c\n\x04kept\x18\x02 \x01(\x08\"S\n\x12GetEndpointRequest\x12-\n\x03pod\x18\x01 \x01(\x0b\x32 .spiderpool.controller.v1.PodRef\x12\x0e\n\x06ifname\x18\x02 \x01(\t\"\x88\x01\n\x13GetEndpointResponse\x12/\n\x03ips\x18\x01 \x03(\x0b\x32\".spiderpool.controller.v1.IPConfig\x12/\n\x06routes\x18\x02 \x03(\x0b\x32\x1f.spiderpool.controller.v1.Route\x12\x0f\n\x07network\x18\x03 \x01(\t\"2\n\nAttachment\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0e\n\x06ifname\x18\x02 \x01(\t\"l\n\x16ReleaseUnlistedRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07network\x18\x02 \x01(\t\x12\x33\n\x05valid\x18\x03 \x03(\x0b\x32$.spiderpool.controller.v1.Attachment\"_\n\x17ReleaseUnlistedResponse\x12\x34\n\x08released\x18\x01 \x03(\x0b\x32\".spiderpool.controller.v1.IPConfig\x12\x0e\n\x06\x65rrors\x18\x02 \x03(\t\"`\n\x14\x43heckCapacityRequest\x12\x1c\n\x14\x64\x65\x66\x61ult_ipv4_ippools\x18\x01 \x03(\t\x12\x1c\n\x14\x64\x65\x66\x61ult_ipv6_ippools\x18\x02 \x03(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\"6\n\x15\x43heckCapacityResponse\x12\r\n\x05ready\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t2\xa6\x04\n\x0bIpamService\x12\x61\n\x08\x41llocate\x12).spiderpool.controller.v1.AllocateRequest\x1a*.spiderpool.controller.v1.AllocateResponse\x12^\n\x07Release\x12(.spiderpool.controller.v1.ReleaseRequest\x1a).spiderpool.controller.v1.ReleaseResponse\x12j\n\x0bGetEndpoint\x12,.spiderpool.controller.v1.GetEndpointRequest\x1a-.spiderpool.controller.v1.GetEndpointResponse\x12v\n\x0fReleaseUnlisted\x12\x30.spiderpool.controller.v1.ReleaseUnlistedRequest\x1a\x31.spiderpool.controller.v1.ReleaseUnlistedResponse\x12p\n\rCheckCapacity\x12..spiderpool.controller.v1.CheckCapacityRequest\x1a/.spiderpool.controller.v1.CheckCapacityResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,40 +47,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_OWNER']._serialized_end=239
   _globals['_ROUTE']._serialized_start=241
   _globals['_ROUTE']._serialized_end=286
-  _globals['_IPCONFIG']._serialized_start=288
-  _globals['_IPCONFIG']._serialized_end=413
-  _globals['_ALLOCATEREQUEST']._serialized_start=416
-  _globals['_ALLOCATEREQUEST']._serialized_end=1374
-  _globals['_ALLOCATEREQUEST_PODLABELSENTRY']._serialized_start=1103
-  _globals['_ALLOCATEREQUEST_PODLABELSENTRY']._serialized_end=1151
-  _globals['_ALLOCATEREQUEST_PODANNOTATIONSENTRY']._serialized_start=1153
-  _globals['_ALLOCATEREQUEST_PODANNOTATIONSENTRY']._serialized_end=1206
-  _globals['_ALLOCATEREQUEST_NAMESPACELABELSENTRY']._serialized_start=1208
-  _globals['_ALLOCATEREQUEST_NAMESPACELABELSENTRY']._serialized_end=1262
-  _globals['_ALLOCATEREQUEST_NAMESPACEANNOTATIONSENTRY']._serialized_start=1264
-  _globals['_ALLOCATEREQUEST_NAMESPACEANNOTATIONSENTRY']._serialized_end=1323
-  _globals['_ALLOCATEREQUEST_NODELABELSENTRY']._serialized_start=1325
-  _globals['_ALLOCATEREQUEST_NODELABELSENTRY']._serialized_end=1374
-  _globals['_ALLOCATERESPONSE']._serialized_start=1376
-  _globals['_ALLOCATERESPONSE']._serialized_end=1492
-  _globals['_RELEASEREQUEST']._serialized_start=1495
-  _globals['_RELEASEREQUEST']._serialized_end=1637
-  _globals['_RELEASERESPONSE']._serialized_start=1639
-  _globals['_RELEASERESPONSE']._serialized_end=1724
-  _globals['_GETENDPOINTREQUEST']._serialized_start=1726
-  _globals['_GETENDPOINTREQUEST']._serialized_end=1809
-  _globals['_GETENDPOINTRESPONSE']._serialized_start=1812
-  _globals['_GETENDPOINTRESPONSE']._serialized_end=1948
-  _globals['_ATTACHMENT']._serialized_start=1950
-  _globals['_ATTACHMENT']._serialized_end=2000
-  _globals['_RELEASEUNLISTEDREQUEST']._serialized_start=2002
-  _globals['_RELEASEUNLISTEDREQUEST']._serialized_end=2110
-  _globals['_RELEASEUNLISTEDRESPONSE']._serialized_start=2112
-  _globals['_RELEASEUNLISTEDRESPONSE']._serialized_end=2207
-  _globals['_CHECKCAPACITYREQUEST']._serialized_start=2209
-  _globals['_CHECKCAPACITYREQUEST']._serialized_end=2305
-  _globals['_CHECKCAPACITYRESPONSE']._serialized_start=2307
-  _globals['_CHECKCAPACITYRESPONSE']._serialized_end=2361
-  _globals['_IPAMSERVICE']._serialized_start=2364
-  _globals['_IPAMSERVICE']._serialized_end=2914
+  _globals['_IPCONFIG']._serialized_start=289
+  _globals['_IPCONFIG']._serialized_end=466
+  _globals['_ALLOCATEREQUEST']._serialized_start=469
+  _globals['_ALLOCATEREQUEST']._serialized_end=1427
+  _globals['_ALLOCATEREQUEST_PODLABELSENTRY']._serialized_start=1156
+  _globals['_ALLOCATEREQUEST_PODLABELSENTRY']._serialized_end=1204
+  _globals['_ALLOCATEREQUEST_PODANNOTATIONSENTRY']._serialized_start=1206
+  _globals['_ALLOCATEREQUEST_PODANNOTATIONSENTRY']._serialized_end=1259
+  _globals['_ALLOCATEREQUEST_NAMESPACELABELSENTRY']._serialized_start=1261
+  _globals['_ALLOCATEREQUEST_NAMESPACELABELSENTRY']._serialized_end=1315
+  _globals['_ALLOCATEREQUEST_NAMESPACEANNOTATIONSENTRY']._serialized_start=1317
+  _globals['_ALLOCATEREQUEST_NAMESPACEANNOTATIONSENTRY']._serialized_end=1376
+  _globals['_ALLOCATEREQUEST_NODELABELSENTRY']._serialized_start=1378
+  _globals['_ALLOCATEREQUEST_NODELABELSENTRY']._serialized_end=1427
+  _globals['_ALLOCATERESPONSE']._serialized_start=1429
+  _globals['_ALLOCATERESPONSE']._serialized_end=1545
+  _globals['_RELEASEREQUEST']._serialized_start=1548
+  _globals['_RELEASEREQUEST']._serialized_end=1716
+  _globals['_RELEASERESPONSE']._serialized_start=1718
+  _globals['_RELEASERESPONSE']._serialized_end=1803
+  _globals['_GETENDPOINTREQUEST']._serialized_start=1805
+  _globals['_GETENDPOINTREQUEST']._serialized_end=1888
+  _globals['_GETENDPOINTRESPONSE']._serialized_start=1891
+  _globals['_GETENDPOINTRESPONSE']._serialized_end=2027
+  _globals['_ATTACHMENT']._serialized_start=2029
+  _globals['_ATTACHMENT']._serialized_end=2079
+  _globals['_RELEASEUNLISTEDREQUEST']._serialized_start=2081
+  _globals['_RELEASEUNLISTEDREQUEST']._serialized_end=2189
+  _globals['_RELEASEUNLISTEDRESPONSE']._serialized_start=2191
+  _globals['_RELEASEUNLISTEDRESPONSE']._serialized_end=2286
+  _globals['_CHECKCAPACITYREQUEST']._serialized_start=2288
+  _globals['_CHECKCAPACITYREQUEST']._serialized_end=2384
+  _globals['_CHECKCAPACITYRESPONSE']._serialized_start=2386
+  _globals['_CHECKCAPACITYRESPONSE']._serialized_end=2440
+  _globals['_IPAMSERVICE']._serialized_start=2443
+  _globals['_IPAMSERVICE']._serialized_end=2993
 # @@protoc_insertion_point(module_scope)

@@ -126,6 +126,8 @@ class IPConfig(_message.Message):
     POOL_FIELD_NUMBER: _builtins.int
     VLAN_FIELD_NUMBER: _builtins.int
     CLEAN_GATEWAY_FIELD_NUMBER: _builtins.int
+    DETECT_IP_CONFLICT_FIELD_NUMBER: _builtins.int
+    DETECT_GATEWAY_FIELD_NUMBER: _builtins.int
     nic: _builtins.str
     version: _builtins.int
     """4 or 6"""
@@ -136,6 +138,12 @@ class IPConfig(_message.Message):
     pool: _builtins.str
     vlan: _builtins.int
     clean_gateway: _builtins.bool
+    detect_ip_conflict: _builtins.bool
+    """The controller's enableIPConflictDetection / enableGatewayDetection, stamped on every
+    allocated IP (upstream carries them in the allocation result): the agent probes the
+    address (ARP/NDP) and its gateway in the pod's namespace before ADD succeeds.
+    """
+    detect_gateway: _builtins.bool
     def __init__(
         self,
         *,
@@ -146,10 +154,12 @@ class IPConfig(_message.Message):
         pool: _builtins.str = ...,
         vlan: _builtins.int = ...,
         clean_gateway: _builtins.bool = ...,
+        detect_ip_conflict: _builtins.bool = ...,
+        detect_gateway: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "clean_gateway", b"clean_gateway", "gateway", b"gateway", "nic", b"nic", "pool", b"pool", "version", b"version", "vlan", b"vlan"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "clean_gateway", b"clean_gateway", "detect_gateway", b"detect_gateway", "detect_ip_conflict", b"detect_ip_conflict", "gateway", b"gateway", "nic", b"nic", "pool", b"pool", "version", b"version", "vlan", b"vlan"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -359,9 +369,15 @@ class ReleaseRequest(_message.Message):
     IFNAME_FIELD_NUMBER: _builtins.int
     OWNER_FIELD_NUMBER: _builtins.int
     FORCE_FIELD_NUMBER: _builtins.int
+    DETECTION_FAILED_FIELD_NUMBER: _builtins.int
     ifname: _builtins.str
     force: _builtins.bool
     """Release even a StatefulSet member's IPs (IP conflict: a retry must get others)."""
+    detection_failed: _builtins.bool
+    """The ADD's IP-conflict or gateway check failed (upstream isReleaseConflictIPs): release
+    a stateless pod's IPs so that its retry starts afresh; a StatefulSet member (by `owner`
+    or by the kind recorded with the allocation) keeps them and the answer says kept.
+    """
     @_builtins.property
     def pod(self) -> Global___PodRef: ...
     @_builtins.property
@@ -373,10 +389,11 @@ class ReleaseRequest(_message.Message):
         ifname: _builtins.str = ...,
         owner: Global___Owner | None = ...,
         force: _builtins.bool = ...,
+        detection_failed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["owner", b"owner", "pod", b"pod"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["force", b"force", "ifname", b"ifname", "owner", b"owner", "pod", b"pod"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detection_failed", b"detection_failed", "force", b"force", "ifname", b"ifname", "owner", b"owner", "pod", b"pod"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

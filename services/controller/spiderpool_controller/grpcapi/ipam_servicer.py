@@ -1,12 +1,18 @@
 """gRPC ``spiderpool.controller.v1.IpamService``: translation between protobuf and the engine.
 
 Nothing here decides anything: requests become ``AllocationRequest``/engine calls, engine
-results become messages, and errors leave through ``translate_errors``.
+results become messages, and errors leave through ``translate_errors``. Two settings ride
+along without entering the engine: the detection switches are stamped on every allocated
+IP (``Detection``), and a release after a failed detection is a forced release unless the
+allocation belongs to a StatefulSet member (``stateful_owner``), upstream's
+isReleaseConflictIPs rule (reference 3.5 step 8).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import time
+from dataclasses import dataclass
 
 import grpc
 from spiderpool.controller.v1 import ipam_pb2, ipam_pb2_grpc
@@ -17,8 +23,21 @@ from spiderpool_controller.domain.request import AllocationRequest
 from spiderpool_controller.ipam_engine import Address, IpamEngine
 from spiderpool_controller.metrics import ControllerMetrics
 
+# Owners whose members keep their addresses across pod re-creation (upstream: StatefulSet,
+# and KubeVirt VMs, whose kind names vary by how the owner was resolved).
+STATEFUL_KINDS = frozenset({"StatefulSet", "VirtualMachine", "VirtualMachineInstance"})
 
-def _ip_config(a: Address) -> ipam_pb2.IPConfig:
+
+@dataclass(frozen=True)
+class Detection:
+    """The controller's detection switches, carried to the agent on every allocated IP."""
+
+    ip_conflict: bool = False
+    gateway: bool = False
+
+
+def _ip_config(a: Address, detection: Detection | None = None) -> ipam_pb2.IPConfig:
+    detection = detection or Detection()
     return ipam_pb2.IPConfig(
         nic=a.nic,
         version=a.version,
@@ -27,7 +46,27 @@ def _ip_config(a: Address) -> ipam_pb2.IPConfig:
         pool=a.pool,
         vlan=a.vlan,
         clean_gateway=a.clean_gateway,
+        detect_ip_conflict=detection.ip_conflict,
+        detect_gateway=detection.gateway,
     )
+
+
+def recorded_owner_kind(engine: IpamEngine, identity: str, nic: str) -> str:
+    """The owner kind stored with the attachment's allocation records ("" when unknown)."""
+    states = engine.pool_states()
+    for a in engine.attachment(identity, nic):
+        state = states.get(a.pool)
+        ip = int(ipaddress.ip_interface(a.address).ip)
+        record = state.allocated.get(ip) if state is not None else None
+        if record is not None and record.owner_kind:
+            return record.owner_kind
+    return ""
+
+
+def stateful_owner(engine: IpamEngine, request: ipam_pb2.ReleaseRequest) -> bool:
+    """Whether the released attachment belongs to a StatefulSet (or KubeVirt) member."""
+    kind = request.owner.kind or recorded_owner_kind(engine, _identity(request.pod), request.ifname)
+    return kind in STATEFUL_KINDS
 
 
 def _identity(pod: ipam_pb2.PodRef) -> str:
@@ -62,9 +101,15 @@ def to_domain(req: ipam_pb2.AllocateRequest) -> AllocationRequest:
 
 
 class IpamServicer(ipam_pb2_grpc.IpamServiceServicer):
-    def __init__(self, engine: IpamEngine, metrics: ControllerMetrics | None = None) -> None:
+    def __init__(
+        self,
+        engine: IpamEngine,
+        metrics: ControllerMetrics | None = None,
+        detection: Detection | None = None,
+    ) -> None:
         self._engine = engine
         self._metrics = metrics
+        self._detection = detection or Detection()
 
     @translate_errors
     async def Allocate(
@@ -81,7 +126,7 @@ class IpamServicer(ipam_pb2_grpc.IpamServiceServicer):
             self._metrics.allocations.inc()
             self._metrics.allocation_seconds.observe(time.perf_counter() - started)
         return ipam_pb2.AllocateResponse(
-            ips=[_ip_config(a) for a in result.ips],
+            ips=[_ip_config(a, self._detection) for a in result.ips],
             routes=[ipam_pb2.Route(nic=nic, dst=r.dst, gw=r.gw) for nic, r in result.routes],
         )
 
@@ -93,6 +138,11 @@ class IpamServicer(ipam_pb2_grpc.IpamServiceServicer):
         if not identity or not request.ifname:
             raise InvalidRequest("Release needs pod.uid or pod.container_id, and ifname")
         pod_key = f"{request.pod.namespace}/{request.pod.name}" if request.pod.name else ""
+        force = request.force
+        if request.detection_failed:
+            if stateful_owner(self._engine, request):
+                return ipam_pb2.ReleaseResponse(kept=True)
+            force = True
         outcome = await self._engine.release(
             identity,
             request.ifname,
@@ -101,7 +151,7 @@ class IpamServicer(ipam_pb2_grpc.IpamServiceServicer):
             owner_name=request.owner.name,
             owner_replicas=request.owner.replicas,
             owner_exists=request.owner.exists,
-            force=request.force,
+            force=force,
         )
         if self._metrics is not None:
             self._metrics.releases.inc()
@@ -143,7 +193,10 @@ class IpamServicer(ipam_pb2_grpc.IpamServiceServicer):
 
 
 def register(
-    server: grpc.aio.Server, engine: IpamEngine, metrics: ControllerMetrics | None = None
+    server: grpc.aio.Server,
+    engine: IpamEngine,
+    metrics: ControllerMetrics | None = None,
+    detection: Detection | None = None,
 ) -> list[str]:
-    ipam_pb2_grpc.add_IpamServiceServicer_to_server(IpamServicer(engine, metrics), server)
+    ipam_pb2_grpc.add_IpamServiceServicer_to_server(IpamServicer(engine, metrics, detection), server)
     return [ipam_pb2.DESCRIPTOR.services_by_name["IpamService"].full_name]

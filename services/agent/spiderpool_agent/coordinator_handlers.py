@@ -1,0 +1,147 @@
+"""The coordinator verbs: a validated CNI call run through the coordinator library.
+
+Owns the per-verb semantics of the ``coordinator`` plugin chained after the main CNI
+(reference 4.2, 5.3, 5.4); the routing work itself is ``spiderpool_coordinator.api``,
+which this module runs in the agent's process, so the "host" side of every pod is the
+agent's own network namespace (the node's).
+
+- ADD needs prevResult (code 7 without it). Its configuration is the SpiderCoordinator
+  ``default`` (``coordinator_source``), overridden by every field set in the CNI config,
+  then by the pod's ``ipam.spidernet.io/default-route-nic`` annotation. The answer is
+  prevResult (the coordinator does not change it) in the requested CNI version.
+- DEL removes the host side; it succeeds when the namespace is gone, when repeated, and
+  when the controller is unreachable (the last known or default configuration is used).
+- CHECK verifies what ADD made and fails naming what is missing (code 120).
+- GC has nothing of its own to collect (DEL removes everything the coordinator made on the
+  host); STATUS answers 50 when the SpiderCoordinator cannot be read or is not ready.
+
+Pod annotations: in the embedded mode CNI_ARGS carries no annotations, so none apply; a
+cluster-mode agent passes a ``PodAnnotations`` reader. The library's errors become
+``CniError`` in one place, ``coordinator_errors.to_cni_error``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Any, Protocol
+
+import structlog
+from spiderpool_cni import codes
+from spiderpool_common.errors import CniError, SpiderpoolError
+from spiderpool_coordinator import api as library_api
+from spiderpool_coordinator.config import CoordinatorConfig, merge
+from spiderpool_coordinator.errors import CoordinatorError
+
+from spiderpool_agent.cni_call import Invocation, RawCall, Verb, parse_call
+from spiderpool_agent.cni_result import render_converted
+from spiderpool_agent.coordinator_errors import to_cni_error
+from spiderpool_agent.coordinator_source import CoordinatorSource
+
+log = structlog.get_logger(__name__)
+
+PodAnnotations = Callable[[Invocation], Awaitable[Mapping[str, str]]]
+
+
+class CoordinatorApi(Protocol):
+    """The coordinator library's entry points (``spiderpool_coordinator.api``)."""
+
+    async def add(
+        self, netns: str, ifname: str, container_id: str, prev_result: dict[str, Any], cfg: CoordinatorConfig
+    ) -> dict[str, Any]: ...
+
+    async def del_(
+        self,
+        netns: str,
+        ifname: str,
+        container_id: str,
+        prev_result: dict[str, Any] | None,
+        cfg: CoordinatorConfig,
+    ) -> None: ...
+
+    async def check(
+        self, netns: str, ifname: str, container_id: str, prev_result: dict[str, Any], cfg: CoordinatorConfig
+    ) -> None: ...
+
+
+async def no_annotations(inv: Invocation) -> Mapping[str, str]:
+    """The embedded mode's annotation reader: the runtime gives no pod annotations."""
+    return {}
+
+
+@contextlib.contextmanager
+def library_errors() -> Iterator[None]:
+    """The coordinator library's errors leave as ``CniError`` with the library's code."""
+    try:
+        yield
+    except CoordinatorError as exc:
+        raise to_cni_error(exc) from None
+
+
+def _prev_result(inv: Invocation) -> dict[str, Any]:
+    prev = inv.config.prev_result
+    if prev is None:
+        raise CniError(
+            codes.INVALID_CONFIG,
+            "network config: coordinator needs prevResult (chain it after the main CNI)",
+        )
+    return dict(prev)
+
+
+class CoordinatorHandlers:
+    """ADD/DEL/CHECK/GC/STATUS of the coordinator plugin; returns the bytes the shim prints."""
+
+    def __init__(
+        self,
+        source: CoordinatorSource,
+        api: CoordinatorApi = library_api,
+        *,
+        netns_exists: Callable[[str], bool] = os.path.exists,
+        annotations: PodAnnotations = no_annotations,
+    ) -> None:
+        self._source = source
+        self._api = api
+        self._netns_exists = netns_exists
+        self._annotations = annotations
+
+    async def _config(self, inv: Invocation, base: CoordinatorConfig) -> CoordinatorConfig:
+        return merge(base, inv.config.raw, await self._annotations(inv))
+
+    async def add(self, call: RawCall) -> bytes:
+        inv = parse_call(call, Verb.ADD, netns_exists=self._netns_exists, require_ipam=False)
+        prev = _prev_result(inv)
+        with library_errors():
+            cfg = await self._config(inv, await self._source.for_add())
+            out = await self._api.add(inv.netns, inv.ifname, inv.container_id, prev, cfg)
+        log.info("coordinator_added", container_id=inv.container_id, ifname=inv.ifname, mode=cfg.mode)
+        return render_converted(out, inv.config.cni_version)
+
+    async def delete(self, call: RawCall) -> bytes:
+        inv = parse_call(call, Verb.DEL, require_ipam=False)
+        prev = dict(inv.config.prev_result) if inv.config.prev_result is not None else None
+        with library_errors():
+            cfg = await self._config(inv, await self._source.for_del())
+            await self._api.del_(inv.netns, inv.ifname, inv.container_id, prev, cfg)
+        log.info("coordinator_deleted", container_id=inv.container_id, ifname=inv.ifname)
+        return b""
+
+    async def check(self, call: RawCall) -> bytes:
+        inv = parse_call(call, Verb.CHECK, require_ipam=False)
+        prev = _prev_result(inv)
+        with library_errors():
+            cfg = await self._config(inv, await self._source.for_add())
+            await self._api.check(inv.netns, inv.ifname, inv.container_id, prev, cfg)
+        return b""
+
+    async def gc(self, call: RawCall) -> bytes:
+        parse_call(call, Verb.GC, require_ipam=False)
+        return b""
+
+    async def status(self, call: RawCall) -> bytes:
+        parse_call(call, Verb.STATUS, require_ipam=False)
+        try:
+            await self._source.for_add()
+        except (SpiderpoolError, CoordinatorError) as exc:
+            raise CniError(codes.NOT_AVAILABLE, f"coordinator cannot serve ADD: {exc}") from exc
+        return b""
