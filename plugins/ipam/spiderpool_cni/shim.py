@@ -162,6 +162,9 @@ def _dispatch(
         )
     if decode_error or not isinstance(config, dict):
         return _not_an_object(cni_version, decode_error, config)
+    if kind == "ipam" and not isinstance(config.get("ipam"), dict):
+        # No ipam object, so no socket path: code 7 now, not 11 from a default socket.
+        return _error(cni_version, codes.INVALID_CONFIG, "network config: missing ipam (an object)")
 
     fields: dict[str, str] = {}
     for name in CNI_ENV:
