@@ -410,6 +410,13 @@ BAD_CALLS = [
         env={"omit": ("CNI_NETNS",)},
         shim="coordinator",
     ),
+    BadCall(
+        "coordinator netns does not exist",
+        codes.UNKNOWN_CONTAINER,
+        _coordinator(prevResult=_PREV),
+        env={"netns": MISSING_NETNS},
+        shim="coordinator",
+    ),
     BadCall("coordinator ADD without prevResult", codes.INVALID_CONFIG, _coordinator(), shim="coordinator"),
     BadCall(
         "coordinator CHECK below 0.4.0",
