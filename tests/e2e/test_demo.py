@@ -67,24 +67,65 @@ def run_demo(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_demo_gives_pods_addresses_they_ping_and_releases_them() -> None:
-    """The demo exits 0 after showing three dual-stack pods, pings, both pools and the pools empty again."""
+def table(output: str, header: str) -> list[list[str]]:
+    """The rows of the demo's table whose header line starts with ``header``, cells split on the
+    column gaps (two or more spaces)."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.strip():
+            break
+        rows.append(re.split(r"\s{2,}", line.strip()))
+    return rows
+
+
+def test_demo_gives_pods_two_nics_they_ping_over_and_releases_them() -> None:
+    """The demo exits 0 after showing three pods with a dual-stack eth0 and net1 from their own pools,
+    the coordinator's veth0, their routes and rules (net1's in table 102, selected by its source
+    address), pings on both subnets and between pods and the node, the pools full and then empty."""
     before = demo_namespaces()
     proc = run_demo("--pods", "3")
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
-    rows = re.findall(r"^(pod-\d)\s+spdemo-pod-\S+\s+eth0\s+macvlan-demo\s+\S+\s+(172\.30\.0\.\d+)/24\s+"
-                      r"(fd00:172:30::[0-9a-f]+)/64$", out, re.MULTILINE)  # fmt: skip
-    assert sorted(r[0] for r in rows) == ["pod-1", "pod-2", "pod-3"]
-    assert len({r[1] for r in rows}) == 3
-    assert len({r[2] for r in rows}) == 3
-    for _pod, v4, v6 in rows:
-        assert 10 <= int(v4.rsplit(".", 1)[1]) <= 60
-        assert f"{v4} ok" in out
-        assert f"{v6} ok" in out
-    assert re.search(r"^\s+demo-v4\s+4\s+172\.30\.0\.0/24\s+3\s", out, re.MULTILINE)
-    assert re.search(r"^\s+demo-v6\s+6\s+fd00:172:30::/64\s+3\s", out, re.MULTILINE)
-    assert re.search(r"^\s+demo-v4\s+4\s+172\.30\.0\.0/24\s+0\s", out, re.MULTILINE)
+    nics = {(row[0], row[2]): row for row in table(out, "POD    NETNS")}
+    pods = ["pod-1", "pod-2", "pod-3"]
+    for ifname, network, v4_net, v6_net in (
+        ("eth0", "macvlan-demo", "172.30.0.", "fd00:172:30::"),
+        ("net1", "macvlan-demo-net1", "172.31.0.", "fd00:172:31::"),
+    ):
+        rows = [nics[(pod, ifname)] for pod in pods]
+        assert {row[3] for row in rows} == {network}
+        v4s = [row[5].removesuffix("/24") for row in rows]
+        v6s = [row[6].removesuffix("/64") for row in rows]
+        assert len(set(v4s)) == len(set(v6s)) == 3
+        for v4, v6 in zip(v4s, v6s, strict=True):
+            assert v4.startswith(v4_net) and 10 <= int(v4.rsplit(".", 1)[1]) <= 60
+            assert v6.startswith(v6_net)
+            assert re.search(rf"-> pod-\d \({ifname}\): {re.escape(v4)} ok, {re.escape(v6)} ok", out)
+    for pool, subnet in (("demo-v4", r"172\.30\.0\.0/24"), ("demo-net1-v4", r"172\.31\.0\.0/24"),
+                         ("demo-net1-v6", "fd00:172:31::/64")):  # fmt: skip
+        assert re.search(rf"^\s+{pool}\s+\d\s+{subnet}\s+3\s", out, re.MULTILINE)
+        assert re.search(rf"^\s+{pool}\s+\d\s+{subnet}\s+0\s", out, re.MULTILINE)
+    routes = {(row[0], row[1], row[2]): row for row in table(out, "POD    IP  TABLE")}
+    for pod in pods:
+        net1_v4 = nics[(pod, "net1")][5].removesuffix("/24")
+        net1_v6 = nics[(pod, "net1")][6].removesuffix("/64")
+        main4, main6 = routes[(pod, "4", "main")][4], routes[(pod, "6", "main")][4]
+        assert "default via 172.30.0.1 eth0" in main4
+        assert "default via fd00:172:30::1 eth0" in main6
+        assert "via 172.31.0.1" not in main4  # net1's IPAM had clean_gateway
+        assert nics[(pod, "veth0")][3] == "(coordinator)"
+        assert "172.30.0.2 veth0" in main4 and "fd00:172:30::2 veth0" in main6
+        assert "net1" not in main6  # moved to net1's own table
+        assert routes[(pod, "4", "102")][3] == f"1000: from {net1_v4}"
+        assert "172.31.0.0/24 net1" in routes[(pod, "4", "102")][4]
+        assert routes[(pod, "6", "102")][3] == f"1000: from {net1_v6}"
+        assert "fd00:172:31::/64 net1" in routes[(pod, "6", "102")][4]
+        assert routes[(pod, "4", "100")][3] == "999: fwmark 0x1"
+        assert re.search(rf"{pod} -> node: 172\.30\.0\.2 ok, fd00:172:30::2 ok, 172\.31\.0\.2 ok", out)
+        assert re.search(rf"node -> {pod}: .*{re.escape(net1_v4)} ok.*{re.escape(net1_v6)} ok", out)
+    assert "every SpiderEndpoint records eth0 and net1" in out
     assert "UNREACHABLE" not in out
     assert "Demo finished" in out
     assert_nothing_left(out, before)
