@@ -1,16 +1,28 @@
-"""CNI latency: Debian's macvlan ADD+DEL with host-local IPAM against ours, in one run.
+"""CNI latency: Debian's macvlan ADD+DEL with host-local IPAM against ours, alone and chained.
 
 What a pod start and stop costs the node, measured the way a container engine sees it:
-our CNI runtime executes Debian's macvlan (inside a "node" namespace, on a veth master)
-for a pod namespace, ADD then DEL, timing the round trip. The two IPAMs alternate round by
-round (and swap which goes first) so drift of the machine hits both alike. Ours runs for
-real: controller on an SQLite file and agent as processes, the shim installed in a CNI
-bin directory, every allocation persisted before ADD returns (verified once before the
-timed rounds, and the pool is checked empty at the end).
+our CNI runtime executes Debian's macvlan (inside a "node" namespace, on a veth master
+that carries the node's own address) for a pod namespace, ADD then DEL, timing the round
+trip. Four configurations, two pairs:
 
-Prints p50/p90/p99 of each (plus ADD and DEL medians) and the ratio ours/host-local;
-the last line is one JSON object: {"hostlocal_p50_ms", "spiderpool_p50_ms", "ratio_p50"}.
-Needs root (network namespaces). ``--rounds N`` (default 200), ``--quick`` (30 rounds).
+- ``host-local`` vs ``spiderpool``: macvlan with either IPAM;
+- the chain pair (issue 4): ``host-local+tuning`` (macvlan + host-local, then Debian's
+  ``tuning`` setting a sysctl) vs ``spiderpool+coord`` (macvlan + spiderpool, then our
+  ``coordinator`` in underlay mode with one NIC: veth pair to the node, host routes,
+  connmark reply routing, all undone by DEL).
+
+All four alternate round by round (the order reversed every other round) so drift of the
+machine hits them alike, after warm-up rounds of each. Ours runs for real: controller on an
+SQLite file and agent as processes, the shims installed in a CNI bin directory, every
+allocation persisted before ADD returns (verified once before the timed rounds for both of
+ours, and the pool is checked empty at the end); whether the agent's coordinator set up
+veth0 is checked and printed.
+
+Prints p50/p90/p99 of each (plus ADD and DEL medians) and the ratios ours/baseline per
+pair; the last line is one JSON object: {"hostlocal_p50_ms", "spiderpool_p50_ms",
+"ratio_p50", "chain_hostlocal_p50_ms", "chain_spiderpool_p50_ms", "chain_ratio_p50",
+"coordinator_veth0"}. Needs root (network namespaces). ``--rounds N`` (default 200),
+``--quick`` (30 rounds).
 """
 
 from __future__ import annotations
@@ -43,6 +55,7 @@ from spiderpool_tools.node_stack import NodeStack, StackError
 
 REFERENCE_PLUGINS = "/usr/lib/cni"
 MASTER, WIRE = "master0", "wire0"
+NODE_ADDRESS = "10.250.0.2/16"  # the node's own address on the macvlan subnet (outside both ranges)
 POOL = "bench-v4"
 POOL_MANIFEST = {
     "apiVersion": "spiderpool.spidernet.io/v2beta1",
@@ -54,6 +67,10 @@ HOSTLOCAL_RANGE = {"subnet": "10.251.0.0/16", "rangeStart": "10.251.0.10", "rang
 POD_ARGS = (("IgnoreUnknown", "true"), ("K8S_POD_NAMESPACE", "bench"), ("K8S_POD_NAME", "bench-pod"))
 WARMUP_ROUNDS = 5
 QUICK_ROUNDS = 30
+HOSTLOCAL, SPIDERPOOL = "host-local", "spiderpool"
+CHAIN_HOSTLOCAL, CHAIN_SPIDERPOOL = "host-local+tuning", "spiderpool+coord"
+# What Debian's tuning does in the baseline chain: the same sysctl the coordinator writes.
+TUNING: dict[str, object] = {"type": "tuning", "sysctl": {"net.ipv4.conf.eth0.rp_filter": "0"}}
 
 
 @dataclass
@@ -73,12 +90,39 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[rank - 1]
 
 
-def macvlan(name: str, ipam: dict[str, object]) -> NetworkConfigList:
+def macvlan(name: str, ipam: dict[str, object], *chained: dict[str, object]) -> NetworkConfigList:
+    """macvlan on the node's master with ``ipam``, then the ``chained`` plugins."""
     return load_config({
         "cniVersion": "1.0.0",
         "name": name,
-        "plugins": [{"type": "macvlan", "master": MASTER, "mode": "bridge", "ipam": ipam}],
+        "plugins": [{"type": "macvlan", "master": MASTER, "mode": "bridge", "ipam": ipam}, *chained],
     })  # fmt: skip
+
+
+def build_configs(stack: NodeStack, workdir: Path) -> dict[str, NetworkConfigList]:
+    """The four configurations, keyed by the names the report prints."""
+    ours: dict[str, object] = {
+        "type": "spiderpool",
+        "default_ipv4_ippool": [POOL],
+        "ipam_unix_socket_path": str(stack.layout.agent_socket),
+        "log_file_path": str(stack.layout.log_dir / "shim.log"),
+    }
+    coordinator: dict[str, object] = {
+        "type": "coordinator",
+        "mode": "underlay",
+        "ipam_unix_socket_path": str(stack.layout.agent_socket),
+        "logOptions": {"logFile": str(stack.layout.log_dir / "coordinator-shim.log")},
+    }
+
+    def host_local(data_dir: str) -> dict[str, object]:
+        return {"type": "host-local", "dataDir": str(workdir / data_dir), "ranges": [[HOSTLOCAL_RANGE]]}
+
+    return {
+        HOSTLOCAL: macvlan("bench-hostlocal", host_local("host-local")),
+        SPIDERPOOL: macvlan("bench-spiderpool", ours),
+        CHAIN_HOSTLOCAL: macvlan("bench-hostlocal-tuning", host_local("host-local-chain"), TUNING),
+        CHAIN_SPIDERPOOL: macvlan("bench-spiderpool-coordinator", ours, coordinator),
+    }
 
 
 def round_trip(
@@ -112,13 +156,32 @@ def verify_persisted(runtime: CniRuntime, config: NetworkConfigList, pod: NetNs,
     return ip
 
 
-def run(rounds: int, out: Callable[[str], None]) -> dict[str, float]:
+def verify_coordinator(runtime: CniRuntime, config: NetworkConfigList, pod: NetNs, node: NetNs) -> bool:
+    """ADD the chain once: True when the coordinator made veth0 (and its host end); after DEL
+    neither the pod nor the node may keep a link of it."""
+    rt = RuntimeConf("bench-coordinator", "eth0", pod.path, POD_ARGS)
+    runtime.add(config, rt)
+    try:
+        veth0 = "veth0" in pod.links()
+        if veth0 and not any(link.startswith("veth") for link in node.links()):
+            raise SystemExit("benchmark invalid: veth0 in the pod but no host end in the node")
+    finally:
+        runtime.delete(config, rt)
+    left = [link for link in pod.links() if link != "lo"]
+    left += [link for link in node.links() if link.startswith("veth")]
+    if left:
+        raise SystemExit(f"benchmark invalid: {left} left behind after the chain's DEL")
+    return veth0
+
+
+def run(rounds: int, out: Callable[[str], None]) -> dict[str, float | bool]:
     with ExitStack() as cleanup:
         workdir = Path(tempfile.mkdtemp(prefix="spiderpool-bench-"))
         cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
         node = NetNs.create("spbench-node")
         cleanup.callback(node.delete)
         node.add_veth(MASTER, WIRE)
+        node.add_address(MASTER, NODE_ADDRESS)
         pod = NetNs.create("spbench-pod")
         cleanup.callback(pod.delete)
 
@@ -131,19 +194,16 @@ def run(rounds: int, out: Callable[[str], None]) -> dict[str, float]:
 
         runtime = CniRuntime([str(stack.layout.bin_dir), REFERENCE_PLUGINS], workdir / "cni-cache",
                              exec_context=node.entered)  # fmt: skip
-        configs = {
-            "host-local": macvlan("bench-hostlocal", {
-                "type": "host-local", "dataDir": str(workdir / "host-local"), "ranges": [[HOSTLOCAL_RANGE]],
-            }),
-            "spiderpool": macvlan("bench-spiderpool", {
-                "type": "spiderpool",
-                "default_ipv4_ippool": [POOL],
-                "ipam_unix_socket_path": str(stack.layout.agent_socket),
-                "log_file_path": str(stack.layout.log_dir / "shim.log"),
-            }),
-        }  # fmt: skip
-        ip = verify_persisted(runtime, configs["spiderpool"], pod, stack)
-        out(f"verified: ADD's address {ip} is allocated in the controller's SQLite store, DEL frees it")
+        configs = build_configs(stack, workdir)
+        for name in (SPIDERPOOL, CHAIN_SPIDERPOOL):
+            ip = verify_persisted(runtime, configs[name], pod, stack)
+            out(f"verified ({name}): ADD's address {ip} is allocated in the controller's SQLite store, "
+                "DEL frees it")  # fmt: skip
+        veth0 = verify_coordinator(runtime, configs[CHAIN_SPIDERPOOL], pod, node)
+        if veth0:
+            out("coordinator: ADD sets up veth0 and its host end, DEL removes both")
+        else:
+            out("coordinator: no veth0 after ADD (the agent's coordinator passes prevResult through)")
 
         samples = {name: Samples(name) for name in configs}
         for _ in range(WARMUP_ROUNDS):
@@ -156,33 +216,39 @@ def run(rounds: int, out: Callable[[str], None]) -> dict[str, float]:
         if stack.allocated_ips(POOL):
             raise SystemExit(f"benchmark invalid: {POOL} holds addresses after every DEL")
 
-    return report(samples["host-local"], samples["spiderpool"], rounds, out)
+    figures: dict[str, float | bool] = dict(report(samples, rounds, out))
+    figures["coordinator_veth0"] = veth0
+    out(json.dumps(figures))
+    return figures
 
 
-def report(hostlocal: Samples, ours: Samples, rounds: int, out: Callable[[str], None]) -> dict[str, float]:
+PAIRS = (("", HOSTLOCAL, SPIDERPOOL), ("chain_", CHAIN_HOSTLOCAL, CHAIN_SPIDERPOOL))
+
+
+def report(samples: dict[str, Samples], rounds: int, out: Callable[[str], None]) -> dict[str, float]:
+    """The table and the ratios; returns the figures of the JSON line."""
     out("")
     out(f"CNI ADD+DEL round trip, Debian macvlan (/usr/lib/cni), {rounds} rounds each, alternating, "
-        f"{WARMUP_ROUNDS} warm-up rounds discarded")  # fmt: skip
-    out(f"{'IPAM':<12}{'p50':>10}{'p90':>10}{'p99':>10}{'ADD p50':>11}{'DEL p50':>11}")
-    for s in (hostlocal, ours):
+        f"{WARMUP_ROUNDS} warm-up rounds of each discarded")  # fmt: skip
+    out(f"{'CHAIN':<20}{'p50':>10}{'p90':>10}{'p99':>10}{'ADD p50':>11}{'DEL p50':>11}")
+    for s in samples.values():
         cells = [percentile(s.round_trip, q) for q in (50, 90, 99)]
         cells += [statistics.median(s.add), statistics.median(s.delete)]
         out(
-            f"{s.name:<12}"
+            f"{s.name:<20}"
             + "".join(f"{c:>8.1f}ms" if i < 3 else f"{c:>9.1f}ms" for i, c in enumerate(cells))
         )
-    hl_p50 = percentile(hostlocal.round_trip, 50)
-    ours_p50 = percentile(ours.round_trip, 50)
-    ratio = ours_p50 / hl_p50
-    for q in (50, 90, 99):
-        q_ratio = percentile(ours.round_trip, q) / percentile(hostlocal.round_trip, q)
-        out(f"ratio ours/host-local p{q}: {q_ratio:.2f}")
-    figures = {
-        "hostlocal_p50_ms": round(hl_p50, 2),
-        "spiderpool_p50_ms": round(ours_p50, 2),
-        "ratio_p50": round(ratio, 3),
-    }
-    out(json.dumps(figures))
+    figures: dict[str, float] = {}
+    for prefix, baseline_name, ours_name in PAIRS:
+        baseline, ours = samples[baseline_name], samples[ours_name]
+        for q in (50, 90, 99):
+            q_ratio = percentile(ours.round_trip, q) / percentile(baseline.round_trip, q)
+            out(f"ratio {ours_name}/{baseline_name} p{q}: {q_ratio:.2f}")
+        base_p50 = percentile(baseline.round_trip, 50)
+        ours_p50 = percentile(ours.round_trip, 50)
+        figures[f"{prefix}hostlocal_p50_ms"] = round(base_p50, 2)
+        figures[f"{prefix}spiderpool_p50_ms"] = round(ours_p50, 2)
+        figures[f"{prefix}ratio_p50"] = round(ours_p50 / base_p50, 3)
     return figures
 
 
