@@ -74,6 +74,7 @@ class PoolWriter:
         self._pending = _Batch()
         self._task: asyncio.Task[None] | None = None
         self._last_write_s = 0.0
+        self._last_batch_callers = 0
         self.writes = 0  # status writes attempted (conflicts included)
         self.batches = 0
 
@@ -88,12 +89,14 @@ class PoolWriter:
 
     async def _run(self) -> None:
         while self._pending.waiters:
-            if self._last_write_s > 0:
-                # Callers answered by the previous write come back within about a round
-                # trip; waiting a fraction of a (slow) write for them lets one write carry
-                # both halves instead of two half-full writes leapfrogging each other.
+            if self._last_batch_callers > 1:
+                # Under concurrency, callers answered by the previous write come back within
+                # about a round trip; waiting a fraction of a (slow) write for them lets one
+                # write carry both halves instead of two half-full writes leapfrogging each
+                # other. A lone caller (last batch of one) never waits.
                 await asyncio.sleep(min(LINGER_FRACTION * self._last_write_s, MAX_LINGER_S))
             batch, self._pending = self._pending, _Batch()
+            self._last_batch_callers = len(batch.waiters)
             try:
                 await self._write(batch)
             except Exception as exc:  # the store failed: undo the batch, fail its callers
