@@ -31,6 +31,7 @@ class PoolState:
         self.taken = IPSet.from_ints(self.version, self.allocated)
         self._fragments: dict[int, str] = {}  # ip -> '"ip":{record}' (status JSON cache)
         self._fragment_of: dict[int, AllocationRecord] = {}  # the record each fragment encodes
+        self._prefixlen: int | None = None
 
     # construction -------------------------------------------------------------------
     @classmethod
@@ -58,7 +59,9 @@ class PoolState:
 
     @property
     def prefixlen(self) -> int:
-        return ipaddress.ip_network(self.pool.spec.subnet, strict=False).prefixlen
+        if self._prefixlen is None:
+            self._prefixlen = ipaddress.ip_network(self.pool.spec.subnet, strict=False).prefixlen
+        return self._prefixlen
 
     @property
     def gateway(self) -> str | None:
