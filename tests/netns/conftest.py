@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -88,3 +88,28 @@ def spiderpool_runtime(spiderpool_stack: NodeStack, node_ns: NetNs) -> CniRuntim
     return CniRuntime(
         [str(layout.bin_dir), str(REFERENCE_PLUGINS)], layout.cache_dir, exec_context=node_ns.entered
     )
+
+
+@pytest.fixture
+def make_stack(node_ns: NetNs, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., NodeStack]]:
+    """Start a stack like ``spiderpool_stack`` but with chosen settings and pools:
+    ``make(manifests, enable_gateway_detection="true", ...)`` exports each keyword as a
+    ``SPIDERPOOL_*`` variable, which the controller and the agent read at start (each picks its
+    own settings), then applies the manifest files. Every stack made is closed at teardown."""
+    made: list[tuple[NodeStack, Path]] = []
+
+    def make(manifests: Sequence[Path] = (), **settings: str) -> NodeStack:
+        for name, value in settings.items():
+            monkeypatch.setenv(f"SPIDERPOOL_{name.upper()}", value)
+        root = Path(tempfile.mkdtemp(prefix="spst-"))
+        stack = NodeStack(node_ns, root, node_name="netns-node")
+        made.append((stack, root))
+        stack.start()
+        for manifest in manifests:
+            stack.ctl("apply", "-f", str(manifest))
+        return stack
+
+    yield make
+    for stack, root in made:
+        stack.close()
+        shutil.rmtree(root, ignore_errors=True)

@@ -169,3 +169,28 @@ def test_arp_and_ndp_frames_parse_back() -> None:
     assert detection.parse_answer(na) == (ipaddress.IPv6Address("fd06::9"), mac)
     request = detection.arp_frame(1, mac, ipaddress.IPv4Address(0), ipaddress.IPv4Address("10.6.0.10"))
     assert detection.parse_answer(request) is None
+
+
+def test_second_nic_with_its_own_default_route_leaves_eth0_the_holder() -> None:
+    """When net1's IPAM also gave it a default route (listed first in main), eth0 still counts as the
+    default NIC: net1's default and connected routes move to table 102 and eth0's stay in main."""
+    pod, host = _state(True)
+    pod.main_routes.insert(0, p.RouteEntry("0.0.0.0/0", "net1", gw="10.7.0.1"))
+    assert pod.default_nic(4) == "net1"
+    assert pod.default_nic(4, besides="net1") == "eth0"
+    plan = p.build_plan(
+        CoordinatorConfig(),
+        ifname="net1",
+        mode="underlay",
+        first=False,
+        pod=pod,
+        host=host,
+        host_dev="vethabc",
+        pod_dev="veth0",
+        gateways={4: "10.7.0.1"},
+    )
+    assert {(r.dst, r.dev, r.table) for r in plan.pod_moves} == {
+        ("0.0.0.0/0", "net1", 102),
+        ("10.7.0.0/24", "net1", 102),
+    }
+    assert p.RuleEntry(4, 102, 1000, src="10.7.0.10/32") in plan.pod_rules

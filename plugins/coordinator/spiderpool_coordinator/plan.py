@@ -150,11 +150,13 @@ class PodState:
     addrs: dict[str, list[IPInterface]]  # global-scope addresses per NIC
     main_routes: list[RouteEntry]
 
-    def default_nic(self, version: int) -> str | None:
-        for r in self.main_routes:
-            if r.is_default and r.version == version:
-                return r.dev
-        return None
+    def default_nic(self, version: int, *, besides: str = "") -> str | None:
+        """The NIC of the main table's default route. When the NIC being added (``besides``)
+        got a second default route from its IPAM (spiderpool answers one for every NIC whose
+        pool has a gateway), the earlier holder is the one that counts."""
+        holders = [r.dev for r in self.main_routes if r.is_default and r.version == version]
+        others = [dev for dev in holders if dev != besides]
+        return next(iter(others or holders), None)
 
 
 @dataclass
@@ -297,7 +299,7 @@ def _tune(
     nics: Sequence[str],
 ) -> None:
     for version in plan.families:
-        holder = pod.default_nic(version)
+        holder = pod.default_nic(version, besides=ifname)
         if holder == ifname:
             continue  # this NIC already owns the main table (a repeated ADD after a move)
         wanted = cfg.pod_default_route_nic or holder or ifname
