@@ -30,6 +30,8 @@ from typing import Any
 import structlog
 from spiderpool_common.errors import AllocationNotFound, InvalidRequest, PoolExhausted, Unavailable
 
+from spiderpool_controller.attachment_index import AttachmentIndex, AttachmentKey, Held, endpoint_name
+from spiderpool_controller.cas_writer import CasWriter
 from spiderpool_controller.domain.annotations import parse_routes
 from spiderpool_controller.domain.ipset import IPSet, int_to_ip, ip_to_int
 from spiderpool_controller.domain.models import (
@@ -49,8 +51,6 @@ from spiderpool_controller.pool_writer import Change, PoolWriter
 from spiderpool_controller.store.contract import ObjectNotFound, StaleResourceVersion, Store
 
 log = structlog.get_logger(__name__)
-
-AttachmentKey = tuple[str, str]  # (identity, interface)
 
 
 @dataclass(frozen=True)
@@ -84,12 +84,6 @@ class ReleaseOutcome:
     kept: bool = False
 
 
-@dataclass
-class _Held:
-    pool: str
-    ip: int
-
-
 class IpamEngine:
     def __init__(self, store: Store, settings: EngineSettings | None = None) -> None:
         self._store = store
@@ -98,16 +92,19 @@ class IpamEngine:
         self._models: dict[str, IPPool] = {}
         self._writers: dict[str, PoolWriter] = {}
         self._reserved: dict[int, IPSet] = {4: IPSet.empty(4), 6: IPSet.empty(6)}
-        self._by_attachment: dict[AttachmentKey, list[_Held]] = defaultdict(list)
-        self._by_pod: dict[tuple[str, str], list[_Held]] = defaultdict(list)  # (ns/name, nic)
+        self._index = AttachmentIndex()
         self._inflight: dict[AttachmentKey, asyncio.Future[Allocation]] = {}
         self._clean_gateway: dict[AttachmentKey, bool] = {}  # per-NIC cleangateway (ippools)
-        self._nics: dict[str, set[str]] = defaultdict(set)  # identity -> its NICs
         self._owners: dict[str, tuple[str, str]] = {}  # identity -> (owner kind, owner name)
         self._nic_routes: dict[AttachmentKey, list[Route]] = {}  # annotation routes per NIC
-        self._endpoint_of: dict[EndpointName, str] = {}  # endpoint -> identity holding it
         self._endpoints = EndpointWriter(store, self._describe_endpoint)
-        self.cas_writes = 0  # baseline mode: status writes attempted
+        self._cas = CasWriter(
+            store,
+            reserved=self.reserved,
+            max_allocated_ips=self.settings.max_allocated_ips,
+            retries=self.settings.cas_retries,
+            adopt=self._adopt_written,
+        )
 
     # ------------------------------------------------------------------ state loading
     async def start(self) -> None:
@@ -120,7 +117,7 @@ class IpamEngine:
             await self._ensure_status(obj)
         endpoints, _ = await self._store.list(KIND_ENDPOINT)
         stale = [(o["metadata"].get("namespace", ""), o["metadata"]["name"]) for o in endpoints]
-        self._endpoints.mark([*stale, *self._endpoint_of])  # repair what a crash left behind
+        self._endpoints.mark([*stale, *self._index.endpoints()])  # repair what a crash left behind
         log.info("ipam_engine_started", pools=len(self._pools), group_commit=self.settings.group_commit)
 
     def _install(self, state: PoolState) -> None:
@@ -133,37 +130,11 @@ class IpamEngine:
 
     def _index_pool(self, state: PoolState) -> None:
         for ip, rec in state.allocated.items():
-            self._index(state.name, ip, rec)
+            self._index.add(state.name, ip, rec)
 
     def _unindex_pool(self, state: PoolState) -> None:
         for ip, rec in state.allocated.items():
-            self._unindex(state.name, ip, rec)
-
-    def _index(self, pool: str, ip: int, rec: AllocationRecord) -> None:
-        self._by_attachment[(rec.identity, rec.interface)].append(_Held(pool, ip))
-        self._nics[rec.identity].add(rec.interface)
-        self._endpoint_of[_endpoint_name(rec.pod, rec.identity)] = rec.identity
-        if rec.pod:
-            self._by_pod[(rec.pod, rec.interface)].append(_Held(pool, ip))
-
-    def _unindex(self, pool: str, ip: int, rec: AllocationRecord) -> None:
-        for index, key in (
-            (self._by_attachment, (rec.identity, rec.interface)),
-            (self._by_pod, (rec.pod, rec.interface)),
-        ):
-            held = index.get(key)
-            if not held:
-                continue
-            held[:] = [h for h in held if not (h.pool == pool and h.ip == ip)]
-            if not held:
-                del index[key]
-        if (rec.identity, rec.interface) not in self._by_attachment:
-            nics = self._nics.get(rec.identity)
-            if nics is not None:
-                nics.discard(rec.interface)
-                if not nics:
-                    del self._nics[rec.identity]
-                    self._owners.pop(rec.identity, None)
+            self._index.remove(state.name, ip, rec)
 
     async def pool_changed(self, obj: dict[str, Any]) -> None:
         """A pool's spec or metadata was written (apply): adopt it, keep our records."""
@@ -235,27 +206,27 @@ class IpamEngine:
 
     def status_writes(self) -> int:
         """Pool status writes attempted so far (group commits, or CAS writes in baseline mode)."""
-        return self.cas_writes + sum(w.writes for w in self._writers.values())
+        return self._cas.writes + sum(w.writes for w in self._writers.values())
 
     def reserved(self, version: int) -> IPSet:
         return self._reserved[version]
 
     def attachment(self, identity: str, nic: str) -> list[Address]:
-        return [self._address(h, None) for h in self._by_attachment.get((identity, nic), [])]
+        return [self._address(h, None) for h in self._index.held(identity, nic)]
 
     def attachments_of(self, identity: str) -> dict[str, list[Address]]:
         out: dict[str, list[Address]] = {}
-        for nic in self._nics.get(identity, ()):
-            held = self._by_attachment.get((identity, nic))
+        for nic in self._index.nics(identity):
+            held = self._index.held(identity, nic)
             if held:
                 out[nic] = [self._address(h, None) for h in held]
         return out
 
-    def record(self, held: _Held) -> AllocationRecord | None:
+    def record(self, held: Held) -> AllocationRecord | None:
         state = self._pools.get(held.pool)
         return None if state is None else state.allocated.get(held.ip)
 
-    def _address(self, held: _Held, clean_gateway: bool | None) -> Address:
+    def _address(self, held: Held, clean_gateway: bool | None) -> Address:
         state = self._pools[held.pool]
         rec = state.allocated.get(held.ip)
         nic = rec.interface if rec else ""
@@ -278,7 +249,7 @@ class IpamEngine:
         inflight = self._inflight.get(key)
         if inflight is not None:  # the same ADD is being committed: share its outcome
             return await asyncio.shield(inflight)
-        if key in self._by_attachment:
+        if key in self._index:
             return self._existing(req)
         fut: asyncio.Future[Allocation] = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
@@ -335,7 +306,7 @@ class IpamEngine:
             if reused is not None:
                 return reused
         candidates = select_candidates(req, self._models, self.settings.required_families)
-        wanted = [c for c in candidates if (req.identity, c.nic) not in self._by_attachment]
+        wanted = [c for c in candidates if (req.identity, c.nic) not in self._index]
         if self.settings.group_commit:
             taken = self._take_in_memory(req, wanted)
             await self._commit(taken)
@@ -376,14 +347,14 @@ class IpamEngine:
                     if cand.clean_gateway:
                         self._clean_gateway[(req.identity, cand.nic)] = True
                     self._pools[pool].take(ip, rec)
-                    self._index(pool, ip, rec)
+                    self._index.add(pool, ip, rec)
                     taken.append((pool, ip, Change(ip, rec, "take")))
         except BaseException:
             for pool, ip, change in reversed(taken):
                 state = self._pools[pool]
                 state.give_back(ip)
                 state.forget(ip)
-                self._unindex(pool, ip, change.record)
+                self._index.remove(pool, ip, change.record)
             raise
         return taken
 
@@ -419,7 +390,7 @@ class IpamEngine:
         for pool, result in zip(pools, results, strict=True):
             if isinstance(result, BaseException):
                 for change in by_pool[pool]:
-                    self._unindex(pool, change.ip, change.record)
+                    self._index.remove(pool, change.ip, change.record)
             else:
                 await self._release_held([(pool, c.ip, c) for c in by_pool[pool]])
         raise Unavailable(f"could not persist the allocation: {failed[0]}") from failed[0]
@@ -443,7 +414,7 @@ class IpamEngine:
 
     # ------------------------------------------------------------------ StatefulSet
     async def _reuse_statefulset(self, req: AllocationRequest) -> Allocation | None:
-        held = list(self._by_pod.get((_pod_key(req), req.ifname), []))
+        held = self._index.held_by_pod(_pod_key(req), req.ifname)
         if not held:
             return None
         candidates = select_candidates(req, self._models, self.settings.required_families)
@@ -455,9 +426,9 @@ class IpamEngine:
         for h in held:
             old = self._pools[h.pool].allocated[h.ip]
             new = self._record(req, req.ifname)
-            self._unindex(h.pool, h.ip, old)
+            self._index.remove(h.pool, h.ip, old)
             self._pools[h.pool].allocated[h.ip] = new
-            self._index(h.pool, h.ip, new)
+            self._index.add(h.pool, h.ip, new)
             by_pool[h.pool].append(Change(h.ip, new, "rebind", previous=old))
         results = await asyncio.gather(
             *(self._writer(p).submit(c) for p, c in by_pool.items()), return_exceptions=True
@@ -489,7 +460,7 @@ class IpamEngine:
                 await asyncio.shield(inflight)
             except Exception:  # the ADD failed: nothing to release
                 return ReleaseOutcome()
-        held = list(self._by_attachment.get(key, []))
+        held = self._index.held(*key)
         if not held:
             return ReleaseOutcome()
         pod_name = pod_key.split("/", 1)[1] if "/" in pod_key else ""
@@ -504,7 +475,9 @@ class IpamEngine:
         self._clean_gateway.pop(key, None)
         await self._release_held([(h.pool, h.ip, None) for h in held])
         self._nic_routes.pop(key, None)
-        self._endpoints.mark([_endpoint_name(pod_key, identity)])
+        if not self._index.has_identity(identity):
+            self._owners.pop(identity, None)
+        self._endpoints.mark([endpoint_name(pod_key, identity)])
         log.info("ip_released", identity=identity, nic=nic, ips=[a.address for a in released])
         return ReleaseOutcome(released=released)
 
@@ -519,11 +492,11 @@ class IpamEngine:
                 continue
             if self.settings.group_commit:
                 state.give_back(ip)
-                self._unindex(pool, ip, rec)
+                self._index.remove(pool, ip, rec)
             by_pool[pool].append(Change(ip, rec, "release"))
         if not self.settings.group_commit:
             for pool, changes in by_pool.items():
-                await self._cas_release(pool, changes)
+                await self._cas.release(pool, [c.ip for c in changes])
             return
         results = await asyncio.gather(
             *(self._writer(p).submit(c) for p, c in by_pool.items()), return_exceptions=True
@@ -531,7 +504,7 @@ class IpamEngine:
         for pool, result in zip(by_pool, results, strict=True):
             if isinstance(result, BaseException):
                 for change in by_pool[pool]:  # rolled back in memory: index it again
-                    self._index(pool, change.ip, change.record)
+                    self._index.add(pool, change.ip, change.record)
                 raise Unavailable(f"could not persist the release in {pool}: {result}") from result
         for pool in by_pool:
             if pool in self._pools:
@@ -587,17 +560,17 @@ class IpamEngine:
     def _note_endpoint(self, req: AllocationRequest) -> None:
         self._owners[req.identity] = (req.owner_kind or "Pod", req.owner_name)
         self._nic_routes[(req.identity, req.ifname)] = self._annotation_routes(req)
-        self._endpoints.mark([_endpoint_name(_pod_key(req), req.identity)])
+        self._endpoints.mark([endpoint_name(_pod_key(req), req.identity)])
 
     def _describe_endpoint(self, name: EndpointName) -> EndpointView | None:
-        identity = self._endpoint_of.get(name)
-        if identity is None or identity not in self._nics:
+        identity = self._index.identity_of(name)
+        if identity is None or not self._index.has_identity(identity):
             return None
         owner_kind, owner_name = self._owners.get(identity, ("", ""))
         nics: list[NicAddresses] = []
         uid = node = ""
         for nic, addresses in sorted(self.attachments_of(identity).items()):
-            rec = self.record(self._by_attachment[(identity, nic)][0])
+            rec = self.record(self._index.held(identity, nic)[0])
             if rec is not None:
                 uid, node, owner_kind = rec.pod_uid, rec.node, owner_kind or rec.owner_kind
             clean = self._clean_gateway.get((identity, nic), False)
@@ -625,54 +598,13 @@ class IpamEngine:
             for cand in wanted:
                 for version, names in ((4, cand.ipv4), (6, cand.ipv6)):
                     if names:
-                        taken.append(await self._cas_take(names, version, self._record(req, cand.nic)))
+                        rec = self._record(req, cand.nic)
+                        pool, ip = await self._cas.take(names, version, rec)
+                        taken.append((pool, ip, Change(ip, rec, "take")))
         except BaseException:
             await self._release_held(list(taken))
             raise
         return taken
-
-    async def _cas_take(
-        self, names: Iterable[str], version: int, rec: AllocationRecord
-    ) -> tuple[str, int, Change]:
-        tried: list[str] = []
-        for name in names:
-            tried.append(name)
-            for _ in range(self.settings.cas_retries):
-                obj = await self._store.get(KIND_IPPOOL, name)
-                state = PoolState.from_object(obj)
-                ip = state.lowest_free(self._reserved[version])
-                if ip is None or len(state.allocated) >= self.settings.max_allocated_ips:
-                    break
-                state.take(ip, rec)
-                obj["status"] = state.status(self._reserved[version])
-                self.cas_writes += 1
-                try:
-                    written = await self._store.update_status(obj)
-                except StaleResourceVersion:
-                    continue
-                self._adopt_written(written)
-                return name, ip, Change(ip, rec, "take")
-            else:
-                raise Unavailable(f"IPPool {name}: too many conflicting writes, try again")
-        raise PoolExhausted(
-            f"no free IPv{version} address for {rec.interface} in IPPools [{', '.join(tried)}]"
-        )
-
-    async def _cas_release(self, pool: str, changes: list[Change]) -> None:
-        for _ in range(self.settings.cas_retries):
-            obj = await self._store.get(KIND_IPPOOL, pool)
-            state = PoolState.from_object(obj)
-            for change in changes:
-                state.give_back(change.ip)
-            obj["status"] = state.status(self._reserved[state.version])
-            self.cas_writes += 1
-            try:
-                written = await self._store.update_status(obj)
-            except StaleResourceVersion:
-                continue
-            self._adopt_written(written)
-            return
-        raise Unavailable(f"IPPool {pool}: too many conflicting writes, try again")
 
     def _adopt_written(self, obj: dict[str, Any]) -> None:
         name = obj["metadata"]["name"]
@@ -684,14 +616,6 @@ class IpamEngine:
         for writer in list(self._writers.values()):
             await writer.drain()
         await self._endpoints.flush()
-
-
-def _endpoint_name(pod_key: str, identity: str) -> EndpointName:
-    """Upstream names the endpoint after the pod; without one, after the container."""
-    if pod_key and "/" in pod_key:
-        ns, name = pod_key.split("/", 1)
-        return ns, name
-    return "default", identity
 
 
 def _pod_key(req: AllocationRequest) -> str:
