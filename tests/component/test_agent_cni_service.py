@@ -276,6 +276,16 @@ async def test_check_detects_mismatch_and_release_behind_its_back(env: Env) -> N
     assert "ctr-1" in err.message
 
 
+async def test_check_fails_for_a_reservation_made_through_another_network(env: Env) -> None:
+    """CHECK through network B of an attachment ADDed through network A fails with 107 naming both."""
+    conf = net_conf(name="macvlan-a")
+    result = await env.add(conf=conf)
+    other = net_conf(name="macvlan-b")
+    err = await env.fails("CHECK", cni_call("CHECK", {**other, "prevResult": result}, netns=NETNS))
+    assert err.cni_code == codes.ALLOCATION_MISMATCH
+    assert "'macvlan-a'" in err.message and "'macvlan-b'" in err.message
+
+
 # -- GC -------------------------------------------------------------------------------------
 
 

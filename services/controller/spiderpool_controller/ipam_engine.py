@@ -70,6 +70,7 @@ class Address:
     pool: str
     clean_gateway: bool = False
     vlan: int = 0
+    network: str = ""  # the CNI network the attachment was made through
 
 
 @dataclass
@@ -229,10 +230,11 @@ class IpamEngine:
     def _address(self, held: Held, clean_gateway: bool | None) -> Address:
         state = self._pools[held.pool]
         rec = state.allocated.get(held.ip)
-        nic = rec.interface if rec else ""
+        nic, network = (rec.interface, rec.network) if rec else ("", "")
         clean = bool(clean_gateway)
+        gateway = None if clean else state.gateway
         return Address(
-            nic, state.version, state.address(held.ip), None if clean else state.gateway, state.name, clean
+            nic, state.version, state.address(held.ip), gateway, state.name, clean, network=network
         )
 
     def free_count(self, pool: str) -> int:

@@ -168,8 +168,10 @@ class IpamServicer(ipam_pb2_grpc.IpamServiceServicer):
             found = {request.ifname: self._engine.lookup(identity, request.ifname)}
         else:
             found = self._engine.attachments_of(identity)
+        addresses = [a for nic in sorted(found) for a in found[nic]]
         return ipam_pb2.GetEndpointResponse(
-            ips=[_ip_config(a) for nic in sorted(found) for a in found[nic]],
+            ips=[_ip_config(a) for a in addresses],
+            network=addresses[0].network if request.ifname and addresses else "",
         )
 
     @translate_errors
