@@ -331,6 +331,7 @@ BAD_CALLS = [
     BadCall("cniVersion of wrong type", codes.INVALID_CONFIG, _conf(cniVersion=1.0), error_version="1.1.0"),
     BadCall("pool list of wrong type", codes.INVALID_CONFIG, _ipam(default_ipv4_ippool="conf-v4")),
     BadCall("clean_gateway of wrong type", codes.INVALID_CONFIG, _ipam(clean_gateway="yes")),
+    BadCall("socket path of wrong type", codes.INVALID_CONFIG, _ipam(ipam_unix_socket_path=["/run/x.sock"])),
     BadCall("prevResult of wrong type", codes.INVALID_CONFIG, _conf(prevResult=[])),
     BadCall("unknown pool", codes.POOL_NOT_FOUND, _ipam(default_ipv4_ippool=["no-such-pool"])),
     BadCall("unsupported version 0.2.0", codes.INCOMPATIBLE_VERSION, _conf("0.2.0"), error_version="0.2.0"),

@@ -184,10 +184,11 @@ def _dispatch(
         config=stdin,
         present=[name for name in CNI_ENV if name in env],
     )
-    if kind == "ipam":
-        socket_path = _string(config.get("ipam"), "ipam_unix_socket_path")
-    else:
-        socket_path = _string(config, "ipam_unix_socket_path")
+    section = config.get("ipam") if kind == "ipam" else config
+    socket_path = section.get("ipam_unix_socket_path") if isinstance(section, dict) else None
+    if socket_path is not None and not isinstance(socket_path, str):
+        key = "ipam.ipam_unix_socket_path" if kind == "ipam" else "ipam_unix_socket_path"
+        return _error(cni_version, codes.INVALID_CONFIG, f"network config: {key} must be a string")
     socket_path = socket_path or DEFAULT_SOCKET
     timeout = _timeout(env, command)
     unavailable = codes.NOT_AVAILABLE if command == "STATUS" else codes.TRY_AGAIN_LATER
