@@ -112,3 +112,26 @@ async def test_release_after_failed_detection_frees_stateless_and_keeps_stateful
     assert engine.attachment("uid-web", "eth0") == []
     assert [a.address for a in engine.lookup("uid-db-0", "eth0")] == ["10.6.0.11/24"]
     assert [a.address for a in engine.lookup("uid-db-1", "eth0")] == ["10.6.0.12/24"]
+
+
+async def test_conflicting_ips_in_a_release_are_not_handed_out_to_the_retry(engine: IpamEngine) -> None:
+    """Release naming 10.6.0.10 as conflicting frees it, and the pod's retry over gRPC gets 10.6.0.11."""
+    sock = Path(tempfile.mkdtemp(prefix="spdet-", dir="/tmp")) / "c.sock"
+    server, channel = await serve(engine, Detection(True, False), sock)
+    stub = ipam_pb2_grpc.IpamServiceStub(channel)
+    try:
+        first = await stub.Allocate(allocate_request("web"), timeout=10)
+        pod = ipam_pb2.PodRef(namespace="ns", name="web", uid="uid-web", container_id="cid-web")
+        await stub.Release(
+            ipam_pb2.ReleaseRequest(
+                pod=pod, ifname="eth0", detection_failed=True, conflicting_ips=["10.6.0.10"]
+            ),
+            timeout=10,
+        )
+        retry = await stub.Allocate(allocate_request("web"), timeout=10)
+    finally:
+        await channel.close()
+        await server.stop(None)
+        shutil.rmtree(sock.parent, ignore_errors=True)
+    assert [i.address for i in first.ips] == ["10.6.0.10/24"]
+    assert [i.address for i in retry.ips] == ["10.6.0.11/24"]

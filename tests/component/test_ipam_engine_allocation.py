@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from spiderpool_common.errors import PoolExhausted, Unavailable
+from spiderpool_controller.ipam_engine import EngineSettings, IpamEngine
 from spiderpool_controller.store.contract import Obj, StaleResourceVersion
 from spiderpool_controller.store.instrumented import InstrumentedStore
 from spiderpool_controller.store.sqlite import SqliteStore
@@ -284,3 +285,22 @@ async def test_huge_pools_allocate_like_small_ones(
     assert len({r.ips[0].address for r in results}) == 50
     obj = await store.get("SpiderIPPool", "huge")
     assert obj["status"]["totalIPCount"] == (2**24 - 2 if ":" not in subnet else 2**64 - 2)
+
+
+async def test_a_conflicting_address_is_set_aside_so_the_retry_gets_another(tmp_path: Path) -> None:
+    """Released as conflicting, 10.14.0.1 is skipped by the retry until its quarantine ends."""
+    now = [1000.0]
+    store = SqliteStore(tmp_path / "db")
+    await store.create(pool_manifest("p", "10.14.0.0/24", ["10.14.0.1-10.14.0.3"], default=True))
+    engine = IpamEngine(store, EngineSettings(conflict_quarantine_s=60), clock=lambda: now[0])
+    await engine.start()
+    first = await engine.allocate(request(1))
+    assert first.ips[0].address == "10.14.0.1/24"
+    outcome = await engine.release("uid-1", "eth0", pod_key="ns/pod-1", conflicting=["10.14.0.1"])
+    assert [a.address for a in outcome.released] == ["10.14.0.1/24"]
+    retry = await engine.allocate(request(1))
+    assert retry.ips[0].address == "10.14.0.2/24"
+    await engine.release("uid-1", "eth0", pod_key="ns/pod-1")  # an ordinary release: no quarantine
+    assert (await engine.allocate(request(2))).ips[0].address == "10.14.0.2/24"
+    now[0] += 61
+    assert (await engine.allocate(request(3))).ips[0].address == "10.14.0.1/24"

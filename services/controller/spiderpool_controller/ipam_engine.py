@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,7 @@ from spiderpool_common.errors import AllocationNotFound, InvalidRequest, PoolExh
 
 from spiderpool_controller.attachment_index import AttachmentIndex, AttachmentKey, Held, endpoint_name
 from spiderpool_controller.cas_writer import CasWriter
+from spiderpool_controller.conflict_quarantine import ConflictQuarantine
 from spiderpool_controller.domain.annotations import parse_routes
 from spiderpool_controller.domain.ipset import IPSet, int_to_ip, ip_to_int
 from spiderpool_controller.domain.models import (
@@ -59,6 +61,7 @@ class EngineSettings:
     required_families: frozenset[int] = frozenset()  # upstream enableIPv4/enableIPv6
     max_allocated_ips: int = 5000  # upstream SPIDERPOOL_IPPOOL_MAX_ALLOCATED_IPS
     cas_retries: int = 200
+    conflict_quarantine_s: float = 600.0  # a conflicting address is not handed out again for this long
 
 
 @dataclass(frozen=True)
@@ -86,9 +89,15 @@ class ReleaseOutcome:
 
 
 class IpamEngine:
-    def __init__(self, store: Store, settings: EngineSettings | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: EngineSettings | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._store = store
         self.settings = settings or EngineSettings()
+        self._quarantine = ConflictQuarantine(self.settings.conflict_quarantine_s, clock)
         self._pools: dict[str, PoolState] = {}
         self._models: dict[str, IPPool] = {}
         self._writers: dict[str, PoolWriter] = {}
@@ -369,7 +378,8 @@ class IpamEngine:
             tried.append(name)
             if len(state.allocated) >= self.settings.max_allocated_ips:
                 continue
-            ip = state.lowest_free(self._reserved[version])
+            blocked = self._quarantine.blocked(name, version)
+            ip = state.lowest_free(self._reserved[version] | blocked if blocked else self._reserved[version])
             if ip is not None:
                 return name, ip
         raise PoolExhausted(
@@ -454,7 +464,10 @@ class IpamEngine:
         owner_replicas: int = 0,
         owner_exists: bool = False,
         force: bool = False,
+        conflicting: Iterable[str] = (),
     ) -> ReleaseOutcome:
+        """Release an attachment's addresses (a valid StatefulSet member keeps them unless
+        ``force``); addresses listed in ``conflicting`` are quarantined once released."""
         key = (identity, nic)
         inflight = self._inflight.get(key)
         if inflight is not None:
@@ -476,6 +489,11 @@ class IpamEngine:
         released = [self._address(h, None) for h in held]
         self._clean_gateway.pop(key, None)
         await self._release_held([(h.pool, h.ip, None) for h in held])
+        bad = {ip_to_int(text.split("/", 1)[0]) for text in conflicting}
+        for h in held:
+            if h.ip in bad:
+                self._quarantine.add(h.pool, self._pools[h.pool].version, h.ip)
+                log.info("conflicting_ip_quarantined", pool=h.pool, ip=self._pools[h.pool].address(h.ip))
         self._nic_routes.pop(key, None)
         if not self._index.has_identity(identity):
             self._owners.pop(identity, None)

@@ -46,6 +46,7 @@ async def start_controller(settings: ControllerSettings) -> Controller:
             group_commit=settings.group_commit,
             required_families=settings.required_families,
             max_allocated_ips=settings.max_allocated_ips,
+            conflict_quarantine_s=settings.conflict_quarantine_seconds,
         ),
     )
     await engine.start()

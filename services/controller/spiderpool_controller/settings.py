@@ -31,6 +31,8 @@ class ControllerSettings:
     # false): stamped on every allocated IP, the agent probes before ADD succeeds (reference 5.9).
     enable_ip_conflict_detection: bool = False
     enable_gateway_detection: bool = False
+    # How long an address another host answered for stays out of allocation.
+    conflict_quarantine_seconds: float = 600.0
 
     @property
     def required_families(self) -> frozenset[int]:
@@ -75,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--enable-gateway-detection",
         help="true|false: agents check the gateway answers ARP/NDP before ADD succeeds (default false)",
+    )
+    p.add_argument(
+        "--conflict-quarantine-seconds",
+        help="seconds a released conflicting address is not handed out again (default 600; 0: off)",
     )
     return p
 

@@ -370,6 +370,7 @@ class ReleaseRequest(_message.Message):
     OWNER_FIELD_NUMBER: _builtins.int
     FORCE_FIELD_NUMBER: _builtins.int
     DETECTION_FAILED_FIELD_NUMBER: _builtins.int
+    CONFLICTING_IPS_FIELD_NUMBER: _builtins.int
     ifname: _builtins.str
     force: _builtins.bool
     """Release even a StatefulSet member's IPs (IP conflict: a retry must get others)."""
@@ -382,6 +383,12 @@ class ReleaseRequest(_message.Message):
     def pod(self) -> Global___PodRef: ...
     @_builtins.property
     def owner(self) -> Global___Owner: ...
+    @_builtins.property
+    def conflicting_ips(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Addresses another host answered for (IP conflict): released and then set aside for a
+        while, so the pod's retry gets other addresses instead of the same conflicting one.
+        """
+
     def __init__(
         self,
         *,
@@ -390,10 +397,11 @@ class ReleaseRequest(_message.Message):
         owner: Global___Owner | None = ...,
         force: _builtins.bool = ...,
         detection_failed: _builtins.bool = ...,
+        conflicting_ips: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["owner", b"owner", "pod", b"pod"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["detection_failed", b"detection_failed", "force", b"force", "ifname", b"ifname", "owner", b"owner", "pod", b"pod"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conflicting_ips", b"conflicting_ips", "detection_failed", b"detection_failed", "force", b"force", "ifname", b"ifname", "owner", b"owner", "pod", b"pod"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -152,6 +152,7 @@ class IpamServicer(ipam_pb2_grpc.IpamServiceServicer):
             owner_replicas=request.owner.replicas,
             owner_exists=request.owner.exists,
             force=force,
+            conflicting=list(request.conflicting_ips),
         )
         if self._metrics is not None:
             self._metrics.releases.inc()
