@@ -123,3 +123,20 @@ def test_tune_pod_routes_false_leaves_routes_alone(lab: Lab) -> None:
     assert f"from {B.host(15)}" not in pod.ip("rule", "show")
     assert f"{B.v4} dev net1" in routes(pod)
     assert "dev net1" not in routes(pod, "table", "102")
+
+
+def test_second_nics_subnet_routes_move_out_of_main_in_both_families(lab: Lab) -> None:
+    """ADD of net1 moves its kernel subnet routes (IPv4 scope link and IPv6) from main into table 102,
+    so main keeps no IPv4 route through net1 and only the IPv6 link-local one, and CHECK still passes."""
+    pod, cid, cfg = lab.pod(), "cid-moved-00001", CoordinatorConfig()
+    lab.coordinator("add", pod, cid, "eth0", lab.macvlan(pod, cid, "eth0", A, ip=16, dual=True), cfg)
+    prev = lab.macvlan(pod, cid, "net1", B, ip=16, dual=True, default_route=False)
+    assert f"{B.v4} dev net1" in routes(pod), "the kernel made net1's IPv4 subnet route in main"
+    lab.coordinator("add", pod, cid, "net1", prev, cfg)
+    assert "dev net1" not in routes(pod)
+    assert f"{B.v6} dev net1" not in pod.ip("-6", "route", "show", "table", "main")
+    assert f"{B.v4} dev net1" in routes(pod, "table", "102")
+    assert f"{B.v6} dev net1" in pod.ip("-6", "route", "show", "table", "102")
+    lab.coordinator("check", pod, cid, "net1", prev, cfg)
+    lab.ext.wait_ping(B.host(16), deadline_s=3)
+    lab.ext.wait_ping(B.host(16, 6), deadline_s=3)

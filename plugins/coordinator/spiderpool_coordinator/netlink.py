@@ -14,6 +14,7 @@ import ipaddress
 import os
 import socket
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError
@@ -22,6 +23,7 @@ from spiderpool_coordinator import plan as p
 from spiderpool_coordinator.errors import CoordinatorError
 
 NUD_PERMANENT = 0x80
+SCOPE_UNIVERSE = 0
 SCOPE_LINK = 253
 RTN_UNICAST = 1
 _FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
@@ -74,6 +76,8 @@ def _route_entry(msg: Any, by_index: dict[int, str]) -> p.RouteEntry | None:
         gw=str(msg.get("gateway") or ""),
         scope="link" if msg["scope"] == SCOPE_LINK else "",
         src=str(msg.get("prefsrc") or ""),
+        proto=int(msg["proto"]),
+        metric=int(msg.get("priority") or 0),
     )
 
 
@@ -189,7 +193,7 @@ def ensure_address(ipr: Any, name: str, cidr: str) -> None:
 # routes, rules, neighbours
 
 
-def _route_args(ipr: Any, route: p.RouteEntry, links: dict[str, p.Link]) -> dict[str, Any]:
+def _route_args(route: p.RouteEntry, links: dict[str, p.Link]) -> dict[str, Any]:
     net = ipaddress.ip_network(route.dst)
     args: dict[str, Any] = {
         "dst": str(net.network_address),
@@ -197,29 +201,38 @@ def _route_args(ipr: Any, route: p.RouteEntry, links: dict[str, p.Link]) -> dict
         "family": _family(net.version),
         "oif": links[route.dev].index,
         "table": route.table,
+        "scope": SCOPE_LINK if route.scope == "link" else SCOPE_UNIVERSE,
     }
     if route.gw:
         args["gateway"] = route.gw
-    if route.scope == "link":
-        args["scope"] = SCOPE_LINK
     if route.src:
         args["prefsrc"] = route.src
+    if route.proto:
+        args["proto"] = route.proto
+    if route.metric:
+        args["priority"] = route.metric
     return args
 
 
 def replace_route(ipr: Any, route: p.RouteEntry, links: dict[str, p.Link]) -> None:
-    ipr.route("replace", **_route_args(ipr, route, links))
+    ipr.route("replace", **_route_args(route, links))
 
 
-def delete_route(ipr: Any, route: p.RouteEntry, links: dict[str, p.Link]) -> None:
-    args = _route_args(ipr, route, links)
-    args.pop("prefsrc", None)
-    args.pop("scope", None)
+def delete_route(ipr: Any, route: p.RouteEntry, links: dict[str, p.Link], *, missing_ok: bool) -> None:
+    """Delete exactly ``route`` (dst, table, device, gateway, scope, source, proto, metric).
+
+    The kernel matches an IPv4 delete on its scope too: one sent without the route's scope
+    (pyroute2's default is universe) misses a scope-link subnet route and answers "no such
+    process". So the route is described as it was read, and ``missing_ok`` is only for
+    callers that may race with another remover (DEL); a route the caller just read must go.
+    """
     try:
-        ipr.route("del", **args)
+        ipr.route("del", **_route_args(route, links))
     except NetlinkError as exc:
-        if exc.code not in _ENOENT:
-            raise
+        if not (missing_ok and exc.code in _ENOENT):
+            raise CoordinatorError(
+                f"deleting route {route.dst} dev {route.dev} table {route.table}: {exc}"
+            ) from exc
 
 
 def _rule_matches(msg: Any, rule: p.RuleEntry) -> bool:
@@ -319,9 +332,9 @@ def apply(plan: p.Plan, pod: Any, host: Any) -> None:
     # Moves before additions (a new main default must not replace the one being moved), and
     # scope-link routes first: a gateway must be on-link before a route through it is added.
     for moved in sorted(plan.pod_moves, key=lambda r: r.scope != "link"):
-        replace_route(pod, moved, pod_links)
+        replace_route(pod, replace(moved, proto=0, metric=0), pod_links)
     for moved in sorted(plan.pod_moves, key=lambda r: r.scope == "link"):
-        delete_route(pod, p.RouteEntry(moved.dst, moved.dev, p.MAIN_TABLE, moved.gw), pod_links)
+        delete_route(pod, replace(moved, table=p.MAIN_TABLE), pod_links, missing_ok=False)
     for route in sorted(plan.pod_routes, key=lambda r: (r.scope != "link", r.table)):
         replace_route(pod, route, pod_links)
     for rule in plan.pod_rules:
@@ -387,7 +400,7 @@ def remove_host_side(
         ours = [r for r in routes if r.dst == prefix.dst and dev is not None and r.dev == dev.name]
         others = [r for r in routes if r.dst == prefix.dst and (dev is None or r.dev != dev.name)]
         for r in ours:
-            delete_route(host, r, links)
+            delete_route(host, r, links, missing_ok=True)  # a concurrent DEL may be first
             if dev is not None:
                 try:
                     host.neigh(

@@ -23,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from spiderpool_coordinator.config import MODE_DISABLED, MODE_OVERLAY, MODE_UNDERLAY, CoordinatorConfig
 from spiderpool_coordinator.errors import CoordinatorError, InvalidCoordinatorConfig
@@ -117,6 +117,9 @@ class RouteEntry:
     gw: str = ""
     scope: str = ""  # "link" or "" (universe)
     src: str = ""
+    # As read from the kernel (0: unset), so a route moved out of main is deleted exactly.
+    proto: int = 0
+    metric: int = 0
 
     @property
     def version(self) -> int:
@@ -175,7 +178,8 @@ class Plan:
     pod_routes: list[RouteEntry] = field(default_factory=list)
     pod_rules: list[RuleEntry] = field(default_factory=list)
     pod_neighs: list[NeighEntry] = field(default_factory=list)
-    pod_moves: list[RouteEntry] = field(default_factory=list)  # main-table routes to move to .table
+    # Main-table routes (as read: scope, src, proto, metric) to move to their .table.
+    pod_moves: list[RouteEntry] = field(default_factory=list)
     host_routes: list[RouteEntry] = field(default_factory=list)
     host_rules: list[RuleEntry] = field(default_factory=list)
     host_neighs: list[NeighEntry] = field(default_factory=list)
@@ -309,7 +313,7 @@ def _tune(
             old_table = nic_table(holder, nics, cfg.pod_default_cni_nic) if holder else 0
             for r in pod.main_routes:
                 if holder and r.dev == holder and r.version == version and _movable(r):
-                    plan.pod_moves.append(RouteEntry(r.dst, r.dev, old_table, r.gw, r.scope, r.src))
+                    plan.pod_moves.append(replace(r, table=old_table))
             for a in pod.addrs.get(holder or "", []):
                 if a.version == version:
                     plan.pod_rules.append(
@@ -322,7 +326,7 @@ def _tune(
         # The default stays where it is: this NIC's routes live in its own table.
         for r in pod.main_routes:
             if r.dev == ifname and r.version == version and _movable(r):
-                plan.pod_moves.append(RouteEntry(r.dst, r.dev, plan.table, r.gw, r.scope, r.src))
+                plan.pod_moves.append(replace(r, table=plan.table))
         for a in addrs:
             if a.version == version:
                 plan.pod_routes.append(
