@@ -144,3 +144,24 @@ def test_disabled_mode_changes_nothing(lab: Lab) -> None:
     before = (_host_state(lab), routes(pod, "table", "all"), pod.links())
     lab.coordinator("add", pod, cid, "eth0", prev, CoordinatorConfig(mode="disabled"))
     assert (_host_state(lab), routes(pod, "table", "all"), pod.links()) == before
+
+
+def test_check_names_missing_connmark_rules_and_a_repeated_add_restores_them(lab: Lab) -> None:
+    """CHECK names the pod's connmark table when it is gone and a rule when a chain was flushed; a
+    repeated ADD puts back exactly the rules, after which CHECK passes."""
+    pod, cid, cfg = lab.pod(), "cid-connmark-01", CoordinatorConfig()
+    prev = lab.macvlan(pod, cid, "eth0", A, ip=36)
+    lab.coordinator("add", pod, cid, "eth0", prev, cfg)
+    whole = pod.run(["nft", "list", "table", "inet", "spiderpool_coordinator"]).stdout
+    pod.run(["nft", "delete", "table", "inet", "spiderpool_coordinator"])
+    with pytest.raises(CheckFailed) as caught:
+        lab.coordinator("check", pod, cid, "eth0", prev, cfg)
+    assert "nftables table inet spiderpool_coordinator" in str(caught.value)
+    lab.coordinator("add", pod, cid, "eth0", prev, cfg)
+    pod.run(["nft", "flush", "chain", "inet", "spiderpool_coordinator", "output"])
+    with pytest.raises(CheckFailed) as caught:
+        lab.coordinator("check", pod, cid, "eth0", prev, cfg)
+    assert "output: meta mark set ct mark" in str(caught.value)
+    lab.coordinator("add", pod, cid, "eth0", prev, cfg)
+    assert pod.run(["nft", "list", "table", "inet", "spiderpool_coordinator"]).stdout == whole
+    lab.coordinator("check", pod, cid, "eth0", prev, cfg)

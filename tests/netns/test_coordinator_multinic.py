@@ -65,8 +65,9 @@ def test_repeated_add_changes_nothing(lab: Lab) -> None:
         routes(pod, "table", "all"),
         lab.node.ip("rule", "show"),
         routes(lab.node, "table", "500"),
-        pod.run(["iptables-save", "-t", "mangle"]).stdout,
+        pod.run(["nft", "list", "ruleset"]).stdout,
     )
+    assert "ct mark set meta mark" in before[4]
     for ifname in ("eth0", "net1"):
         lab.coordinator("add", pod, cid, ifname, prevs[ifname], cfg)
     after = (
@@ -74,12 +75,9 @@ def test_repeated_add_changes_nothing(lab: Lab) -> None:
         routes(pod, "table", "all"),
         lab.node.ip("rule", "show"),
         routes(lab.node, "table", "500"),
-        pod.run(["iptables-save", "-t", "mangle"]).stdout,
+        pod.run(["nft", "list", "ruleset"]).stdout,
     )
-    assert after[:4] == before[:4]
-    assert [ln for ln in after[4].splitlines() if ln.startswith("-A")] == [
-        ln for ln in before[4].splitlines() if ln.startswith("-A")
-    ]
+    assert after == before
     lab.ext.wait_ping(B.host(12), deadline_s=3)
 
 

@@ -51,5 +51,5 @@ def test_connection_from_the_node_is_answered_through_veth0(lab: Lab) -> None:
     lab.node.add_address("lo", "192.168.77.1/32")
     probe = ["ping", "-n", "-q", "-c", "1", "-W", "1", "-I", "192.168.77.1", A.host(11)]
     assert lab.node.run(probe, check=False).returncode == 0
-    pod.run(["iptables", "-t", "mangle", "-F"])
+    pod.run(["nft", "delete", "table", "inet", "spiderpool_coordinator"])
     assert lab.node.run(probe, check=False).returncode != 0

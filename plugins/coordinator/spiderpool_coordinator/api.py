@@ -4,18 +4,24 @@ Owns the order of the steps (reference 5.3): bring the NIC up, resolve the mode,
 conflicts then the gateway, set MAC/txqueuelen/sysctls, make the veth pair, plan and apply
 routes, rules, neighbours and connmark, announce. The pod side is the namespace at
 ``netns`` (CNI_NETNS); the host side is ``host_netns`` (None: the caller's own namespace,
-which is how the agent runs on a node; tests pass their "node" namespace). pyroute2 and
-raw sockets block, so each call runs in a worker thread.
+which is how the agent runs on a node; tests pass their "node" namespace).
+
+pyroute2, libnftables and raw sockets block, so each call is one fresh thread
+(``namespaces.in_fresh_thread``) that opens one netlink socket on the host, enters the pod's
+namespace once and opens one there, and does every step with them: the pod is read once
+(links, addresses, then the main table after the veth exists), the host only for what the
+plan needs, and nothing is re-read to plan or apply. CHECK reads the same way; DEL reads the
+pod only when it must (an overlay NIC's host device, or no addresses in prevResult).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ipaddress
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from pyroute2.netlink.exceptions import NetlinkError
 
 from spiderpool_coordinator import detection, mangle, namespaces, netlink
 from spiderpool_coordinator import plan as p
@@ -45,7 +51,9 @@ async def add(
     host_netns: str | None = None,
 ) -> dict[str, Any]:
     """Set up routing for ``ifname``; return prevResult (the coordinator does not change it)."""
-    await asyncio.to_thread(_add, Call(netns, ifname, container_id, cfg, prev_result, host_netns))
+    if cfg.mode != MODE_DISABLED:
+        call = Call(netns, ifname, container_id, cfg, prev_result, host_netns)
+        await namespaces.in_fresh_thread(_add, _present(call), name=f"coordinator-add:{ifname}")
     return prev_result
 
 
@@ -59,7 +67,9 @@ async def del_(
     host_netns: str | None = None,
 ) -> None:
     """Remove the host side of ``ifname``; succeeds when there is nothing left to remove."""
-    await asyncio.to_thread(_del, Call(netns, ifname, container_id, cfg, prev_result or {}, host_netns))
+    if cfg.mode != MODE_DISABLED:
+        call = Call(netns, ifname, container_id, cfg, prev_result or {}, host_netns)
+        await namespaces.in_fresh_thread(_del, call, name=f"coordinator-del:{ifname}")
 
 
 async def check(
@@ -72,25 +82,22 @@ async def check(
     host_netns: str | None = None,
 ) -> None:
     """Raise ``CheckFailed`` naming every route, rule, neighbour or link ADD made that is gone."""
-    await asyncio.to_thread(_check, Call(netns, ifname, container_id, cfg, prev_result, host_netns))
+    if cfg.mode != MODE_DISABLED:
+        call = Call(netns, ifname, container_id, cfg, prev_result, host_netns)
+        try:
+            _present(call)
+        except CoordinatorError as exc:
+            raise CheckFailed(f"coordinator CHECK for {ifname}: {exc}") from None
+        await namespaces.in_fresh_thread(_check, call, name=f"coordinator-check:{ifname}")
 
 
 # ---------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _sockets(netns: str, host_netns: str | None) -> Iterator[tuple[Any, Any]]:
-    if not namespaces.exists(netns):
-        raise CoordinatorError(f"network namespace {netns} does not exist")
-    pod = namespaces.iproute(netns)
-    try:
-        host = namespaces.iproute(host_netns)
-        try:
-            yield pod, host
-        finally:
-            host.close()
-    finally:
-        pod.close()
+def _present(call: Call) -> Call:
+    if not namespaces.exists(call.netns):
+        raise CoordinatorError(f"network namespace {call.netns} does not exist")
+    return call
 
 
 def result_ips(prev_result: dict[str, Any], ifname: str) -> list[tuple[p.IPInterface, str]]:
@@ -129,131 +136,145 @@ def _pod_sysctls(cfg: CoordinatorConfig, ifname: str, families: tuple[int, ...])
     return values
 
 
-def _devices(
+def _host_device(
     mode: str, cfg: CoordinatorConfig, container_id: str, pod_state: p.PodState, host: Any
-) -> tuple[str, str]:
-    """(host device, pod device) that connect the pod and the host."""
-    host_links = netlink.read_links(host)
+) -> tuple[p.Link, str]:
+    """(host link, pod device) that connect the pod and the host."""
     if mode == MODE_UNDERLAY:
         name = p.host_veth_name(container_id)
         if p.POD_VETH not in pod_state.links:
             raise CoordinatorError(f"{p.POD_VETH} is missing in the pod (host side {name})")
-        if name not in host_links:
-            peer = pod_state.links[p.POD_VETH].peer_index
-            name = next((n for n, link in host_links.items() if link.index == peer), "")
-        if not name:
+        link = netlink.get_link(host, name=name)
+        peer = pod_state.links[p.POD_VETH].peer_index
+        if link is None and peer:
+            link = netlink.get_link(host, index=peer)
+        if link is None:
             raise CoordinatorError(f"the host side of {p.POD_VETH} is missing")
-        return name, p.POD_VETH
+        return link, p.POD_VETH
     first = cfg.pod_default_cni_nic
     if first not in pod_state.links:
         raise CoordinatorError(f"overlay mode: the overlay interface {first} is missing in the pod")
     peer = pod_state.links[first].peer_index
-    link = next((lk for lk in host_links.values() if lk.index == peer and lk.kind == "veth"), None)
-    if link is None:
+    link = netlink.get_link(host, index=peer) if peer else None
+    if link is None or link.kind != "veth":
         raise CoordinatorError(f"overlay mode: the host peer of {first} is not a veth in the host namespace")
     if link.master:  # a bridge port (bridge plugin): the host's address lives on the bridge
-        link = next(lk for lk in host_links.values() if lk.index == link.master)
-    return link.name, first
+        bridge = netlink.get_link(host, index=link.master)
+        if bridge is None:
+            raise CoordinatorError(f"overlay mode: the bridge of host link {link.name} is missing")
+        link = bridge
+    return link, first
 
 
-def _plan(call: Call, pod: Any, host: Any) -> p.Plan:
-    netns, ifname, container_id = call.netns, call.ifname, call.container_id
-    prev_result, cfg = call.prev_result, call.cfg
-    pod_state = netlink.read_pod(pod)
-    if ifname not in pod_state.links:
-        raise CoordinatorError(f"interface {ifname} not found in {netns}")
-    mode, first = p.resolve_mode(cfg.mode, ifname, cfg.pod_default_cni_nic, p.POD_VETH in pod_state.links)
+def _plan(call: Call, mode: str, first: bool, pod_state: p.PodState, host: Any) -> tuple[p.Plan, p.HostState]:
+    ifname = call.ifname
     addrs = pod_state.addrs.get(ifname, [])
-    host_dev, pod_dev = _devices(mode, cfg, container_id, pod_state, host)
-    host_state = netlink.read_host(host, [str(a.ip) for a in addrs], host_dev)
-    return p.build_plan(
-        cfg,
+    host_link, pod_dev = _host_device(mode, call.cfg, call.container_id, pod_state, host)
+    host_state = netlink.read_host(host, [str(a.ip) for a in addrs], host_link)
+    plan = p.build_plan(
+        call.cfg,
         ifname=ifname,
         mode=mode,
         first=first,
         pod=pod_state,
         host=host_state,
-        host_dev=host_dev,
+        host_dev=host_link.name,
         pod_dev=pod_dev,
-        gateways=_gateways(prev_result, ifname, addrs),
+        gateways=_gateways(call.prev_result, ifname, addrs),
     )
+    return plan, host_state
 
 
 def _add(call: Call) -> None:
-    netns, ifname, container_id = call.netns, call.ifname, call.container_id
-    prev_result, cfg, host_netns = call.prev_result, call.cfg, call.host_netns
-    if cfg.mode == MODE_DISABLED:
-        return
-    with _sockets(netns, host_netns) as (pod, host):
+    """ADD in this (fresh) thread, which ends up in the pod's namespace."""
+    netns, ifname, container_id, cfg = call.netns, call.ifname, call.container_id, call.cfg
+    with namespaces.sides(netns, call.host_netns) as (pod, host):
         links = netlink.read_links(pod)
-        if ifname not in links:
+        nic = links.get(ifname)
+        if nic is None:
             raise CoordinatorError(f"interface {ifname} not found in {netns}")
-        netlink.set_link(pod, ifname, state="up")
+        if not nic.up:
+            netlink.set_link(pod, nic, state="up")
+            nic = links[ifname] = replace(nic, up=True)
         mode, first = p.resolve_mode(cfg.mode, ifname, cfg.pod_default_cni_nic, p.POD_VETH in links)
-        addrs = netlink.read_addrs(pod, links).get(ifname, [])
+        all_addrs = netlink.read_addrs(pod, links)
+        addrs = all_addrs.get(ifname, [])
         if not addrs:
             raise CoordinatorError(f"interface {ifname} has no IP address; run the coordinator after IPAM")
         families = tuple(sorted({a.version for a in addrs}))
-        namespaces.write_sysctls(netns, _pod_sysctls(cfg, ifname, families))
+        namespaces.write_sysctls(None, _pod_sysctls(cfg, ifname, families))
         ips = [a.ip for a in addrs]
         tries = detection.Tries(cfg.detect_retries, cfg.detect_timeout)
         if cfg.detect_ip_conflict:
-            detection.check_conflicts(netns, ifname, links[ifname].mac, ips, tries)
+            detection.check_conflicts(None, ifname, nic.mac, ips, tries)
         if cfg.detect_gateway:
-            gws = _gateways(prev_result, ifname, addrs)
+            gws = _gateways(call.prev_result, ifname, addrs)
             pairs = [(ip, ipaddress.ip_address(gws[ip.version])) for ip in ips if ip.version in gws]
-            detection.check_gateways(netns, ifname, links[ifname].mac, pairs, tries)
+            detection.check_gateways(None, ifname, nic.mac, pairs, tries)
         if cfg.pod_mac_prefix:
             source = next((ip for ip in ips if ip.version == 4), ips[0])
-            netlink.set_link(pod, ifname, address=p.mac_from_prefix(cfg.pod_mac_prefix, source))
+            mac = p.mac_from_prefix(cfg.pod_mac_prefix, source)
+            netlink.set_link(pod, nic, address=mac)
+            nic = links[ifname] = replace(nic, mac=mac)
         if cfg.tx_queue_len > 0:
-            netlink.set_link(pod, ifname, txqlen=cfg.tx_queue_len)
+            netlink.set_link(pod, nic, txqlen=cfg.tx_queue_len)
         if mode == MODE_UNDERLAY and first:
-            netlink.ensure_veth(pod, host, netns, p.host_veth_name(container_id), cfg.veth_mtu)
+            name = p.host_veth_name(container_id)
+            links[p.POD_VETH], _ = netlink.ensure_veth(
+                pod, host, netns, name, mtu=cfg.veth_mtu, pod_links=links
+            )
             if cfg.veth_link_address and ipaddress.ip_address(cfg.veth_link_address).version == 4:
-                netlink.ensure_address(pod, p.POD_VETH, f"{cfg.veth_link_address}/32")
-        the_plan = _plan(call, pod, host)
-        netlink.apply(the_plan, pod, host)
+                netlink.ensure_address(pod, links[p.POD_VETH], f"{cfg.veth_link_address}/32")
+        # The main table is read last: bringing links up adds the kernel's routes.
+        pod_state = p.PodState(links, all_addrs, netlink.read_routes(pod, links, p.MAIN_TABLE))
+        the_plan, host_state = _plan(call, mode, first, pod_state, host)
+        netlink.apply(the_plan, pod, host, links, host_state.links)
         if the_plan.connmark:
-            mangle.ensure(netns, the_plan.families)
-        mac = netlink.read_links(pod)[ifname].mac
-    detection.announce_in(netns, ifname, mac, ips)
+            mangle.ensure()
+        detection.announce(ifname, nic.mac, ips)
 
 
 def _check(call: Call) -> None:
-    netns, ifname, cfg, host_netns = call.netns, call.ifname, call.cfg, call.host_netns
-    if cfg.mode == MODE_DISABLED:
-        return
+    """CHECK in this (fresh) thread, which ends up in the pod's namespace."""
     try:
-        with _sockets(netns, host_netns) as (pod, host):
-            the_plan = _plan(call, pod, host)
-            missing = netlink.verify(the_plan, pod, host)
-    except CoordinatorError as exc:
-        raise CheckFailed(f"coordinator CHECK for {ifname}: {exc}") from None
-    if the_plan.connmark:
-        missing += mangle.missing(netns, the_plan.families)
+        missing = _missing(call)
+    except (CoordinatorError, FileNotFoundError) as exc:
+        raise CheckFailed(f"coordinator CHECK for {call.ifname}: {exc}") from None
     if missing:
-        raise CheckFailed(f"coordinator CHECK for {ifname}: missing {'; '.join(missing)}")
+        raise CheckFailed(f"coordinator CHECK for {call.ifname}: missing {'; '.join(missing)}")
+
+
+def _missing(call: Call) -> list[str]:
+    ifname, cfg = call.ifname, call.cfg
+    with namespaces.sides(call.netns, call.host_netns) as (pod, host):
+        pod_state = netlink.read_pod(pod)
+        if ifname not in pod_state.links:
+            raise CoordinatorError(f"interface {ifname} not found in {call.netns}")
+        veth0 = p.POD_VETH in pod_state.links
+        mode, first = p.resolve_mode(cfg.mode, ifname, cfg.pod_default_cni_nic, veth0)
+        the_plan, host_state = _plan(call, mode, first, pod_state, host)
+        missing = netlink.verify(the_plan, pod, host, pod_state.links, host_state.links)
+        if the_plan.connmark:
+            missing += mangle.missing()
+    return missing
 
 
 def _del(call: Call) -> None:
-    netns, ifname, container_id = call.netns, call.ifname, call.container_id
-    prev_result, cfg, host_netns = call.prev_result, call.cfg, call.host_netns
-    if cfg.mode == MODE_DISABLED:
-        return
-    ips = {str(iface.ip) for iface, _ in result_ips(prev_result, ifname)}
-    host_dev: str | None = p.host_veth_name(container_id)
+    """DEL in this (fresh) thread: the host side, reading the pod only when it must."""
+    ifname, cfg = call.ifname, call.cfg
+    first_nic = ifname == cfg.pod_default_cni_nic
+    ips = {str(iface.ip) for iface, _ in result_ips(call.prev_result, ifname)}
+    host_dev = p.host_veth_name(call.container_id)
     owns_veth = True
-    if namespaces.exists(netns):
-        with contextlib.suppress(CoordinatorError, OSError), _sockets(netns, host_netns) as (pod, host):
-            state = netlink.read_pod(pod)
-            ips |= {str(a.ip) for a in state.addrs.get(ifname, [])}
-            if p.POD_VETH not in state.links and ifname != cfg.pod_default_cni_nic:
-                host_dev, _ = _devices("overlay", cfg, container_id, state, host)
-                owns_veth = False
-    delete_dev = owns_veth and ifname == cfg.pod_default_cni_nic
-    host = namespaces.iproute(host_netns)
-    try:
-        netlink.remove_host_side(host, host_dev, ips, cfg.host_rule_table, delete_dev)
-    finally:
-        host.close()
+    # The first NIC's veth and every route through it are found on the host; another NIC may
+    # be an overlay one, whose host device only the pod can tell.
+    pod_netns = call.netns if (not first_nic or not ips) and namespaces.exists(call.netns) else None
+    with namespaces.sides(pod_netns, call.host_netns, pod_required=False) as (pod, host):
+        if pod is not None:
+            with contextlib.suppress(CoordinatorError, OSError, NetlinkError):
+                state = netlink.read_pod(pod)
+                ips |= {str(a.ip) for a in state.addrs.get(ifname, [])}
+                if p.POD_VETH not in state.links and not first_nic:
+                    link, _ = _host_device("overlay", cfg, call.container_id, state, host)
+                    host_dev, owns_veth = link.name, False
+        netlink.remove_host_side(host, host_dev, ips, cfg.host_rule_table, owns_veth and first_nic)

@@ -13,6 +13,15 @@ the pod's traffic will, and the sender's MAC of every answer is visible:
 
 Each probe is tried ``retries`` times with ``timeout`` seconds per try. Conflict checks run
 before the gateway check: probing both at once poisoned neighbours' caches (upstream #4475).
+
+Packet sockets are cheap to use and dear to bind and close: the kernel waits for an RCU
+grace period (``synchronize_net``, 5-20 ms measured here) when a socket created for a
+protocol is re-bound to a device, and again when any packet socket is released. So sockets
+are created for no protocol and then bound to (device, protocol), which skips the first
+wait, and are closed by a short-lived thread of their own once their frames are sent,
+which takes the second off the CNI call: the announcement has left the NIC when ADD
+answers, exactly as before. The closing thread is not a daemon, so a process exiting still
+closes every socket.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import struct
+import threading
 import time
 from dataclasses import dataclass
 
@@ -52,10 +62,20 @@ def _mac_text(raw: bytes) -> str:
 
 
 def _open(ifname: str, proto: int, timeout: float) -> socket.socket:
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(proto))
-    sock.bind((ifname, proto))
+    """A packet socket on ``ifname`` for ``proto``, created for no protocol first (see above)."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    try:
+        sock.bind((ifname, proto))
+    except OSError:
+        _close_later(sock)
+        raise
     sock.settimeout(timeout)
     return sock
+
+
+def _close_later(sock: socket.socket) -> None:
+    """Close ``sock`` in a thread of its own: the kernel's grace period is not the caller's."""
+    threading.Thread(target=sock.close, name="packet-socket-close").start()
 
 
 # ---------------------------------------------------------------------------------------
@@ -126,7 +146,11 @@ def _ask(ifname: str, frame: bytes, want: IPAddress, own: bytes, tries: Tries) -
     """Send ``frame`` up to ``retries`` times; the MAC of the first other host answering for ``want``."""
     proto = ETH_P_ARP if want.version == 4 else ETH_P_IPV6
     timeout = tries.timeout
-    with _open(ifname, proto, timeout) as sock:
+    try:
+        sock = _open(ifname, proto, timeout)
+    except OSError as exc:
+        raise CoordinatorError(f"opening a packet socket on {ifname} failed: {exc}") from exc
+    try:
         for _ in range(tries.count):
             try:
                 sock.send(frame)
@@ -146,6 +170,8 @@ def _ask(ifname: str, frame: bytes, want: IPAddress, own: bytes, tries: Tries) -
                 answer = parse_answer(data)
                 if answer is not None and answer[0] == want and answer[1] != own:
                     return answer[1]
+    finally:
+        _close_later(sock)
     return None
 
 
@@ -172,21 +198,28 @@ def probe_gateway(ifname: str, mac: str, ip: IPAddress, gateway: IPAddress, trie
 
 
 def announce(ifname: str, mac: str, ips: list[IPAddress]) -> None:
+    """Send a gratuitous ARP / unsolicited NA for every address: one socket per family."""
     own = _mac(mac)
+    frames: dict[int, list[bytes]] = {}
     for ip in ips:
         if ip.version == 4:
-            frame, proto = arp_frame(1, own, ip, ip), ETH_P_ARP
+            frames.setdefault(ETH_P_ARP, []).append(arp_frame(1, own, ip, ip))
         else:
-            frame, proto = unsolicited_na_frame(own, ipaddress.IPv6Address(ip)), ETH_P_IPV6
-        with _open(ifname, proto, 1.0) as sock:
-            sock.send(frame)
+            frames.setdefault(ETH_P_IPV6, []).append(unsolicited_na_frame(own, ipaddress.IPv6Address(ip)))
+    for proto, batch in frames.items():
+        sock = _open(ifname, proto, 1.0)
+        try:
+            for frame in batch:
+                sock.send(frame)
+        finally:
+            _close_later(sock)
 
 
 # ---------------------------------------------------------------------------------------
-# entry points for api.py
+# entry points; netns None: the calling thread's namespace (api.py's thread is in the pod's)
 
 
-def check_conflicts(netns: str, ifname: str, mac: str, ips: list[IPAddress], tries: Tries) -> None:
+def check_conflicts(netns: str | None, ifname: str, mac: str, ips: list[IPAddress], tries: Tries) -> None:
     for ip in ips:
         other = namespaces.run_in(netns, probe_conflict, ifname, mac, ip, tries)
         if other is not None:
@@ -196,7 +229,7 @@ def check_conflicts(netns: str, ifname: str, mac: str, ips: list[IPAddress], tri
 
 
 def check_gateways(
-    netns: str, ifname: str, mac: str, pairs: list[tuple[IPAddress, IPAddress]], tries: Tries
+    netns: str | None, ifname: str, mac: str, pairs: list[tuple[IPAddress, IPAddress]], tries: Tries
 ) -> None:
     for ip, gateway in pairs:
         found = namespaces.run_in(netns, probe_gateway, ifname, mac, ip, gateway, tries)
@@ -208,5 +241,5 @@ def check_gateways(
             )
 
 
-def announce_in(netns: str, ifname: str, mac: str, ips: list[IPAddress]) -> None:
+def announce_in(netns: str | None, ifname: str, mac: str, ips: list[IPAddress]) -> None:
     namespaces.run_in(netns, announce, ifname, mac, ips)

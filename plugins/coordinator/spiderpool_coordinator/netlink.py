@@ -2,10 +2,18 @@
 
 Owns every netlink call of the library: snapshots of a namespace (links, addresses, main
 table) for ``plan.py``, the veth pair, applying a ``Plan`` (ADD), verifying it (CHECK) and
-removing the host side of a pod (DEL). All functions are blocking; ``api.py`` runs them in a
-worker thread. Every change is written so that repeating it changes nothing: routes are
-replaced, rules and neighbour entries are looked up before they are added, and a stale host
-route or neighbour entry for the same address from an earlier pod is overwritten.
+removing the host side of a pod (DEL). All functions are blocking and run in the calling
+thread (``api.py``'s one thread per call). Every change is written so that repeating it
+changes nothing: routes are replaced, rules and neighbour entries are looked up before they
+are added, and a stale host route or neighbour entry for the same address from an earlier
+pod is overwritten.
+
+Cost decides the shape of the reads: each request costs pyroute2 a fraction of a
+millisecond, and a link dump about 0.3 ms per link, which on a node with hundreds of pod
+veths would dominate a CNI call. So the pod (a handful of links) is dumped once per call,
+the host never: its links are fetched one by one by name or index (the host device, and the
+few links that carry a global address), and rules, routes and neighbours are dumped once
+per kind for both IP families together, then matched in Python.
 """
 
 from __future__ import annotations
@@ -26,7 +34,9 @@ NUD_PERMANENT = 0x80
 SCOPE_UNIVERSE = 0
 SCOPE_LINK = 253
 RTN_UNICAST = 1
+IFF_UP = 0x1
 _FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
+_VERSION = {socket.AF_INET: 4, socket.AF_INET6: 6}
 _ENOENT = (2, 3, 19)  # ENOENT, ESRCH, ENODEV: already gone
 _EEXIST = 17
 
@@ -39,35 +49,54 @@ def _family(version: int) -> int:
 # snapshots
 
 
+def _link(msg: Any) -> p.Link:
+    return p.Link(
+        name=str(msg.get("ifname")),
+        index=int(msg["index"]),
+        mac=str(msg.get("address") or ""),
+        kind=str(msg.get(("linkinfo", "kind")) or ""),
+        peer_index=int(msg.get("link") or 0),
+        master=int(msg.get("master") or 0),
+        up=bool(int(msg["flags"]) & IFF_UP),
+    )
+
+
 def read_links(ipr: Any) -> dict[str, p.Link]:
-    links: dict[str, p.Link] = {}
-    for msg in ipr.get_links():
-        name = msg.get("ifname")
-        links[name] = p.Link(
-            name=name,
-            index=msg["index"],
-            mac=str(msg.get("address") or ""),
-            kind=str(msg.get(("linkinfo", "kind")) or ""),
-            peer_index=int(msg.get("link") or 0),
-            master=int(msg.get("master") or 0),
-        )
-    return links
+    """Every link of the namespace (a dump: for the pod, never for the host)."""
+    return {link.name: link for link in map(_link, ipr.get_links())}
+
+
+def get_link(ipr: Any, *, name: str = "", index: int = 0) -> p.Link | None:
+    """One link by name or index, or None when there is none (a single request, no dump)."""
+    try:
+        msgs = ipr.link("get", ifname=name) if name else ipr.link("get", index=index)
+    except NetlinkError as exc:
+        if exc.code in _ENOENT:
+            return None
+        raise
+    return _link(msgs[0]) if msgs else None
+
+
+def _global_addrs(ipr: Any) -> dict[int, list[p.IPInterface]]:
+    """Global-scope addresses by link index (link-local and host scope are not the pod's/host's)."""
+    out: dict[int, list[p.IPInterface]] = {}
+    for msg in ipr.get_addr():
+        if msg["scope"] != 0:
+            continue
+        iface = ipaddress.ip_interface(f"{msg.get('address')}/{msg['prefixlen']}")
+        out.setdefault(int(msg["index"]), []).append(iface)
+    return out
 
 
 def read_addrs(ipr: Any, links: dict[str, p.Link]) -> dict[str, list[p.IPInterface]]:
-    by_index = {link.index: name for name, link in links.items()}
-    out: dict[str, list[p.IPInterface]] = {name: [] for name in links}
-    for msg in ipr.get_addr():
-        if msg["scope"] != 0 or msg["index"] not in by_index:
-            continue  # link-local and host scope addresses are not the pod's addresses
-        out[by_index[msg["index"]]].append(ipaddress.ip_interface(f"{msg.get('address')}/{msg['prefixlen']}"))
-    return out
+    by_index = _global_addrs(ipr)
+    return {name: by_index.get(link.index, []) for name, link in links.items()}
 
 
 def _route_entry(msg: Any, by_index: dict[int, str]) -> p.RouteEntry | None:
     if msg["type"] != RTN_UNICAST or msg.get("oif") not in by_index:
         return None
-    version = 4 if msg["family"] == socket.AF_INET else 6
+    version = _VERSION[msg["family"]]
     dst = msg.get("dst") or ("0.0.0.0" if version == 4 else "::")
     return p.RouteEntry(
         dst=str(ipaddress.ip_network(f"{dst}/{msg['dst_len']}", strict=False)),
@@ -82,115 +111,136 @@ def _route_entry(msg: Any, by_index: dict[int, str]) -> p.RouteEntry | None:
 
 
 def read_routes(ipr: Any, links: dict[str, p.Link], table: int) -> list[p.RouteEntry]:
+    """Unicast routes of ``table`` through ``links`` (one dump for both families)."""
     by_index = {link.index: name for name, link in links.items()}
     out: list[p.RouteEntry] = []
-    for family in (socket.AF_INET, socket.AF_INET6):
-        for msg in ipr.get_routes(family=family, table=table):
-            entry = _route_entry(msg, by_index)
-            if entry is not None and entry.table == table:
-                out.append(entry)
+    for msg in ipr.get_routes(table=table):
+        if msg["family"] not in _VERSION:
+            continue
+        entry = _route_entry(msg, by_index)
+        if entry is not None and entry.table == table:
+            out.append(entry)
     return out
 
 
-def read_pod(ipr: Any) -> p.PodState:
-    links = read_links(ipr)
+def read_pod(ipr: Any, links: dict[str, p.Link] | None = None) -> p.PodState:
+    links = read_links(ipr) if links is None else links
     return p.PodState(
         links=links, addrs=read_addrs(ipr, links), main_routes=read_routes(ipr, links, p.MAIN_TABLE)
     )
 
 
-def read_host(ipr: Any, pod_ips: Iterable[str], host_dev: str = "") -> p.HostState:
+def read_host(ipr: Any, pod_ips: Iterable[str], host_dev: p.Link) -> p.HostState:
     """The host's addresses a pod should reach through the host link (reference 5.3 step 3):
     first the source the host's main table uses towards each pod address, then the addresses
     of ``host_dev`` and of every non-excluded link. Computed from the main table, not
     ``ip route get``, so the answer does not change once the pod's own host routes exist
-    (CHECK recomputes it)."""
-    links = read_links(ipr)
-    addrs = read_addrs(ipr, links)
-    main = read_routes(ipr, links, p.MAIN_TABLE)
+    (CHECK recomputes it). Only the links that carry a global address are looked up."""
+    addrs = _global_addrs(ipr)
+    names: dict[int, str] = {host_dev.index: host_dev.name}
+
+    def name_of(index: int) -> str:
+        if index not in names:
+            link = get_link(ipr, index=index)
+            names[index] = link.name if link is not None else ""
+        return names[index]
+
+    main: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, int, str]] = []
+    for msg in ipr.get_routes(table=p.MAIN_TABLE):
+        if msg["family"] not in _VERSION or msg["type"] != RTN_UNICAST or not msg.get("oif"):
+            continue
+        version = _VERSION[msg["family"]]
+        dst = msg.get("dst") or ("0.0.0.0" if version == 4 else "::")
+        net = ipaddress.ip_network(f"{dst}/{msg['dst_len']}", strict=False)
+        main.append((net, int(msg.get("oif")), str(msg.get("prefsrc") or "")))
     ips: dict[int, list[str]] = {4: [], 6: []}
     for ip in pod_ips:
         addr = ipaddress.ip_address(ip)
-        covering = [r for r in main if r.version == addr.version and addr in ipaddress.ip_network(r.dst)]
+        covering = [r for r in main if r[0].version == addr.version and addr in r[0]]
         if not covering:
             continue
-        best = max(covering, key=lambda r: ipaddress.ip_network(r.dst).prefixlen)
-        src = best.src or next((str(a.ip) for a in addrs.get(best.dev, []) if a.version == addr.version), "")
+        _, oif, prefsrc = max(covering, key=lambda r: r[0].prefixlen)
+        src = prefsrc or next((str(a.ip) for a in addrs.get(oif, []) if a.version == addr.version), "")
         if src:
             ips[addr.version].append(src)
-    for iface in addrs.get(host_dev, []):  # overlay: the node's address on the pod's link
+    for iface in addrs.get(host_dev.index, []):  # overlay: the node's address on the pod's link
         ips[iface.version].append(str(iface.ip))
-    for name, ifaces in addrs.items():
-        if p.excluded_host_link(name):
+    for index in sorted(addrs):
+        name = name_of(index)
+        if not name or p.excluded_host_link(name):
             continue
-        for iface in ifaces:
+        for iface in addrs[index]:
             ips[iface.version].append(str(iface.ip))
-    return p.HostState(links=links, ips={v: list(dict.fromkeys(lst)) for v, lst in ips.items() if lst})
+    return p.HostState(
+        links={host_dev.name: host_dev}, ips={v: list(dict.fromkeys(lst)) for v, lst in ips.items() if lst}
+    )
 
 
 # ---------------------------------------------------------------------------------------
 # links
 
 
-def link_index(ipr: Any, name: str) -> int | None:
-    found = ipr.link_lookup(ifname=name)
-    return int(found[0]) if found else None
+def ensure_veth(
+    pod: Any, host: Any, pod_netns: str, host_name: str, *, mtu: int, pod_links: dict[str, p.Link]
+) -> tuple[p.Link, p.Link]:
+    """The veth pair ``veth0`` (pod) / ``host_name`` (host), up, MTU ``mtu``; reused when whole.
 
-
-def ensure_veth(pod: Any, host: Any, pod_netns: str, host_name: str, mtu: int) -> None:
-    """The veth pair ``veth0`` (pod) / ``host_name`` (host), up, MTU ``mtu``; reused when whole."""
-    pod_idx = link_index(pod, p.POD_VETH)
-    host_idx = link_index(host, host_name)
-    if pod_idx is not None and host_idx is not None:
-        peer = read_links(pod)[p.POD_VETH].peer_index
-        if peer != host_idx:
+    Returns (pod end, host end). ``pod_links`` is the pod's snapshot taken before.
+    """
+    pod_end = pod_links.get(p.POD_VETH)
+    host_end = get_link(host, name=host_name)
+    if pod_end is not None and host_end is not None:
+        if pod_end.peer_index != host_end.index:
             raise CoordinatorError(f"{p.POD_VETH} in the pod is not paired with host link {host_name}")
-    else:
-        if host_idx is not None:
-            host.link("del", index=host_idx)  # stale half of an earlier pod with this container ID
-        if pod_idx is not None:
-            raise CoordinatorError(f"{p.POD_VETH} already exists in the pod and is not the coordinator's")
-        fd = os.open(pod_netns, os.O_RDONLY)
-        try:
-            host.link(
-                "add",
-                ifname=host_name,
-                kind="veth",
-                mtu=mtu,
-                peer={"ifname": p.POD_VETH, "net_ns_fd": fd, "mtu": mtu},
-            )
-        finally:
-            os.close(fd)
-    for ipr, name in ((pod, p.POD_VETH), (host, host_name)):
-        idx = link_index(ipr, name)
-        ipr.link("set", index=idx, mtu=mtu, state="up")
-
-
-def set_link(ipr: Any, name: str, **attrs: Any) -> None:
-    idx = link_index(ipr, name)
-    if idx is None:
-        raise CoordinatorError(f"interface {name} not found")
+        for ipr, end in ((pod, pod_end), (host, host_end)):
+            ipr.link("set", index=end.index, mtu=mtu, state="up")
+        return replace(pod_end, up=True), replace(host_end, up=True)
+    if host_end is not None:
+        host.link("del", index=host_end.index)  # stale half of an earlier pod with this container ID
+    if pod_end is not None:
+        raise CoordinatorError(f"{p.POD_VETH} already exists in the pod and is not the coordinator's")
+    fd = os.open(pod_netns, os.O_RDONLY)
     try:
-        ipr.link("set", index=idx, **attrs)
+        host.link(
+            "add",
+            ifname=host_name,
+            kind="veth",
+            mtu=mtu,
+            state="up",
+            peer={"ifname": p.POD_VETH, "net_ns_fd": fd, "mtu": mtu},
+        )
+    finally:
+        os.close(fd)
+    pod_end = get_link(pod, name=p.POD_VETH)
+    host_end = get_link(host, name=host_name)
+    if pod_end is None or host_end is None:
+        raise CoordinatorError(f"the veth pair {p.POD_VETH}/{host_name} vanished right after it was made")
+    pod.link("set", index=pod_end.index, state="up")
+    return replace(pod_end, up=True), host_end
+
+
+def set_link(ipr: Any, link: p.Link, **attrs: Any) -> None:
+    try:
+        ipr.link("set", index=link.index, **attrs)
     except NetlinkError as exc:
         if "address" not in attrs or exc.code != 16:  # EBUSY: some links change MAC only when down
             raise
-        ipr.link("set", index=idx, state="down")
-        ipr.link("set", index=idx, **attrs)
-        ipr.link("set", index=idx, state="up")
+        ipr.link("set", index=link.index, state="down")
+        ipr.link("set", index=link.index, **attrs)
+        ipr.link("set", index=link.index, state="up")
 
 
-def ensure_address(ipr: Any, name: str, cidr: str) -> None:
+def ensure_address(ipr: Any, link: p.Link, cidr: str) -> None:
     iface = ipaddress.ip_interface(cidr)
     try:
-        ipr.addr("add", index=link_index(ipr, name), address=str(iface.ip), prefixlen=iface.network.prefixlen)
+        ipr.addr("add", index=link.index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
     except NetlinkError as exc:
         if exc.code != _EEXIST:
             raise
 
 
 # ---------------------------------------------------------------------------------------
-# routes, rules, neighbours
+# routes
 
 
 def _route_args(route: p.RouteEntry, links: dict[str, p.Link]) -> dict[str, Any]:
@@ -235,21 +285,34 @@ def delete_route(ipr: Any, route: p.RouteEntry, links: dict[str, p.Link], *, mis
             ) from exc
 
 
-def _rule_matches(msg: Any, rule: p.RuleEntry) -> bool:
-    def net(addr: Any, length: int) -> str:
-        return str(ipaddress.ip_network(f"{addr}/{length}", strict=False)) if addr else ""
-
-    return (
-        int(msg.get("table") or 0) == rule.table
-        and int(msg.get("priority") or 0) == rule.priority
-        and net(msg.get("src"), msg["src_len"]) == rule.src
-        and net(msg.get("dst"), msg["dst_len"]) == rule.dst
-        and int(msg.get("fwmark") or 0) == rule.fwmark
+def _has_route(routes: list[p.RouteEntry], route: p.RouteEntry) -> bool:
+    return any(
+        r.dst == route.dst and r.dev == route.dev and (not route.gw or r.gw == route.gw) for r in routes
     )
 
 
-def has_rule(ipr: Any, rule: p.RuleEntry) -> bool:
-    return any(_rule_matches(m, rule) for m in ipr.get_rules(family=_family(rule.version)))
+# ---------------------------------------------------------------------------------------
+# rules
+
+
+def read_rules(ipr: Any) -> list[Any]:
+    """Every IPv4 and IPv6 rule (one dump)."""
+    return [m for m in ipr.get_rules() if m["family"] in _VERSION]
+
+
+def _net(addr: Any, length: int) -> str:
+    return str(ipaddress.ip_network(f"{addr}/{length}", strict=False)) if addr else ""
+
+
+def _rule_matches(msg: Any, rule: p.RuleEntry) -> bool:
+    return (
+        msg["family"] == _family(rule.version)
+        and int(msg.get("table") or 0) == rule.table
+        and int(msg.get("priority") or 0) == rule.priority
+        and _net(msg.get("src"), msg["src_len"]) == rule.src
+        and _net(msg.get("dst"), msg["dst_len"]) == rule.dst
+        and int(msg.get("fwmark") or 0) == rule.fwmark
+    )
 
 
 def _rule_args(rule: p.RuleEntry) -> dict[str, Any]:
@@ -265,19 +328,35 @@ def _rule_args(rule: p.RuleEntry) -> dict[str, Any]:
     return args
 
 
-def ensure_rule(ipr: Any, rule: p.RuleEntry) -> None:
-    if not has_rule(ipr, rule):
-        ipr.rule("add", **_rule_args(rule))
+def ensure_rules(ipr: Any, rules: Iterable[p.RuleEntry]) -> None:
+    """Add each rule that is not there yet (one dump for all of them)."""
+    wanted = list(rules)
+    if not wanted:
+        return
+    present = read_rules(ipr)
+    for rule in wanted:
+        if not any(_rule_matches(m, rule) for m in present):
+            ipr.rule("add", **_rule_args(rule))
 
 
-def delete_rule(ipr: Any, rule: p.RuleEntry) -> None:
-    while has_rule(ipr, rule):
+def delete_rules(ipr: Any, rules: Iterable[p.RuleEntry]) -> None:
+    """Delete every copy of each rule (one dump); a rule already gone is fine (DEL)."""
+    wanted = list(rules)
+    if not wanted:
+        return
+    for msg in read_rules(ipr):
+        rule = next((r for r in wanted if _rule_matches(msg, r)), None)
+        if rule is None:
+            continue
         try:
             ipr.rule("del", **_rule_args(rule))
         except NetlinkError as exc:
             if exc.code not in _ENOENT:
                 raise
-            return
+
+
+# ---------------------------------------------------------------------------------------
+# neighbours
 
 
 def replace_neigh(ipr: Any, neigh: p.NeighEntry, links: dict[str, p.Link]) -> None:
@@ -292,41 +371,39 @@ def replace_neigh(ipr: Any, neigh: p.NeighEntry, links: dict[str, p.Link]) -> No
     )
 
 
-def delete_stale_neighs(ipr: Any, ip: str, keep_dev: int) -> None:
-    """Remove neighbour entries for ``ip`` on any link but ``keep_dev`` (an earlier pod's)."""
-    version = ipaddress.ip_address(ip).version
-    for msg in ipr.get_neighbours(family=_family(version)):
-        if msg.get("dst") == ip and msg["ifindex"] != keep_dev:
+def delete_stale_neighs(ipr: Any, neighs: list[p.NeighEntry], links: dict[str, p.Link]) -> None:
+    """Remove entries for the neighbours' addresses on any other link (an earlier pod's): one dump."""
+    keep = {n.ip: links[n.dev].index for n in neighs}
+    if not keep:
+        return
+    for msg in ipr.get_neighbours():
+        ip = msg.get("dst")
+        if ip in keep and msg["ifindex"] != keep[ip]:
             try:
-                ipr.neigh("del", dst=ip, ifindex=msg["ifindex"], family=_family(version))
+                ipr.neigh("del", dst=ip, ifindex=msg["ifindex"], family=msg["family"])
             except NetlinkError as exc:
                 if exc.code not in _ENOENT:
                     raise
 
 
-def _has_neigh(ipr: Any, neigh: p.NeighEntry, links: dict[str, p.Link]) -> bool:
-    version = ipaddress.ip_address(neigh.ip).version
-    return any(
-        m.get("dst") == neigh.ip and str(m.get("lladdr")).lower() == neigh.mac.lower()
-        for m in ipr.get_neighbours(family=_family(version), ifindex=links[neigh.dev].index)
-    )
+def _neighs(ipr: Any, link: p.Link) -> list[tuple[str, str]]:
+    return [(str(m.get("dst")), str(m.get("lladdr")).lower()) for m in ipr.get_neighbours(ifindex=link.index)]
 
 
 # ---------------------------------------------------------------------------------------
 # plan
 
 
-def apply(plan: p.Plan, pod: Any, host: Any) -> None:
+def apply(
+    plan: p.Plan, pod: Any, host: Any, pod_links: dict[str, p.Link], host_links: dict[str, p.Link]
+) -> None:
     """Make the plan true: host side first, so the pod never routes to a host that drops it."""
-    host_links = read_links(host)
-    pod_links = read_links(pod)
+    delete_stale_neighs(host, plan.host_neighs, host_links)
     for neigh in plan.host_neighs:
-        delete_stale_neighs(host, neigh.ip, host_links[neigh.dev].index)
         replace_neigh(host, neigh, host_links)
     for route in plan.host_routes:
         replace_route(host, route, host_links)
-    for rule in plan.host_rules:
-        ensure_rule(host, rule)
+    ensure_rules(host, plan.host_rules)
     for neigh in plan.pod_neighs:
         replace_neigh(pod, neigh, pod_links)
     # Moves before additions (a new main default must not replace the one being moved), and
@@ -337,22 +414,14 @@ def apply(plan: p.Plan, pod: Any, host: Any) -> None:
         delete_route(pod, replace(moved, table=p.MAIN_TABLE), pod_links, missing_ok=False)
     for route in sorted(plan.pod_routes, key=lambda r: (r.scope != "link", r.table)):
         replace_route(pod, route, pod_links)
-    for rule in plan.pod_rules:
-        ensure_rule(pod, rule)
+    ensure_rules(pod, plan.pod_rules)
 
 
-def _has_route(ipr: Any, route: p.RouteEntry, links: dict[str, p.Link]) -> bool:
-    return any(
-        r.dst == route.dst and r.dev == route.dev and (not route.gw or r.gw == route.gw)
-        for r in read_routes(ipr, links, route.table)
-    )
-
-
-def verify(plan: p.Plan, pod: Any, host: Any) -> list[str]:
+def verify(
+    plan: p.Plan, pod: Any, host: Any, pod_links: dict[str, p.Link], host_links: dict[str, p.Link]
+) -> list[str]:
     """What the plan says should exist and does not, as readable strings."""
     missing: list[str] = []
-    host_links = read_links(host)
-    pod_links = read_links(pod)
     if plan.host_dev not in host_links:
         return [f"host link {plan.host_dev}"]
     if plan.pod_dev not in pod_links:
@@ -361,12 +430,14 @@ def verify(plan: p.Plan, pod: Any, host: Any) -> list[str]:
         ("host", host, host_links, plan.host_routes, plan.host_rules),
         ("pod", pod, pod_links, [*plan.pod_routes, *plan.pod_moves], plan.pod_rules),
     ):
+        tables = {t: read_routes(ipr, links, t) for t in sorted({r.table for r in routes})}
         for route in routes:
-            if not _has_route(ipr, route, links):
+            if not _has_route(tables[route.table], route):
                 via = f" via {route.gw}" if route.gw else ""
                 missing.append(f"{side} route {route.dst}{via} dev {route.dev} table {route.table}")
+        present = read_rules(ipr) if rules else []
         for rule in rules:
-            if not has_rule(ipr, rule):
+            if not any(_rule_matches(m, rule) for m in present):
                 what = (
                     f"from {rule.src}"
                     if rule.src
@@ -375,9 +446,11 @@ def verify(plan: p.Plan, pod: Any, host: Any) -> list[str]:
                     else f"fwmark {rule.fwmark:#x}"
                 )
                 missing.append(f"{side} rule {rule.priority}: {what} lookup {rule.table}")
-    for neigh in plan.host_neighs:
-        if not _has_neigh(host, neigh, host_links):
-            missing.append(f"host neighbour {neigh.ip} lladdr {neigh.mac} dev {neigh.dev}")
+    if plan.host_neighs:
+        have = set(_neighs(host, host_links[plan.host_dev]))
+        for neigh in plan.host_neighs:
+            if (neigh.ip, neigh.mac.lower()) not in have:
+                missing.append(f"host neighbour {neigh.ip} lladdr {neigh.mac} dev {neigh.dev}")
     return missing
 
 
@@ -387,33 +460,62 @@ def remove_host_side(
     """DEL on the host: the pod's routes and rules in ``table`` and, if ours, its veth.
 
     A route to one of the addresses that points elsewhere belongs to a newer pod that reuses
-    the address; it is left alone, and so is the rule while such a route exists.
+    the address; it is left alone, and so is the rule while such a route exists. When the
+    veth is deleted, every route of ``table`` through it names an address of the pod; the
+    kernel drops those routes and the neighbour entries with the link, so only the rules are
+    deleted by hand, before the link. Without a veth (the pod's namespace, and the peer with
+    it, is already gone) there is no link to delete.
     """
-    links = read_links(host)
-    dev = links.get(host_dev) if host_dev else None
-    routes = read_routes(host, links, table)
+    dev = get_link(host, name=host_dev) if host_dev else None
+    links = {dev.name: dev} if dev is not None else {}
+    routes, others = _split_table(host, table, dev)
     targets = set(ips)
-    if dev is not None:
-        targets |= {str(ipaddress.ip_network(r.dst).network_address) for r in routes if r.dev == dev.name}
+    if dev is not None and delete_dev:
+        targets |= {str(ipaddress.ip_network(r.dst).network_address) for r in routes}
+    rules: list[p.RuleEntry] = []
     for ip in sorted(targets):
-        prefix = p.RouteEntry(f"{ip}/{ipaddress.ip_address(ip).max_prefixlen}", "", table)
-        ours = [r for r in routes if r.dst == prefix.dst and dev is not None and r.dev == dev.name]
-        others = [r for r in routes if r.dst == prefix.dst and (dev is None or r.dev != dev.name)]
-        for r in ours:
-            delete_route(host, r, links, missing_ok=True)  # a concurrent DEL may be first
-            if dev is not None:
-                try:
-                    host.neigh(
-                        "del", dst=ip, ifindex=dev.index, family=_family(ipaddress.ip_address(ip).version)
-                    )
-                except NetlinkError:
-                    pass
-        if not others:
-            rule = p.RuleEntry(ipaddress.ip_address(ip).version, table, p.HOST_RULE_PRIORITY, dst=prefix.dst)
-            delete_rule(host, rule)
+        addr = ipaddress.ip_address(ip)
+        prefix = f"{ip}/{addr.max_prefixlen}"
+        if not (dev is not None and delete_dev):
+            for r in routes:
+                if r.dst == prefix:
+                    delete_route(host, r, links, missing_ok=True)  # a concurrent DEL may be first
+                    _delete_neigh(host, ip, dev)
+        if prefix not in others:
+            rules.append(p.RuleEntry(addr.version, table, p.HOST_RULE_PRIORITY, dst=prefix))
+    delete_rules(host, rules)
     if dev is not None and delete_dev:
         try:
             host.link("del", index=dev.index)
         except NetlinkError as exc:
             if exc.code not in _ENOENT:
                 raise
+
+
+def _split_table(host: Any, table: int, dev: p.Link | None) -> tuple[list[p.RouteEntry], set[str]]:
+    """``table``'s routes through ``dev``, and the destinations of those through any other link
+    (newer pods' routes), from one dump."""
+    ours: list[p.RouteEntry] = []
+    others: set[str] = set()
+    by_index = {dev.index: dev.name} if dev is not None else {}
+    for msg in host.get_routes(table=table):
+        if msg["family"] not in _VERSION or msg["type"] != RTN_UNICAST:
+            continue
+        if int(msg.get("table") or msg["table"]) != table:
+            continue
+        entry = _route_entry(msg, by_index)
+        if entry is not None:
+            ours.append(entry)
+            continue
+        dst = msg.get("dst") or ("0.0.0.0" if msg["family"] == socket.AF_INET else "::")
+        others.add(str(ipaddress.ip_network(f"{dst}/{msg['dst_len']}", strict=False)))
+    return ours, others
+
+
+def _delete_neigh(host: Any, ip: str, dev: p.Link | None) -> None:
+    if dev is None:
+        return
+    try:
+        host.neigh("del", dst=ip, ifindex=dev.index, family=_family(ipaddress.ip_address(ip).version))
+    except NetlinkError:
+        pass

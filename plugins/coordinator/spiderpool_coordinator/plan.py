@@ -107,6 +107,7 @@ class Link:
     kind: str = ""
     peer_index: int = 0  # IFLA_LINK (a veth's peer index, in the peer's namespace)
     master: int = 0
+    up: bool = False  # IFF_UP
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ class PodState:
 
 @dataclass
 class HostState:
-    links: dict[str, Link]
+    links: dict[str, Link]  # the host links the plan uses (the host device), not every link
     ips: dict[int, list[str]]  # host addresses for the pod, preferred first, per family
 
 

@@ -95,13 +95,14 @@ def _link_up(netns: str, ifname: str) -> str:
     except FileNotFoundError:
         raise CoordinatorError(f"network namespace {netns} does not exist") from None
     try:
-        links = netlink.read_links(ipr)
-        if ifname not in links:
+        link = netlink.get_link(ipr, name=ifname)
+        if link is None:
             raise CoordinatorError(
                 f"interface {ifname} not found in {netns}: the main plugin must create it before IPAM"
             )
-        netlink.set_link(ipr, ifname, state="up")
-        return links[ifname].mac
+        if not link.up:
+            netlink.set_link(ipr, link, state="up")
+        return link.mac
     finally:
         ipr.close()
 
