@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 from spiderpool_coordinator.config import CoordinatorConfig
 from spiderpool_coordinator.errors import CheckFailed
 from spiderpool_tools.cni_runtime import CniRuntime
-from spiderpool_tools.netns import NetNs
+from spiderpool_tools.netns import NetNs, wait_for
 
 from tests.netns.coordinator_lab import SUBNETS, Lab, routes
 
@@ -53,6 +54,23 @@ def test_del_removes_host_veth_routes_and_rules_and_repeats(lab: Lab) -> None:
     pod.delete()
     lab.coordinator("del", pod, cid, "eth0", prev, cfg)
     assert _host_state(lab) == before
+
+
+def test_background_work_of_add_and_del_ends_on_its_own(lab: Lab) -> None:
+    """The threads ADD and DEL leave behind (closing the announcement's packet socket, waiting out the
+    kernel's link deletion) end by themselves, and DEL answers only once the veth pair is gone."""
+    pod, cid, cfg = lab.pod(), "cid-threads-001", CoordinatorConfig()
+    prev = lab.macvlan(pod, cid, "eth0", A, ip=37, dual=True)
+    lab.coordinator("add", pod, cid, "eth0", prev, cfg)
+    lab.coordinator("del", pod, cid, "eth0", prev, cfg)
+    assert "veth0" not in pod.links()
+    assert "vethcid-threa" not in lab.node.ip("link", "show")
+
+    def settled() -> bool:
+        names = [t.name for t in threading.enumerate()]
+        return not any(n.startswith(("link-del:", "packet-socket-close", "coordinator-")) for n in names)
+
+    wait_for(settled, deadline_s=5, what="the coordinator's background threads to end")
 
 
 def test_stale_state_of_an_earlier_pod_is_replaced_not_duplicated(lab: Lab) -> None:

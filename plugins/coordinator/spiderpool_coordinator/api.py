@@ -260,19 +260,23 @@ def _missing(call: Call) -> list[str]:
 
 
 def _del(call: Call) -> None:
-    """DEL in this (fresh) thread: the host side, reading the pod only when it must."""
+    """DEL in this (fresh) thread, which stays in the host's namespace; the pod is read only
+    when it must be, through a socket of its own."""
     ifname, cfg = call.ifname, call.cfg
     first_nic = ifname == cfg.pod_default_cni_nic
     ips = {str(iface.ip) for iface, _ in result_ips(call.prev_result, ifname)}
     host_dev = p.host_veth_name(call.container_id)
     owns_veth = True
-    # The first NIC's veth and every route through it are found on the host; another NIC may
-    # be an overlay one, whose host device only the pod can tell.
-    pod_netns = call.netns if (not first_nic or not ips) and namespaces.exists(call.netns) else None
-    with namespaces.sides(pod_netns, call.host_netns, pod_required=False) as (pod, host):
-        if pod is not None:
+    with namespaces.sides(None, call.host_netns) as (_, host):
+        # The first NIC's veth and every route through it are found on the host; another NIC
+        # may be an overlay one, whose host device only the pod can tell.
+        if (not first_nic or not ips) and namespaces.exists(call.netns):
             with contextlib.suppress(CoordinatorError, OSError, NetlinkError):
-                state = netlink.read_pod(pod)
+                pod = namespaces.iproute(call.netns)
+                try:
+                    state = netlink.read_pod(pod)
+                finally:
+                    pod.close()
                 ips |= {str(a.ip) for a in state.addrs.get(ifname, [])}
                 if p.POD_VETH not in state.links and not first_nic:
                     link, _ = _host_device("overlay", cfg, call.container_id, state, host)

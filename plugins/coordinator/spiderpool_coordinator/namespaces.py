@@ -94,14 +94,12 @@ async def in_fresh_thread(fn: Callable[..., T], *args: Any, name: str = "coordin
 
 
 @contextlib.contextmanager
-def sides(
-    pod_netns: str | None, host_netns: str | None, *, pod_required: bool = True
-) -> Iterator[tuple[Any, Any]]:
+def sides(pod_netns: str | None, host_netns: str | None) -> Iterator[tuple[Any, Any]]:
     """(pod, host) ``IPRoute`` sockets for a thread made by ``in_fresh_thread``.
 
     The host's socket is opened in the thread's own namespace (or in ``host_netns``), then the
     thread moves into ``pod_netns`` for good, so later pod-side work needs no ``setns``. With
-    ``pod_netns`` None, or gone and not ``pod_required`` (DEL), pod is None.
+    ``pod_netns`` None (DEL) the thread stays where the host is and pod is None.
     """
     if host_netns is not None:
         enter(host_netns)
@@ -109,13 +107,8 @@ def sides(
     try:
         pod = None
         if pod_netns is not None:
-            try:
-                enter(pod_netns)
-            except FileNotFoundError:
-                if pod_required:
-                    raise
-            else:
-                pod = IPRoute()
+            enter(pod_netns)
+            pod = IPRoute()
         try:
             yield pod, host
         finally:
