@@ -137,14 +137,21 @@ def _pod_sysctls(cfg: CoordinatorConfig, ifname: str, families: tuple[int, ...])
 
 
 def _host_device(
-    mode: str, cfg: CoordinatorConfig, container_id: str, pod_state: p.PodState, host: Any
+    mode: str,
+    cfg: CoordinatorConfig,
+    container_id: str,
+    pod_state: p.PodState,
+    host: Any,
+    *,
+    known: p.Link | None = None,
 ) -> tuple[p.Link, str]:
-    """(host link, pod device) that connect the pod and the host."""
+    """(host link, pod device) that connect the pod and the host; ``known``: the host end of
+    veth0 when this call just made or checked it."""
     if mode == MODE_UNDERLAY:
         name = p.host_veth_name(container_id)
         if p.POD_VETH not in pod_state.links:
             raise CoordinatorError(f"{p.POD_VETH} is missing in the pod (host side {name})")
-        link = netlink.get_link(host, name=name)
+        link = known if known is not None else netlink.get_link(host, name=name)
         peer = pod_state.links[p.POD_VETH].peer_index
         if link is None and peer:
             link = netlink.get_link(host, index=peer)
@@ -166,10 +173,12 @@ def _host_device(
     return link, first
 
 
-def _plan(call: Call, mode: str, first: bool, pod_state: p.PodState, host: Any) -> tuple[p.Plan, p.HostState]:
+def _plan(
+    call: Call, mode: str, first: bool, pod_state: p.PodState, host: Any, *, host_end: p.Link | None = None
+) -> tuple[p.Plan, p.HostState]:
     ifname = call.ifname
     addrs = pod_state.addrs.get(ifname, [])
-    host_link, pod_dev = _host_device(mode, call.cfg, call.container_id, pod_state, host)
+    host_link, pod_dev = _host_device(mode, call.cfg, call.container_id, pod_state, host, known=host_end)
     host_state = netlink.read_host(host, [str(a.ip) for a in addrs], host_link)
     plan = p.build_plan(
         call.cfg,
@@ -218,16 +227,17 @@ def _add(call: Call) -> None:
             nic = links[ifname] = replace(nic, mac=mac)
         if cfg.tx_queue_len > 0:
             netlink.set_link(pod, nic, txqlen=cfg.tx_queue_len)
+        host_end = None
         if mode == MODE_UNDERLAY and first:
             name = p.host_veth_name(container_id)
-            links[p.POD_VETH], _ = netlink.ensure_veth(
+            links[p.POD_VETH], host_end = netlink.ensure_veth(
                 pod, host, netns, name, mtu=cfg.veth_mtu, pod_links=links
             )
             if cfg.veth_link_address and ipaddress.ip_address(cfg.veth_link_address).version == 4:
                 netlink.ensure_address(pod, links[p.POD_VETH], f"{cfg.veth_link_address}/32")
         # The main table is read last: bringing links up adds the kernel's routes.
         pod_state = p.PodState(links, all_addrs, netlink.read_routes(pod, links, p.MAIN_TABLE))
-        the_plan, host_state = _plan(call, mode, first, pod_state, host)
+        the_plan, host_state = _plan(call, mode, first, pod_state, host, host_end=host_end)
         netlink.apply(the_plan, pod, host, links, host_state.links)
         if the_plan.connmark:
             mangle.ensure()

@@ -13,7 +13,8 @@ millisecond, and a link dump about 0.3 ms per link, which on a node with hundred
 veths would dominate a CNI call. So the pod (a handful of links) is dumped once per call,
 the host never: its links are fetched one by one by name or index (the host device, and the
 few links that carry a global address), and rules, routes and neighbours are dumped once
-per kind for both IP families together, then matched in Python.
+per kind for both IP families together, then matched in Python; a rule is simply added,
+the kernel refusing a duplicate.
 """
 
 from __future__ import annotations
@@ -332,14 +333,14 @@ def _rule_args(rule: p.RuleEntry) -> dict[str, Any]:
 
 
 def ensure_rules(ipr: Any, rules: Iterable[p.RuleEntry]) -> None:
-    """Add each rule that is not there yet (one dump for all of them)."""
-    wanted = list(rules)
-    if not wanted:
-        return
-    present = read_rules(ipr)
-    for rule in wanted:
-        if not any(_rule_matches(m, rule) for m in present):
+    """Add each rule unless an identical one exists: pyroute2 adds with NLM_F_EXCL, so the
+    kernel itself answers EEXIST for a rule already there (no dump needed)."""
+    for rule in rules:
+        try:
             ipr.rule("add", **_rule_args(rule))
+        except NetlinkError as exc:
+            if exc.code != _EEXIST:
+                raise
 
 
 def delete_rules(ipr: Any, rules: Iterable[p.RuleEntry]) -> None:
