@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # A real interpreter, never a version-manager shim (its start costs ~80 ms per CNI call).
 BASE_PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3; do \
 	  command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; assert sys.version_info >= (3, 11); print(sys.executable)' 2>/dev/null && break; done)
-DEB_PACKAGES := containernetworking-plugins iproute2 iptables procps iputils-ping util-linux python3-venv
+DEB_PACKAGES := containernetworking-plugins iproute2 iptables nftables procps iputils-ping util-linux python3-venv
 PYTEST_ARGS ?=
 
 .PHONY: help setup test demo lint type proto proto-verify bench bench-alloc bench-cni clean
