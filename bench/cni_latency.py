@@ -63,7 +63,14 @@ POOL_MANIFEST = {
     "metadata": {"name": POOL},
     "spec": {"subnet": "10.250.0.0/16", "ips": ["10.250.0.10-10.250.3.250"], "gateway": "10.250.0.1"},
 }
-HOSTLOCAL_RANGE = {"subnet": "10.251.0.0/16", "rangeStart": "10.251.0.10", "rangeEnd": "10.251.3.250"}
+# Like for like: a gateway and a default route, as our pool's result carries (upstream §4.1).
+HOSTLOCAL_RANGE = {
+    "subnet": "10.251.0.0/16",
+    "rangeStart": "10.251.0.10",
+    "rangeEnd": "10.251.3.250",
+    "gateway": "10.251.0.1",
+}
+HOSTLOCAL_ROUTES = [{"dst": "0.0.0.0/0"}]
 POD_ARGS = (("IgnoreUnknown", "true"), ("K8S_POD_NAMESPACE", "bench"), ("K8S_POD_NAME", "bench-pod"))
 WARMUP_ROUNDS = 5
 QUICK_ROUNDS = 30
@@ -115,7 +122,12 @@ def build_configs(stack: NodeStack, workdir: Path) -> dict[str, NetworkConfigLis
     }
 
     def host_local(data_dir: str) -> dict[str, object]:
-        return {"type": "host-local", "dataDir": str(workdir / data_dir), "ranges": [[HOSTLOCAL_RANGE]]}
+        return {
+            "type": "host-local",
+            "dataDir": str(workdir / data_dir),
+            "ranges": [[HOSTLOCAL_RANGE]],
+            "routes": HOSTLOCAL_ROUTES,
+        }
 
     return {
         HOSTLOCAL: macvlan("bench-hostlocal", host_local("host-local")),

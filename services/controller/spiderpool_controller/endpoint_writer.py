@@ -6,13 +6,17 @@ upstream's #412 where an IP recorded in a pool without its endpoint leaked invis
 The endpoint is the per-pod view for users (``spiderpoolctl get se``): the engine marks a
 pod dirty after each durable change, and this writer brings its object in line with what
 ``describe`` says *at flush time*, coalescing bursts into one write per pod. It runs off
-the request path, so an endpoint write never adds latency to an ADD; ``flush`` waits for
-it (tests, shutdown), and ``resync`` repairs every endpoint after a restart.
+the request path, a short delay after the first mark (``delay_s``, 0.1 s by default), so
+an endpoint write never competes with the next allocation for the store, a burst costs
+one write per pod, and a pod deleted within the delay costs none. ``flush`` skips the
+delay and waits (tests, shutdown); at start every endpoint is marked, which repairs what
+a crash left behind.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -73,9 +77,13 @@ class EndpointView:
 
 
 class EndpointWriter:
-    def __init__(self, store: Store, describe: Callable[[EndpointName], EndpointView | None]) -> None:
+    def __init__(
+        self, store: Store, describe: Callable[[EndpointName], EndpointView | None], *, delay_s: float = 0.1
+    ) -> None:
         self._store = store
         self._describe = describe
+        self._delay = delay_s
+        self._now = asyncio.Event()  # set by flush: write without waiting for the delay
         self._dirty: dict[EndpointName, None] = {}
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
@@ -91,6 +99,7 @@ class EndpointWriter:
             self._task = asyncio.create_task(self._run(), name="endpoint-writer")
 
     async def flush(self) -> None:
+        self._now.set()
         await self._idle.wait()
 
     async def _run(self) -> None:
@@ -106,10 +115,14 @@ class EndpointWriter:
 
         try:
             while self._dirty:
+                if self._delay > 0 and not self._now.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._now.wait(), self._delay)
                 batch = list(self._dirty)
                 self._dirty.clear()
                 await asyncio.gather(*(one(n) for n in batch))
         finally:
+            self._now.clear()
             self._idle.set()
 
     async def _sync(self, name: EndpointName) -> None:
