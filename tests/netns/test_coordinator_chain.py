@@ -359,8 +359,8 @@ def squatter(chain: Chain, cidr: str) -> NetNs:
 def test_address_held_by_another_host_fails_add_with_103_and_is_released(detecting: Chain) -> None:
     """With conflict detection on, ADD of a pod whose first address is already held by another host
     fails with code 103 naming the address and that host's MAC; the addresses are released in the
-    controller. The pool hands out the lowest free address, so once the
-    operator reserves the taken one (SpiderReservedIP via spiderpoolctl) the retry gets another."""
+    controller, and the conflicting one is set aside, so the runtime's plain retry gets another
+    address and works (upstream #3081)."""
     sq = squatter(detecting, f"{FIRST_V4}/24")
     config = detecting.network()
     pod = detecting.make_pod()
@@ -374,14 +374,6 @@ def test_address_held_by_another_host_fails_add_with_103_and_is_released(detecti
     assert detecting.allocated() == set()
     detecting.runtime.delete(config, rt)  # a runtime cleans up after a failed ADD
 
-    detecting.apply(
-        {
-            "apiVersion": "spiderpool.spidernet.io/v2beta1",
-            "kind": "SpiderReservedIP",
-            "metadata": {"name": "taken"},
-            "spec": {"ips": [FIRST_V4]},
-        }
-    )
     result = detecting.runtime.add(config, rt)
     assert bare(result, 4) != [FIRST_V4]
     assert detecting.allocated(POOL_A4) == set(bare(result, 4))

@@ -156,7 +156,13 @@ async def test_a_failed_announcement_does_not_fail_the_add(tmp_path: Path) -> No
 @pytest.mark.parametrize(
     ("error", "code"),
     [
-        (IPConflict("IP conflict: 10.6.0.10 of pod interface eth0 is used by 02:00:00:00:00:99"), 103),
+        (
+            IPConflict(
+                "IP conflict: 10.6.0.10 of pod interface eth0 is used by 02:00:00:00:00:99",
+                address="10.6.0.10",
+            ),
+            103,
+        ),
         (GatewayUnreachable("gateway 10.6.0.1 of pod interface eth0 did not answer ARP"), 104),
         (CoordinatorError("interface eth0 not found in /run/netns/pod"), 120),
     ],
@@ -176,6 +182,9 @@ async def test_failed_probe_releases_for_a_retry_and_fails_with_its_code(
     assert [(r.ifname, r.detection_failed, r.pod.container_id) for r in ctl.releases] == [
         ("eth0", True, "ctr-1")
     ]
+    # only a conflict names the address, so the controller sets it aside for the retry
+    expected = ["10.6.0.10"] if isinstance(error, IPConflict) else []
+    assert [list(r.conflicting_ips) for r in ctl.releases] == [expected]
     assert det.announced == []
 
 

@@ -224,7 +224,8 @@ def check_conflicts(netns: str | None, ifname: str, mac: str, ips: list[IPAddres
         other = namespaces.run_in(netns, probe_conflict, ifname, mac, ip, tries)
         if other is not None:
             raise IPConflict(
-                f"IP conflict: {ip} of pod interface {ifname} is already used by a host with MAC {other}"
+                f"IP conflict: {ip} of pod interface {ifname} is already used by a host with MAC {other}",
+                address=str(ip),
             )
 
 

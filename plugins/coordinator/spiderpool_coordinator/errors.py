@@ -34,9 +34,13 @@ class InvalidCoordinatorConfig(CoordinatorError):
 
 
 class IPConflict(CoordinatorError):
-    """Another host answered ARP/NDP for one of the pod's addresses."""
+    """Another host answered ARP/NDP for one of the pod's addresses (``address``)."""
 
     cni_code = codes.IP_CONFLICT
+
+    def __init__(self, message: str, *, address: str = "", details: str = "") -> None:
+        super().__init__(message, details=details)
+        self.address = address
 
 
 class GatewayUnreachable(CoordinatorError):

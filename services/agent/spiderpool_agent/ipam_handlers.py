@@ -33,7 +33,7 @@ import structlog
 from spiderpool.controller.v1 import ipam_pb2
 from spiderpool_cni import codes
 from spiderpool_common.errors import AllocationNotFound, CniError, NotFound, SpiderpoolError, Unavailable
-from spiderpool_coordinator.errors import CoordinatorError
+from spiderpool_coordinator.errors import CoordinatorError, IPConflict
 
 from spiderpool_agent.cni_call import Invocation, RawCall, Verb, parse_call
 from spiderpool_agent.cni_result import ipam_result_for_interface, prev_result_ips, render_ipam_result
@@ -174,7 +174,8 @@ class IpamHandlers:
             if probes:
                 await self._detector.verify(inv.netns, inv.ifname, probes)
         except CoordinatorError as exc:
-            note = await asyncio.shield(self._release_after_detection(intent))
+            conflicting = [exc.address] if isinstance(exc, IPConflict) and exc.address else []
+            note = await asyncio.shield(self._release_after_detection(intent, conflicting))
             raise to_cni_error(exc, note=note) from None
         except BaseException:
             await asyncio.shield(self._rollback(intent))
@@ -189,9 +190,14 @@ class IpamHandlers:
             await self._announce(inv, probes)
         return rendered
 
-    async def _release_after_detection(self, intent: ReleaseIntent) -> str:
-        """Release after a failed probe (upstream isReleaseConflictIPs); say what happened."""
-        request = ipam_pb2.ReleaseRequest(pod=_pod_ref(intent), ifname=intent.ifname, detection_failed=True)
+    async def _release_after_detection(self, intent: ReleaseIntent, conflicting: list[str]) -> str:
+        """Release after a failed probe (upstream isReleaseConflictIPs); say what happened.
+
+        A conflicting address is named so the controller sets it aside: the retry gets
+        another one instead of the same conflict again."""
+        request = ipam_pb2.ReleaseRequest(
+            pod=_pod_ref(intent), ifname=intent.ifname, detection_failed=True, conflicting_ips=conflicting
+        )
         try:
             response = await self._controller.release(request)
         except SpiderpoolError as exc:
