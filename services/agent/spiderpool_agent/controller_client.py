@@ -27,25 +27,12 @@ from google.protobuf.message import Message
 from grpc_status import rpc_status
 from spiderpool.controller.v1 import ipam_pb2, ipam_pb2_grpc, resource_pb2, resource_pb2_grpc
 from spiderpool_cni import codes
+from spiderpool_common.channels import open_channel
 from spiderpool_common.errors import NotFound, SpiderpoolError, from_rpc_error
-from spiderpool_common.grpc_server import parse_listen
 
 Resp = TypeVar("Resp", bound=Message)
 
 RECONNECT_WAIT = 1.5  # seconds; longer than the channel's max reconnect backoff
-
-CHANNEL_OPTIONS: list[tuple[str, int]] = [
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-]
-
-
-def open_channel(address: str) -> grpc.aio.Channel:
-    """An insecure channel to ``HOST:PORT`` or ``unix:PATH``."""
-    return grpc.aio.insecure_channel(parse_listen(address), options=CHANNEL_OPTIONS)
 
 
 def _transport_failure(exc: grpc.RpcError) -> bool:
