@@ -32,18 +32,12 @@ from spiderpool_coordinator import detection, namespaces, netlink
 from spiderpool_coordinator.detection import IPAddress, Tries
 from spiderpool_coordinator.errors import CoordinatorError
 
+from spiderpool_agent.cni_result import AllocatedIP
 
-class DetectableIP(Protocol):
-    """An allocated IP as the controller answers it (``ipam_pb2.IPConfig``)."""
 
-    @property
-    def nic(self) -> str: ...
-    @property
-    def address(self) -> str: ...
-    @property
-    def gateway(self) -> str: ...
-    @property
-    def clean_gateway(self) -> bool: ...
+class DetectableIP(AllocatedIP, Protocol):
+    """An allocated IP with the controller's detection switches (``ipam_pb2.IPConfig``)."""
+
     @property
     def detect_ip_conflict(self) -> bool: ...
     @property
