@@ -6,7 +6,7 @@ routes, rules, neighbours and connmark, announce. The pod side is the namespace 
 ``netns`` (CNI_NETNS); the host side is ``host_netns`` (None: the caller's own namespace,
 which is how the agent runs on a node; tests pass their "node" namespace).
 
-pyroute2, libnftables and raw sockets block, so each call is one fresh thread
+Netlink, libnftables and raw sockets block, so each call is one fresh thread
 (``namespaces.in_fresh_thread``) that opens one netlink socket on the host, enters the pod's
 namespace once and opens one there, and does every step with them: the pod is read once
 (links, addresses, then the main table after the veth exists), the host only for what the
@@ -21,12 +21,11 @@ import ipaddress
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pyroute2.netlink.exceptions import NetlinkError
-
 from spiderpool_coordinator import detection, mangle, namespaces, netlink
 from spiderpool_coordinator import plan as p
 from spiderpool_coordinator.config import MODE_DISABLED, MODE_UNDERLAY, CoordinatorConfig
 from spiderpool_coordinator.errors import CheckFailed, CoordinatorError
+from spiderpool_coordinator.rtnetlink import NetlinkError
 
 
 @dataclass(frozen=True)

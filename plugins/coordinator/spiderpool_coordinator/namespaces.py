@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from pyroute2 import IPRoute
+from spiderpool_coordinator.rtnetlink import Rtnl
 
 T = TypeVar("T")
 _CLONE_NEWNET = 0x40000000
@@ -95,7 +95,7 @@ async def in_fresh_thread(fn: Callable[..., T], *args: Any, name: str = "coordin
 
 @contextlib.contextmanager
 def sides(pod_netns: str | None, host_netns: str | None) -> Iterator[tuple[Any, Any]]:
-    """(pod, host) ``IPRoute`` sockets for a thread made by ``in_fresh_thread``.
+    """(pod, host) ``rtnetlink.Rtnl`` sockets for a thread made by ``in_fresh_thread``.
 
     The host's socket is opened in the thread's own namespace (or in ``host_netns``), then the
     thread moves into ``pod_netns`` for good, so later pod-side work needs no ``setns``. With
@@ -103,12 +103,12 @@ def sides(pod_netns: str | None, host_netns: str | None) -> Iterator[tuple[Any, 
     """
     if host_netns is not None:
         enter(host_netns)
-    host = IPRoute()
+    host = Rtnl()
     try:
         pod = None
         if pod_netns is not None:
             enter(pod_netns)
-            pod = IPRoute()
+            pod = Rtnl()
         try:
             yield pod, host
         finally:
@@ -141,13 +141,13 @@ def run_in(path: str | None, fn: Callable[..., T], *args: Any) -> T:
 
 
 def iproute(path: str | None) -> Any:
-    """A pyroute2 ``IPRoute`` whose netlink socket lives in namespace ``path``."""
+    """An ``rtnetlink.Rtnl`` whose netlink socket lives in namespace ``path``."""
     if path is None:
-        return IPRoute()
+        return Rtnl()
     if not exists(path):
         raise FileNotFoundError(errno.ENOENT, "network namespace not found", path)
-    sock = run_in(path, socket.socket, socket.AF_NETLINK, socket.SOCK_DGRAM, socket.NETLINK_ROUTE)
-    return IPRoute(use_socket=sock)
+    sock = run_in(path, socket.socket, socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+    return Rtnl(sock)
 
 
 def write_sysctls(path: str | None, values: dict[str, str]) -> None:
