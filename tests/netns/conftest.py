@@ -21,6 +21,8 @@ from spiderpool_tools.demo import EXAMPLES, POOL_MANIFESTS
 from spiderpool_tools.netns import NetNs, temporary_netns
 from spiderpool_tools.node_stack import NodeStack
 
+from tests.netns.coordinator_lab import Lab
+
 REFERENCE_PLUGINS = Path("/usr/lib/cni")
 MASTER = "master0"
 WIRE = "wire0"
@@ -113,3 +115,19 @@ def make_stack(node_ns: NetNs, monkeypatch: pytest.MonkeyPatch) -> Iterator[Call
     for stack, root in made:
         stack.close()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def make_lab(node_ns: NetNs, node_runtime: CniRuntime, tmp_path: Path) -> Iterator[Callable[[int], Lab]]:
+    """``make(subnets)``: the coordinator lab (router with strict rp_filter, external client, ``subnets``
+    masters ens<x> in ``node_ns``) around the node namespace; every lab made is closed at teardown."""
+    made: list[Lab] = []
+
+    def make(subnets: int) -> Lab:
+        lab = Lab.create(node_ns, node_runtime, tmp_path, subnets=subnets)
+        made.append(lab)
+        return lab
+
+    yield make
+    for lab in made:
+        lab.close()

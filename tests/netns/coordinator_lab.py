@@ -21,7 +21,7 @@ from typing import Any
 
 from spiderpool_coordinator import api
 from spiderpool_coordinator.config import CoordinatorConfig
-from spiderpool_tools.cni_runtime import CniRuntime, RuntimeConf, load_config
+from spiderpool_tools.cni_runtime import CniRuntime, NetworkConfigList, RuntimeConf, load_config
 from spiderpool_tools.netns import NetNs
 
 EXT_V4, EXT_V6 = "172.16.0.2", "fd16::2"
@@ -186,3 +186,84 @@ class Lab:
 
 def routes(ns: NetNs, *args: str) -> str:
     return ns.ip("route", "show", *args)
+
+
+# -- the same lab driven through the chain (installed shims -> agent -> coordinator library) ------
+
+POD_NAMESPACE = "lab"
+
+
+def spider_pool(
+    sn: Subnet, version: int = 4, *, first: int = 10, last: int = 40, gateway: bool = True, name: str = ""
+) -> dict[str, Any]:
+    """A SpiderIPPool on ``sn`` handing out ``.first``-``.last``, gateway ``.1`` unless told not to."""
+    spec: dict[str, Any] = {
+        "subnet": sn.v4 if version == 4 else sn.v6,
+        "ips": [f"{sn.host(first, version)}-{sn.host(last, version)}"],
+    }
+    if gateway:
+        spec["gateway"] = sn.host(1, version)
+    if version == 6:
+        spec["ipVersion"] = 6
+    return {
+        "apiVersion": "spiderpool.spidernet.io/v2beta1",
+        "kind": "SpiderIPPool",
+        "metadata": {"name": name or f"lab-{sn.letter}-v{version}"},
+        "spec": spec,
+    }
+
+
+def spiderpool_network(
+    agent_socket: Path,
+    log_dir: Path,
+    name: str,
+    master: str,
+    pools: tuple[list[str], list[str]],
+    coordinator: dict[str, Any] | None = None,
+) -> NetworkConfigList:
+    """[Debian's macvlan on ``master`` with spiderpool IPAM, our coordinator] as a CNI 1.0.0 conflist;
+    ``coordinator`` holds the coordinator's own fields (camelCase, as in a NetworkAttachmentDefinition)."""
+    ipam = {
+        "type": "spiderpool",
+        "default_ipv4_ippool": pools[0],
+        "default_ipv6_ippool": pools[1],
+        "ipam_unix_socket_path": str(agent_socket),
+        "log_file_path": str(log_dir / "ipam-shim.log"),
+    }
+    plugins: list[dict[str, Any]] = [
+        {"type": "macvlan", "master": master, "mode": "bridge", "ipam": ipam},
+        {
+            "type": "coordinator",
+            "ipam_unix_socket_path": str(agent_socket),
+            "logOptions": {"logFile": str(log_dir / "coordinator-shim.log")},
+            **(coordinator or {}),
+        },
+    ]
+    return load_config({"cniVersion": "1.0.0", "name": name, "plugins": plugins})
+
+
+def pod_attachment(pod: NetNs, name: str, ifname: str = "eth0") -> RuntimeConf:
+    """The runtime's view of attaching ``ifname`` of pod ``name`` (Kubernetes CNI_ARGS, one UID per name)."""
+    args = (
+        ("IgnoreUnknown", "true"),
+        ("K8S_POD_NAMESPACE", POD_NAMESPACE),
+        ("K8S_POD_NAME", name),
+        ("K8S_POD_UID", f"uid-{name}"),
+    )
+    return RuntimeConf(f"ctr-{name}", ifname, pod.path, args)
+
+
+def strict_ipv6_rp_filter(ns: NetNs) -> None:
+    """IPv6 has no rp_filter sysctl: an nftables fib check in ``ns`` drops a packet whose source is
+    not routed back through the interface it came in on, as ``rp_filter=1`` does for IPv4."""
+    ns.run(
+        ["nft", "-f", "-"],
+        input_text=(
+            "table ip6 lab_rpf {\n"
+            "  chain prerouting {\n"
+            "    type filter hook prerouting priority raw; policy accept;\n"
+            "    fib saddr . iif oif missing drop\n"
+            "  }\n"
+            "}\n"
+        ),
+    )
