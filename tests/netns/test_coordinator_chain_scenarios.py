@@ -330,7 +330,7 @@ def test_dual_stack_pod_is_routed_in_both_families_through_veth0_and_the_per_nic
 ) -> None:
     """With IPv4 and IPv6 pools on both NICs, the pod reaches the node's IPv4 and IPv6 addresses through
     veth0 and the node reaches the pod's in both families (table 500); net1's IPv4 and IPv6 routes
-    and rules live in table 102 (its IPv6 way out is a policy route: see the xfail test below), so
+    and rules live in table 102 (its IPv6 way out is a policy route), so
     the client behind the router, strict for both families, reaches all four addresses."""
     cl = make_chain_lab(2)
     lab, pod = cl.lab, cl.lab.pod()
@@ -357,12 +357,6 @@ def test_dual_stack_pod_is_routed_in_both_families_through_veth0_and_the_per_nic
     pod.wait_ping(EXT_V6, deadline_s=5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="coordinator bug: the kernel merges net1's IPv6 default into eth0's as one multipath route, "
-    "which netlink.read_routes skips (no RTA_OIF, RTA_MULTIPATH unparsed): no IPv6 rule for net1 "
-    "and eth0's IPv6 default is replaced by net1's",
-)
 def test_second_nic_with_an_ipv6_gateway_keeps_the_ipv6_default_on_eth0_and_gets_its_rule(
     make_chain_lab: Callable[..., ChainLab],
 ) -> None:

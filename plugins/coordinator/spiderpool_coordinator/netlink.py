@@ -120,9 +120,12 @@ def read_routes(ipr: Any, links: dict[str, p.Link], table: int) -> list[p.RouteE
     for msg in ipr.get_routes(table=table):
         if msg["family"] not in _VERSION:
             continue
-        entry = _route_entry(msg, by_index)
-        if entry is not None and entry.table == table:
-            out.append(entry)
+        # An ECMP route (the kernel merges IPv6 routes to one destination, e.g. two NICs'
+        # defaults) is read as one entry per next hop, each deletable by device and gateway.
+        for single in [{**msg, **hop} for hop in msg["multipath"]] if msg.get("multipath") else [msg]:
+            entry = _route_entry(single, by_index)
+            if entry is not None and entry.table == table:
+                out.append(entry)
     return out
 
 

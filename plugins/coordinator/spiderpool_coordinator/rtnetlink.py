@@ -51,6 +51,11 @@ _ADDR, _STR, _U32T, _MAC = "addr", "str", "u32", "mac"
 _LINK_ATTRS = {1: ("address", _MAC), 3: ("ifname", _STR), 4: ("mtu", _U32T), 5: ("link", _U32T),
                10: ("master", _U32T)}  # fmt: skip
 _IFLA_LINKINFO, _IFLA_INFO_KIND = 18, 1
+# RTA_MULTIPATH: a sequence of struct rtnexthop {u16 len; u8 flags; u8 hops; s32 ifindex}, each
+# followed by its own attributes (a gateway). The kernel merges IPv6 routes to the same
+# destination and metric into one such route (ECMP), e.g. two NICs' default routes.
+_RTA_MULTIPATH = 9
+_RTNEXTHOP = struct.Struct("=HBBi")
 _ADDR_ATTRS = {1: ("address", _ADDR), 2: ("local", _ADDR)}
 _ROUTE_ATTRS = {1: ("dst", _ADDR), 4: ("oif", _U32T), 5: ("gateway", _ADDR), 6: ("priority", _U32T),
                 7: ("prefsrc", _ADDR), 15: ("table", _U32T)}  # fmt: skip
@@ -134,6 +139,9 @@ def _parse(msg_type: int, data: bytes, offset: int, end: int) -> Msg:
     else:
         return msg
     for kind, payload in _attrs(data, start, end):
+        if msg_type == RTM_NEWROUTE and kind == _RTA_MULTIPATH:
+            msg["multipath"] = _nexthops(payload, family)
+            continue
         if msg_type == RTM_NEWLINK and kind == _IFLA_LINKINFO:
             for sub, value in _attrs(payload, 0, len(payload)):
                 if sub == _IFLA_INFO_KIND:
@@ -143,6 +151,23 @@ def _parse(msg_type: int, data: bytes, offset: int, end: int) -> Msg:
         if known is not None:
             msg[known[0]] = _decode(known[1], payload, family)
     return msg
+
+
+def _nexthops(payload: bytes, family: int) -> list[Msg]:
+    """The next hops of an RTA_MULTIPATH attribute: ``oif`` and ``gateway`` of each."""
+    hops: list[Msg] = []
+    offset = 0
+    while offset + _RTNEXTHOP.size <= len(payload):
+        length, _, _, ifindex = _RTNEXTHOP.unpack_from(payload, offset)
+        if length < _RTNEXTHOP.size:
+            break
+        hop: Msg = {"oif": ifindex}
+        for kind, value in _attrs(payload, offset + _RTNEXTHOP.size, offset + length):
+            if kind == 5:  # RTA_GATEWAY
+                hop["gateway"] = _decode(_ADDR, value, family)
+        hops.append(hop)
+        offset += (length + 3) & ~3
+    return hops
 
 
 class Rtnl:
