@@ -32,7 +32,7 @@ from spiderpool_controller.store.contract import StaleResourceVersion, Store
 log = structlog.get_logger(__name__)
 
 MAX_CONFLICT_RETRIES = 16
-LINGER_FRACTION = 0.25  # of the previous write's duration
+LINGER_FRACTION = 0.4  # of the previous write's duration
 MAX_LINGER_S = 0.002
 
 
