@@ -32,8 +32,8 @@ from spiderpool_controller.store.contract import StaleResourceVersion, Store
 log = structlog.get_logger(__name__)
 
 MAX_CONFLICT_RETRIES = 16
-LINGER_FRACTION = 0.4  # of the previous write's duration
-MAX_LINGER_S = 0.002
+LINGER_FRACTION = 0.6  # of the previous write's duration
+MAX_LINGER_S = 0.003
 
 
 @dataclass
