@@ -60,6 +60,22 @@ JsonDict = dict[str, Any]
 # errors
 
 
+def _attachment_stdin(
+    config: NetworkConfigList,
+    plugin: Mapping[str, Any],
+    rt: RuntimeConf,
+    prev_result: Mapping[str, Any] | None,
+) -> JsonDict:
+    """The request configuration of one plugin for an attachment verb (ADD, DEL, CHECK)."""
+    return request_config(
+        plugin,
+        name=config.name,
+        cni_version=config.cni_version,
+        capability_args=rt.capability_args,
+        prev_result=prev_result,
+    )
+
+
 class CniRuntimeError(Exception):
     """Anything the runtime cannot do; plugin failures are the ``CniPluginError`` subclass."""
 
@@ -337,14 +353,7 @@ class CniRuntime:
         _require_attachment(rt, need_netns=True)
         result: JsonDict | None = None
         for plugin in config.plugins:
-            stdin = request_config(
-                plugin,
-                name=config.name,
-                cni_version=config.cni_version,
-                capability_args=rt.capability_args,
-                prev_result=result,
-            )
-            out = self.exec_plugin(plugin["type"], "ADD", stdin, rt)
+            out = self.exec_plugin(plugin["type"], "ADD", _attachment_stdin(config, plugin, rt, result), rt)
             if out is None:
                 raise CniPluginError(INTERNAL_CODE, "ADD printed no result", plugin=plugin["type"])
             result = out
@@ -358,14 +367,7 @@ class CniRuntime:
         cached = self.cached_result(config.name, rt.container_id, rt.ifname)
         prev = cached if version_at_least(config.cni_version, "0.4.0") else None
         for plugin in reversed(config.plugins):
-            stdin = request_config(
-                plugin,
-                name=config.name,
-                cni_version=config.cni_version,
-                capability_args=rt.capability_args,
-                prev_result=prev,
-            )
-            self.exec_plugin(plugin["type"], "DEL", stdin, rt)
+            self.exec_plugin(plugin["type"], "DEL", _attachment_stdin(config, plugin, rt, prev), rt)
         self._cache_path(config.name, rt.container_id, rt.ifname).unlink(missing_ok=True)
 
     def check(self, config: NetworkConfigList, rt: RuntimeConf) -> None:
@@ -379,14 +381,7 @@ class CniRuntime:
         if cached is None:
             raise NotAttached(f"no cached ADD result for {config.name}/{rt.container_id}/{rt.ifname}")
         for plugin in config.plugins:
-            stdin = request_config(
-                plugin,
-                name=config.name,
-                cni_version=config.cni_version,
-                capability_args=rt.capability_args,
-                prev_result=cached,
-            )
-            self.exec_plugin(plugin["type"], "CHECK", stdin, rt)
+            self.exec_plugin(plugin["type"], "CHECK", _attachment_stdin(config, plugin, rt, cached), rt)
 
     def gc(self, config: NetworkConfigList, valid: Iterable[tuple[str, str]]) -> None:
         """DEL cached attachments not in ``valid`` ((containerID, ifname) pairs), then GC each plugin."""
