@@ -373,14 +373,16 @@ async def test_deadline_exceeded_is_try_again_later_and_the_server_saw_the_timeo
         return b""
 
     agent.behaviour = behaviour
-    env = cni_env("ADD", SPIDERPOOL_SHIM_TIMEOUT="0.5")
+    # 2 s, not less: on a loaded machine the server must still get to dispatch the handler
+    # (and record the deadline it saw) before the shim gives up.
+    env = cni_env("ADD", SPIDERPOOL_SHIM_TIMEOUT="2")
     rc, stdout, _ = await run_shim(bin_dir / "spiderpool", env, ipam_config(agent.socket_path, short_dir))
     obj = cni_error(stdout)
     assert (rc, obj["code"]) == (1, codes.TRY_AGAIN_LATER)
-    assert "did not answer within 0.5s" in obj["msg"]
+    assert "did not answer within 2s" in obj["msg"]
     assert remaining
     assert remaining[0] is not None
-    assert 0 < remaining[0] <= 0.5
+    assert 0 < remaining[0] <= 2
 
 
 async def test_status_deadline_reports_not_available(agent: Agent, bin_dir: Path, short_dir: Path) -> None:
