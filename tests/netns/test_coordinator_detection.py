@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from spiderpool_cni import codes
 from spiderpool_coordinator.config import CoordinatorConfig
 from spiderpool_coordinator.errors import GatewayUnreachable, IPConflict
-from spiderpool_tools.cni_runtime import CniRuntime
 from spiderpool_tools.netns import NetNs
 
 from tests.netns.coordinator_lab import EXT_V6, SUBNETS, Lab
@@ -21,12 +19,9 @@ DETECT = CoordinatorConfig(detect_ip_conflict=True, detect_gateway=True)
 
 
 @pytest.fixture
-def lab(node_ns: NetNs, node_runtime: CniRuntime, tmp_path: Path) -> Iterator[Lab]:
-    made = Lab.create(node_ns, node_runtime, tmp_path, subnets=2)
-    try:
-        yield made
-    finally:
-        made.close()
+def lab(make_lab: Callable[[int], Lab]) -> Lab:
+    """The coordinator lab with 2 subnet(s), closed at teardown (conftest ``make_lab``)."""
+    return make_lab(2)
 
 
 def _squatter(lab: Lab, cidr: str) -> NetNs:

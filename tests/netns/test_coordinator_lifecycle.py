@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from spiderpool_coordinator.config import CoordinatorConfig
 from spiderpool_coordinator.errors import CheckFailed
-from spiderpool_tools.cni_runtime import CniRuntime
 from spiderpool_tools.netns import NetNs, wait_for
 
 from tests.netns.coordinator_lab import SUBNETS, Lab, routes
@@ -19,12 +17,9 @@ A, B = SUBNETS[0], SUBNETS[1]
 
 
 @pytest.fixture
-def lab(node_ns: NetNs, node_runtime: CniRuntime, tmp_path: Path) -> Iterator[Lab]:
-    made = Lab.create(node_ns, node_runtime, tmp_path, subnets=2)
-    try:
-        yield made
-    finally:
-        made.close()
+def lab(make_lab: Callable[[int], Lab]) -> Lab:
+    """The coordinator lab with 2 subnet(s), closed at teardown (conftest ``make_lab``)."""
+    return make_lab(2)
 
 
 def _table(ns: NetNs, table: str) -> str:

@@ -7,13 +7,10 @@ only when the reply leaves by the NIC the request came in on.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from spiderpool_coordinator.config import CoordinatorConfig, PolicyRoute
-from spiderpool_tools.cni_runtime import CniRuntime
-from spiderpool_tools.netns import NetNs
 
 from tests.netns.coordinator_lab import EXT_V4, SUBNETS, Lab, routes
 
@@ -22,12 +19,9 @@ A, B, C = SUBNETS
 
 
 @pytest.fixture
-def lab(node_ns: NetNs, node_runtime: CniRuntime, tmp_path: Path) -> Iterator[Lab]:
-    made = Lab.create(node_ns, node_runtime, tmp_path, subnets=3)
-    try:
-        yield made
-    finally:
-        made.close()
+def lab(make_lab: Callable[[int], Lab]) -> Lab:
+    """The coordinator lab with 3 subnet(s), closed at teardown (conftest ``make_lab``)."""
+    return make_lab(3)
 
 
 def _ext_ping(lab: Lab, ip: str) -> bool:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from spiderpool_coordinator.config import CoordinatorConfig
-from spiderpool_tools.cni_runtime import CniRuntime
-from spiderpool_tools.netns import NetNs
 
 from tests.netns.coordinator_lab import SUBNETS, Lab, routes
 
@@ -17,12 +14,9 @@ A = SUBNETS[0]
 
 
 @pytest.fixture
-def lab(node_ns: NetNs, node_runtime: CniRuntime, tmp_path: Path) -> Iterator[Lab]:
-    made = Lab.create(node_ns, node_runtime, tmp_path, subnets=1)
-    try:
-        yield made
-    finally:
-        made.close()
+def lab(make_lab: Callable[[int], Lab]) -> Lab:
+    """The coordinator lab with 1 subnet(s), closed at teardown (conftest ``make_lab``)."""
+    return make_lab(1)
 
 
 @pytest.mark.parametrize("plugin", ["ptp", "bridge"])
