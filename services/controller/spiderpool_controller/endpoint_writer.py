@@ -88,8 +88,6 @@ class EndpointWriter:
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
-        self.writes = 0
-        self.failures = 0
 
     def mark(self, names: Iterable[EndpointName]) -> None:
         for name in names:
@@ -110,7 +108,6 @@ class EndpointWriter:
                 try:
                     await self._sync(name)
                 except Exception as exc:  # keep the view eventually right: retry on next mark/resync
-                    self.failures += 1
                     log.warning("endpoint_write_failed", endpoint="/".join(name), error=str(exc))
 
         try:
@@ -139,17 +136,14 @@ class EndpointWriter:
                         meta = obj["metadata"]
                         assert isinstance(meta, dict)
                         await self._store.delete(KIND_ENDPOINT, pod, ns, meta.get("resourceVersion"))
-                        self.writes += 1
                     return
                 status = view.status().to_dict()
                 if obj is None:
                     obj = await self._store.create(new_object(KIND_ENDPOINT, pod, ns))
-                    self.writes += 1
                 elif obj.get("status") == status:
                     return
                 obj["status"] = status
                 await self._store.update_status(obj)
-                self.writes += 1
                 return
             except (StaleResourceVersion, ObjectAlreadyExists, ObjectNotFound):
                 continue

@@ -35,7 +35,7 @@ from spiderpool_controller.attachment_index import AttachmentIndex, AttachmentKe
 from spiderpool_controller.cas_writer import CasWriter
 from spiderpool_controller.conflict_quarantine import ConflictQuarantine
 from spiderpool_controller.domain.annotations import parse_routes
-from spiderpool_controller.domain.ipset import IPSet, int_to_ip, ip_to_int
+from spiderpool_controller.domain.ipset import IPSet, ip_to_int
 from spiderpool_controller.domain.models import (
     KIND_ENDPOINT,
     KIND_IPPOOL,
@@ -208,9 +208,6 @@ class IpamEngine:
             return
 
     # ------------------------------------------------------------------ queries
-    def pool_models(self) -> dict[str, IPPool]:
-        return self._models
-
     def pool_states(self) -> dict[str, PoolState]:
         return self._pools
 
@@ -646,10 +643,3 @@ def _newer(candidate: str, current: str) -> bool:
     if candidate.isdigit() and current.isdigit():
         return int(candidate) > int(current)
     return candidate != current
-
-
-def address_ip(address: str) -> int:
-    return ip_to_int(address.split("/", 1)[0])
-
-
-__all__ = ["Address", "Allocation", "EngineSettings", "IpamEngine", "ReleaseOutcome", "int_to_ip"]

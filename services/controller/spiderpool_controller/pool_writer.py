@@ -76,7 +76,6 @@ class PoolWriter:
         self._last_write_s = 0.0
         self._last_batch_callers = 0
         self.writes = 0  # status writes attempted (conflicts included)
-        self.batches = 0
 
     def submit(self, changes: list[Change]) -> asyncio.Future[None]:
         """Queue changes already applied in memory; the future resolves once durable."""
@@ -132,7 +131,6 @@ class PoolWriter:
             for change in batch.changes:
                 if change.kind == "release":
                     state.forget(change.ip)
-            self.batches += 1
             if self._on_written is not None:
                 self._on_written(state)
             return
