@@ -385,6 +385,31 @@ async def test_deadline_exceeded_is_try_again_later_and_the_server_saw_the_timeo
     assert 0 < remaining[0] <= 2
 
 
+async def test_server_enforced_deadline_reads_as_the_shims_own_timeout(
+    agent: Agent, bin_dir: Path, short_dir: Path
+) -> None:
+    """The server's DEADLINE_EXCEEDED just before the shim's own timer fires is the same timeout.
+
+    grpcio enforces the grpc-timeout the shim sends; which side notices first is a race, and
+    both must give the user the same code and message (CI once saw "Deadline Exceeded").
+    """
+
+    async def behaviour(name: str, request: Any, context: grpc.aio.ServicerContext) -> bytes:
+        left = context.time_remaining()
+        assert left is not None
+        await asyncio.sleep(max(left - 0.03, 0))
+        await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+        raise AssertionError("abort returned")
+
+    agent.behaviour = behaviour
+    env = cni_env("ADD", SPIDERPOOL_SHIM_TIMEOUT="1")
+    rc, stdout, _ = await run_shim(bin_dir / "spiderpool", env, ipam_config(agent.socket_path, short_dir))
+    obj = cni_error(stdout)
+    assert (rc, obj["code"]) == (1, codes.TRY_AGAIN_LATER)
+    assert "did not answer within 1s" in obj["msg"]
+    assert obj["details"] == "gRPC status DEADLINE_EXCEEDED: Deadline Exceeded"
+
+
 async def test_status_deadline_reports_not_available(agent: Agent, bin_dir: Path, short_dir: Path) -> None:
     """STATUS whose agent does not answer in time reports code 50, not 11."""
     never = asyncio.Event()
