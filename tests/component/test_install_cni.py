@@ -75,3 +75,52 @@ def test_package_roots_make_both_packages_importable() -> None:
     roots = install.package_roots()
     assert any((Path(root) / "spiderpool_cni" / "shim.py").exists() for root in roots)
     assert any((Path(root) / "spiderpool_coordinator" / "shim.py").exists() for root in roots)
+
+
+def _candidate(path: str, version: tuple[int, int], shared: bool, extensions: int) -> install.Candidate:
+    return install.Candidate(path, version, shared, extensions)
+
+
+def test_choose_prefers_the_interpreter_with_the_fewest_shared_objects_to_load() -> None:
+    """A build with libpython linked in beats a shared-libpython one; then fewer extension modules;
+    a tie keeps the earlier (the running interpreter); a too-old one is never chosen."""
+    shared = _candidate("/pyenv/python3.11", (3, 11), True, 2)
+    static = _candidate("/usr/bin/python3.11", (3, 11), False, 1)
+    static_more_so = _candidate("/usr/local/bin/python3.12", (3, 12), False, 2)
+    old = _candidate("/usr/bin/python3.9", (3, 9), False, 0)
+    assert install.choose([shared, static]) == static
+    assert install.choose([static_more_so, static]) == static
+    assert install.choose([static, _candidate("/other", (3, 13), False, 1)]) == static
+    assert install.choose([shared, old]) == shared
+    assert install.choose([old]) is None
+    assert install.choose([]) is None
+
+
+def test_probe_reports_what_the_interpreter_is() -> None:
+    """The probe runs the interpreter with -IS and reads its version and linkage; a non-Python fails."""
+    me = install.probe(install.real_interpreter())
+    assert me is not None
+    assert me.version == sys.version_info[:2]
+    maps = Path("/proc/self/maps").read_text()
+    assert me.shared_libpython == ("libpython" in maps)
+    assert install.probe("/bin/true") is None
+    assert install.probe("/nonexistent/python3") is None
+
+
+def test_default_interpreter_is_the_cheapest_supported_candidate_here() -> None:
+    """Whatever this machine has, the default shebang is no costlier to start than any candidate."""
+    chosen = install.probe(install.default_interpreter())
+    assert chosen is not None
+    assert chosen.version >= install.MIN_VERSION
+    for path in (install.real_interpreter(), *install.SYSTEM_INTERPRETERS):
+        if os.path.exists(path):
+            other = install.probe(os.path.realpath(path))
+            if other is not None and other.version >= install.MIN_VERSION:
+                assert chosen.start_cost <= other.start_cost
+
+
+def test_an_explicit_python_wins_over_the_default(tmp_path: Path) -> None:
+    """--python names the shebang's interpreter even when another would start faster."""
+    me = install.real_interpreter()
+    install.install(str(tmp_path), me)
+    assert (tmp_path / "spiderpool").read_text().splitlines()[0] == f"#!{me} -IS"

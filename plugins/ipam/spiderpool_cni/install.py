@@ -11,14 +11,24 @@ entry, then leaves with ``posix._exit`` (the shim writes fd 1 directly, so nothi
 left to flush, and interpreter finalization would cost more than a millisecond). Files
 are replaced atomically (temporary file + rename) so a runtime never executes a
 half-written plugin.
+
+Which interpreter: ``--python`` when given; otherwise the fastest-starting real one among
+this one and the system's ``python3`` (both must be 3.11 or newer). Start-up is most of a
+shim's cost, and builds differ: a pyenv-style build loads ``libpython3.x.so`` and the
+``_socket`` and ``_json`` extension modules as separate shared objects on every exec, while
+Debian's ``/usr/bin/python3`` has libpython and ``_socket`` linked in, about 2 ms less per
+call on this machine. Each candidate is asked once (a ``-IS`` probe reporting its version,
+whether libpython is mapped, and which of the shim's C modules are built in).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import spiderpool_coordinator
@@ -30,6 +40,31 @@ ENTRIES = {
     "spiderpool": ("spiderpool_cni.ipam_main", "the spiderpool IPAM plugin"),
     "coordinator": ("spiderpool_coordinator.shim", "the spiderpool coordinator plugin"),
 }
+
+
+SYSTEM_INTERPRETERS = ("/usr/bin/python3", "/usr/local/bin/python3")
+MIN_VERSION = (3, 11)
+SHIM_C_MODULES = ("_socket", "_json")  # what the shims import beyond the interpreter's core
+_PROBE = (
+    "import sys\n"
+    "maps = open('/proc/self/maps').read()\n"
+    "print(*sys.version_info[:2], int('libpython' in maps),"
+    f" sum(n not in sys.builtin_module_names for n in {SHIM_C_MODULES!r}))"
+)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An interpreter binary and what starting it costs: the fewer shared objects, the better."""
+
+    path: str
+    version: tuple[int, int]
+    shared_libpython: bool
+    extension_modules: int  # of SHIM_C_MODULES, how many load from a separate .so
+
+    @property
+    def start_cost(self) -> tuple[bool, int]:
+        return (self.shared_libpython, self.extension_modules)
 
 
 class InstallError(Exception):
@@ -49,6 +84,42 @@ def real_interpreter(candidate: str | None = None) -> str:
             f"{path} is not an interpreter binary (a version-manager shim?); pass --python with the real one"
         )
     return path
+
+
+def probe(path: str) -> Candidate | None:
+    """Ask ``path`` (run with ``-IS``, as the shims are) what it is; None if it cannot say."""
+    try:
+        proc = subprocess.run(
+            [path, "-IS", "-c", _PROBE], capture_output=True, text=True, timeout=10, check=False
+        )
+        major, minor, shared, extensions = (int(field) for field in proc.stdout.split())
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    return Candidate(path, (major, minor), bool(shared), extensions)
+
+
+def choose(candidates: list[Candidate]) -> Candidate | None:
+    """The supported candidate that starts fastest; on a tie the earliest listed."""
+    usable = [c for c in candidates if c.version >= MIN_VERSION]
+    return min(usable, key=lambda c: c.start_cost, default=None)
+
+
+def default_interpreter() -> str:
+    """This interpreter, unless a system ``python3`` of a supported version starts faster."""
+    running = real_interpreter()
+    paths = [running]
+    for system in SYSTEM_INTERPRETERS:
+        try:
+            path = real_interpreter(system)
+        except InstallError:
+            continue
+        if path not in paths:
+            paths.append(path)
+    probed = [c for c in map(probe, paths) if c is not None]
+    best = choose(probed)
+    return best.path if best is not None else running
 
 
 def package_roots() -> list[str]:
@@ -96,7 +167,7 @@ def write_atomically(path: Path, text: str, mode: int = 0o755) -> None:
 
 def install(bin_dir: str, interpreter: str | None = None) -> list[Path]:
     """Write both shims into ``bin_dir`` (created if missing); return their paths."""
-    python = real_interpreter(interpreter)
+    python = real_interpreter(interpreter) if interpreter else default_interpreter()
     roots = package_roots()
     target = Path(bin_dir)
     try:
@@ -121,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
         "--bin-dir", default=DEFAULT_BIN_DIR, help=f"CNI bin directory (default {DEFAULT_BIN_DIR})"
     )
     parser.add_argument(
-        "--python", default=None, help="interpreter for the shebang (default: this one, resolved)"
+        "--python",
+        default=None,
+        help="interpreter for the shebang (default: the faster-starting of this one and the system python3)",
     )
     args = parser.parse_args(argv)
     try:
