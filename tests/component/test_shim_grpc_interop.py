@@ -360,6 +360,16 @@ async def test_statuses_without_error_info_map_to_generic_cni_codes(
 # -- an agent that fails to answer ---------------------------------------------------------
 
 
+async def _add_timing_out(agent: Agent, bin_dir: Path, short_dir: Path, timeout: int) -> dict[str, Any]:
+    """Run an ADD with SPIDERPOOL_SHIM_TIMEOUT=timeout; it must fail as "did not answer in time"."""
+    env = cni_env("ADD", SPIDERPOOL_SHIM_TIMEOUT=str(timeout))
+    rc, stdout, _ = await run_shim(bin_dir / "spiderpool", env, ipam_config(agent.socket_path, short_dir))
+    obj = cni_error(stdout)
+    assert (rc, obj["code"]) == (1, codes.TRY_AGAIN_LATER)
+    assert f"did not answer within {timeout}s" in obj["msg"]
+    return obj
+
+
 async def test_deadline_exceeded_is_try_again_later_and_the_server_saw_the_timeout(
     agent: Agent, bin_dir: Path, short_dir: Path
 ) -> None:
@@ -375,11 +385,7 @@ async def test_deadline_exceeded_is_try_again_later_and_the_server_saw_the_timeo
     agent.behaviour = behaviour
     # 2 s, not less: on a loaded machine the server must still get to dispatch the handler
     # (and record the deadline it saw) before the shim gives up.
-    env = cni_env("ADD", SPIDERPOOL_SHIM_TIMEOUT="2")
-    rc, stdout, _ = await run_shim(bin_dir / "spiderpool", env, ipam_config(agent.socket_path, short_dir))
-    obj = cni_error(stdout)
-    assert (rc, obj["code"]) == (1, codes.TRY_AGAIN_LATER)
-    assert "did not answer within 2s" in obj["msg"]
+    await _add_timing_out(agent, bin_dir, short_dir, 2)
     assert remaining
     assert remaining[0] is not None
     assert 0 < remaining[0] <= 2
@@ -402,11 +408,7 @@ async def test_server_enforced_deadline_reads_as_the_shims_own_timeout(
         raise AssertionError("abort returned")
 
     agent.behaviour = behaviour
-    env = cni_env("ADD", SPIDERPOOL_SHIM_TIMEOUT="1")
-    rc, stdout, _ = await run_shim(bin_dir / "spiderpool", env, ipam_config(agent.socket_path, short_dir))
-    obj = cni_error(stdout)
-    assert (rc, obj["code"]) == (1, codes.TRY_AGAIN_LATER)
-    assert "did not answer within 1s" in obj["msg"]
+    obj = await _add_timing_out(agent, bin_dir, short_dir, 1)
     assert obj["details"] == "gRPC status DEADLINE_EXCEEDED: Deadline Exceeded"
 
 
