@@ -197,6 +197,17 @@ BAD_INPUT: list[tuple[str, dict[str, Any], int]] = [
     ("netns does not exist", {"netns": "/run/netns/spa-does-not-exist"}, codes.UNKNOWN_CONTAINER),
     ("unknown CNI_ARGS", {"args": "K8S_POD_NAME=a;COLOR=blue"}, codes.UNSUPPORTED_FIELD),
     ("bad container id", {"container_id": "-bad id"}, codes.INVALID_ENVIRONMENT),
+    ("args not an object", {"config": {**net_conf(), "args": ["cni"]}}, codes.INVALID_CONFIG),
+    (
+        "annotations not strings",
+        {"config": {**net_conf(), "args": {"cni": {"annotations": {"ipam.spidernet.io/ippool": 1}}}}},
+        codes.INVALID_CONFIG,
+    ),
+    (
+        "malformed ippool annotation",
+        {"config": {**net_conf(), "args": {"cni": {"annotations": {"ipam.spidernet.io/ippool": "{oops"}}}}},
+        codes.INVALID_ANNOTATION,
+    ),
 ]
 
 
@@ -225,6 +236,53 @@ async def test_exhausted_pool_is_code_100_and_dual_stack_is_all_or_nothing(env: 
     err = await env.fails("ADD", cni_call("ADD", conf, container_id="second", netns=NETNS))
     assert err.cni_code == codes.POOL_EXHAUSTED
     assert await env.records() == before
+
+
+# -- pod metadata from args.cni (the embedded mode's pod annotations and labels) -----------
+
+
+def _with_pod(conf: dict[str, Any], **cni: Any) -> dict[str, Any]:
+    return {**conf, "args": {"cni": {"ips": ["ignored: another plugin's key"], **cni}}}
+
+
+async def test_pod_annotation_in_args_outranks_the_config_defaults(env: Env) -> None:
+    """args.cni.annotations reach pool selection: the pod's ippool annotation beats default_ipv4_ippool,
+    and the namespace's default pool annotation beats it too; without them the defaults apply."""
+    plain = await env.add("plain")
+    assert plain["ips"][0]["address"] == "10.6.168.101/16"
+    pod = _with_pod(net_conf(), annotations={"ipam.spidernet.io/ippool": '{"ipv4": ["tiny"]}'})
+    result = await env.add("annotated", conf=pod)
+    assert result["ips"][0]["address"] == "10.9.0.10/24"
+    assert set(await env.records("tiny")) == {"10.9.0.10"}
+    delete = cni_call("DEL", {**pod, "prevResult": result}, container_id="annotated")
+    assert await env.call("DEL", delete) == b""
+
+    default_pool = {"key": "ipam.spidernet.io/default-ipv4-ippool", "value": '["tiny"]'}
+    namespace = _with_pod(net_conf(), namespaceAnnotations=[default_pool])
+    result = await env.add("in-namespace", conf=namespace)
+    assert result["ips"][0]["address"] == "10.9.0.10/24"
+
+
+async def test_pod_labels_in_args_meet_a_pools_pod_affinity(env: Env) -> None:
+    """args.cni.labels (CONVENTIONS.md's key/value array) are the pod labels a podAffinity matches."""
+    await apply(
+        env.controller.target,
+        pool_manifest("web-only", "10.8.0.0/24", ["10.8.0.10"], podAffinity={"matchLabels": {"app": "web"}}),
+    )
+    conf = net_conf(default_ipv4_ippool=["web-only"])
+    err = await env.fails("ADD", cni_call("ADD", conf, container_id="no-labels", netns=NETNS))
+    assert err.cni_code == codes.NO_POOL_MATCHED
+    labelled = _with_pod(conf, labels=[{"key": "app", "value": "web"}])
+    result = await env.add("labelled", conf=labelled)
+    assert result["ips"][0]["address"] == "10.8.0.10/24"
+
+
+async def test_del_releases_even_when_the_pod_metadata_is_malformed(env: Env) -> None:
+    """DEL does not use args.cni, so a malformed one never keeps an address allocated."""
+    result = await env.add("to-free")
+    broken = {**net_conf(), "args": {"cni": {"annotations": 7}}, "prevResult": result}
+    assert await env.call("DEL", cni_call("DEL", broken, container_id="to-free")) == b""
+    assert await env.records() == {}
 
 
 # -- DEL with the controller down ---------------------------------------------------------

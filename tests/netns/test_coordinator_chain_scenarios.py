@@ -18,7 +18,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -217,6 +217,28 @@ def test_spider_coordinator_moves_the_default_route_to_net1_and_eth0_keeps_answe
     lab.ext.wait_ping(eth0_ip, deadline_s=5)
     pod.wait_ping(EXT_V4, deadline_s=5)  # from net1's address, by net1: the router accepts it
     pod.wait_ping(A.host(2), deadline_s=5)  # the node, through veth0
+
+
+def test_pod_default_route_nic_annotation_from_the_runtime_moves_the_default_route_to_net1(
+    make_chain_lab: Callable[..., ChainLab],
+) -> None:
+    """No SpiderCoordinator names net1, but the pod's ipam.spidernet.io/default-route-nic annotation,
+    which the runtime passes in each plugin's args.cni (the embedded mode's pod metadata), does: the
+    main default route is net1's and eth0 keeps answering through table 101."""
+    cl = make_chain_lab(2)
+    lab, pod = cl.lab, cl.lab.pod()
+    annotations = {"cni": {"annotations": {"ipam.spidernet.io/default-route-nic": "net1"}}}
+
+    def attach(network: NetworkConfigList, ifname: str) -> str:
+        rt = replace(pod_attachment(pod, "annotated", ifname), config_args=annotations)
+        return v4(cl.runtime.add(network, rt))
+
+    eth0_ip = attach(cl.network("annot-a", A), "eth0")
+    net1_ip = attach(cl.network("annot-b", B), "net1")
+    assert routes(pod, "default").startswith(f"default via {B.host(1)} dev net1")
+    assert f"default via {A.host(1)} dev eth0" in routes(pod, "table", "101")
+    lab.ext.wait_ping(net1_ip, deadline_s=5)
+    lab.ext.wait_ping(eth0_ip, deadline_s=5)
 
 
 # -- policyRoutes ----------------------------------------------------------------------------------

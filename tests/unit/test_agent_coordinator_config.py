@@ -208,6 +208,17 @@ async def test_add_merges_cni_config_over_the_spider_coordinator_and_answers_pre
     assert json.loads(out)["ips"][0] == {"version": "4", **PREV["ips"][0]}  # type: ignore[index]
 
 
+async def test_pod_annotation_in_args_picks_the_default_route_nic_over_every_config() -> None:
+    """The pod's ipam.spidernet.io/default-route-nic annotation (args.cni.annotations, the embedded
+    mode's source) beats both the SpiderCoordinator's and the CNI config's podDefaultRouteNic."""
+    api = FakeApi()
+    h = handlers(Reader(SCC), api)
+    await h.add(Call(conf(podDefaultRouteNic="net2")))
+    annotated = {"cni": {"annotations": {"ipam.spidernet.io/default-route-nic": "net3"}}}
+    await h.add(Call(conf(podDefaultRouteNic="net2", args=annotated)))
+    assert [cfg.pod_default_route_nic for _, _, cfg, _ in api.calls] == ["net2", "net3"]
+
+
 async def test_add_without_prev_result_is_invalid_config() -> None:
     """The coordinator must be chained after a main plugin: no prevResult is code 7, nothing runs."""
     api = FakeApi()

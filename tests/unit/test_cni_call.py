@@ -10,6 +10,7 @@ import pytest
 from spiderpool_agent.cni_call import (
     SUPPORTED_VERSIONS,
     Attachment,
+    PodMetadata,
     Verb,
     parse_call,
     parse_cni_args,
@@ -285,3 +286,76 @@ def test_coordinator_configs_need_no_ipam() -> None:
     del config["ipam"]
     inv = parse_call(call_with(config), Verb.ADD, require_ipam=False)
     assert inv.config.ipam is None
+
+
+# -- args.cni: the pod's metadata -------------------------------------------------------------
+
+
+def _add_with_args(args: Any, verb: Verb = Verb.ADD) -> PodMetadata:
+    call = Call(config=json.dumps(conf(args=args)).encode())
+    return parse_call(call, verb).config.pod
+
+
+def test_pod_metadata_from_args_cni_in_both_shapes() -> None:
+    """Objects of strings and CONVENTIONS.md's key/value arrays both work; other keys are ignored."""
+    pod = _add_with_args({
+        "cni": {
+            "labels": [{"key": "app", "value": "web"}, {"key": "tier", "value": ""}],
+            "annotations": {"ipam.spidernet.io/ippool": '{"ipv4": ["a"]}'},
+            "namespaceLabels": {"team": "net"},
+            "namespaceAnnotations": [{"key": "ipam.spidernet.io/default-ipv4-ippool", "value": '["b"]'}],
+            "ips": ["10.0.0.5"],
+        },
+        "other-runtime": {"x": 1},
+    })  # fmt: skip
+    assert pod == PodMetadata(
+        labels={"app": "web", "tier": ""},
+        annotations={"ipam.spidernet.io/ippool": '{"ipv4": ["a"]}'},
+        namespace_labels={"team": "net"},
+        namespace_annotations={"ipam.spidernet.io/default-ipv4-ippool": '["b"]'},
+    )
+
+
+def test_no_args_means_no_pod_metadata() -> None:
+    assert _add_with_args(None) == PodMetadata()
+    assert _add_with_args({"cni": None}) == PodMetadata()
+    assert _add_with_args({"k8s": {}}) == PodMetadata()
+
+
+MAP_OR_PAIRS = 'an object of strings or an array of {"key", "value"} strings'
+PAIR = 'an object {"key": string, "value": string}'
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["cni"], "network config: args must be an object, got array"),
+        ({"cni": "labels"}, "network config: args.cni must be an object, got string"),
+        (
+            {"cni": {"annotations": {"a": 1}}},
+            f"network config: args.cni.annotations must be {MAP_OR_PAIRS}, got object",
+        ),
+        (
+            {"cni": {"labels": "app=web"}},
+            f"network config: args.cni.labels must be {MAP_OR_PAIRS}, got string",
+        ),
+        (
+            {"cni": {"labels": [{"key": "app"}]}},
+            f"network config: args.cni.labels[0] must be {PAIR}, got object",
+        ),
+        (
+            {"cni": {"namespaceLabels": [{"key": "", "value": "x"}]}},
+            f"network config: args.cni.namespaceLabels[0] must be {PAIR}, got object",
+        ),
+    ],
+)
+def test_malformed_pod_metadata_is_code_7_naming_the_key(args: Any, message: str) -> None:
+    for verb in (Verb.ADD, Verb.CHECK):
+        with pytest.raises(CniError) as info:
+            _add_with_args(args, verb)
+        assert (info.value.cni_code, info.value.message) == (codes.INVALID_CONFIG, message)
+
+
+def test_del_ignores_malformed_pod_metadata() -> None:
+    """DEL does not use the metadata, and a release must not fail over it."""
+    assert _add_with_args({"cni": {"labels": 5}}, Verb.DEL) == PodMetadata()

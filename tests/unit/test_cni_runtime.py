@@ -141,6 +141,25 @@ def test_runtime_config_is_the_declared_capabilities_the_caller_supplied(
     assert "runtimeConfig" not in second["stdin"]
 
 
+def test_config_args_become_every_plugins_args_and_are_cached_for_gc(
+    plugins: Plugins, runtime: CniRuntime
+) -> None:
+    """config_args is inserted as each plugin's "args" (CONVENTIONS.md) on ADD; GC's DEL of a cached
+    attachment, which has only the cache to go by, sends the same object."""
+    config = load_config(plugins.conflist("first", "second"))
+    pod = {"cni": {"labels": [{"key": "app", "value": "web"}]}}
+    runtime.add(config, RuntimeConf("ctr1", "eth0", "/run/netns/fake", config_args=pod))
+    runtime.add(config, RuntimeConf("ctr2", "eth0", "/run/netns/fake"))
+    assert [c["stdin"].get("args") for c in plugins.calls()] == [pod, pod, None, None]
+    plugins.clear()
+    runtime.gc(config, valid=[("ctr2", "eth0")])
+    deletes = [c for c in plugins.calls() if c["command"] == "DEL"]
+    assert [(c["env"]["CNI_CONTAINERID"], c["stdin"].get("args")) for c in deletes] == [
+        ("ctr1", pod),
+        ("ctr1", pod),
+    ]
+
+
 def test_add_caches_the_final_result_per_network_container_and_ifname(
     plugins: Plugins, runtime: CniRuntime, tmp_path: Path
 ) -> None:
@@ -396,6 +415,34 @@ def test_cli_add_prints_the_result_and_del_clears_the_cache(
     assert plugins.calls()[0]["env"]["CNI_NETNS"] == "/run/netns/podns"
     assert cni_runtime.main(["del", str(conf_file), *common]) == 0
     assert not (tmp_path / "c" / "results" / "testnet-x1-eth0").exists()
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "error"),
+    [
+        ("--config-args", "{oops", "error: --config-args: not JSON (Expecting property name"),
+        ("--config-args", "[1]", "error: --config-args: must be a JSON object, got list"),
+        ("--capability-args", '"ips"', "error: --capability-args: must be a JSON object, got str"),
+    ],
+)
+def test_cli_refuses_json_flags_that_are_not_objects_and_runs_nothing(
+    plugins: Plugins, tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str, error: str
+) -> None:
+    conf_file = tmp_path / "net.conflist"
+    conf_file.write_text(json.dumps(plugins.conflist("first")))
+    argv = [
+        "add",
+        str(conf_file),
+        "--path",
+        str(plugins.dir),
+        "--cache-dir",
+        str(tmp_path / "c"),
+        flag,
+        value,
+    ]
+    assert cni_runtime.main(argv) == 1
+    assert capsys.readouterr().err.startswith(error)
+    assert plugins.calls() == []
 
 
 def test_exec_context_holds_while_each_plugin_is_spawned(plugins: Plugins, tmp_path: Path) -> None:

@@ -10,7 +10,12 @@ where the agent applies the CNI 1.1 specification's input rules (SPEC.md "Parame
 - ``cniVersion`` outside the supported list -> code 1; CHECK needs >= 0.4.0, GC and STATUS
   >= 1.1.0 (code 1, as ``skel`` answers);
 - missing keys or wrong types in the network config -> code 7, naming the key;
-- ``CNI_ARGS`` ``K=V;K=V``: unknown keys -> code 2 unless ``IgnoreUnknown`` is 1/true.
+- ``CNI_ARGS`` ``K=V;K=V``: unknown keys -> code 2 unless ``IgnoreUnknown`` is 1/true;
+- the config's ``args.cni`` (CONVENTIONS.md "args in network config", inserted by the
+  runtime) carries the pod's metadata where no Kubernetes API can be asked (the embedded
+  mode): ``labels`` (the convention's key), ``annotations``, ``namespaceLabels`` and
+  ``namespaceAnnotations``, each an object of strings or the convention's array of
+  ``{"key", "value"}``; other keys of ``args.cni`` belong to other plugins and are ignored.
 
 Decision (documented here because the spec leaves it open): a ``CNI_NETNS`` path that does
 not exist on ADD answers code 3 ("container unknown or does not exist"). The runtime
@@ -123,6 +128,16 @@ class Attachment:
 
 
 @dataclass(frozen=True)
+class PodMetadata:
+    """The pod's labels and annotations, and its namespace's, as the runtime passed them."""
+
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    namespace_labels: Mapping[str, str] = field(default_factory=dict)
+    namespace_annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class NetworkConfig:
     cni_version: str
     name: str
@@ -130,6 +145,7 @@ class NetworkConfig:
     raw: Mapping[str, Any]
     prev_result: Mapping[str, Any] | None = None
     valid_attachments: tuple[Attachment, ...] = ()
+    pod: PodMetadata = field(default_factory=PodMetadata)
 
 
 @dataclass(frozen=True)
@@ -437,6 +453,48 @@ def parse_attachments(obj: Mapping[str, Any]) -> tuple[Attachment, ...]:
     return tuple(out)
 
 
+def _string_map(section: Mapping[str, Any], key: str, prefix: str) -> dict[str, str]:
+    """An object of strings, or CONVENTIONS.md's array of ``{"key": .., "value": ..}``."""
+    value = section.get(key)
+    if value is None:
+        return {}
+    expected = 'an object of strings or an array of {"key", "value"} strings'
+    if isinstance(value, dict):
+        if not all(isinstance(v, str) for v in value.values()):
+            raise _wrong_type(prefix + key, expected, value)
+        return dict(value)
+    if not isinstance(value, list):
+        raise _wrong_type(prefix + key, expected, value)
+    out: dict[str, str] = {}
+    for i, item in enumerate(value):
+        pair = (item.get("key"), item.get("value")) if isinstance(item, dict) else (None, None)
+        if not (isinstance(pair[0], str) and pair[0] and isinstance(pair[1], str)):
+            raise _wrong_type(f"{prefix}{key}[{i}]", 'an object {"key": string, "value": string}', item)
+        out[pair[0]] = pair[1]
+    return out
+
+
+def parse_pod_metadata(obj: Mapping[str, Any]) -> PodMetadata:
+    """The pod metadata a runtime put under ``args.cni``; empty when there is none."""
+    args = obj.get("args")
+    if args is None:
+        return PodMetadata()
+    if not isinstance(args, dict):
+        raise _wrong_type("args", "an object", args)
+    cni = args.get("cni")
+    if cni is None:
+        return PodMetadata()
+    if not isinstance(cni, dict):
+        raise _wrong_type("args.cni", "an object", cni)
+    p = "args.cni."
+    return PodMetadata(
+        labels=_string_map(cni, "labels", p),
+        annotations=_string_map(cni, "annotations", p),
+        namespace_labels=_string_map(cni, "namespaceLabels", p),
+        namespace_annotations=_string_map(cni, "namespaceAnnotations", p),
+    )
+
+
 def parse_network_config(data: bytes, verb: Verb | None, *, require_ipam: bool = True) -> NetworkConfig:
     """Decode and check stdin for ``verb``; ``require_ipam`` is False for the coordinator."""
     obj = decode_config(data)
@@ -456,8 +514,27 @@ def parse_network_config(data: bytes, verb: Verb | None, *, require_ipam: bool =
         raise _wrong_type("prevResult", "an object", prev)
     attachments = parse_attachments(obj) if verb is Verb.GC else ()
     return NetworkConfig(
-        cni_version=version, name=name, ipam=ipam, raw=obj, prev_result=prev, valid_attachments=attachments
+        cni_version=version,
+        name=name,
+        ipam=ipam,
+        raw=obj,
+        prev_result=prev,
+        valid_attachments=attachments,
+        pod=_pod_metadata_for(obj, verb),
     )
+
+
+def _pod_metadata_for(obj: Mapping[str, Any], verb: Verb | None) -> PodMetadata:
+    """ADD and CHECK use the pod's metadata and refuse it malformed (code 7); DEL never
+    fails over data it does not use (the release must happen); GC and STATUS have no pod."""
+    if verb in (Verb.ADD, Verb.CHECK, None):
+        return parse_pod_metadata(obj)
+    if verb is Verb.DEL:
+        try:
+            return parse_pod_metadata(obj)
+        except CniError:
+            return PodMetadata()
+    return PodMetadata()
 
 
 # ---------------------------------------------------------------------------------------

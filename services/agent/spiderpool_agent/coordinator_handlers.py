@@ -15,8 +15,9 @@ agent's own network namespace (the node's).
 - GC has nothing of its own to collect (DEL removes everything the coordinator made on the
   host); STATUS answers 50 when the SpiderCoordinator cannot be read or is not ready.
 
-Pod annotations: in the embedded mode CNI_ARGS carries no annotations, so none apply; a
-cluster-mode agent passes a ``PodAnnotations`` reader. The library's errors become
+Pod annotations: in the embedded mode they are the ones the runtime put under the config's
+``args.cni.annotations`` (``cni_call.PodMetadata``); a cluster-mode agent passes a
+``PodAnnotations`` reader that asks for the pod instead. The library's errors become
 ``CniError`` in one place, ``coordinator_errors.to_cni_error``.
 """
 
@@ -65,9 +66,9 @@ class CoordinatorApi(Protocol):
     ) -> None: ...
 
 
-async def no_annotations(inv: Invocation) -> Mapping[str, str]:
-    """The embedded mode's annotation reader: the runtime gives no pod annotations."""
-    return {}
+async def annotations_from_call(inv: Invocation) -> Mapping[str, str]:
+    """The embedded mode's annotation reader: what the runtime passed in ``args.cni``."""
+    return inv.config.pod.annotations
 
 
 @contextlib.contextmanager
@@ -98,7 +99,7 @@ class CoordinatorHandlers:
         api: CoordinatorApi = library_api,
         *,
         netns_exists: Callable[[str], bool] = os.path.exists,
-        annotations: PodAnnotations = no_annotations,
+        annotations: PodAnnotations = annotations_from_call,
     ) -> None:
         self._source = source
         self._api = api

@@ -148,10 +148,15 @@ class IpamHandlers:
                     f"a pending release for {inv.container_id}/{inv.ifname} could not be replayed: {exc}"
                 ) from exc
         intent = release_intent(inv, self._node)
+        pod = inv.config.pod
         request = ipam_pb2.AllocateRequest(
             pod=_pod_ref(intent),
             ifname=inv.ifname,
             network=inv.config.name,
+            pod_labels=pod.labels,
+            pod_annotations=pod.annotations,
+            namespace_labels=pod.namespace_labels,
+            namespace_annotations=pod.namespace_annotations,
             default_ipv4_ippools=list(ipam.default_ipv4_ippool),
             default_ipv6_ippools=list(ipam.default_ipv6_ippool),
             clean_gateway=ipam.clean_gateway,

@@ -29,6 +29,11 @@ another network namespace (the demo's "node" namespace) passes an ``exec_context
 (e.g. ``NetNs.entered``) that holds while each plugin process is spawned, or a
 ``preexec_fn`` (e.g. ``NetNs.enter_fn()``; slower, it rules out vfork).
 
+Per-attachment data beyond CNI_ARGS goes where CONVENTIONS.md "args in network config"
+puts it: a ``RuntimeConf.config_args`` object is inserted as each plugin's ``args`` (the
+spiderpool plugins read the pod's labels and annotations from its ``cni`` key), and is
+cached with the result so that DEL and GC send the same.
+
 Pure standard library; the CLI at the bottom is a thin ``cnitool`` replacement.
 """
 
@@ -73,6 +78,7 @@ def _attachment_stdin(
         cni_version=config.cni_version,
         capability_args=rt.capability_args,
         prev_result=prev_result,
+        extra={"args": dict(rt.config_args)} if rt.config_args else None,
     )
 
 
@@ -212,6 +218,7 @@ class RuntimeConf:
     netns: str = ""
     args: tuple[tuple[str, str], ...] = ()
     capability_args: Mapping[str, Any] = field(default_factory=dict)
+    config_args: Mapping[str, Any] = field(default_factory=dict)  # the plugins' "args" object
 
     @property
     def cni_args(self) -> str:
@@ -259,9 +266,12 @@ class CachedAttachment:
     capability_args: JsonDict
     result: JsonDict | None
     path: Path
+    config_args: JsonDict = field(default_factory=dict)
 
     def runtime_conf(self) -> RuntimeConf:
-        return RuntimeConf(self.container_id, self.ifname, self.netns, self.args, self.capability_args)
+        return RuntimeConf(
+            self.container_id, self.ifname, self.netns, self.args, self.capability_args, self.config_args
+        )
 
 
 class CniRuntime:
@@ -442,6 +452,7 @@ class CniRuntime:
             "netns": rt.netns,
             "cniArgs": [list(kv) for kv in rt.args],
             "capabilityArgs": dict(rt.capability_args),
+            "configArgs": dict(rt.config_args),
             "config": base64.b64encode(json.dumps(config.raw).encode()).decode(),
             "result": result,
         }
@@ -466,6 +477,7 @@ class CniRuntime:
             capability_args=dict(entry.get("capabilityArgs") or {}),
             result=result if isinstance(result, dict) else None,
             path=path,
+            config_args=dict(entry.get("configArgs") or {}),
         )
 
     def cached_result(self, network: str, container_id: str, ifname: str) -> JsonDict | None:
@@ -532,6 +544,16 @@ def parse_cni_args(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def _json_object(flag: str, text: str) -> JsonDict:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{flag}: not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{flag}: must be a JSON object, got {type(value).__name__}")
+    return value
+
+
 def _split_attachment(text: str) -> tuple[str, str]:
     container_id, sep, ifname = text.partition("/")
     if not sep or not container_id or not ifname:
@@ -557,6 +579,11 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--args", default="", help="CNI_ARGS, K1=V1;K2=V2")
     parser.add_argument("--capability-args", default="{}", help="JSON object of capability arguments")
     parser.add_argument(
+        "--config-args",
+        default="{}",
+        help='JSON object inserted as each plugin\'s "args" (e.g. {"cni": {...}})',
+    )
+    parser.add_argument(
         "--valid", action="append", default=[], help="gc: CONTAINERID/IFNAME to keep (repeat)"
     )
     return parser
@@ -572,7 +599,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config_file(ns.config)
         netns = ns.netns if not ns.netns or "/" in ns.netns else f"/run/netns/{ns.netns}"
         rt = RuntimeConf(
-            ns.container_id, ns.ifname, netns, parse_cni_args(ns.args), json.loads(ns.capability_args)
+            ns.container_id,
+            ns.ifname,
+            netns,
+            parse_cni_args(ns.args),
+            _json_object("--capability-args", ns.capability_args),
+            _json_object("--config-args", ns.config_args),
         )
         started = time.monotonic()
         if ns.command == "add":
