@@ -525,15 +525,10 @@ def parse_network_config(data: bytes, verb: Verb | None, *, require_ipam: bool =
 
 
 def _pod_metadata_for(obj: Mapping[str, Any], verb: Verb | None) -> PodMetadata:
-    """ADD and CHECK use the pod's metadata and refuse it malformed (code 7); DEL never
-    fails over data it does not use (the release must happen); GC and STATUS have no pod."""
+    """ADD and CHECK use the pod's metadata and refuse it malformed (code 7). DEL does not
+    read it, so it never fails over it (the release must happen); GC and STATUS have no pod."""
     if verb in (Verb.ADD, Verb.CHECK, None):
         return parse_pod_metadata(obj)
-    if verb is Verb.DEL:
-        try:
-            return parse_pod_metadata(obj)
-        except CniError:
-            return PodMetadata()
     return PodMetadata()
 
 
