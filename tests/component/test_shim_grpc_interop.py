@@ -17,6 +17,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -564,6 +565,32 @@ def test_trailers_only_response_carries_the_status(peer_path: str) -> None:
     peer = ScriptedPeer(peer_path, script)
     assert _call(peer_path) == (5, "no such pool: \u00e9", b"", b"")
     peer.close()
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.48])
+def test_deadline_exceeded_status_is_the_deadline_only_at_the_deadline(peer_path: str, delay: float) -> None:
+    """A peer's DEADLINE_EXCEEDED near our deadline raises DeadlineExceeded (the same event as our own
+    timer); one sent long before it is just a status (the peer's own verdict, passed on)."""
+    block = hpack.encode(
+        [(b":status", b"200"), (b"content-type", b"application/grpc"), (b"grpc-status", b"4"),
+         (b"grpc-message", b"Deadline%20Exceeded")]
+    )  # fmt: skip
+
+    def script(conn: socket.socket) -> None:
+        time.sleep(delay)
+        conn.sendall(h2unary.frame(h2unary.SETTINGS, 0, 0) + h2unary.frame(h2unary.HEADERS, 0x5, 1, block))
+
+    peer = ScriptedPeer(peer_path, script)
+    try:
+        if delay:
+            with pytest.raises(
+                h2unary.DeadlineExceeded, match=r"^gRPC status DEADLINE_EXCEEDED: Deadline Exceeded$"
+            ):
+                _call(peer_path, timeout=0.5)
+        else:
+            assert _call(peer_path, timeout=0.5) == (4, "Deadline Exceeded", b"", b"")
+    finally:
+        peer.close()
 
 
 def test_continuation_padding_and_ping_are_handled(peer_path: str) -> None:

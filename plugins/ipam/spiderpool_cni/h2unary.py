@@ -60,6 +60,7 @@ STREAM = 1
 
 # gRPC codes used here (grpc/doc/statuscodes.md).
 UNKNOWN = 2
+DEADLINE_EXCEEDED = 4
 INTERNAL = 13
 
 # HTTP status to gRPC status when a response carries no grpc-status
@@ -89,7 +90,11 @@ class Unreachable(CallError):
 
 
 class DeadlineExceeded(CallError):
-    """The deadline passed before the server answered."""
+    """The deadline passed before the server answered.
+
+    Also raised when the server itself reports DEADLINE_EXCEEDED (without details) at our
+    deadline: it enforces the ``grpc-timeout`` we send, and whether its status or our own
+    timer comes first is a race; both are the same event to the caller."""
 
 
 class ConnectionLost(CallError):
@@ -168,7 +173,7 @@ def unary_call(
             raise DeadlineExceeded(f"timed out connecting after {timeout:g}s") from None
         except OSError as exc:
             raise Unreachable(str(exc)) from None
-        return _Exchange(sock, deadline).run(method, message, authority)
+        return _Exchange(sock, deadline, timeout).run(method, message, authority)
     finally:
         sock.close()
 
@@ -176,9 +181,12 @@ def unary_call(
 class _Exchange:
     """The state of the one stream and its connection while the call is in flight."""
 
-    def __init__(self, sock: _socket.socket, deadline: float) -> None:
+    def __init__(self, sock: _socket.socket, deadline: float, timeout: float) -> None:
         self.sock = sock
         self.deadline = deadline
+        # How early a server's DEADLINE_EXCEEDED may come and still be our deadline (its
+        # timer and ours are set from the same instant, give or take scheduling).
+        self.deadline_slack = 0.01 + timeout / 20
         self.inbuf = bytearray()
         self.out = bytearray()
         self.decoder = hpack.Decoder()
@@ -452,6 +460,9 @@ class _Exchange:
         if not raw_status.isdigit():
             return INTERNAL, f"malformed grpc-status {raw_status!r}", b"", b""
         code = int(raw_status)
+        at_deadline = time.monotonic() >= self.deadline - self.deadline_slack
+        if code == DEADLINE_EXCEEDED and not details and at_deadline:
+            raise DeadlineExceeded(f"gRPC status DEADLINE_EXCEEDED: {message}")
         if code != 0:
             return code, message, details, b""
         body = self.body

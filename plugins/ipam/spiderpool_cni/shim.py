@@ -40,7 +40,6 @@ CALL_TIMEOUT = 60.0
 # shutting down): the ones worth retrying become "try again later".
 _GRPC_RETRYABLE = (1, 4, 14)  # CANCELLED, DEADLINE_EXCEEDED, UNAVAILABLE
 _GRPC_INVALID_ARGUMENT = 3
-_GRPC_DEADLINE_EXCEEDED = 4
 _GRPC_NAMES = {
     1: "CANCELLED",
     2: "UNKNOWN",
@@ -194,8 +193,6 @@ def _dispatch(
     timeout = _timeout(env, command)
     unavailable = codes.NOT_AVAILABLE if command == "STATUS" else codes.TRY_AGAIN_LATER
     method = SERVICE + RPC_PREFIX[kind] + RPC_VERB[command]
-    deadline = time.monotonic() + timeout
-    slack = 0.01 + timeout / 20
     try:
         status, message, details_bin, body = h2unary.unary_call(
             socket_path, method, wire.encode_request(call), timeout
@@ -211,15 +208,6 @@ def _dispatch(
         )
     except h2unary.CallError as exc:
         return _error(cni_version, unavailable, f"spiderpool-agent at {socket_path} failed the call: {exc}")
-    if status == _GRPC_DEADLINE_EXCEEDED and not details_bin and time.monotonic() >= deadline - slack:
-        # The agent's server enforced the grpc-timeout we sent (rounded to milliseconds) a
-        # moment before our own timer fired: the same event, reported the same way.
-        return _error(
-            cni_version,
-            unavailable,
-            f"spiderpool-agent at {socket_path} did not answer within {timeout:g}s",
-            f"gRPC status DEADLINE_EXCEEDED: {message}",
-        )
     if status != 0:
         return _status_error(cni_version, status, message, details_bin, unavailable)
     try:
