@@ -392,12 +392,13 @@ async def test_status_reports_controller_and_pool_readiness(env: Env) -> None:
     assert "unreachable" in err.message
 
 
-async def test_add_with_controller_down_is_try_again_later(env: Env) -> None:
-    """ADD while the controller is unreachable answers code 11 and journals nothing."""
+async def test_add_with_controller_down_is_try_again_later_and_journals_its_release(env: Env) -> None:
+    """ADD while the controller is unreachable answers code 11; the outcome is unknown to the
+    agent, so it journals a release of the attachment before answering."""
     env.controller.stop()
     err = await env.fails("ADD", cni_call("ADD", net_conf(), netns=NETNS))
     assert err.cni_code == codes.TRY_AGAIN_LATER
-    assert env.agent.journal.pending() == []
+    assert [(i.container_id, i.ifname) for i in env.agent.journal.pending()] == [("ctr-1", "eth0")]
 
 
 # -- coordinator ------------------------------------------------------------------------------

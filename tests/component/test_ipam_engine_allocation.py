@@ -4,28 +4,39 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from spiderpool_common.errors import PoolExhausted, Unavailable
 from spiderpool_controller.ipam_engine import EngineSettings, IpamEngine
-from spiderpool_controller.store.contract import Obj, StaleResourceVersion
+from spiderpool_controller.store.contract import Obj, StaleResourceVersion, Store
 from spiderpool_controller.store.instrumented import InstrumentedStore
 from spiderpool_controller.store.sqlite import SqliteStore
 
 from tests.component.engine_fixtures import allocated_in_store, new_engine, pool_manifest, request
 
 
-@pytest.mark.parametrize("group_commit", [True, False])
-async def test_concurrent_allocations_get_distinct_durable_addresses(
-    tmp_path: Path, group_commit: bool
-) -> None:
-    """Concurrent ADDs from one pool get distinct addresses, all recorded in the file (the
-    baseline's CAS retries are quadratic, so it runs fewer)."""
-    n = 200 if group_commit else 60
+class SlowWrites:
+    """``inner`` with every status write taking ``delay`` seconds (an API server round trip)."""
+
+    def __init__(self, inner: SqliteStore, delay: float) -> None:
+        self._inner = inner
+        self._delay = delay
+
+    async def update_status(self, obj: Obj) -> Obj:
+        await asyncio.sleep(self._delay)
+        return await self._inner.update_status(obj)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+async def test_concurrent_allocations_get_distinct_durable_addresses(tmp_path: Path) -> None:
+    """Concurrent ADDs from one pool get distinct addresses, all recorded in the file."""
+    n = 200
     store = SqliteStore(tmp_path / "db")
     await store.create(pool_manifest("p", "10.1.0.0/16", ["10.1.0.10-10.1.0.250"], default=True))
-    engine, _ = await new_engine(tmp_path / "db", store, group_commit=group_commit)
+    engine, _ = await new_engine(tmp_path / "db", store)
     results = await asyncio.gather(*(engine.allocate(request(i)) for i in range(n)))
     addresses = [r.ips[0].address for r in results]
     assert len(set(addresses)) == n
@@ -191,7 +202,7 @@ async def test_group_commit_batches_concurrent_allocations_into_few_writes(tmp_p
     """With a 5 ms write latency, 100 allocations from 10 clients need far fewer than 100 status writes."""
     inner = SqliteStore(tmp_path / "db")
     await inner.create(pool_manifest("p", "10.10.0.0/24", ["10.10.0.1-10.10.0.100"], default=True))
-    store = InstrumentedStore(inner, write_latency_s=0.005)
+    store = InstrumentedStore(cast(Store, SlowWrites(inner, 0.005)))
     engine, _ = await new_engine(tmp_path / "db", store)
     sem = asyncio.Semaphore(10)
 

@@ -15,7 +15,13 @@ where the agent applies the CNI 1.1 specification's input rules (SPEC.md "Parame
   runtime) carries the pod's metadata where no Kubernetes API can be asked (the embedded
   mode): ``labels`` (the convention's key), ``annotations``, ``namespaceLabels`` and
   ``namespaceAnnotations``, each an object of strings or the convention's array of
-  ``{"key", "value"}``; other keys of ``args.cni`` belong to other plugins and are ignored.
+  ``{"key", "value"}``; ``owner``, the pod's top controller
+  ``{"kind", "name", "uid", "replicas", "exists"}`` (a StatefulSet member keeps its address
+  while ``exists`` and its ordinal is below ``replicas``); ``multusName``, the
+  NetworkAttachmentDefinition ``namespace/name`` this interface came from (a pool's
+  ``multusName`` affinity). Other keys of ``args.cni`` belong to other plugins and are
+  ignored. ADD and CHECK refuse a malformed key (code 7); DEL reads only ``owner``, and
+  ignores it when malformed (a release must never fail over metadata).
 
 Decision (documented here because the spec leaves it open): a ``CNI_NETNS`` path that does
 not exist on ADD answers code 3 ("container unknown or does not exist"). The runtime
@@ -128,13 +134,27 @@ class Attachment:
 
 
 @dataclass(frozen=True)
+class OwnerRef:
+    """The pod's top controller as the runtime named it (``args.cni.owner``)."""
+
+    kind: str
+    name: str = ""
+    uid: str = ""
+    replicas: int = 0  # a StatefulSet's .spec.replicas
+    exists: bool = True  # whether the owner still exists
+
+
+@dataclass(frozen=True)
 class PodMetadata:
-    """The pod's labels and annotations, and its namespace's, as the runtime passed them."""
+    """The pod's labels and annotations, and its namespace's, as the runtime passed them,
+    with its owner and the Multus network of the interface."""
 
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
     namespace_labels: Mapping[str, str] = field(default_factory=dict)
     namespace_annotations: Mapping[str, str] = field(default_factory=dict)
+    owner: OwnerRef | None = None
+    multus_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -474,25 +494,70 @@ def _string_map(section: Mapping[str, Any], key: str, prefix: str) -> dict[str, 
     return out
 
 
-def parse_pod_metadata(obj: Mapping[str, Any]) -> PodMetadata:
-    """The pod metadata a runtime put under ``args.cni``; empty when there is none."""
+def parse_owner(section: Mapping[str, Any], key: str, prefix: str) -> OwnerRef | None:
+    """``{"kind", "name", "uid", "replicas", "exists"}``: kind required, the rest optional."""
+    value = section.get(key)
+    if value is None:
+        return None
+    where = prefix + key
+    if not isinstance(value, dict):
+        raise _wrong_type(where, "an object", value)
+    kind = value.get("kind")
+    if not isinstance(kind, str) or not kind:
+        raise _wrong_type(where + ".kind", "a non-empty string", kind)
+    for name in ("name", "uid"):
+        if name in value and not isinstance(value[name], str):
+            raise _wrong_type(f"{where}.{name}", "a string", value[name])
+    replicas = value.get("replicas", 0)
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
+        raise _wrong_type(where + ".replicas", "a non-negative integer", replicas)
+    exists = value.get("exists", True)
+    if not isinstance(exists, bool):
+        raise _wrong_type(where + ".exists", "a boolean", exists)
+    return OwnerRef(kind, str(value.get("name", "")), str(value.get("uid", "")), replicas, exists)
+
+
+def _args_cni(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
     args = obj.get("args")
     if args is None:
-        return PodMetadata()
+        return None
     if not isinstance(args, dict):
         raise _wrong_type("args", "an object", args)
     cni = args.get("cni")
     if cni is None:
-        return PodMetadata()
+        return None
     if not isinstance(cni, dict):
         raise _wrong_type("args.cni", "an object", cni)
+    return cni
+
+
+def parse_pod_metadata(obj: Mapping[str, Any]) -> PodMetadata:
+    """The pod metadata a runtime put under ``args.cni``; empty when there is none."""
+    cni = _args_cni(obj)
+    if cni is None:
+        return PodMetadata()
     p = "args.cni."
+    multus = cni.get("multusName")
+    if multus is not None and not isinstance(multus, str):
+        raise _wrong_type(p + "multusName", "a string", multus)
     return PodMetadata(
         labels=_string_map(cni, "labels", p),
         annotations=_string_map(cni, "annotations", p),
         namespace_labels=_string_map(cni, "namespaceLabels", p),
         namespace_annotations=_string_map(cni, "namespaceAnnotations", p),
+        owner=parse_owner(cni, "owner", p),
+        multus_name=multus or "",
     )
+
+
+def _owner_for_release(obj: Mapping[str, Any]) -> PodMetadata:
+    """DEL's view of ``args.cni``: the owner alone, and nothing when anything is malformed."""
+    try:
+        cni = _args_cni(obj)
+        owner = parse_owner(cni, "owner", "args.cni.") if cni is not None else None
+    except CniError:
+        return PodMetadata()
+    return PodMetadata(owner=owner)
 
 
 def parse_network_config(data: bytes, verb: Verb | None, *, require_ipam: bool = True) -> NetworkConfig:
@@ -525,10 +590,12 @@ def parse_network_config(data: bytes, verb: Verb | None, *, require_ipam: bool =
 
 
 def _pod_metadata_for(obj: Mapping[str, Any], verb: Verb | None) -> PodMetadata:
-    """ADD and CHECK use the pod's metadata and refuse it malformed (code 7). DEL does not
-    read it, so it never fails over it (the release must happen); GC and STATUS have no pod."""
+    """ADD and CHECK use the pod's metadata and refuse it malformed (code 7). DEL reads only
+    the owner and never fails over it (the release must happen); GC and STATUS have no pod."""
     if verb in (Verb.ADD, Verb.CHECK, None):
         return parse_pod_metadata(obj)
+    if verb is Verb.DEL:
+        return _owner_for_release(obj)
     return PodMetadata()
 
 

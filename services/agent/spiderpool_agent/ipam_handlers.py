@@ -5,14 +5,20 @@ plugin behaviour from cmd/spiderpool and pkg/ipam):
 
 - ADD allocates through the controller and answers only this interface's IPs; a failed
   ADD leaves nothing allocated (rollback, journaled if the controller is gone meanwhile).
-  A pending journaled release for the same key is replayed first. When the controller's
+  When the outcome of the Allocate call is unknown (the controller died or the connection
+  broke mid-call), a release for the attachment is journaled before the error is answered,
+  so nothing stays allocated once the controller is back. A pending journaled release for
+  the same key is replayed first. When the controller's
   detection switches ride on the IPs, ADD probes for conflicts and the gateway in the pod
   (``ip_detection``); on failure the addresses are released with ``detection_failed`` (a
   stateless pod's retry starts afresh, a StatefulSet member keeps them) and ADD fails
   with 103 / 104.
-- DEL releases; nothing to release and repeated DELs succeed; an unreachable controller
-  turns the release into a durable journal entry and DEL still succeeds.
-- CHECK verifies the reservation exists and matches prevResult (codes 106 / 107).
+- DEL releases on behalf of its container ID: when another sandbox of the pod holds the
+  addresses now, nothing is freed (logged). Nothing to release and repeated DELs succeed;
+  an unreachable controller turns the release into a durable journal entry and DEL still
+  succeeds.
+- CHECK verifies the reservation exists, is held by this container, and matches
+  prevResult (codes 106 / 107).
 - GC releases this node's and this network's allocations missing from the valid list.
 - STATUS answers code 50 when an ADD could not be served now.
 
@@ -35,10 +41,11 @@ from spiderpool_cni import codes
 from spiderpool_common.errors import AllocationNotFound, CniError, NotFound, SpiderpoolError, Unavailable
 from spiderpool_coordinator.errors import CoordinatorError, IPConflict
 
-from spiderpool_agent.cni_call import Invocation, RawCall, Verb, parse_call
+from spiderpool_agent.cni_call import Invocation, OwnerRef, RawCall, Verb, parse_call
 from spiderpool_agent.cni_result import ipam_result_for_interface, prev_result_ips, render_ipam_result
 from spiderpool_agent.coordinator_errors import to_cni_error
 from spiderpool_agent.ip_detection import Detector, NetnsDetector, Probes, plan_probes
+from spiderpool_agent.pod_context import CniArgsContext, PodContextSource
 from spiderpool_agent.release_journal import ReleaseFn, ReleaseIntent, ReleaseJournal
 
 log = structlog.get_logger(__name__)
@@ -58,7 +65,7 @@ class ControllerClient(Protocol):
     ) -> ipam_pb2.CheckCapacityResponse: ...
 
 
-def release_intent(inv: Invocation, node: str) -> ReleaseIntent:
+def release_intent(inv: Invocation, node: str, owner: OwnerRef | None = None) -> ReleaseIntent:
     return ReleaseIntent(
         container_id=inv.container_id,
         ifname=inv.ifname,
@@ -67,6 +74,18 @@ def release_intent(inv: Invocation, node: str) -> ReleaseIntent:
         pod_uid=inv.args.pod_uid,
         node=node,
         network=inv.config.name,
+        owner_kind=owner.kind if owner else "",
+        owner_name=owner.name if owner else "",
+        owner_replicas=owner.replicas if owner else 0,
+        owner_exists=owner.exists if owner else False,
+    )
+
+
+def _owner(owner: OwnerRef | None) -> ipam_pb2.Owner | None:
+    if owner is None:
+        return None
+    return ipam_pb2.Owner(
+        kind=owner.kind, name=owner.name, uid=owner.uid, replicas=owner.replicas, exists=owner.exists
     )
 
 
@@ -84,10 +103,24 @@ def release_via(controller: ControllerClient) -> ReleaseFn:
     """The journal's replay action: release at the controller; "nothing there" is done."""
 
     async def release(intent: ReleaseIntent) -> None:
+        owner = ipam_pb2.Owner(
+            kind=intent.owner_kind,
+            name=intent.owner_name,
+            replicas=intent.owner_replicas,
+            exists=intent.owner_exists,
+        )
+        request = ipam_pb2.ReleaseRequest(pod=_pod_ref(intent), ifname=intent.ifname, owner=owner)
         try:
-            await controller.release(ipam_pb2.ReleaseRequest(pod=_pod_ref(intent), ifname=intent.ifname))
+            response = await controller.release(request)
         except (NotFound, AllocationNotFound):
-            pass
+            return
+        if response.holder_container_id:
+            log.info(
+                "release_skipped_other_sandbox",
+                container_id=intent.container_id,
+                ifname=intent.ifname,
+                holder=response.holder_container_id,
+            )
 
     return release
 
@@ -125,11 +158,13 @@ class IpamHandlers:
         *,
         netns_exists: Callable[[str], bool] = os.path.exists,
         detector: Detector | None = None,
+        context: PodContextSource | None = None,
     ) -> None:
         self._controller = controller
         self._journal = journal
         self._node = node
         self._netns_exists = netns_exists
+        self._context: PodContextSource = context or CniArgsContext()
         self._release = release_via(controller)
         self._detector: Detector = detector or NetnsDetector()
 
@@ -147,8 +182,8 @@ class IpamHandlers:
                 raise Unavailable(
                     f"a pending release for {inv.container_id}/{inv.ifname} could not be replayed: {exc}"
                 ) from exc
-        intent = release_intent(inv, self._node)
-        pod = inv.config.pod
+        pod = await self._context.for_add(inv)
+        intent = release_intent(inv, self._node)  # a rollback frees even a StatefulSet member's
         request = ipam_pb2.AllocateRequest(
             pod=_pod_ref(intent),
             ifname=inv.ifname,
@@ -157,15 +192,22 @@ class IpamHandlers:
             pod_annotations=pod.annotations,
             namespace_labels=pod.namespace_labels,
             namespace_annotations=pod.namespace_annotations,
+            node_labels=pod.node_labels,
             default_ipv4_ippools=list(ipam.default_ipv4_ippool),
             default_ipv6_ippools=list(ipam.default_ipv6_ippool),
             clean_gateway=ipam.clean_gateway,
+            owner=_owner(pod.owner),
+            multus_name=pod.multus_name,
         )
         try:
             response = await self._controller.allocate(request)
-        except asyncio.CancelledError:
-            # The caller gave up mid-call; the controller may have allocated anyway.
+        except (asyncio.CancelledError, Unavailable) as exc:
+            # The caller gave up, or the controller or the connection died mid-call: the
+            # controller may have allocated anyway. Journal the release before answering,
+            # so a failed ADD leaves nothing allocated once the controller is back.
             await asyncio.shield(self._journal.record(intent))
+            if isinstance(exc, Unavailable):
+                log.warning("add_outcome_unknown_release_journaled", error=str(exc))
             raise
         self._journal.nudge()
         try:
@@ -232,7 +274,7 @@ class IpamHandlers:
 
     async def delete(self, call: RawCall) -> bytes:
         inv = parse_call(call, Verb.DEL)
-        intent = release_intent(inv, self._node)
+        intent = release_intent(inv, self._node, await self._context.owner_for_release(inv))
         try:
             await self._release(intent)
         except Unavailable as exc:
@@ -265,6 +307,12 @@ class IpamHandlers:
         mine = [ip for ip in response.ips if ip.nic == inv.ifname]
         if not mine:
             raise CniError(codes.ALLOCATION_NOT_FOUND, f"no IP reservation for {where}")
+        if response.container_id and response.container_id != inv.container_id:
+            raise CniError(
+                codes.ALLOCATION_MISMATCH,
+                f"the reservation for {where} is held by another sandbox of the pod, "
+                f"container {response.container_id}",
+            )
         if response.network and response.network != inv.config.name:
             raise CniError(
                 codes.ALLOCATION_MISMATCH,

@@ -23,6 +23,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--socket", help=f"unix socket of the CNI service (default {DEFAULT_SOCKET})")
     p.add_argument("--node", help="this node's name (default: SPIDERPOOL_NODE_NAME or the host name)")
     p.add_argument(
+        "--node-labels",
+        dest="node_labels",
+        help="this node's labels for pools' nodeAffinity, k=v,k2=v2 (default none)",
+    )
+    p.add_argument(
         "--state-dir", dest="state_dir", help=f"durable state directory (default {DEFAULT_STATE_DIR})"
     )
     p.add_argument("--config", help="optional YAML file of settings (flags and SPIDERPOOL_* env win)")

@@ -38,7 +38,11 @@ _COMPACT_AFTER_DONE = 256  # rewrite the file once this many confirmations pile 
 
 @dataclass(frozen=True)
 class ReleaseIntent:
-    """Everything needed to replay one release against the controller."""
+    """Everything needed to replay one release against the controller.
+
+    The container ID is the sandbox the DEL (or the failed ADD) was for: the controller
+    frees nothing when another sandbox of the pod holds the addresses by the time the
+    replay arrives. The owner fields carry what the DEL knew about a StatefulSet."""
 
     container_id: str
     ifname: str
@@ -47,6 +51,10 @@ class ReleaseIntent:
     pod_uid: str = ""
     node: str = ""
     network: str = ""
+    owner_kind: str = ""
+    owner_name: str = ""
+    owner_replicas: int = 0
+    owner_exists: bool = False
 
     @property
     def key(self) -> tuple[str, str]:
@@ -55,7 +63,17 @@ class ReleaseIntent:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ReleaseIntent:
-        return cls(**{k: str(data.get(k, "")) for k in cls.__dataclass_fields__})
+        """Read an entry; fields written by older agents default, wrong types are refused."""
+        values: dict[str, Any] = {}
+        for name, f in cls.__dataclass_fields__.items():
+            if name not in data:
+                continue
+            value = data[name]
+            expected = {"int": int, "bool": bool}.get(str(f.type), str)
+            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+                raise TypeError(f"journal field {name}: {value!r} is not {expected.__name__}")
+            values[name] = value
+        return cls(**values)
 
 
 ReleaseFn = Callable[[ReleaseIntent], Awaitable[None]]

@@ -23,6 +23,7 @@ from spiderpool_agent.controller_client import GrpcControllerClient
 from spiderpool_agent.coordinator_handlers import CoordinatorHandlers
 from spiderpool_agent.coordinator_source import CoordinatorSource
 from spiderpool_agent.ipam_handlers import IpamHandlers, release_via
+from spiderpool_agent.pod_context import CniArgsContext
 from spiderpool_agent.release_journal import ReleaseJournal
 from spiderpool_agent.settings import AgentSettings
 
@@ -43,7 +44,11 @@ class Agent:
         )
         netns_check = (lambda path: Path(path).exists()) if settings.check_netns else (lambda _path: True)
         self.handlers = IpamHandlers(
-            self.controller, self.journal, settings.node_name, netns_exists=netns_check
+            self.controller,
+            self.journal,
+            settings.node_name,
+            netns_exists=netns_check,
+            context=CniArgsContext(settings.node_label_map),
         )
         self.coordinator = CoordinatorHandlers(
             CoordinatorSource(self.controller, ttl=settings.coordinator_config_ttl), netns_exists=netns_check

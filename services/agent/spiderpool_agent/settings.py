@@ -18,6 +18,8 @@ from typing import Any
 import yaml
 from spiderpool_common.grpc_server import parse_listen
 
+from spiderpool_agent.pod_context import parse_labels
+
 DEFAULT_SOCKET = "/var/run/spidernet/spiderpool.sock"
 DEFAULT_STATE_DIR = "/var/lib/spiderpool/agent"
 ENV_PREFIX = "SPIDERPOOL_"
@@ -30,6 +32,8 @@ class AgentSettings:
     controller: str  # HOST:PORT or unix:PATH of the controller's IpamService
     socket: str = DEFAULT_SOCKET  # the CNI service's unix socket (mode 0600)
     node: str = ""  # this node's name; empty means the host name
+    # This node's labels for pools' nodeAffinity, "k=v,k2=v2" (in a cluster: the Node object's).
+    node_labels: str = ""
     state_dir: str = DEFAULT_STATE_DIR  # the release journal lives here
     log_level: str = "info"
     log_format: str = "json"
@@ -44,6 +48,10 @@ class AgentSettings:
     def node_name(self) -> str:
         return self.node or socket.gethostname()
 
+    @property
+    def node_label_map(self) -> dict[str, str]:
+        return parse_labels(self.node_labels)
+
     def validate(self) -> AgentSettings:
         """Return self, or raise ValueError naming the first bad setting."""
         if not self.controller:
@@ -53,6 +61,10 @@ class AgentSettings:
             raise ValueError(f"socket: {self.socket!r} must be an absolute path")
         if not self.state_dir:
             raise ValueError("state_dir: must not be empty")
+        try:
+            parse_labels(self.node_labels)
+        except ValueError as exc:
+            raise ValueError(f"node_labels: {exc}") from None
         if self.log_level.lower() not in LOG_LEVELS:
             raise ValueError(f"log_level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
         if self.log_format not in LOG_FORMATS:
@@ -86,6 +98,8 @@ def _coerce(name: str, value: Any) -> Any:
             return float(value)
         except (TypeError, ValueError):
             raise ValueError(f"{name}: {value!r} is not a number") from None
+    if name == "node_labels" and isinstance(value, dict):  # YAML may give a mapping
+        return ",".join(f"{k}={v}" for k, v in value.items())
     return str(value)
 
 

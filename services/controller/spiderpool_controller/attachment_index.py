@@ -13,6 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from spiderpool_controller.domain.models import AllocationRecord
+from spiderpool_controller.domain.object_names import endpoint_name
 from spiderpool_controller.endpoint_writer import EndpointName
 
 AttachmentKey = tuple[str, str]  # (identity, interface)
@@ -24,14 +25,6 @@ class Held:
 
     pool: str
     ip: int
-
-
-def endpoint_name(pod_key: str, identity: str) -> EndpointName:
-    """Upstream names the endpoint after the pod; without one, after the container."""
-    if pod_key and "/" in pod_key:
-        ns, name = pod_key.split("/", 1)
-        return ns, name
-    return "default", identity
 
 
 class AttachmentIndex:
@@ -86,3 +79,6 @@ class AttachmentIndex:
 
     def endpoints(self) -> list[EndpointName]:
         return list(self._endpoint_of)
+
+    def identities(self) -> list[str]:
+        return list(self._nics)

@@ -11,7 +11,9 @@ write containing its change has been acknowledged by the store, i.e. is durable.
 A conflict on write (someone changed the pool's spec, so its resourceVersion moved) is
 not an error: the writer re-reads the object, keeps its own allocation records (the
 controller is their only writer) and writes again. Any other failure rolls the batch back
-in memory and fails its callers.
+in memory (through the owner's ``revert``, which keeps its index in step with the pool
+state) and fails its callers. ``on_written`` hears every durable batch (the engine marks
+the SpiderEndpoints the changes touch from there, so a cancelled request cannot skip it).
 """
 
 from __future__ import annotations
@@ -63,13 +65,15 @@ class PoolWriter:
         get_state: Callable[[], PoolState],
         set_state: Callable[[PoolState], None],
         reserved: Callable[[int], IPSet],
-        on_written: Callable[[PoolState], None] | None = None,
+        revert: Callable[[list[Change]], None],
+        on_written: Callable[[list[Change]], None] | None = None,
     ) -> None:
         self.name = name
         self._store = store
         self._get_state = get_state
         self._set_state = set_state
         self._reserved = reserved
+        self._revert = revert
         self._on_written = on_written
         self._pending = _Batch()
         self._task: asyncio.Task[None] | None = None
@@ -99,7 +103,7 @@ class PoolWriter:
             try:
                 await self._write(batch)
             except Exception as exc:  # the store failed: undo the batch, fail its callers
-                self._rollback(batch)
+                self._revert(list(reversed(batch.changes)))
                 log.warning("pool_write_failed", pool=self.name, error=str(exc), changes=len(batch.changes))
                 for fut in batch.waiters:
                     if not fut.done():
@@ -132,20 +136,9 @@ class PoolWriter:
                 if change.kind == "release":
                     state.forget(change.ip)
             if self._on_written is not None:
-                self._on_written(state)
+                self._on_written(batch.changes)
             return
         raise StaleResourceVersion(f"SpiderIPPool {self.name!r}: too many concurrent changes, try again")
-
-    def _rollback(self, batch: _Batch) -> None:
-        state = self._get_state()
-        for change in reversed(batch.changes):
-            if change.kind == "take":
-                state.give_back(change.ip)
-                state.forget(change.ip)
-            elif change.kind == "release":
-                state.restore(change.ip, change.record)
-            elif change.kind == "rebind" and change.previous is not None:
-                state.allocated[change.ip] = change.previous
 
     async def drain(self) -> None:
         """Wait until nothing is pending (graceful shutdown)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
@@ -38,12 +39,16 @@ class Controller:
         await self.store.close()
 
 
-async def start_controller(settings: ControllerSettings) -> Controller:
-    store = InstrumentedStore(open_store(settings.store), write_latency_s=settings.write_latency_ms / 1000)
+async def start_controller(
+    settings: ControllerSettings, wrap_store: Callable[[Store], Store] | None = None
+) -> Controller:
+    """Open the store, start the engine and serve gRPC; ``wrap_store`` lets a benchmark
+    compose its latency model around the store (the production command never does)."""
+    inner = open_store(settings.store)
+    store = InstrumentedStore(wrap_store(inner) if wrap_store is not None else inner)
     engine = IpamEngine(
         store,
         EngineSettings(
-            group_commit=settings.group_commit,
             required_families=settings.required_families,
             max_allocated_ips=settings.max_allocated_ips,
             conflict_quarantine_s=settings.conflict_quarantine_seconds,
@@ -76,7 +81,6 @@ async def start_controller(settings: ControllerSettings) -> Controller:
         "controller_serving",
         address=address,
         store=settings.store,
-        group_commit=settings.group_commit,
         metrics_port=metrics_port,
         ip_conflict_detection=settings.enable_ip_conflict_detection,
         gateway_detection=settings.enable_gateway_detection,

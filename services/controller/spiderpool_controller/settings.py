@@ -21,11 +21,9 @@ class ControllerSettings:
     listen: str = DEFAULT_LISTEN
     log_level: str = "info"
     log_format: str = "json"
-    group_commit: bool = True
     enable_ipv4: bool = False  # require an IPv4 address for every request (cluster mode: true)
     enable_ipv6: bool = False
     max_allocated_ips: int = 5000
-    write_latency_ms: float = 0.0  # added to every store write (benchmarks model an API server)
     metrics_listen: str = ""  # HOST:PORT for Prometheus /metrics; empty: off (upstream port 5721)
     # Upstream's configmap enableIPConflictDetection / enableGatewayDetection (Helm default
     # false): stamped on every allocated IP, the agent probes before ADD succeeds (reference 5.9).
@@ -62,13 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", help=f"HOST:PORT or unix:PATH to serve gRPC on (default {DEFAULT_LISTEN})")
     p.add_argument("--log-level", help="debug, info, warning, error (default info)")
     p.add_argument("--log-format", help="json or console (default json)")
-    p.add_argument(
-        "--group-commit", help="true|false: batch pool writes (false = baseline, one CAS per request)"
-    )
     p.add_argument("--enable-ipv4", help="true|false: every allocation must get an IPv4 address")
     p.add_argument("--enable-ipv6", help="true|false: every allocation must get an IPv6 address")
     p.add_argument("--max-allocated-ips", help="per-pool threshold of allocation records (default 5000)")
-    p.add_argument("--write-latency-ms", help="milliseconds added to every store write (benchmarks)")
     p.add_argument("--metrics-listen", help="HOST:PORT to serve Prometheus /metrics on (default: off)")
     p.add_argument(
         "--enable-ip-conflict-detection",
@@ -117,6 +111,4 @@ def load_settings(argv: list[str] | None = None, environ: dict[str, str] | None 
         raise ValueError(f"setting log_format: {settings.log_format!r} is neither json nor console")
     if settings.max_allocated_ips < 1:
         raise ValueError("setting max_allocated_ips: must be at least 1")
-    if settings.write_latency_ms < 0:
-        raise ValueError("setting write_latency_ms: must not be negative")
     return settings

@@ -363,6 +363,12 @@ Global___AllocateResponse: _TypeAlias = AllocateResponse  # noqa: Y015
 
 @_typing.final
 class ReleaseRequest(_message.Message):
+    """A release on behalf of the sandbox pod.container_id: when another sandbox of the pod
+    holds the addresses now (an ADD from a new sandbox took them over), nothing is freed and
+    the answer names the holder. An empty container_id releases whoever holds them (an
+    operator's forced release).
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     POD_FIELD_NUMBER: _builtins.int
@@ -413,8 +419,11 @@ class ReleaseResponse(_message.Message):
 
     RELEASED_FIELD_NUMBER: _builtins.int
     KEPT_FIELD_NUMBER: _builtins.int
+    HOLDER_CONTAINER_ID_FIELD_NUMBER: _builtins.int
     kept: _builtins.bool
     """a valid StatefulSet member kept its IPs"""
+    holder_container_id: _builtins.str
+    """Set when nothing was freed because another sandbox holds the addresses now."""
     @_builtins.property
     def released(self) -> _containers.RepeatedCompositeFieldContainer[Global___IPConfig]: ...
     def __init__(
@@ -422,10 +431,11 @@ class ReleaseResponse(_message.Message):
         *,
         released: _abc.Iterable[Global___IPConfig] | None = ...,
         kept: _builtins.bool = ...,
+        holder_container_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kept", b"kept", "released", b"released"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["holder_container_id", b"holder_container_id", "kept", b"kept", "released", b"released"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -464,7 +474,10 @@ class GetEndpointResponse(_message.Message):
     IPS_FIELD_NUMBER: _builtins.int
     ROUTES_FIELD_NUMBER: _builtins.int
     NETWORK_FIELD_NUMBER: _builtins.int
+    CONTAINER_ID_FIELD_NUMBER: _builtins.int
     network: _builtins.str
+    container_id: _builtins.str
+    """the sandbox holding the addresses now (with ifname set)"""
     @_builtins.property
     def ips(self) -> _containers.RepeatedCompositeFieldContainer[Global___IPConfig]: ...
     @_builtins.property
@@ -475,10 +488,11 @@ class GetEndpointResponse(_message.Message):
         ips: _abc.Iterable[Global___IPConfig] | None = ...,
         routes: _abc.Iterable[Global___Route] | None = ...,
         network: _builtins.str = ...,
+        container_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ips", b"ips", "network", b"network", "routes", b"routes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["container_id", b"container_id", "ips", b"ips", "network", b"network", "routes", b"routes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -201,9 +201,16 @@ class IPPoolSpec:
         )
 
 
-@dataclass
+@dataclass(frozen=True)
 class AllocationRecord:
-    """One allocated address in ``status.allocatedIPs`` (upstream keys + ours)."""
+    """One allocated address in ``status.allocatedIPs``: upstream's keys plus ours.
+
+    Everything an ADD answered for the attachment is here, so a repeated ADD, a CHECK and
+    the SpiderEndpoint read the same facts after any restart: the sandbox holding the
+    address now (``containerID``; a new sandbox of the same pod takes it over), the NIC,
+    node and CNI network, the workload owner, whether the gateway was cleaned for this
+    NIC, and the pod's ``ipam.spidernet.io/routes`` that apply to this NIC.
+    """
 
     pod: str  # "namespace/name" (upstream)
     pod_uid: str  # upstream "podUid"; empty outside Kubernetes
@@ -212,6 +219,9 @@ class AllocationRecord:
     node: str = ""
     network: str = ""  # the CNI config "name" the ADD came through (GC scope)
     owner_kind: str = ""  # "StatefulSet" keeps the IP across pod re-creation
+    owner_name: str = ""
+    clean_gateway: bool = False  # the answer carries no gateway for this NIC
+    routes: tuple[Route, ...] = ()  # the pod's annotation routes that apply to this NIC
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AllocationRecord:
@@ -223,19 +233,27 @@ class AllocationRecord:
             node=str(data.get("node", "")),
             network=str(data.get("network", "")),
             owner_kind=str(data.get("ownerKind", "")),
+            owner_name=str(data.get("ownerName", "")),
+            clean_gateway=bool(data.get("cleanGateway", False)),
+            routes=tuple(Route.from_dict(r) for r in data.get("routes") or () if isinstance(r, dict)),
         )
 
-    def to_dict(self) -> dict[str, str]:
-        out = {"pod": self.pod, "podUid": self.pod_uid}
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"pod": self.pod, "podUid": self.pod_uid}
         for key, value in (
             ("containerID", self.container_id),
             ("interface", self.interface),
             ("node", self.node),
             ("network", self.network),
             ("ownerKind", self.owner_kind),
+            ("ownerName", self.owner_name),
         ):
             if value:
                 out[key] = value
+        if self.clean_gateway:
+            out["cleanGateway"] = True
+        if self.routes:
+            out["routes"] = [r.to_dict() for r in self.routes]
         return out
 
     @property

@@ -10,7 +10,6 @@ isReleaseConflictIPs rule (reference 3.5 step 8).
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from dataclasses import dataclass
 
@@ -22,10 +21,7 @@ from spiderpool_common.grpc_server import translate_errors
 from spiderpool_controller.domain.request import AllocationRequest
 from spiderpool_controller.ipam_engine import Address, IpamEngine
 from spiderpool_controller.metrics import ControllerMetrics
-
-# Owners whose members keep their addresses across pod re-creation (upstream: StatefulSet,
-# and KubeVirt VMs, whose kind names vary by how the owner was resolved).
-STATEFUL_KINDS = frozenset({"StatefulSet", "VirtualMachine", "VirtualMachineInstance"})
+from spiderpool_controller.statefulset_reuse import STATEFUL_KINDS
 
 
 @dataclass(frozen=True)
@@ -51,21 +47,9 @@ def _ip_config(a: Address, detection: Detection | None = None) -> ipam_pb2.IPCon
     )
 
 
-def recorded_owner_kind(engine: IpamEngine, identity: str, nic: str) -> str:
-    """The owner kind stored with the attachment's allocation records ("" when unknown)."""
-    states = engine.pool_states()
-    for a in engine.attachment(identity, nic):
-        state = states.get(a.pool)
-        ip = int(ipaddress.ip_interface(a.address).ip)
-        record = state.allocated.get(ip) if state is not None else None
-        if record is not None and record.owner_kind:
-            return record.owner_kind
-    return ""
-
-
 def stateful_owner(engine: IpamEngine, request: ipam_pb2.ReleaseRequest) -> bool:
     """Whether the released attachment belongs to a StatefulSet (or KubeVirt) member."""
-    kind = request.owner.kind or recorded_owner_kind(engine, _identity(request.pod), request.ifname)
+    kind = request.owner.kind or engine.owner_kind(_identity(request.pod), request.ifname)
     return kind in STATEFUL_KINDS
 
 
@@ -146,6 +130,7 @@ class IpamServicer(ipam_pb2_grpc.IpamServiceServicer):
         outcome = await self._engine.release(
             identity,
             request.ifname,
+            container_id=request.pod.container_id,
             pod_key=pod_key,
             owner_kind=request.owner.kind,
             owner_name=request.owner.name,
@@ -156,7 +141,11 @@ class IpamServicer(ipam_pb2_grpc.IpamServiceServicer):
         )
         if self._metrics is not None:
             self._metrics.releases.inc()
-        return ipam_pb2.ReleaseResponse(released=[_ip_config(a) for a in outcome.released], kept=outcome.kept)
+        return ipam_pb2.ReleaseResponse(
+            released=[_ip_config(a) for a in outcome.released],
+            kept=outcome.kept,
+            holder_container_id=outcome.holder,
+        )
 
     @translate_errors
     async def GetEndpoint(
@@ -170,9 +159,11 @@ class IpamServicer(ipam_pb2_grpc.IpamServiceServicer):
         else:
             found = self._engine.attachments_of(identity)
         addresses = [a for nic in sorted(found) for a in found[nic]]
+        first = addresses[0] if request.ifname and addresses else None
         return ipam_pb2.GetEndpointResponse(
             ips=[_ip_config(a) for a in addresses],
-            network=addresses[0].network if request.ifname and addresses else "",
+            network=first.network if first else "",
+            container_id=first.container_id if first else "",
         )
 
     @translate_errors
