@@ -110,7 +110,9 @@ def controller_process(workdir: Path) -> ServiceProcess:
     return ServiceProcess(argv, sock, workdir / "controller.log")
 
 
-def agent_process(workdir: Path, controller: ServiceProcess, node: str = "node-1") -> ServiceProcess:
+def agent_process(
+    workdir: Path, controller: ServiceProcess, node: str = "node-1", extra: Iterable[str] = ()
+) -> ServiceProcess:
     sock = workdir / "agent.sock"
     argv = [
         sys.executable, "-m", "spiderpool_agent.main",
@@ -119,6 +121,7 @@ def agent_process(workdir: Path, controller: ServiceProcess, node: str = "node-1
         "--state-dir", str(workdir / "agent-state"),
         "--node", node,
         "--log-format", "console",
+        *extra,
     ]  # fmt: skip
     return ServiceProcess(argv, sock, workdir / "agent.log")
 

@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import count
 from pathlib import Path
@@ -316,3 +320,34 @@ class Stack:
     def apply(self, manifest: dict[str, Any]) -> None:
         stub = resource_pb2_grpc.ResourceServiceStub(self.channel)
         stub.Apply(resource_pb2.ApplyRequest(object_json=json.dumps(manifest)), timeout=DEADLINE)
+
+
+@contextmanager
+def running_stack(
+    prefix: str, pools: Iterable[dict[str, Any]], *, agent_args: Iterable[str] = ()
+) -> Iterator[Stack]:
+    """A controller and an agent process with ``pools`` applied and the shims installed;
+    everything is stopped and removed on exit."""
+    from tests.component.agent_harness import agent_process, controller_process  # noqa: PLC0415
+
+    workdir = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))  # short: unix socket paths
+    controller = controller_process(workdir)
+    agent = agent_process(workdir, controller, node=NODE, extra=agent_args)
+    channel: grpc.Channel | None = None
+    try:
+        start_service(controller)
+        channel = grpc.insecure_channel(controller.target)
+        bin_dir = workdir / "cni-bin"
+        installer = Path(sys.executable).parent / "spiderpool-install-cni"
+        subprocess.run([str(installer), "--bin-dir", str(bin_dir)], check=True, capture_output=True)
+        stack = Stack(workdir, bin_dir, controller, agent, channel)
+        for manifest in pools:
+            stack.apply(manifest)
+        start_service(agent)
+        yield stack
+    finally:
+        agent.stop()
+        controller.stop()
+        if channel is not None:
+            channel.close()
+        shutil.rmtree(workdir, ignore_errors=True)

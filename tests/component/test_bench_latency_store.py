@@ -10,7 +10,7 @@ from typing import Any
 from spiderpool_controller.store.sqlite import SqliteStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from latency_store import LatencyStore  # noqa: E402
+from latency_store import LatencyStore
 
 
 def obj(kind: str, name: str) -> dict[str, Any]:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 from spiderpool_common.errors import PoolExhausted, Unavailable
 from spiderpool_controller.ipam_engine import EngineSettings, IpamEngine
-from spiderpool_controller.store.contract import Obj, StaleResourceVersion, Store
+from spiderpool_controller.store.contract import Obj, ObjectNotFound, StaleResourceVersion, Store
 from spiderpool_controller.store.instrumented import InstrumentedStore
 from spiderpool_controller.store.sqlite import SqliteStore
 
@@ -315,3 +316,47 @@ async def test_a_conflicting_address_is_set_aside_so_the_retry_gets_another(tmp_
     assert (await engine.allocate(request(2))).ips[0].address == "10.14.0.2/24"
     now[0] += 61
     assert (await engine.allocate(request(3))).ips[0].address == "10.14.0.1/24"
+
+
+async def test_a_new_sandbox_takes_the_allocation_over_and_the_old_one_cannot_free_it(tmp_path: Path) -> None:
+    """ADD from a second container ID of the same pod UID answers the same address and rebinds the
+    records durably; a release on behalf of the first container frees nothing and names the holder."""
+    engine, store = await new_engine(tmp_path / "db")
+    await store.create(pool_manifest("p", "10.12.0.0/24", ["10.12.0.1-10.12.0.9"], default=True))
+    await engine.pool_changed(await store.get("SpiderIPPool", "p"))
+    first = await engine.allocate(request(1))
+    second = await engine.allocate(replace(request(1), container_id="cid-1-new"))
+    assert [a.address for a in second.ips] == [a.address for a in first.ips]
+    assert {r["containerID"] for r in (await allocated_in_store(store, "p")).values()} == {"cid-1-new"}
+    outcome = await engine.release("uid-1", "eth0", container_id="cid-1")
+    assert (outcome.released, outcome.holder) == ([], "cid-1-new")
+    released, errors = await engine.release_unlisted("node-1", "net-a", {("cid-1-new", "eth0")})
+    assert (released, errors) == ([], [])
+    outcome = await engine.release("uid-1", "eth0", container_id="cid-1-new")
+    assert [a.address for a in outcome.released] == [a.address for a in first.ips]
+    assert await allocated_in_store(store, "p") == {}
+    await engine.close()
+
+
+async def test_the_endpoint_view_is_repaired_continuously(tmp_path: Path) -> None:
+    """An endpoint deleted behind the engine's back is written again by the periodic resync,
+    without a restart."""
+    store = SqliteStore(tmp_path / "db")
+    await store.create(pool_manifest("p", "10.13.0.0/24", ["10.13.0.1-10.13.0.9"], default=True))
+    engine, _ = await new_engine(tmp_path / "db", store, endpoint_resync_s=0.05)
+    await engine.allocate(request(1))
+    await engine.flush_endpoints()
+    obj = await store.get("SpiderEndpoint", "pod-1", "ns")
+    await store.delete("SpiderEndpoint", "pod-1", "ns")
+    for _ in range(200):
+        await asyncio.sleep(0.02)
+        await engine.flush_endpoints()
+        try:
+            again = await store.get("SpiderEndpoint", "pod-1", "ns")
+            break
+        except ObjectNotFound:
+            continue
+    else:
+        raise AssertionError("the deleted endpoint was never written again")
+    assert again["status"] == obj["status"]
+    await engine.close()
