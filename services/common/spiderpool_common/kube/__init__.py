@@ -1,0 +1,1 @@
+"""Kubernetes API access shared by the controller and the agent (plain JSON, informers)."""

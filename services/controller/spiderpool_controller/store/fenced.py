@@ -1,0 +1,72 @@
+"""A Store whose writes pass a gate first: the leader's fencing in a cluster.
+
+Owns the rule that only the current leader writes IPAM state. Every write checks
+``may_write()`` immediately before it is handed to the inner store and raises ``NotLeader``
+(code 11: the agent retries, and reaches the new leader) when the gate is closed; reads and
+watches pass through. ``leader.LeaderElector.may_write`` closes the gate once the Lease
+could not be renewed within the renew deadline, before any other replica may take it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from spiderpool_common.errors import Unavailable
+
+from spiderpool_controller.store.contract import Obj, Store, WatchEvent
+
+
+class NotLeader(Unavailable):
+    reason = "NOT_LEADER"
+
+
+class FencedStore:
+    def __init__(self, inner: Store, may_write: Callable[[], bool]) -> None:
+        self.inner = inner
+        self._may_write = may_write
+
+    def _gate(self, what: str) -> None:
+        if not self._may_write():
+            raise NotLeader(f"{what}: this controller replica is not the leader; try again")
+
+    async def get(self, kind: str, name: str, namespace: str = "") -> Obj:
+        return await self.inner.get(kind, name, namespace)
+
+    async def list(
+        self, kind: str, namespace: str | None = None, label_selector: str | None = None
+    ) -> tuple[list[Obj], str]:
+        return await self.inner.list(kind, namespace, label_selector)
+
+    async def create(self, obj: Obj) -> Obj:
+        self._gate(f"create {obj.get('kind')}")
+        return await self.inner.create(obj)
+
+    async def update(self, obj: Obj) -> Obj:
+        self._gate(f"update {obj.get('kind')}")
+        return await self.inner.update(obj)
+
+    async def update_status(self, obj: Obj) -> Obj:
+        self._gate(f"update {obj.get('kind')} status")
+        return await self.inner.update_status(obj)
+
+    async def delete(
+        self, kind: str, name: str, namespace: str = "", resource_version: str | None = None
+    ) -> Obj | None:
+        self._gate(f"delete {kind}")
+        return await self.inner.delete(kind, name, namespace, resource_version)
+
+    def watch(
+        self,
+        kind: str,
+        namespace: str | None = None,
+        resource_version: str = "",
+        label_selector: str | None = None,
+    ) -> AsyncIterator[WatchEvent]:
+        return self.inner.watch(kind, namespace, resource_version, label_selector)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
