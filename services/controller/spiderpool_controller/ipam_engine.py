@@ -78,6 +78,14 @@ class EngineSettings:
     endpoint_resync_s: float = 30.0  # how often the SpiderEndpoints are compared with the records
 
 
+@dataclass(frozen=True)
+class HeldEntry:
+    pool: str
+    ip: int
+    record: AllocationRecord
+    sequence: int  # 0 for records loaded at start
+
+
 @dataclass
 class ReleaseOutcome:
     released: list[Address] = field(default_factory=list)
@@ -195,6 +203,19 @@ class IpamEngine:
     def owner_kind(self, identity: str, nic: str) -> str:
         """The owner kind recorded with the attachment's allocation ("" when unknown)."""
         return next((rec.owner_kind for *_, rec in self._ledger.records(identity, nic) if rec.owner_kind), "")
+
+    def allocation_sequence(self) -> int:
+        """The number of the latest take or rebind (GC reads it before it reads the pods)."""
+        return self._ledger.sequence
+
+    def held_records(self, pod_key: str | None = None) -> list[HeldEntry]:
+        """Every record (or those of pod ``namespace/name``) with its pool, address and number."""
+        out: list[HeldEntry] = []
+        for state in self._ledger.pools.values():
+            for ip, rec in state.allocated.items():
+                if pod_key is None or rec.pod == pod_key:
+                    out.append(HeldEntry(state.name, ip, rec, self._ledger.record_sequence(state.name, ip)))
+        return out
 
     def lookup(self, identity: str, nic: str) -> list[Address]:
         found = self.attachment(identity, nic)

@@ -44,6 +44,10 @@ class Ledger:
         self.index = AttachmentIndex()
         self.reserved_sets: dict[int, IPSet] = {4: IPSet.empty(4), 6: IPSet.empty(6)}
         self._writers: dict[str, PoolWriter] = {}
+        # A counter bumped by every take and rebind, remembered per address: GC judges only
+        # records whose number is not above the one it read before reading the pods.
+        self.sequence = 0
+        self._record_seq: dict[tuple[str, int], int] = {}
 
     # -- pools ------------------------------------------------------------------------
     def install(self, state: PoolState) -> None:
@@ -83,9 +87,18 @@ class Ledger:
         return out
 
     # -- changes in memory ------------------------------------------------------------
+    def _stamp(self, pool: str, ip: int) -> None:
+        self.sequence += 1
+        self._record_seq[(pool, ip)] = self.sequence
+
+    def record_sequence(self, pool: str, ip: int) -> int:
+        """The take/rebind number of the record at ``ip`` (0: loaded at start)."""
+        return self._record_seq.get((pool, ip), 0)
+
     def take(self, pool: str, ip: int, rec: AllocationRecord) -> Change:
         self.pools[pool].take(ip, rec)
         self.index.add(pool, ip, rec)
+        self._stamp(pool, ip)
         return Change(ip, rec, "take")
 
     def rebind(self, pool: str, ip: int, new: AllocationRecord) -> Change:
@@ -94,6 +107,7 @@ class Ledger:
         self.index.remove(pool, ip, old)
         state.allocated[ip] = new
         self.index.add(pool, ip, new)
+        self._stamp(pool, ip)
         return Change(ip, new, "rebind", previous=old)
 
     def give_back(self, pool: str, ip: int) -> Change | None:
