@@ -73,7 +73,7 @@ def node_ready(node: dict[str, Any] | None) -> bool:
         return False
     for cond in (node.get("status") or {}).get("conditions") or ():
         if cond.get("type") == "Ready":
-            return cond.get("status") == "True"
+            return bool(cond.get("status") == "True")
     return False
 
 
