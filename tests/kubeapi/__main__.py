@@ -22,14 +22,21 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=0, help="0 picks a free port")
     p.add_argument("--http", action="store_true", help="plain HTTP instead of HTTPS")
     p.add_argument("--kubeconfig", type=Path, help="also write the kubeconfig here")
-    p.add_argument("--state-dir", type=Path, help="where certificates and the kubeconfig go (default: a temp dir)")
+    p.add_argument(
+        "--state-dir", type=Path, help="where certificates and the kubeconfig go (default: a temp dir)"
+    )
     p.add_argument("--in-cluster", type=Path, help="write token, ca.crt and namespace into this directory")
     p.add_argument("--history", type=int, default=10_000, help="watch events kept (older RVs get 410)")
     p.add_argument("--rbac", action="store_true", help="enforce RBAC")
     p.add_argument("--token", help="the admin bearer token (default: random)")
     p.add_argument("--no-workload-status", action="store_true", help="do not fake Deployment/Job... status")
-    p.add_argument("--service-url", action="append", default=[], metavar="NS/NAME=URL",
-                   help="where a webhook service is reachable")  # fmt: skip
+    p.add_argument(
+        "--service-url",
+        action="append",
+        default=[],
+        metavar="NS/NAME=URL",
+        help="where a webhook service is reachable",
+    )
     return p.parse_args(argv)
 
 
@@ -40,9 +47,15 @@ async def _run(args: argparse.Namespace) -> None:
         ns, _, name = key.partition("/")
         services[(ns, name)] = url
     config = ServerConfig(
-        host=args.host, port=args.port, tls=not args.http, state_dir=args.state_dir, history_size=args.history,
-        rbac_enforce=args.rbac, fake_workload_status=not args.no_workload_status, service_urls=services,
-    )  # fmt: skip
+        host=args.host,
+        port=args.port,
+        tls=not args.http,
+        state_dir=args.state_dir,
+        history_size=args.history,
+        rbac_enforce=args.rbac,
+        fake_workload_status=not args.no_workload_status,
+        service_urls=services,
+    )
     if args.token:
         config.admin_token = args.token
     server = KubeApiServer(config)
@@ -53,7 +66,7 @@ async def _run(args: argparse.Namespace) -> None:
         info["kubeconfig"] = str(args.kubeconfig)
     if args.in_cluster:
         info["env"] = server.write_in_cluster(args.in_cluster)  # type: ignore[assignment]
-    print(json.dumps(info), flush=True)  # noqa: T201
+    print(json.dumps(info), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,9 +1,11 @@
-"""The admin endpoint (`/_kubeapi/...`) and its client: faults, counters, watches and RBAC from another process.
+"""The admin endpoint (`/_kubeapi/...`) and its client: faults, counters, watches and RBAC from another
+process.
 
 Only `system:masters` users (the kubeconfig's admin token) may call it. Routes (JSON in and out):
 
     GET    /_kubeapi/counts                 request counter {"create pods": 3, ...}; DELETE resets it
-    GET    /_kubeapi/faults                 armed rules; POST arms one (fields of faults.Rule); DELETE clears all
+    GET    /_kubeapi/faults                 armed rules; POST arms one (fields of faults.Rule); DELETE clears
+    all
     POST   /_kubeapi/write-delay            {"seconds": 0.01}: delay every write
     POST   /_kubeapi/pause | /resume        hold every API request until resumed
     POST   /_kubeapi/drop-watches           end every open watch stream
@@ -12,7 +14,8 @@ Only `system:masters` users (the kubeconfig's admin token) may call it. Routes (
     GET    /_kubeapi/denied                 requests RBAC denied; DELETE clears the record
     POST   /_kubeapi/rbac                   {"enforce": true}
     POST   /_kubeapi/tokens                 {"serviceAccount": "ns/name"} or {"user": "u", "groups": [...]}
-    POST   /_kubeapi/service-urls           {"namespace": "ns", "name": "svc", "url": "https://127.0.0.1:8443"}
+    POST   /_kubeapi/service-urls           {"namespace": "ns", "name": "svc", "url":
+    "https://127.0.0.1:8443"}
 """
 
 from __future__ import annotations
@@ -93,11 +96,11 @@ class AdminClient:
 
     def _call(self, method: str, route: str, body: Any = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self._url + PREFIX + route, data=data, method=method)  # noqa: S310
+        req = urllib.request.Request(self._url + PREFIX + route, data=data, method=method)
         req.add_header("Authorization", f"Bearer {self._token}")
         if data is not None:
             req.add_header("Content-Type", "application/json")
-        with urllib.request.urlopen(req, context=self._ctx, timeout=30) as resp:  # noqa: S310
+        with urllib.request.urlopen(req, context=self._ctx, timeout=30) as resp:
             return json.loads(resp.read())
 
     def counts(self) -> dict[str, int]:

@@ -2,9 +2,12 @@
 
 For each write the server builds an AdmissionReview v1 request (operation, kind/resource/subResource, name,
 namespace, object, oldObject on UPDATE/DELETE, dryRun, userInfo, options) and posts it to every webhook whose
-rules (operations, apiGroups, apiVersions, resources incl. `res/sub`, `*/status`, scope), namespaceSelector and
-objectSelector match, configurations in name order. `clientConfig.url` is called as given; `clientConfig.service`
-is resolved through `service_urls` (`(namespace, name)` -> base URL, the simulated cluster's service network) and
+rules (operations, apiGroups, apiVersions, resources incl. `res/sub`, `*/status`, scope), namespaceSelector
+and
+objectSelector match, configurations in name order. `clientConfig.url` is called as given;
+`clientConfig.service`
+is resolved through `service_urls` (`(namespace, name)` -> base URL, the simulated cluster's service network)
+and
 the certificate is verified against `caBundle` for the name `<name>.<namespace>.svc`, as a real server does.
 Mutating webhooks' JSONPatch responses are applied in order; denials and call failures (failurePolicy Fail,
 `timeoutSeconds`) become the real server's errors. Not modelled: matchConditions (CEL), reinvocationPolicy,
@@ -31,8 +34,10 @@ from .rbac import User
 from .selectors import selector_object_matcher
 
 Obj = dict[str, Any]
-_SKIPPED = {"admissionregistration.k8s.io/mutatingwebhookconfigurations",
-            "admissionregistration.k8s.io/validatingwebhookconfigurations"}  # fmt: skip
+_SKIPPED = {
+    "admissionregistration.k8s.io/mutatingwebhookconfigurations",
+    "admissionregistration.k8s.io/validatingwebhookconfigurations",
+}
 
 
 @dataclass
@@ -53,7 +58,7 @@ class Request:
 
 
 class Admission:
-    """The webhook caller; `configs(kind)` lists the stored configurations, `namespace_labels(ns)` reads labels."""
+    """The webhook caller: `configs(plural)` lists configurations, `namespace_labels(ns)` reads labels."""
 
     def __init__(
         self,
@@ -117,7 +122,11 @@ class Admission:
     def _target(self, webhook: Obj) -> tuple[str, ssl.SSLContext, str | None]:
         cc = webhook.get("clientConfig") or {}
         ca = cc.get("caBundle")
-        ctx = ssl.create_default_context(cadata=base64.b64decode(ca).decode()) if ca else ssl.create_default_context()
+        ctx = (
+            ssl.create_default_context(cadata=base64.b64decode(ca).decode())
+            if ca
+            else ssl.create_default_context()
+        )
         if cc.get("url"):
             return cc["url"], ctx, None
         svc = cc.get("service") or {}
@@ -163,14 +172,17 @@ class Admission:
             if self._session is None:
                 self._session = aiohttp.ClientSession()
             timeout = aiohttp.ClientTimeout(total=float(webhook.get("timeoutSeconds", 10)))
-            async with self._session.post(url, json=review, ssl=ctx, server_hostname=server_name,
-                                          timeout=timeout) as resp:  # fmt: skip
+            async with self._session.post(
+                url, json=review, ssl=ctx, server_hostname=server_name, timeout=timeout
+            ) as resp:
                 if resp.status != 200:
                     raise OSError(f"the server responded with status {resp.status}")
                 body = await resp.json(content_type=None)
             response = body.get("response") or {}
             if response.get("uid") != review["request"]["uid"]:
-                raise OSError(f"expected response.uid={review['request']['uid']!r}, got {response.get('uid')!r}")
+                raise OSError(
+                    f"expected response.uid={review['request']['uid']!r}, got {response.get('uid')!r}"
+                )
         except (OSError, aiohttp.ClientError, TimeoutError, ValueError, ssl.SSLError) as exc:
             if webhook.get("failurePolicy", "Fail") == "Ignore":
                 return None

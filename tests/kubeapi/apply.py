@@ -1,9 +1,12 @@
 """Server-side apply and `managedFields`: a minimal field-ownership model.
 
-Each manager's entry in `metadata.managedFields` holds the set of fields it owns (FieldsV1). An apply merges the
-applied configuration into the live object (maps recursively, keyed lists by their keys: the builtin merge keys of
+Each manager's entry in `metadata.managedFields` holds the set of fields it owns (FieldsV1). An apply merges
+the
+applied configuration into the live object (maps recursively, keyed lists by their keys: the builtin merge
+keys of
 `patch.py`, or `x-kubernetes-list-type: map` keys of a CRD schema; other lists atomically), then removes the
-fields this manager applied last time and no longer applies, unless another manager owns them: so an upgrade that
+fields this manager applied last time and no longer applies, unless another manager owns them: so an upgrade
+that
 drops a field removes it, as the real server does. Updates (PUT and the other patches) take ownership of the
 fields they change. Not modelled (known gaps): apply conflicts between managers (409 without `force`), the
 client-side-apply upgrade path, ownership of individual `status` fields.
@@ -19,9 +22,18 @@ from .patch import MERGE_KEYS, PRIMITIVE_MERGE
 
 Path = tuple[str, ...]
 _UNTRACKED_META = {
-    "name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp", "managedFields",
-    "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "generateName",
-}  # fmt: skip
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "managedFields",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "selfLink",
+    "generateName",
+}
 
 
 def _keying(field: str, parent: str, schema: dict[str, Any] | None, builtin: bool) -> tuple[str, list[str]]:
@@ -66,16 +78,17 @@ def field_set(obj: Any, schema: dict[str, Any] | None, builtin: bool, status: bo
         if k in ("apiVersion", "kind") or (k == "status") != status:
             continue
         if k == "metadata" and isinstance(v, dict):
-            v = {mk: mv for mk, mv in v.items() if mk not in _UNTRACKED_META}
-            if not v:
-                continue
-            _walk(v, ("f:metadata",), None, True, "", out)
+            tracked = {mk: mv for mk, mv in v.items() if mk not in _UNTRACKED_META}
+            if tracked:
+                _walk(tracked, ("f:metadata",), None, True, "", out)
             continue
         _walk(v, (f"f:{k}",), _sub(schema, k), builtin, k, out)
     return out
 
 
-def _walk(value: Any, path: Path, schema: dict[str, Any] | None, builtin: bool, field: str, out: set[Path]) -> None:
+def _walk(
+    value: Any, path: Path, schema: dict[str, Any] | None, builtin: bool, field: str, out: set[Path]
+) -> None:
     if isinstance(value, dict) and value:
         for k, v in value.items():
             _walk(v, (*path, f"f:{k}"), _sub(schema, k), builtin, k, out)
@@ -125,7 +138,9 @@ def from_fields_v1(tree: Any, prefix: Path = ()) -> set[Path]:
     return out
 
 
-def _merge(live: Any, applied: Any, schema: dict[str, Any] | None, builtin: bool, field: str, parent: str) -> Any:
+def _merge(
+    live: Any, applied: Any, schema: dict[str, Any] | None, builtin: bool, field: str, parent: str
+) -> Any:
     if isinstance(applied, dict) and isinstance(live, dict):
         out = copy.deepcopy(live)
         for k, v in applied.items():
@@ -143,7 +158,9 @@ def _merge(live: Any, applied: Any, schema: dict[str, Any] | None, builtin: bool
             items_schema = schema.get("items") if schema else None
             out_list = copy.deepcopy(live)
             for item in applied:
-                idx = next((i for i, c in enumerate(out_list) if _item_key(c, keys) == _item_key(item, keys)), None)
+                idx = next(
+                    (i for i, c in enumerate(out_list) if _item_key(c, keys) == _item_key(item, keys)), None
+                )
                 if idx is None:
                     out_list.append(copy.deepcopy(item))
                 else:
@@ -207,12 +224,19 @@ def apply(
     status: bool = False,
 ) -> dict[str, Any]:
     """The live object after `manager` applied `applied` (see the module docstring for what is modelled)."""
-    body = {k: v for k, v in applied.items() if (k == "status") == status or k in ("apiVersion", "kind", "metadata")}
-    merged = _merge(live, body, schema, builtin, "", "")
+    body = {
+        k: v
+        for k, v in applied.items()
+        if (k == "status") == status or k in ("apiVersion", "kind", "metadata")
+    }
+    merged: dict[str, Any] = _merge(live, body, schema, builtin, "", "")
     new_fields = field_set(applied, schema, builtin, status)
     sub = "status" if status else ""
-    mine = [e for e in entries(live) if e.get("manager") == manager and e.get("operation") == "Apply"
-            and e.get("subresource", "") == sub]  # fmt: skip
+    mine = [
+        e
+        for e in entries(live)
+        if e.get("manager") == manager and e.get("operation") == "Apply" and e.get("subresource", "") == sub
+    ]
     others = set().union(*(from_fields_v1(e.get("fieldsV1")) for e in entries(live) if e not in mine))
     prev = set().union(*(from_fields_v1(e.get("fieldsV1")) for e in mine))
     for path in sorted(prev - new_fields - others, key=len, reverse=True):
@@ -238,7 +262,11 @@ def record(
         same = e.get("manager") == manager and e.get("operation") == operation
         if same and e.get("subresource", "") == subresource:
             continue
-        rest = from_fields_v1(e.get("fieldsV1")) - fields if operation == "Update" else from_fields_v1(e.get("fieldsV1"))
+        rest = (
+            from_fields_v1(e.get("fieldsV1")) - fields
+            if operation == "Update"
+            else from_fields_v1(e.get("fieldsV1"))
+        )
         if rest:
             kept.append({**e, "fieldsV1": to_fields_v1(rest)})
     if fields:
@@ -256,8 +284,13 @@ def record(
     obj.setdefault("metadata", {})["managedFields"] = kept
 
 
-def changed_fields(old: dict[str, Any] | None, new: dict[str, Any], schema: dict[str, Any] | None, builtin: bool,
-                   status: bool = False) -> set[Path]:  # fmt: skip
+def changed_fields(
+    old: dict[str, Any] | None,
+    new: dict[str, Any],
+    schema: dict[str, Any] | None,
+    builtin: bool,
+    status: bool = False,
+) -> set[Path]:
     """Fields of `new` whose value differs from `old` (what an Update takes ownership of)."""
     before = _values(old or {}, schema, builtin, status)
     after = _values(new, schema, builtin, status)
@@ -267,7 +300,9 @@ def changed_fields(old: dict[str, Any] | None, new: dict[str, Any], schema: dict
 _MISSING = object()
 
 
-def _values(obj: dict[str, Any], schema: dict[str, Any] | None, builtin: bool, status: bool) -> dict[Path, Any]:
+def _values(
+    obj: dict[str, Any], schema: dict[str, Any] | None, builtin: bool, status: bool
+) -> dict[Path, Any]:
     out = {}
     for p in field_set(obj, schema, builtin, status):
         out[p] = _value_at(obj, p)

@@ -1,7 +1,9 @@
 """CustomResourceDefinitions: their defaults, checks, status conditions and the resources they serve.
 
-A CRD the server accepts is served at once: `types()` gives the `ResourceType` of every served version (with its
-schema, printer columns and selectable fields) for the registry, and `with_status()` writes what a real server's
+A CRD the server accepts is served at once: `types()` gives the `ResourceType` of every served version (with
+its
+schema, printer columns and selectable fields) for the registry, and `with_status()` writes what a real
+server's
 CRD controllers write: `acceptedNames`, `storedVersions` and the `NamesAccepted` and `Established` conditions
 (kubectl wait and Helm's watcher wait on them). Name conflicts between CRDs are not detected (a known gap).
 """
@@ -42,19 +44,30 @@ def check(crd: Obj) -> list[Cause]:
         causes.append(Cause("FieldValueRequired", "Required value", "spec.names.kind"))
     if spec.get("scope") not in ("Namespaced", "Cluster"):
         causes.append(
-            Cause("FieldValueNotSupported", f'Unsupported value: "{spec.get("scope", "")}": supported values: '
-                  '"Cluster", "Namespaced"', "spec.scope"))
+            Cause(
+                "FieldValueNotSupported",
+                f'Unsupported value: "{spec.get("scope", "")}": supported values: "Cluster", "Namespaced"',
+                "spec.scope",
+            )
+        )
     versions = spec.get("versions") or []
-    if not versions:
-        causes.append(Cause("FieldValueInvalid", "must have exactly one version marked as storage version",
-                            "spec.versions"))
-    elif sum(1 for v in versions if v.get("storage")) != 1:
-        causes.append(Cause("FieldValueInvalid", "must have exactly one version marked as storage version",
-                            "spec.versions"))
+    if not versions or sum(1 for v in versions if v.get("storage")) != 1:
+        causes.append(
+            Cause(
+                "FieldValueInvalid",
+                "must have exactly one version marked as storage version",
+                "spec.versions",
+            )
+        )
     name = meta(crd).get("name", "")
     if names.get("plural") and group and name != f"{names['plural']}.{group}":
-        causes.append(Cause("FieldValueInvalid", f'Invalid value: "{name}": must be spec.names.plural+"."+'
-                            "spec.group", "metadata.name"))
+        causes.append(
+            Cause(
+                "FieldValueInvalid",
+                f'Invalid value: "{name}": must be spec.names.plural+"."+spec.group',
+                "metadata.name",
+            )
+        )
     return causes
 
 
@@ -92,7 +105,7 @@ def with_status(crd: Obj, now: str) -> Obj:
     """The CRD with the status its controllers would write: names accepted, established, stored versions."""
     spec = crd["spec"]
     status = crd.setdefault("status", {})
-    status["acceptedNames"] = {k: v for k, v in spec["names"].items()}
+    status["acceptedNames"] = dict(spec["names"])
     stored = list(status.get("storedVersions") or [])
     for v in spec.get("versions") or []:
         if v.get("storage") and v["name"] not in stored:
@@ -103,7 +116,13 @@ def with_status(crd: Obj, now: str) -> Obj:
     def cond(ctype: str, reason: str, message: str) -> dict[str, Any]:
         prev = old.get(ctype)
         since = prev["lastTransitionTime"] if prev and prev.get("status") == "True" else now
-        return {"type": ctype, "status": "True", "lastTransitionTime": since, "reason": reason, "message": message}
+        return {
+            "type": ctype,
+            "status": "True",
+            "lastTransitionTime": since,
+            "reason": reason,
+            "message": message,
+        }
 
     status["conditions"] = [
         cond("NamesAccepted", "NoConflicts", "no conflicts found"),

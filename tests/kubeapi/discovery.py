@@ -1,4 +1,5 @@
-"""API discovery, aggregated (`apidiscovery.k8s.io` v2 and v2beta1) and legacy, computed from the live registry.
+"""API discovery, aggregated (`apidiscovery.k8s.io` v2 and v2beta1) and legacy, computed from the live
+registry.
 
 One function builds the aggregated documents and the legacy ones are derived from the same registry, so a CRD
 created a moment ago is listed by the next `/apis` call (kubectl re-discovers on a mapping miss).
@@ -17,8 +18,7 @@ def wants_aggregated(accept: str) -> str | None:
     """The aggregated discovery version the client asked for first (`v2`/`v2beta1`), or None for legacy."""
     for part in accept.split(","):
         if "as=APIGroupDiscoveryList" in part and f"g={AGGREGATED}" in part:
-            for token in part.split(";"):
-                token = token.strip()
+            for token in (t.strip() for t in part.split(";")):
                 if token.startswith("v="):
                     return token[2:]
     return None
@@ -38,7 +38,9 @@ def _resource(rt: ResourceType) -> dict[str, Any]:
     if rt.categories:
         out["categories"] = list(rt.categories)
     if rt.status:
-        out["subresources"] = [{"subresource": "status", "responseKind": gvk, "verbs": ["get", "patch", "update"]}]
+        out["subresources"] = [
+            {"subresource": "status", "responseKind": gvk, "verbs": ["get", "patch", "update"]}
+        ]
     return out
 
 
@@ -61,7 +63,12 @@ def aggregated(registry: Registry, core: bool, version: str) -> dict[str, Any]:
                 ],
             }
         )
-    return {"kind": "APIGroupDiscoveryList", "apiVersion": f"{AGGREGATED}/{version}", "metadata": {}, "items": items}
+    return {
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": f"{AGGREGATED}/{version}",
+        "metadata": {},
+        "items": items,
+    }
 
 
 def api_versions() -> dict[str, Any]:
@@ -108,7 +115,14 @@ def api_resource_list(registry: Registry, group: str, version: str) -> dict[str,
             entry["categories"] = list(rt.categories)
         resources.append(entry)
         if rt.status:
-            resources.append({"name": f"{rt.plural}/status", "singularName": "", "namespaced": rt.namespaced,
-                              "kind": rt.kind, "verbs": ["get", "patch", "update"]})  # fmt: skip
+            resources.append(
+                {
+                    "name": f"{rt.plural}/status",
+                    "singularName": "",
+                    "namespaced": rt.namespaced,
+                    "kind": rt.kind,
+                    "verbs": ["get", "patch", "update"],
+                }
+            )
     gv = f"{group}/{version}" if group else version
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}

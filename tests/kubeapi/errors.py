@@ -1,7 +1,8 @@
 """Errors as the real API server reports them: a `Status` body with reason, code and details.
 
 Every refusal in this package is an `ApiError`; the server turns it into the JSON `Status` that kubectl and
-the client libraries render verbatim (reference section 2.6), so the messages follow the real server's wording.
+the client libraries render verbatim (reference section 2.6), so the messages follow the real server's
+wording.
 """
 
 from __future__ import annotations

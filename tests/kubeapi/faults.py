@@ -3,7 +3,8 @@
 Thread-safe (a test thread arms a fault while the server's loop reads it). A `Rule` matches requests by verb,
 resource (`pods`, `spiderippools/status`), namespace and name (None = any) and either answers with an error
 (`status` 409 gives a real-shaped Conflict, anything else an InternalError-style Status) for its next `count`
-matches, or adds `delay` seconds. `write_delay` delays every write; `pause()` holds every request until `resume()`.
+matches, or adds `delay` seconds. `write_delay` delays every write; `pause()` holds every request until
+`resume()`.
 The counter counts every request by (verb, resource) after authentication, e.g. `("create", "pods")`.
 """
 
@@ -67,8 +68,14 @@ class Faults:
         """The next `n` matching requests answer 409 Conflict."""
         return self.add(Rule(verb=verb, resource=resource, status=409, count=n, **kw))
 
-    def errors(self, n: int | None, status: int = 500, verb: str | None = None, resource: str | None = None,
-               **kw: Any) -> Rule:  # fmt: skip
+    def errors(
+        self,
+        n: int | None,
+        status: int = 500,
+        verb: str | None = None,
+        resource: str | None = None,
+        **kw: Any,
+    ) -> Rule:
         """The next `n` (None: all) matching requests answer `status` (500 by default)."""
         return self.add(Rule(verb=verb, resource=resource, status=status, count=n, **kw))
 

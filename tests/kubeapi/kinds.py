@@ -1,8 +1,10 @@
-"""What the server serves: one `ResourceType` per group/version/resource, builtin kinds from a table, CRDs added live.
+"""What the server serves: one `ResourceType` per group/version/resource, builtin kinds from a table, CRDs
+added live.
 
 The builtin kinds are the `BUILTIN` table below: adding a kind is one line. A CRD contributes one
 `ResourceType` per served version (objects are stored once per group/resource, so every served version sees
-them; conversion is `None`, i.e. only `apiVersion` changes). The registry is what discovery, OpenAPI, routing and
+them; conversion is `None`, i.e. only `apiVersion` changes). The registry is what discovery, OpenAPI, routing
+and
 admission read, so a CRD is served the instant it is created.
 """
 
@@ -91,13 +93,16 @@ def _b(
     )
 
 
-_POD_FIELDS = "spec.nodeName status.phase spec.restartPolicy spec.schedulerName spec.serviceAccountName status.podIP"
+_POD_FIELDS = (
+    "spec.nodeName status.phase spec.restartPolicy spec.schedulerName spec.serviceAccountName status.podIP"
+)
 _EVENT_FIELDS = (
     "involvedObject.kind involvedObject.namespace involvedObject.name involvedObject.uid "
     "involvedObject.apiVersion involvedObject.resourceVersion involvedObject.fieldPath reason type source"
 )
 
-#: The builtin kinds: group/version, kind, plural, scope, short names, categories, status subresource, field labels.
+#: The builtin kinds: group/version, kind, plural, scope, short names, categories, status subresource, field
+# labels.
 BUILTIN: tuple[ResourceType, ...] = (
     _b("v1", "Namespace", "namespaces", "cluster", "ns", status=True, fields="status.phase"),
     _b("v1", "Pod", "pods", "ns", "po", "all", status=True, fields=_POD_FIELDS),
@@ -121,15 +126,38 @@ BUILTIN: tuple[ResourceType, ...] = (
     _b("rbac.authorization.k8s.io/v1", "ClusterRole", "clusterroles", "cluster"),
     _b("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings", "ns"),
     _b("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "clusterrolebindings", "cluster"),
-    _b("apiextensions.k8s.io/v1", "CustomResourceDefinition", "customresourcedefinitions", "cluster", "crd crds",
-       "api-extensions", status=True),
-    _b("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations",
-       "cluster", cats="api-extensions"),
-    _b("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration", "validatingwebhookconfigurations",
-       "cluster", cats="api-extensions"),
-    _b("authorization.k8s.io/v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", "cluster",
-       verbs=("create",), stored=False),
-)  # fmt: skip
+    _b(
+        "apiextensions.k8s.io/v1",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        "cluster",
+        "crd crds",
+        "api-extensions",
+        status=True,
+    ),
+    _b(
+        "admissionregistration.k8s.io/v1",
+        "MutatingWebhookConfiguration",
+        "mutatingwebhookconfigurations",
+        "cluster",
+        cats="api-extensions",
+    ),
+    _b(
+        "admissionregistration.k8s.io/v1",
+        "ValidatingWebhookConfiguration",
+        "validatingwebhookconfigurations",
+        "cluster",
+        cats="api-extensions",
+    ),
+    _b(
+        "authorization.k8s.io/v1",
+        "SelfSubjectAccessReview",
+        "selfsubjectaccessreviews",
+        "cluster",
+        verbs=("create",),
+        stored=False,
+    ),
+)
 
 
 class Registry:

@@ -2,7 +2,8 @@
 
 `write_kubeconfig()` writes one cluster/user/context named `kubeapi`; `write_in_cluster()` writes the
 service-account directory (`token`, `ca.crt`, `namespace`) and returns the `KUBERNETES_SERVICE_HOST`/`PORT`
-environment, so a program using in-cluster configuration can be pointed at the server (client libraries read the
+environment, so a program using in-cluster configuration can be pointed at the server (client libraries read
+the
 directory from a fixed path, so tests pass it through their own settings or patch the path).
 """
 
@@ -14,7 +15,9 @@ from pathlib import Path
 import yaml
 
 
-def kubeconfig(server: str, token: str, ca_pem: bytes | None, namespace: str = "default") -> dict[str, object]:
+def kubeconfig(
+    server: str, token: str, ca_pem: bytes | None, namespace: str = "default"
+) -> dict[str, object]:
     cluster: dict[str, object] = {"server": server}
     if ca_pem is not None:
         cluster["certificate-authority-data"] = base64.b64encode(ca_pem).decode()
@@ -23,21 +26,26 @@ def kubeconfig(server: str, token: str, ca_pem: bytes | None, namespace: str = "
         "kind": "Config",
         "clusters": [{"name": "kubeapi", "cluster": cluster}],
         "users": [{"name": "kubeapi", "user": {"token": token}}],
-        "contexts": [{"name": "kubeapi", "context": {"cluster": "kubeapi", "user": "kubeapi", "namespace": namespace}}],
+        "contexts": [
+            {"name": "kubeapi", "context": {"cluster": "kubeapi", "user": "kubeapi", "namespace": namespace}}
+        ],
         "current-context": "kubeapi",
         "preferences": {},
     }
 
 
-def write_kubeconfig(path: Path, server: str, token: str, ca_pem: bytes | None, namespace: str = "default") -> Path:
+def write_kubeconfig(
+    path: Path, server: str, token: str, ca_pem: bytes | None, namespace: str = "default"
+) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(kubeconfig(server, token, ca_pem, namespace), sort_keys=False))
     path.chmod(0o600)
     return path
 
 
-def write_in_cluster(directory: Path, host: str, port: int, token: str, ca_pem: bytes | None,
-                     namespace: str = "default") -> dict[str, str]:  # fmt: skip
+def write_in_cluster(
+    directory: Path, host: str, port: int, token: str, ca_pem: bytes | None, namespace: str = "default"
+) -> dict[str, str]:
     """The service-account files; returns the environment an in-cluster client reads."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "token").write_text(token)

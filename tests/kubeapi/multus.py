@@ -1,4 +1,5 @@
-"""Multus' NetworkAttachmentDefinition CRD (`k8s.cni.cncf.io/v1`), installed at start as in a cluster with Multus.
+"""Multus' NetworkAttachmentDefinition CRD (`k8s.cni.cncf.io/v1`), installed at start as in a cluster with
+Multus.
 
 Choice: served through a real stored CRD object rather than a builtin table entry, so `kubectl get crd` lists
 it, discovery and OpenAPI treat it like any CRD, and its schema (the upstream one: `spec.config` a string) is
@@ -30,19 +31,24 @@ NAD_CRD: dict[str, Any] = {
                 "schema": {
                     "openAPIV3Schema": {
                         "description": "NetworkAttachmentDefinition is a CRD schema specified by the Network "
-                        "Plumbing Working Group to express the intent for attaching pods to one or more logical "
-                        "or physical networks.",
+                        "Plumbing Working Group to express the intent for attaching pods to one or more "
+                        "logical or physical networks.",
                         "type": "object",
                         "properties": {
                             "apiVersion": {"type": "string"},
                             "kind": {"type": "string"},
                             "metadata": {"type": "object"},
                             "spec": {
-                                "description": "NetworkAttachmentDefinition spec defines the desired state of a "
-                                "network attachment",
+                                "description": "NetworkAttachmentDefinition spec defines the desired state "
+                                "of a network attachment",
                                 "type": "object",
-                                "properties": {"config": {"description": "NetworkAttachmentDefinition config is a "
-                                                          "JSON-formatted CNI configuration", "type": "string"}},
+                                "properties": {
+                                    "config": {
+                                        "description": "NetworkAttachmentDefinition config is a "
+                                        "JSON-formatted CNI configuration",
+                                        "type": "string",
+                                    }
+                                },
                             },
                         },
                     }
@@ -50,4 +56,4 @@ NAD_CRD: dict[str, Any] = {
             }
         ],
     },
-}  # fmt: skip
+}

@@ -1,8 +1,10 @@
 """Patches: JSON merge patch (RFC 7386), JSON patch (RFC 6902) and strategic merge patch for builtin kinds.
 
 Strategic merge patch knows the merge keys of the common builtin list fields (`MERGE_KEYS`: containers, env,
-volumes... by name, volumeMounts by mountPath, container ports by containerPort, service ports by port) and the
-`$patch` (replace/delete/merge), `$setElementOrder/<list>`, `$deleteFromPrimitiveList/<list>` and `$retainKeys`
+volumes... by name, volumeMounts by mountPath, container ports by containerPort, service ports by port) and
+the
+`$patch` (replace/delete/merge), `$setElementOrder/<list>`, `$deleteFromPrimitiveList/<list>` and
+`$retainKeys`
 directives; lists without a known merge key are replaced whole, as for fields with no patch strategy. Custom
 resources refuse it with 415, as the real server does.
 """
@@ -55,7 +57,8 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return out
 
 
-# --- RFC 6902 --------------------------------------------------------------------------------------------------
+# --- RFC 6902
+# --------------------------------------------------------------------------------------------------
 
 
 def _unescape(token: str) -> str:
@@ -144,7 +147,9 @@ def json_patch(doc: Any, ops: Any) -> Any:
     if isinstance(ops, dict):
         raise ApiError(400, "json: cannot unmarshal object into Go value of type jsonpatch.Patch")
     if not isinstance(ops, list):
-        raise ApiError(400, f"json: cannot unmarshal {type(ops).__name__} into Go value of type jsonpatch.Patch")
+        raise ApiError(
+            400, f"json: cannot unmarshal {type(ops).__name__} into Go value of type jsonpatch.Patch"
+        )
     out = copy.deepcopy(doc)
     for op in ops:
         if not isinstance(op, dict) or "op" not in op:
@@ -158,7 +163,11 @@ def json_patch(doc: Any, ops: Any) -> Any:
                 out = _remove(out, tokens)
             elif name == "replace":
                 _get(out, tokens)
-                out = _add(_remove(out, tokens), tokens, copy.deepcopy(op.get("value"))) if tokens else op["value"]
+                out = (
+                    _add(_remove(out, tokens), tokens, copy.deepcopy(op.get("value")))
+                    if tokens
+                    else op["value"]
+                )
             elif name in ("move", "copy"):
                 src = _pointer(op.get("from", ""))
                 value = copy.deepcopy(_get(out, src))
@@ -171,16 +180,23 @@ def json_patch(doc: Any, ops: Any) -> Any:
             else:
                 raise ValueError(f"Unexpected kind: {name}")
         except (ValueError, IndexError, KeyError, TypeError) as exc:
-            raise ApiError(422, f"the server rejected our request due to an error in our request: {exc}") from exc
+            raise ApiError(
+                422, f"the server rejected our request due to an error in our request: {exc}"
+            ) from exc
     return out
 
 
-# --- strategic merge patch -------------------------------------------------------------------------------------
+# --- strategic merge patch
+# -------------------------------------------------------------------------------------
 
 
 def _merge_key(field: str, parent_field: str) -> str | None:
     if field == "ports":
-        return "containerPort" if parent_field in ("containers", "initContainers", "ephemeralContainers") else "port"
+        return (
+            "containerPort"
+            if parent_field in ("containers", "initContainers", "ephemeralContainers")
+            else "port"
+        )
     return MERGE_KEYS.get(field)
 
 
@@ -235,7 +251,9 @@ def _strip_directives(value: Any) -> Any:
 def _merge_list(original: Any, patch: list[Any], field: str, parent_field: str) -> list[Any]:
     current = copy.deepcopy(original) if isinstance(original, list) else []
     if any(isinstance(p, dict) and p.get("$patch") == "replace" for p in patch):
-        return [_strip_directives(p) for p in patch if not (isinstance(p, dict) and p.get("$patch") == "replace")]
+        return [
+            _strip_directives(p) for p in patch if not (isinstance(p, dict) and p.get("$patch") == "replace")
+        ]
     if field in PRIMITIVE_MERGE:
         return current + [v for v in patch if v not in current]
     key = _merge_key(field, parent_field)
@@ -244,7 +262,9 @@ def _merge_list(original: Any, patch: list[Any], field: str, parent_field: str) 
     for item in patch:
         if key not in item:
             raise ApiError(422, f"map: {item} does not contain declared merge key: {key}")
-        idx = next((i for i, c in enumerate(current) if isinstance(c, dict) and c.get(key) == item[key]), None)
+        idx = next(
+            (i for i, c in enumerate(current) if isinstance(c, dict) and c.get(key) == item[key]), None
+        )
         if item.get("$patch") == "delete":
             if idx is not None:
                 del current[idx]

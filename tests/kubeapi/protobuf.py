@@ -1,9 +1,12 @@
 """A small decoder for Kubernetes protobuf request bodies (`application/vnd.kubernetes.protobuf`).
 
 Typed clientsets (kubectl's imperative `create namespace/configmap/secret`, Helm's release storage) send the
-`k8s\\x00` envelope: `runtime.Unknown{typeMeta{apiVersion, kind}, raw}` where `raw` is the object's own message.
-Decoded here: Secret, ConfigMap, Namespace and the ObjectMeta subset they use (field numbers from the published
-`generated.proto` messages). Anything else is a 415, as from a server that cannot decode it. Responses are JSON.
+`k8s\\x00` envelope: `runtime.Unknown{typeMeta{apiVersion, kind}, raw}` where `raw` is the object's own
+message.
+Decoded here: Secret, ConfigMap, Namespace and the ObjectMeta subset they use (field numbers from the
+published
+`generated.proto` messages). Anything else is a 415, as from a server that cannot decode it. Responses are
+JSON.
 """
 
 from __future__ import annotations
@@ -165,7 +168,9 @@ _DECODERS = {"Secret": _secret, "ConfigMap": _configmap, "Namespace": _namespace
 def decode(body: bytes) -> dict[str, Any]:
     """A JSON-shaped object from a protobuf request body; 415 for kinds this decoder does not know."""
     if not body.startswith(MAGIC):
-        raise ApiError(400, "the body of the request was in an unknown format: missing the k8s protobuf magic")
+        raise ApiError(
+            400, "the body of the request was in an unknown format: missing the k8s protobuf magic"
+        )
     try:
         api_version = kind = ""
         raw = b""
@@ -183,7 +188,8 @@ def decode(body: bytes) -> dict[str, Any]:
             raise ApiError(
                 415,
                 f"the body of the request was in an unknown format - accepted media types include: "
-                f"application/json, application/yaml (protobuf decoding of {kind or 'this kind'} is not implemented)",
+                "application/json, application/yaml "
+                f"(protobuf decoding of {kind or 'this kind'} is not implemented)",
             )
         obj = decoder(raw)
     except ValueError as exc:

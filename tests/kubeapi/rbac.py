@@ -1,9 +1,11 @@
 """Who is asking (bearer tokens) and whether they may (RBAC over the stored Roles, ClusterRoles and bindings).
 
 Authentication maps bearer tokens to users; `service_account_token()` mints one for
-`system:serviceaccount:<ns>:<name>` with the groups the real token authenticator gives. Requests without a token
+`system:serviceaccount:<ns>:<name>` with the groups the real token authenticator gives. Requests without a
+token
 are `system:anonymous`; an unknown token is a 401. Authorization is off by default (everything allowed, like
-`AlwaysAllow`); with `enforce=True` every request is checked against the stored RBAC objects (verbs, apiGroups,
+`AlwaysAllow`); with `enforce=True` every request is checked against the stored RBAC objects (verbs,
+apiGroups,
 resources incl. `<res>/<sub>` and `*`, resourceNames, nonResourceURLs with a trailing `*`), members of
 `system:masters` are always allowed, and a denial is a 403 with the real message and is recorded in `denied`.
 The bootstrap roles a real cluster grants every authenticated user for discovery are stored at start.
@@ -148,7 +150,9 @@ class Authorizer:
             return True
         bindings = [(b, "") for b in self._lookup("rbac.authorization.k8s.io/clusterrolebindings", None)]
         if a.namespace:
-            bindings += [(b, a.namespace) for b in self._lookup("rbac.authorization.k8s.io/rolebindings", a.namespace)]
+            bindings += [
+                (b, a.namespace) for b in self._lookup("rbac.authorization.k8s.io/rolebindings", a.namespace)
+            ]
         for binding, ns in bindings:
             if not any(_subject_matches(s, a.user, ns) for s in binding.get("subjects") or []):
                 continue
@@ -162,10 +166,18 @@ class Authorizer:
         if not self.enforce or self.allowed(a):
             return
         with self._lock:
-            self.denied.append({
-                "user": a.user.name, "verb": a.verb, "group": a.group, "resource": a.resource,
-                "subresource": a.subresource, "namespace": a.namespace, "name": a.name, "path": a.path,
-            })  # fmt: skip
+            self.denied.append(
+                {
+                    "user": a.user.name,
+                    "verb": a.verb,
+                    "group": a.group,
+                    "resource": a.resource,
+                    "subresource": a.subresource,
+                    "namespace": a.namespace,
+                    "name": a.name,
+                    "path": a.path,
+                }
+            )
         raise forbidden(a)
 
     def take_denied(self) -> list[dict[str, Any]]:
@@ -196,26 +208,65 @@ def bootstrap_objects() -> list[Obj]:
     """The discovery roles every real cluster binds to all users, and cluster-admin."""
 
     def role(name: str, rules: list[Obj]) -> Obj:
-        return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-                "metadata": {"name": name, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}},
-                "rules": rules}  # fmt: skip
+        return {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}},
+            "rules": rules,
+        }
 
     def binding(name: str, groups: list[str]) -> Obj:
-        return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-                "metadata": {"name": name, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": g} for g in groups]}  # fmt: skip
+        return {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": [
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": g} for g in groups
+            ],
+        }
 
-    discovery_urls = ["/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/readyz", "/openapi", "/openapi/*",
-                      "/version", "/version/"]  # fmt: skip
+    discovery_urls = [
+        "/api",
+        "/api/*",
+        "/apis",
+        "/apis/*",
+        "/healthz",
+        "/livez",
+        "/readyz",
+        "/openapi",
+        "/openapi/*",
+        "/version",
+        "/version/",
+    ]
     return [
-        role("cluster-admin", [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
-                               {"nonResourceURLs": ["*"], "verbs": ["*"]}]),  # fmt: skip
+        role(
+            "cluster-admin",
+            [
+                {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+                {"nonResourceURLs": ["*"], "verbs": ["*"]},
+            ],
+        ),
         role("system:discovery", [{"nonResourceURLs": discovery_urls, "verbs": ["get"]}]),
-        role("system:basic-user", [{"apiGroups": ["authorization.k8s.io"], "verbs": ["create"],
-                                    "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"]}]),  # fmt: skip
-        role("system:public-info-viewer", [{"nonResourceURLs": ["/healthz", "/livez", "/readyz", "/version",
-                                                                "/version/"], "verbs": ["get"]}]),  # fmt: skip
+        role(
+            "system:basic-user",
+            [
+                {
+                    "apiGroups": ["authorization.k8s.io"],
+                    "verbs": ["create"],
+                    "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
+                }
+            ],
+        ),
+        role(
+            "system:public-info-viewer",
+            [
+                {
+                    "nonResourceURLs": ["/healthz", "/livez", "/readyz", "/version", "/version/"],
+                    "verbs": ["get"],
+                }
+            ],
+        ),
         binding("cluster-admin", ["system:masters"]),
         binding("system:discovery", ["system:authenticated"]),
         binding("system:basic-user", ["system:authenticated"]),

@@ -1,11 +1,15 @@
 """The semantics of each REST verb on a resource: what the real API server does between decoding and storage.
 
-Create, get, list, update (PUT), patch (merge, JSON, strategic, apply), delete and deletecollection, for the main
+Create, get, list, update (PUT), patch (merge, JSON, strategic, apply), delete and deletecollection, for the
+main
 resource and the `status` subresource, in the real server's order: decode + strict field check, defaulting,
 mutating webhooks, schema validation, validating webhooks, then compare-and-swap storage. Here live:
-resourceVersion preconditions (409), `generation` (bumped only by changes outside metadata and status), the status
-subresource split, generateName, uid/creationTimestamp, namespace existence (404) and termination, `dryRun=All`,
-finalizers and `deletionTimestamp` (202), delete preconditions, owner-reference garbage collection (background,
+resourceVersion preconditions (409), `generation` (bumped only by changes outside metadata and status), the
+status
+subresource split, generateName, uid/creationTimestamp, namespace existence (404) and termination,
+`dryRun=All`,
+finalizers and `deletionTimestamp` (202), delete preconditions, owner-reference garbage collection
+(background,
 foreground, orphan), namespace deletion, CRD registration, managedFields and the fake workload status.
 HTTP (routing, content negotiation, watch streams) is `server.py`'s.
 """
@@ -47,8 +51,16 @@ from .store import Event, Obj, Store, meta
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 _SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_SERVER_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation",
-                "resourceVersion", "selfLink", "managedFields")  # fmt: skip
+_SERVER_META = (
+    "uid",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "generation",
+    "resourceVersion",
+    "selfLink",
+    "managedFields",
+)
 NAMESPACES = "/namespaces"
 CRDS = "apiextensions.k8s.io/customresourcedefinitions"
 
@@ -108,7 +120,9 @@ def _without_managed(obj: Obj) -> Obj:
 class Api:
     """The REST verbs over one store and registry."""
 
-    def __init__(self, store: Store, registry: Registry, admission: Admission, fake_workload_status: bool = True):
+    def __init__(
+        self, store: Store, registry: Registry, admission: Admission, fake_workload_status: bool = True
+    ):
         self.store = store
         self.registry = registry
         self.admission = admission
@@ -148,21 +162,27 @@ class Api:
 
         return match
 
-    def list(self, ctx: Ctx) -> tuple[list[Obj], str, str, int]:
+    def list_page(self, ctx: Ctx) -> tuple[list[Obj], str, str, int]:
         """Matching objects, the list's resourceVersion, a continue token and the remaining count."""
         match = self.matcher(ctx)
         rv = str(self.store.revision)
-        items = [self.present(ctx.rt, o) for o in self.store.list(ctx.rt.key) if match(o)]
+        items = [self.present(ctx.rt, o) for o in self.store.objects(ctx.rt.key) if match(o)]
         start: list[str] | None = None
         if ctx.query.get("continue"):
             try:
                 token = json.loads(base64.urlsafe_b64decode(ctx.query["continue"]))
                 rv, start = str(token["rv"]), list(token["start"])
             except (ValueError, KeyError, TypeError) as exc:
-                raise bad_request("continue key is not valid: incorrect encoded start resourceVersion") from exc
+                raise bad_request(
+                    "continue key is not valid: incorrect encoded start resourceVersion"
+                ) from exc
             if int(rv) < self.store.compacted:
-                raise ApiError(410, "The provided continue parameter is too old to display a consistent list "
-                               "result. You can start a new list without the continue parameter.", reason="Expired")  # fmt: skip
+                raise ApiError(
+                    410,
+                    "The provided continue parameter is too old to display a consistent list "
+                    "result. You can start a new list without the continue parameter.",
+                    reason="Expired",
+                )
             items = [o for o in items if [meta(o).get("namespace", ""), meta(o)["name"]] > start]
         limit = int(ctx.query.get("limit", "0") or 0)
         if limit > 0 and len(items) > limit:
@@ -200,18 +220,26 @@ class Api:
         if not isinstance(obj, dict):
             raise bad_request("the object provided is unrecognized (must be of type object)")
         api_version, kind = obj.get("apiVersion"), obj.get("kind")
-        if api_version and api_version != ctx.rt.group_version and not (ctx.rt.crd and api_version.startswith(
-                ctx.rt.group + "/")):  # fmt: skip
-            raise bad_request(f"the API version in the data ({api_version}) does not match the expected API "
-                              f"version ({ctx.rt.group_version})")  # fmt: skip
+        if (
+            api_version
+            and api_version != ctx.rt.group_version
+            and not (ctx.rt.crd and api_version.startswith(ctx.rt.group + "/"))
+        ):
+            raise bad_request(
+                f"the API version in the data ({api_version}) does not match the expected API "
+                f"version ({ctx.rt.group_version})"
+            )
         if kind and kind != ctx.rt.kind:
-            raise bad_request(f"the kind in the data ({kind}) does not match the expected kind ({ctx.rt.kind})")
+            raise bad_request(
+                f"the kind in the data ({kind}) does not match the expected kind ({ctx.rt.kind})"
+            )
         obj["apiVersion"], obj["kind"] = ctx.rt.group_version, ctx.rt.kind
         m = meta(obj)
         if ctx.rt.namespaced:
             if m.get("namespace") and ctx.namespace and m["namespace"] != ctx.namespace:
-                raise bad_request("the namespace of the provided object does not match the namespace sent on "
-                                  "the request")  # fmt: skip
+                raise bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
             m["namespace"] = ctx.namespace or m.get("namespace", "")
         else:
             m.pop("namespace", None)
@@ -246,11 +274,20 @@ class Api:
         if causes:
             raise invalid(rt.kind, rt.group, name, causes)
 
-    async def _admit(self, ctx: Ctx, op: str, obj: Obj | None, old: Obj | None, warnings: list[str]) -> Obj | None:
+    async def _admit(
+        self, ctx: Ctx, op: str, obj: Obj | None, old: Obj | None, warnings: list[str]
+    ) -> Obj | None:
         req = AdmissionRequest(
-            rt=ctx.rt, operation=op, name=meta(obj or old or {}).get("name", ""), namespace=ctx.namespace,
-            user=ctx.user, obj=obj, old=old, subresource=ctx.subresource, dry_run=ctx.dry_run,
-        )  # fmt: skip
+            rt=ctx.rt,
+            operation=op,
+            name=meta(obj or old or {}).get("name", ""),
+            namespace=ctx.namespace,
+            user=ctx.user,
+            obj=obj,
+            old=old,
+            subresource=ctx.subresource,
+            dry_run=ctx.dry_run,
+        )
         out = await self.admission.mutate(req)
         if out is not None:
             out = self._structural(ctx, out, None)
@@ -293,15 +330,27 @@ class Api:
 
     # --- create --------------------------------------------------------------------------------------------
 
-    async def create(self, ctx: Ctx, body: Any, manager_op: str = "Update", applied: Obj | None = None) -> Result:
+    async def create(
+        self, ctx: Ctx, body: Any, manager_op: str = "Update", applied: Obj | None = None
+    ) -> Result:
         rt = ctx.rt
         obj = self._decode_check(ctx, body)
         m = meta(obj)
         if not m.get("name") and m.get("generateName"):
-            m["name"] = m["generateName"] + "".join(random.choices(_NAME_CHARS, k=5))  # noqa: S311
+            m["name"] = m["generateName"] + "".join(random.choices(_NAME_CHARS, k=5))
         if not m.get("name"):
-            raise invalid(rt.kind, rt.group, "", [Cause("FieldValueRequired", "Required value: name or "
-                                                        "generateName is required", "metadata.name")])  # fmt: skip
+            raise invalid(
+                rt.kind,
+                rt.group,
+                "",
+                [
+                    Cause(
+                        "FieldValueRequired",
+                        "Required value: name or generateName is required",
+                        "metadata.name",
+                    )
+                ],
+            )
         ctx.name = m["name"]
         if not rt.namespaced and rt.key == NAMESPACES:
             ctx.namespace = ""
@@ -346,17 +395,30 @@ class Api:
         obj = self._decode_check(ctx, body)
         m = meta(obj)
         if m.get("name") and m["name"] != ctx.name:
-            raise bad_request(f"the name of the object ({m['name']}) does not match the name on the URL "
-                              f"({ctx.name})")  # fmt: skip
+            raise bad_request(
+                f"the name of the object ({m['name']}) does not match the name on the URL ({ctx.name})"
+            )
         rv = m.get("resourceVersion")
         if rv and rv != meta(old)["resourceVersion"]:
             raise conflict(rt.plural, rt.group, ctx.name, MODIFIED)
         if not rv and rt.crd:
-            raise invalid(rt.kind, rt.group, ctx.name, [Cause("FieldValueInvalid", "Invalid value: 0x0: must be "
-                                                              "specified for an update", "metadata.resourceVersion")])  # fmt: skip
+            raise invalid(
+                rt.kind,
+                rt.group,
+                ctx.name,
+                [
+                    Cause(
+                        "FieldValueInvalid",
+                        "Invalid value: 0x0: must be specified for an update",
+                        "metadata.resourceVersion",
+                    )
+                ],
+            )
         return await self._update(ctx, old, obj, "Update")
 
-    async def _update(self, ctx: Ctx, old: Obj, obj: Obj, operation: str, applied: Obj | None = None) -> Result:
+    async def _update(
+        self, ctx: Ctx, old: Obj, obj: Obj, operation: str, applied: Obj | None = None
+    ) -> Result:
         """The shared tail of PUT and PATCH: status split, admission, validation, generation, storage."""
         rt = ctx.rt
         status_write = ctx.subresource == "status"
@@ -371,8 +433,15 @@ class Api:
         else:
             new = obj
             nm, om = meta(new), meta(old)
-            kept = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation",
-                    "namespace", "name") + (() if operation == "Apply" else ("managedFields",))  # fmt: skip
+            kept = (
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+                "namespace",
+                "name",
+            ) + (() if operation == "Apply" else ("managedFields",))
             for k in kept:
                 if k in om:
                     nm[k] = om[k]
@@ -393,8 +462,16 @@ class Api:
             meta(new)["generation"] = int(meta(old).get("generation", 0)) + 1
         if operation != "Apply":
             fields = ssa.changed_fields(old, new, rt.schema, not rt.crd, status_write)
-            ssa.record(new, old, ctx.field_manager, "Update", fields, rt.group_version, now(),
-                       "status" if status_write else "")  # fmt: skip
+            ssa.record(
+                new,
+                old,
+                ctx.field_manager,
+                "Update",
+                fields,
+                rt.group_version,
+                now(),
+                "status" if status_write else "",
+            )
         if rt.key == CRDS:
             crds.with_status(new, now())
         meta(new)["resourceVersion"] = meta(old)["resourceVersion"]
@@ -414,10 +491,14 @@ class Api:
     async def patch(self, ctx: Ctx, body: bytes, content_type: str) -> Result:
         rt = ctx.rt
         ct = content_type.split(";", 1)[0].strip().lower()
-        if ct not in (JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, APPLY_PATCH) or (ct == STRATEGIC_PATCH and rt.crd):
-            raise ApiError(415, f"the body of the request was in an unknown format - accepted media types include: "
-                           f"{JSON_PATCH}, {MERGE_PATCH}, {APPLY_PATCH}"
-                           + ("" if rt.crd else f", {STRATEGIC_PATCH}"))  # fmt: skip
+        if ct not in (JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, APPLY_PATCH) or (
+            ct == STRATEGIC_PATCH and rt.crd
+        ):
+            raise ApiError(
+                415,
+                f"the body of the request was in an unknown format - accepted media types include: "
+                f"{JSON_PATCH}, {MERGE_PATCH}, {APPLY_PATCH}" + ("" if rt.crd else f", {STRATEGIC_PATCH}"),
+            )
         try:
             patch = yaml.safe_load(body) if ct == APPLY_PATCH else json.loads(body or b"null")
         except (ValueError, yaml.YAMLError) as exc:
@@ -432,11 +513,15 @@ class Api:
             patched = json_patch(old, patch)
         elif ct == MERGE_PATCH:
             if not isinstance(patch, dict):
-                raise bad_request("json: cannot unmarshal array into Go value of type map[string]interface {}")
+                raise bad_request(
+                    "json: cannot unmarshal array into Go value of type map[string]interface {}"
+                )
             patched = merge_patch(old, patch)
         else:
             if not isinstance(patch, dict):
-                raise bad_request("json: cannot unmarshal array into Go value of type map[string]interface {}")
+                raise bad_request(
+                    "json: cannot unmarshal array into Go value of type map[string]interface {}"
+                )
             patched = strategic_merge(old, patch)
         if not isinstance(patched, dict):
             raise bad_request("the patch produced a non-object")
@@ -444,8 +529,10 @@ class Api:
         if rv and rv != meta(old)["resourceVersion"]:
             raise conflict(rt.plural, rt.group, ctx.name, MODIFIED)
         if meta(patched).get("name", ctx.name) != ctx.name:
-            raise bad_request(f"the name of the object ({meta(patched)['name']}) does not match the name on the "
-                              f"URL ({ctx.name})")  # fmt: skip
+            raise bad_request(
+                f"the name of the object ({meta(patched)['name']}) does not match the name on the "
+                f"URL ({ctx.name})"
+            )
         patched = self._decode_check(ctx, patched)
         return await self._update(ctx, old, patched, "Update")
 
@@ -455,7 +542,9 @@ class Api:
             raise bad_request("error decoding YAML: apply patches must set apiVersion and kind")
         name = meta(applied).get("name")
         if name and name != ctx.name:
-            raise bad_request(f"the name of the object ({name}) does not match the name on the URL ({ctx.name})")
+            raise bad_request(
+                f"the name of the object ({name}) does not match the name on the URL ({ctx.name})"
+            )
         applied = self._decode_check(ctx, copy.deepcopy(applied))
         if rt.schema is not None:
             pruned, unknown = schema.prune(applied, rt.schema)
@@ -470,8 +559,9 @@ class Api:
             meta(body)["name"] = ctx.name
             return await self.create(ctx, body, manager_op="Apply", applied=applied)
         old = self.present(rt, current)
-        merged = ssa.apply(old, applied, ctx.field_manager, rt.schema, not rt.crd, now(),
-                           status=ctx.subresource == "status")  # fmt: skip
+        merged = ssa.apply(
+            old, applied, ctx.field_manager, rt.schema, not rt.crd, now(), status=ctx.subresource == "status"
+        )
         return await self._update(ctx, old, merged, "Apply", applied)
 
     # --- delete --------------------------------------------------------------------------------------------
@@ -482,11 +572,20 @@ class Api:
         pre = options.get("preconditions") or {}
         m = meta(old)
         if pre.get("uid") and pre["uid"] != m.get("uid"):
-            raise conflict(rt.plural, rt.group, ctx.name, f"Precondition failed: UID in precondition: {pre['uid']}, "
-                           f"UID in object meta: {m.get('uid')}")  # fmt: skip
+            raise conflict(
+                rt.plural,
+                rt.group,
+                ctx.name,
+                f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta: {m.get('uid')}",
+            )
         if pre.get("resourceVersion") and pre["resourceVersion"] != m.get("resourceVersion"):
-            raise conflict(rt.plural, rt.group, ctx.name, f"Precondition failed: ResourceVersion in precondition: "
-                           f"{pre['resourceVersion']}, ResourceVersion in object meta: {m.get('resourceVersion')}")  # fmt: skip
+            raise conflict(
+                rt.plural,
+                rt.group,
+                ctx.name,
+                f"Precondition failed: ResourceVersion in precondition: "
+                f"{pre['resourceVersion']}, ResourceVersion in object meta: {m.get('resourceVersion')}",
+            )
         warnings: list[str] = []
         await self._admit(ctx, "DELETE", None, old, warnings)
         policy = options.get("propagationPolicy") or ctx.query.get("propagationPolicy") or "Background"
@@ -497,18 +596,29 @@ class Api:
         return Result(code, self.present(rt, out), warnings)
 
     async def delete_collection(self, ctx: Ctx, options: Obj) -> Result:
-        items, rv, _, _ = self.list(ctx)
+        items, _, _, _ = self.list_page(ctx)
         deleted = []
         for obj in items:
-            sub = Ctx(ctx.rt, meta(obj).get("namespace", ""), meta(obj)["name"], "", ctx.query, ctx.user,
-                      ctx.user_agent)  # fmt: skip
+            sub = Ctx(
+                ctx.rt,
+                meta(obj).get("namespace", ""),
+                meta(obj)["name"],
+                "",
+                ctx.query,
+                ctx.user,
+                ctx.user_agent,
+            )
             try:
                 deleted.append((await self.delete(sub, options)).body)
             except ApiError as exc:
                 if exc.code != 404:
                     raise
-        body = {"kind": ctx.rt.list_kind, "apiVersion": ctx.rt.group_version,
-                "metadata": {"resourceVersion": str(self.store.revision)}, "items": deleted}  # fmt: skip
+        body = {
+            "kind": ctx.rt.list_kind,
+            "apiVersion": ctx.rt.group_version,
+            "metadata": {"resourceVersion": str(self.store.revision)},
+            "items": deleted,
+        }
         return Result(200, body)
 
     def delete_object(self, key: str, obj: Obj, policy: str = "Background") -> tuple[int, Obj]:
@@ -558,14 +668,14 @@ class Api:
         ns = self._namespace_obj(name)
         if ns is None or not meta(ns).get("deletionTimestamp") or meta(ns).get("finalizers"):
             return None
-        if any(k[1] == name for k in self.store.keys()):
+        if any(k[1] == name for k in self.store.keys()):  # noqa: SIM118 (Store.keys is a method)
             return None
         return 200, self.store.remove(NAMESPACES, ns)
 
     def _delete_custom_resources(self, crd: Obj) -> None:
         spec = crd.get("spec") or {}
         key = f"{spec.get('group', '')}/{(spec.get('names') or {}).get('plural', '')}"
-        for obj in self.store.list(key):
+        for obj in self.store.objects(key):
             meta(obj)["finalizers"] = []  # the CRD's cleanup finalizer removes instances unconditionally
             self.store.remove(key, obj)
 
@@ -636,7 +746,9 @@ class Api:
         if rt.key == CRDS:
             self.registry.add_crd(meta(stored)["name"], crds.types(stored))
             return
-        if self.fake_workload_status and (old is None or meta(old).get("generation") != meta(stored).get("generation")):
+        if self.fake_workload_status and (
+            old is None or meta(old).get("generation") != meta(stored).get("generation")
+        ):
             nodes = self.store.count("/nodes")
             status = workloads.status_for(rt.key, stored, nodes, now())
             if status is not None:
@@ -648,22 +760,35 @@ class Api:
 def _name_problem(rt: ResourceType, name: str) -> Cause | None:
     if rt.crd:
         if name in (".", "..") or "/" in name or "%" in name:
-            return Cause("FieldValueInvalid", f'Invalid value: "{name}": may not contain \'/\' or \'%\'',
-                         "metadata.name")  # fmt: skip
+            return Cause(
+                "FieldValueInvalid", f"Invalid value: \"{name}\": may not contain '/' or '%'", "metadata.name"
+            )
         return None
     if rt.key == NAMESPACES:
         if not _LABEL.fullmatch(name) or len(name) > 63:
-            return Cause("FieldValueInvalid", f'Invalid value: "{name}": a lowercase RFC 1123 label must consist of '
-                         "lower case alphanumeric characters or '-', and must start and end with an alphanumeric "
-                         "character (e.g. 'my-name',  or '123-abc', regex used for validation is "
-                         "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')", "metadata.name")  # fmt: skip
+            return Cause(
+                "FieldValueInvalid",
+                f'Invalid value: "{name}": a lowercase RFC 1123 label must consist of '
+                "lower case alphanumeric characters or '-', and must start and end with an alphanumeric "
+                "character (e.g. 'my-name',  or '123-abc', regex used for validation is "
+                "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+                "metadata.name",
+            )
         return None
-    if rt.key in ("rbac.authorization.k8s.io/clusterroles", "rbac.authorization.k8s.io/roles",
-                  "rbac.authorization.k8s.io/clusterrolebindings", "rbac.authorization.k8s.io/rolebindings"):  # fmt: skip
+    if rt.key in (
+        "rbac.authorization.k8s.io/clusterroles",
+        "rbac.authorization.k8s.io/roles",
+        "rbac.authorization.k8s.io/clusterrolebindings",
+        "rbac.authorization.k8s.io/rolebindings",
+    ):
         return None  # RBAC names are path segments ("system:discovery")
     if not _SUBDOMAIN.fullmatch(name) or len(name) > 253:
-        return Cause("FieldValueInvalid", f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of '
-                     "lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric "
-                     "character (e.g. 'example.com', regex used for validation is "
-                     r"'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')", "metadata.name")  # fmt: skip
+        return Cause(
+            "FieldValueInvalid",
+            f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of '
+            "lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric "
+            "character (e.g. 'example.com', regex used for validation is "
+            r"'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+            "metadata.name",
+        )
     return None

@@ -3,7 +3,8 @@
 The order is the real server's: null values of non-nullable fields are dropped, unknown fields are pruned (and
 reported, for `fieldValidation=Strict`/`Warn`), defaults are filled wherever the enclosing object exists, then
 the value validations run and report `Cause`s with the real messages (`spec.ipVersion: Unsupported value: 7:
-supported values: "4", "6"`). The root `apiVersion`/`kind`/`metadata` are not the schema's business (the server
+supported values: "4", "6"`). The root `apiVersion`/`kind`/`metadata` are not the schema's business (the
+server
 checks metadata itself), nor is `x-kubernetes-validations` (CEL is not evaluated: a known gap).
 """
 
@@ -32,7 +33,7 @@ def _join(path: str, key: str) -> str:
 
 
 def prune(value: Any, schema: Schema, path: str = "", root: bool = True) -> tuple[Any, list[str]]:
-    """Drop unknown fields (and nulls of non-nullable fields); returns the pruned value and the unknown paths."""
+    """Drop unknown fields and nulls of non-nullable fields; returns the pruned value and unknown paths."""
     unknown: list[str] = []
     if isinstance(value, dict) and (schema.get("type") == "object" or "properties" in schema or root):
         preserve = bool(schema.get("x-kubernetes-preserve-unknown-fields"))
@@ -144,7 +145,10 @@ def _format_ok(value: str, fmt: str) -> bool:
         elif fmt == "mac":
             return re.fullmatch(r"([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}", value) is not None
         elif fmt == "hostname":
-            return re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", value) is not None
+            return (
+                re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", value)
+                is not None
+            )
     except ValueError:
         return False
     return True  # formats the server does not check (int32, int64, byte, password...) accept anything
@@ -155,24 +159,47 @@ def validate(value: Any, schema: Schema, path: str = "", root: bool = True) -> l
     causes: list[Cause] = []
     if value is None:
         if not schema.get("nullable") and not root:
-            causes.append(Cause("FieldValueTypeInvalid", f'Invalid value: "null": {path} in body must be of type '
-                                f'{schema.get("type", "object")}: "null"', path))
+            causes.append(
+                Cause(
+                    "FieldValueTypeInvalid",
+                    f'Invalid value: "null": {path} in body must be of type '
+                    f'{schema.get("type", "object")}: "null"',
+                    path,
+                )
+            )
         return causes
     typ = schema.get("type")
     int_or_string = schema.get("x-kubernetes-int-or-string")
     if int_or_string:
         if not (isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))):
-            causes.append(Cause("FieldValueTypeInvalid", f"Invalid value: {_go(value)}: {path} in body must be of "
-                                f"type integer,string: {_go(_type_name(value))}", path))
+            causes.append(
+                Cause(
+                    "FieldValueTypeInvalid",
+                    f"Invalid value: {_go(value)}: {path} in body must be of "
+                    f"type integer,string: {_go(_type_name(value))}",
+                    path,
+                )
+            )
             return causes
     elif typ and not _type_ok(value, typ):
-        causes.append(Cause("FieldValueTypeInvalid", f"Invalid value: {_go(_type_name(value))}: {path} in body "
-                            f"must be of type {typ}: {_go(_type_name(value))}", path))
+        causes.append(
+            Cause(
+                "FieldValueTypeInvalid",
+                f"Invalid value: {_go(_type_name(value))}: {path} in body "
+                f"must be of type {typ}: {_go(_type_name(value))}",
+                path,
+            )
+        )
         return causes
     if "enum" in schema and value not in schema["enum"]:
         supported = ", ".join(json.dumps(e if isinstance(e, str) else _go(e)) for e in schema["enum"])
-        causes.append(Cause("FieldValueNotSupported", f"Unsupported value: {_go(value)}: supported values: "
-                            f"{supported}", path))
+        causes.append(
+            Cause(
+                "FieldValueNotSupported",
+                f"Unsupported value: {_go(value)}: supported values: {supported}",
+                path,
+            )
+        )
     causes += _value_checks(value, schema, path)
     if isinstance(value, dict):
         props = _props(schema)
@@ -198,11 +225,21 @@ def validate(value: Any, schema: Schema, path: str = "", root: bool = True) -> l
     for sub in schema.get("allOf") or []:
         causes += validate(value, sub, path, root=root)
     if schema.get("anyOf") and not any(not validate(value, s, path, root) for s in schema["anyOf"]):
-        causes.append(Cause("FieldValueInvalid", f"Invalid value: {_go(value)}: {path} in body must match "
-                            "at least one schema in anyOf", path))
+        causes.append(
+            Cause(
+                "FieldValueInvalid",
+                f"Invalid value: {_go(value)}: {path} in body must match at least one schema in anyOf",
+                path,
+            )
+        )
     if schema.get("oneOf") and sum(1 for s in schema["oneOf"] if not validate(value, s, path, root)) != 1:
-        causes.append(Cause("FieldValueInvalid", f"Invalid value: {_go(value)}: {path} in body must match "
-                            "exactly one schema in oneOf", path))
+        causes.append(
+            Cause(
+                "FieldValueInvalid",
+                f"Invalid value: {_go(value)}: {path} in body must match exactly one schema in oneOf",
+                path,
+            )
+        )
     return causes
 
 
@@ -229,8 +266,11 @@ def _value_checks(value: Any, schema: Schema, path: str) -> list[Cause]:
         if "minLength" in schema and len(value) < schema["minLength"]:
             bad(f"should be at least {schema['minLength']} chars long")
         if "maxLength" in schema and len(value) > schema["maxLength"]:
-            out.append(Cause("FieldValueTooLong", f"Too long: may not be more than {schema['maxLength']} bytes",
-                             path))
+            out.append(
+                Cause(
+                    "FieldValueTooLong", f"Too long: may not be more than {schema['maxLength']} bytes", path
+                )
+            )
         if "pattern" in schema and re.search(schema["pattern"], value) is None:
             bad(f"should match '{schema['pattern']}'")
         if "format" in schema and not _format_ok(value, schema["format"]):
@@ -239,12 +279,22 @@ def _value_checks(value: Any, schema: Schema, path: str) -> list[Cause]:
         if "minItems" in schema and len(value) < schema["minItems"]:
             bad(f"should have at least {schema['minItems']} items")
         if "maxItems" in schema and len(value) > schema["maxItems"]:
-            out.append(Cause("FieldValueTooMany", f"Too many: {len(value)}: must have at most "
-                             f"{schema['maxItems']} items", path))
+            out.append(
+                Cause(
+                    "FieldValueTooMany",
+                    f"Too many: {len(value)}: must have at most {schema['maxItems']} items",
+                    path,
+                )
+            )
     if isinstance(value, dict):
         if "minProperties" in schema and len(value) < schema["minProperties"]:
             bad(f"should have at least {schema['minProperties']} properties")
         if "maxProperties" in schema and len(value) > schema["maxProperties"]:
-            out.append(Cause("FieldValueTooMany", f"Too many: {len(value)}: must have at most "
-                             f"{schema['maxProperties']} items", path))
+            out.append(
+                Cause(
+                    "FieldValueTooMany",
+                    f"Too many: {len(value)}: must have at most {schema['maxProperties']} items",
+                    path,
+                )
+            )
     return out

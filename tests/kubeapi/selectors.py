@@ -1,8 +1,11 @@
-"""Label and field selectors: the query-string forms (`labelSelector`, `fieldSelector`) and `LabelSelector` objects.
+"""Label and field selectors: the query-string forms (`labelSelector`, `fieldSelector`) and `LabelSelector`
+objects.
 
 Label selectors accept `=`, `==`, `!=`, `in (...)`, `notin (...)`, `key` (exists) and `!key`, comma-separated;
-field selectors accept `=`, `==`, `!=` on the field labels a kind supports (metadata.name and metadata.namespace
-always; others per kind, as listed in `kinds.py`). Malformed selectors and unsupported field labels are 400s with
+field selectors accept `=`, `==`, `!=` on the field labels a kind supports (metadata.name and
+metadata.namespace
+always; others per kind, as listed in `kinds.py`). Malformed selectors and unsupported field labels are 400s
+with
 the real server's messages.
 """
 
@@ -67,30 +70,30 @@ def parse_label_selector(text: str | None) -> Matcher:
     return lambda labels: all(r(labels) for r in reqs)
 
 
+def _expression(key: str, op: str, values: set[str]) -> Matcher:
+    if op == "In":
+        return lambda labels: labels.get(key) in values
+    if op == "NotIn":
+        return lambda labels: labels.get(key) not in values
+    if op == "Exists":
+        return lambda labels: key in labels
+    if op == "DoesNotExist":
+        return lambda labels: key not in labels
+    raise ApiError(400, f'"{op}" is not a valid label selector operator')
+
+
 def selector_object_matcher(selector: Mapping[str, Any] | None) -> Matcher:
-    """A matcher for a `LabelSelector` object (`matchLabels` + `matchExpressions`); None/{} matches everything."""
+    """A matcher for a `LabelSelector` object (matchLabels + matchExpressions); None/{} matches all."""
     if not selector:
         return lambda labels: True
-    reqs: list[Matcher] = []
-    for k, v in (selector.get("matchLabels") or {}).items():
-        reqs.append(lambda labels, k=k, v=v: labels.get(k) == v)
+    reqs = [_expression(k, "In", {v}) for k, v in (selector.get("matchLabels") or {}).items()]
     for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr.get("key", ""), expr.get("operator", ""), set(expr.get("values") or [])
-        if op == "In":
-            reqs.append(lambda labels, key=key, values=values: labels.get(key) in values)
-        elif op == "NotIn":
-            reqs.append(lambda labels, key=key, values=values: labels.get(key) not in values)
-        elif op == "Exists":
-            reqs.append(lambda labels, key=key: key in labels)
-        elif op == "DoesNotExist":
-            reqs.append(lambda labels, key=key: key not in labels)
-        else:
-            raise ApiError(400, f'"{op}" is not a valid label selector operator')
+        reqs.append(_expression(expr.get("key", ""), expr.get("operator", ""), set(expr.get("values") or [])))
     return lambda labels: all(r(labels) for r in reqs)
 
 
 def field_value(obj: Mapping[str, Any], path: str) -> str:
-    """The string form of a dotted field path (`spec.nodeName`), "" when absent, as field selectors compare."""
+    """The string form of a dotted field path (`spec.nodeName`), "" when absent: compared by selectors."""
     cur: Any = obj
     for part in path.split("."):
         if not isinstance(cur, Mapping):
@@ -113,11 +116,13 @@ def parse_field_selector(text: str | None, supported: tuple[str, ...]) -> Callab
         m = re.fullmatch(r"([A-Za-z0-9._-]+)\s*(==|=|!=)\s*(.*)", part)
         if not m:
             raise ApiError(400, f"invalid selector: '{text}'; can't understand '{part}'")
-        path, op, value = m.group(1), m.group(2), m.group(3)
-        if path not in allowed:
-            raise ApiError(400, f'field label not supported: {path}')
-        if op == "!=":
-            reqs.append(lambda obj, p=path, v=value: field_value(obj, p) != v)
-        else:
-            reqs.append(lambda obj, p=path, v=value: field_value(obj, p) == v)
+        if m.group(1) not in allowed:
+            raise ApiError(400, f"field label not supported: {m.group(1)}")
+        reqs.append(_field_requirement(m.group(1), m.group(2) == "!=", m.group(3)))
     return lambda obj: all(r(obj) for r in reqs)
+
+
+def _field_requirement(path: str, negate: bool, value: str) -> Callable[[Mapping[str, Any]], bool]:
+    if negate:
+        return lambda obj: field_value(obj, path) != value
+    return lambda obj: field_value(obj, path) == value

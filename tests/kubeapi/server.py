@@ -1,7 +1,9 @@
 """The HTTP(S) server: routing, content negotiation, watch streams, and the wiring of every other module.
 
-`KubeApiServer` is an asyncio object (`await start()`, `await stop()`); `ServerThread` runs one on a background
-event loop for synchronous tests. Each request is authenticated (bearer token), counted and checked against the
+`KubeApiServer` is an asyncio object (`await start()`, `await stop()`); `ServerThread` runs one on a
+background
+event loop for synchronous tests. Each request is authenticated (bearer token), counted and checked against
+the
 injected faults (pause, delay, errors), authorized (RBAC when enforced), then routed: discovery, OpenAPI and
 `/version` here; resources to `rest.Api`; watches are streamed from `store.Store` here, with resourceVersion
 replay, synthetic ADDED events for "0"/absent, the 410 ERROR event, bookmarks, `sendInitialEvents` and
@@ -32,7 +34,7 @@ from .admission import Admission
 from .certs import CertificateAuthority
 from .errors import MODIFIED, ApiError, bad_request, conflict
 from .faults import Faults
-from .kinds import ResourceType, Registry
+from .kinds import Registry, ResourceType
 from .kubeconfig import write_in_cluster, write_kubeconfig
 from .multus import NAD_CRD
 from .rbac import Attributes, Authenticator, Authorizer, User, bootstrap_objects
@@ -46,7 +48,7 @@ NOT_FOUND = "the server could not find the requested resource"
 
 
 def go_bool(value: str | None) -> bool:
-    """The API server's query-parameter boolean: absent is false, `0`/`f`/`false` (any case) false, else true."""
+    """The API server's query boolean: absent, `0`, `f`, `false` (any case) are false, anything else true."""
     if value is None:
         return False
     return value.lower() not in ("0", "f", "false")
@@ -64,11 +66,19 @@ class ServerConfig:
     history_size: int = 10_000  # watch events kept; older resourceVersions get 410 Expired
     fake_workload_status: bool = True  # see workloads.py
     rbac_enforce: bool = False
-    service_urls: dict[tuple[str, str], str] = field(default_factory=dict)  # (ns, service) -> base URL (webhooks)
+    service_urls: dict[tuple[str, str], str] = field(
+        default_factory=dict
+    )  # (ns, service) -> base URL (webhooks)
     install_multus_crd: bool = True  # NetworkAttachmentDefinition served as an installed CRD, as with Multus
     bookmark_interval: float = 30.0
-    max_watch_seconds: float = 1800.0  # a watch without timeoutSeconds ends after this (the real one: 30-60 min)
-    version: tuple[int, int, int] = (1, 37, 1)  # /version: minor follows the pinned kubectl (skew warning otherwise)
+    max_watch_seconds: float = (
+        1800.0  # a watch without timeoutSeconds ends after this (the real one: 30-60 min)
+    )
+    version: tuple[int, int, int] = (
+        1,
+        37,
+        1,
+    )  # /version: minor follows the pinned kubectl (skew warning otherwise)
 
 
 @dataclass(frozen=True)
@@ -88,12 +98,14 @@ class KubeApiServer:
         self.registry = Registry()
         self.faults = Faults()
         self.auth = Authenticator()
-        self.auth.add(self.config.admin_token, User("kubernetes-admin", ("system:masters", "system:authenticated")))
-        self.authorizer = Authorizer(lambda key, ns: self.store.list(key, ns))
+        self.auth.add(
+            self.config.admin_token, User("kubernetes-admin", ("system:masters", "system:authenticated"))
+        )
+        self.authorizer = Authorizer(self.store.objects)
         self.authorizer.enforce = self.config.rbac_enforce
         self.admission = Admission(
-            lambda plural: self.store.list(f"admissionregistration.k8s.io/{plural}"),
-            lambda ns: self.api.namespace_labels(ns),
+            lambda plural: self.store.objects(f"admissionregistration.k8s.io/{plural}"),
+            self._namespace_labels,
             self.config.service_urls,
         )
         self.api = Api(self.store, self.registry, self.admission, self.config.fake_workload_status)
@@ -106,13 +118,18 @@ class KubeApiServer:
         self.port = 0
         self._seed()
 
+    def _namespace_labels(self, namespace: str) -> dict[str, str]:
+        return self.api.namespace_labels(namespace)
+
     # --- lifecycle ------------------------------------------------------------------------------------------
 
     def _seed(self) -> None:
         ns_rt = self.registry.get("", "v1", "namespaces")
         assert ns_rt is not None
         for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
-            self.api.seed(ns_rt, {"metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}}})
+            self.api.seed(
+                ns_rt, {"metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}}}
+            )
         for obj in bootstrap_objects():
             rt = self.registry.by_kind(obj["apiVersion"], obj["kind"])
             assert rt is not None
@@ -132,7 +149,9 @@ class KubeApiServer:
         if self.ca is not None:
             ssl_ctx = self.ca.server_pair((self.config.host,)).server_context(self.state_dir / "pki")
             (self.state_dir / "pki" / "ca.crt").write_bytes(self.ca.cert_pem)
-        site = web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=ssl_ctx, reuse_address=True)
+        site = web.TCPSite(
+            self._runner, self.config.host, self.config.port, ssl_context=ssl_ctx, reuse_address=True
+        )
         await site.start()
         server = site._server
         assert server is not None
@@ -166,10 +185,13 @@ class KubeApiServer:
         """A kubeconfig for this server (admin by default; pass a ServiceAccount's token to act as it)."""
         return write_kubeconfig(path, self.url, token or self.config.admin_token, self.ca_pem, namespace)
 
-    def write_in_cluster(self, directory: Path, token: str | None = None, namespace: str = "default") -> dict[str, str]:
+    def write_in_cluster(
+        self, directory: Path, token: str | None = None, namespace: str = "default"
+    ) -> dict[str, str]:
         """The in-cluster files (token, ca.crt, namespace); returns KUBERNETES_SERVICE_HOST/PORT."""
-        return write_in_cluster(directory, self.config.host, self.port, token or self.config.admin_token,
-                                self.ca_pem, namespace)  # fmt: skip
+        return write_in_cluster(
+            directory, self.config.host, self.port, token or self.config.admin_token, self.ca_pem, namespace
+        )
 
     # --- runtime controls (call on the server's loop; ServerThread wraps them) -----------------------------
 
@@ -222,10 +244,20 @@ class KubeApiServer:
             await asyncio.sleep(decision.delay)
         if decision.status:
             raise _injected(decision.status, decision.message, route)
-        self.authorizer.check(Attributes(user, verb, route.rt.group, route.rt.plural, route.subresource,
-                                         route.namespace, route.name))  # fmt: skip
-        ctx = Ctx(route.rt, route.namespace, route.name, route.subresource, query, user,
-                  request.headers.get("User-Agent", ""))  # fmt: skip
+        self.authorizer.check(
+            Attributes(
+                user, verb, route.rt.group, route.rt.plural, route.subresource, route.namespace, route.name
+            )
+        )
+        ctx = Ctx(
+            route.rt,
+            route.namespace,
+            route.name,
+            route.subresource,
+            query,
+            user,
+            request.headers.get("User-Agent", ""),
+        )
         return await self._resource(request, ctx, verb)
 
     def _inject(self, verb: str, path: str, namespace: str, name: str) -> None:
@@ -272,7 +304,9 @@ class KubeApiServer:
                 body = discovery.aggregated(self.registry, path == "/api", agg)
                 ct = f"application/json;g=apidiscovery.k8s.io;v={agg};as=APIGroupDiscoveryList"
                 return _json(200, body, content_type=ct)
-            return _json(200, discovery.api_versions() if path == "/api" else discovery.api_group_list(self.registry))
+            return _json(
+                200, discovery.api_versions() if path == "/api" else discovery.api_group_list(self.registry)
+            )
         parts = path.strip("/").split("/")
         if parts[0] == "apis" and len(parts) == 2:
             group = discovery.api_group(self.registry, parts[1])
@@ -284,7 +318,9 @@ class KubeApiServer:
             if resources is not None:
                 return _json(200, resources)
         if path == "/openapi/v2":
-            return web.Response(body=openapi.v2_stub(self._git_version()), content_type=openapi.V2_CONTENT_TYPE)
+            return web.Response(
+                body=openapi.v2_stub(self._git_version()), content_type=openapi.V2_CONTENT_TYPE
+            )
         if path == "/openapi/v3":
             return _json(200, openapi.index(self.registry))
         if path.startswith("/openapi/v3/"):
@@ -299,9 +335,17 @@ class KubeApiServer:
 
     def _version(self) -> dict[str, str]:
         major, minor, _ = self.config.version
-        return {"major": str(major), "minor": str(minor), "gitVersion": self._git_version() + "-kubeapi",
-                "gitCommit": "0" * 40, "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z",
-                "goVersion": "go1.25.0", "compiler": "gc", "platform": "linux/amd64"}  # fmt: skip
+        return {
+            "major": str(major),
+            "minor": str(minor),
+            "gitVersion": self._git_version() + "-kubeapi",
+            "gitCommit": "0" * 40,
+            "gitTreeState": "clean",
+            "buildDate": "2026-01-01T00:00:00Z",
+            "goVersion": "go1.25.0",
+            "compiler": "gc",
+            "platform": "linux/amd64",
+        }
 
     async def _resource(self, request: web.Request, ctx: Ctx, verb: str) -> web.StreamResponse:
         table = _wants_table(request.headers.get("Accept", ""))
@@ -312,10 +356,12 @@ class KubeApiServer:
         if verb == "get":
             obj = self.api.get(ctx)
             if table:
-                return _json(200, tables.table(rt, [obj], meta(obj)["resourceVersion"], include), content_type=TABLE_CT)
+                return _json(
+                    200, tables.table(rt, [obj], meta(obj)["resourceVersion"], include), content_type=TABLE_CT
+                )
             return _json(200, obj)
         if verb == "list":
-            items, rv, cont, remaining = self.api.list(ctx)
+            items, rv, cont, remaining = self.api.list_page(ctx)
             if table:
                 body = tables.table(rt, items, rv, include, cont, remaining)
                 return _json(200, body, content_type=TABLE_CT)
@@ -323,7 +369,9 @@ class KubeApiServer:
             if cont:
                 md["continue"] = cont
                 md["remainingItemCount"] = remaining
-            return _json(200, {"kind": rt.list_kind, "apiVersion": rt.group_version, "metadata": md, "items": items})
+            return _json(
+                200, {"kind": rt.list_kind, "apiVersion": rt.group_version, "metadata": md, "items": items}
+            )
         if verb == "watch":
             return await self._watch(request, ctx, table, include)
         result: Result
@@ -346,8 +394,15 @@ class KubeApiServer:
         spec = (body or {}).get("spec") or {}
         ra, nra = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
         if ra:
-            attrs = Attributes(ctx.user, ra.get("verb", ""), ra.get("group", ""), ra.get("resource", ""),
-                               ra.get("subresource", ""), ra.get("namespace", ""), ra.get("name", ""))  # fmt: skip
+            attrs = Attributes(
+                ctx.user,
+                ra.get("verb", ""),
+                ra.get("group", ""),
+                ra.get("resource", ""),
+                ra.get("subresource", ""),
+                ra.get("namespace", ""),
+                ra.get("name", ""),
+            )
         elif nra:
             attrs = Attributes(ctx.user, nra.get("verb", ""), path=nra.get("path", ""))
         else:
@@ -356,8 +411,13 @@ class KubeApiServer:
         status = {"allowed": allowed}
         if allowed and self.authorizer.enforce:
             status["reason"] = "RBAC: allowed"  # type: ignore[assignment]
-        return {"kind": "SelfSubjectAccessReview", "apiVersion": "authorization.k8s.io/v1",
-                "metadata": {"creationTimestamp": None}, "spec": spec, "status": status}  # fmt: skip
+        return {
+            "kind": "SelfSubjectAccessReview",
+            "apiVersion": "authorization.k8s.io/v1",
+            "metadata": {"creationTimestamp": None},
+            "spec": spec,
+            "status": status,
+        }
 
     # --- watch ---------------------------------------------------------------------------------------------
 
@@ -367,12 +427,16 @@ class KubeApiServer:
         send_initial = go_bool(q.get("sendInitialEvents"))
         bookmarks = go_bool(q.get("allowWatchBookmarks"))
         if send_initial and q.get("resourceVersionMatch") != "NotOlderThan":
-            raise ApiError(422, 'ListOptions.meta.k8s.io "" is invalid: resourceVersionMatch: Forbidden: '
-                           "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan", reason="Invalid")  # fmt: skip
+            raise ApiError(
+                422,
+                'ListOptions.meta.k8s.io "" is invalid: resourceVersionMatch: Forbidden: '
+                "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+                reason="Invalid",
+            )
         match = self.api.matcher(ctx)
         rv = q.get("resourceVersion", "")
         since = None if rv in ("", "0") or send_initial else _int_rv(rv)
-        initial = [] if since is not None else [o for o in self.store.list(rt.key) if match(o)]
+        initial = [] if since is not None else [o for o in self.store.objects(rt.key) if match(o)]
         try:
             watcher, backlog = self.store.watch(rt.key, since)
         except TooOld as exc:
@@ -380,8 +444,10 @@ class KubeApiServer:
         start_rv = self.store.revision
         timeout = float(q["timeoutSeconds"]) if q.get("timeoutSeconds") else self.config.max_watch_seconds
         deadline = time.monotonic() + timeout
-        resp = web.StreamResponse(status=200, headers={"Content-Type": TABLE_CT if table else JSON_CT,
-                                                       "Cache-Control": "no-cache, private"})  # fmt: skip
+        resp = web.StreamResponse(
+            status=200,
+            headers={"Content-Type": TABLE_CT if table else JSON_CT, "Cache-Control": "no-cache, private"},
+        )
         resp.enable_chunked_encoding()
         try:
             await resp.prepare(request)
@@ -391,7 +457,9 @@ class KubeApiServer:
                     obj = self.api.present(rt, obj)
                     if table:
                         obj = tables.table(rt, [obj], meta(obj).get("resourceVersion", ""), include)
-                await resp.write(json.dumps({"type": ev_type, "object": obj}, separators=(",", ":")).encode() + b"\n")
+                await resp.write(
+                    json.dumps({"type": ev_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
+                )
 
             def bookmark(rv_now: int, initial_end: bool = False) -> Obj:
                 md: Obj = {"resourceVersion": str(rv_now)}
@@ -433,7 +501,9 @@ class KubeApiServer:
         return resp
 
     async def _expired(self, request: web.Request, table: bool, exc: TooOld) -> web.StreamResponse:
-        status = ApiError(410, f"too old resource version: {exc.requested} ({exc.oldest})", reason="Expired").status()
+        status = ApiError(
+            410, f"too old resource version: {exc.requested} ({exc.oldest})", reason="Expired"
+        ).status()
         resp = web.StreamResponse(status=200, headers={"Content-Type": TABLE_CT if table else JSON_CT})
         resp.enable_chunked_encoding()
         await resp.prepare(request)
@@ -469,14 +539,21 @@ def _int_rv(rv: str) -> int:
 def _verb(method: str, route: Route, watch: bool) -> str:
     named = bool(route.name)
     verbs = {
-        ("GET", True): "get", ("GET", False): "watch" if watch else "list",
-        ("POST", False): "create", ("PUT", True): "update", ("PATCH", True): "patch",
-        ("DELETE", True): "delete", ("DELETE", False): "deletecollection",
-    }  # fmt: skip
+        ("GET", True): "get",
+        ("GET", False): "watch" if watch else "list",
+        ("POST", False): "create",
+        ("PUT", True): "update",
+        ("PATCH", True): "patch",
+        ("DELETE", True): "delete",
+        ("DELETE", False): "deletecollection",
+    }
     verb = verbs.get((method, named))
     if verb is None or (route.rt.stored is False and verb != "create") or verb not in route.rt.verbs:
-        raise ApiError(405, "the server does not allow this method on the requested resource",
-                       details={"group": route.rt.group, "kind": route.rt.plural})  # fmt: skip
+        raise ApiError(
+            405,
+            "the server does not allow this method on the requested resource",
+            details={"group": route.rt.group, "kind": route.rt.plural},
+        )
     return verb
 
 
@@ -490,11 +567,15 @@ def _injected(status: int, message: str, route: Route) -> ApiError:
     return ApiError(status, message or "Internal error occurred: injected fault")
 
 
-def _json(status: int, body: Any, headers: dict[str, str] | list[tuple[str, str]] | None = None,
-          content_type: str = JSON_CT) -> web.Response:  # fmt: skip
+def _json(
+    status: int,
+    body: Any,
+    headers: dict[str, str] | list[tuple[str, str]] | None = None,
+    content_type: str = JSON_CT,
+) -> web.Response:
     resp = web.Response(status=status, body=json.dumps(body, separators=(",", ":")).encode())
     resp.headers["Content-Type"] = content_type
-    for k, v in (headers.items() if isinstance(headers, dict) else headers or []):
+    for k, v in headers.items() if isinstance(headers, dict) else headers or []:
         resp.headers.add(k, v)
     return resp
 
@@ -511,8 +592,11 @@ async def _body(request: web.Request) -> Any:
             return json.loads(raw or b"null")
     except (ValueError, yaml.YAMLError) as exc:
         raise bad_request(f"the body of the request could not be decoded: {exc}") from exc
-    raise ApiError(415, f'the body of the request was in an unknown format - accepted media types include: '
-                   f'application/json, application/yaml, {protobuf.CONTENT_TYPE}')  # fmt: skip
+    raise ApiError(
+        415,
+        f"the body of the request was in an unknown format - accepted media types include: "
+        f"application/json, application/yaml, {protobuf.CONTENT_TYPE}",
+    )
 
 
 async def _delete_options(request: web.Request) -> Obj:
@@ -530,8 +614,10 @@ async def _delete_options(request: web.Request) -> Obj:
 class ServerThread:
     """A `KubeApiServer` on its own event loop in a background thread, for synchronous tests and tools.
 
-    `with ServerThread() as srv:` starts it; `srv.call(fn, *args)` runs a function on the server's loop (use it
-    for anything touching the store), `srv.run(coro_fn, *args)` awaits a coroutine function there; `srv.faults`
+    `with ServerThread() as srv:` starts it; `srv.call(fn, *args)` runs a function on the server's loop (use
+    it
+    for anything touching the store), `srv.run(coro_fn, *args)` awaits a coroutine function there;
+    `srv.faults`
     is thread-safe as is.
     """
 
@@ -603,4 +689,3 @@ class ServerThread:
 
     def compact(self) -> None:
         self.call(self.server.compact)
-

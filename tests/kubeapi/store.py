@@ -1,9 +1,12 @@
 """Objects, the global resourceVersion counter, the bounded event history and the live watchers.
 
 One `Store` holds every object as a JSON dict keyed by (group/resource, namespace, name). Each write takes the
-next value of one global counter as its `resourceVersion` (like etcd's revision) and appends an event to a bounded
-history; watchers registered from an older revision replay the history, and a revision older than what the history
-still holds is "too old" (410 Expired), which `compact()` can force. The store knows nothing about HTTP, schemas or
+next value of one global counter as its `resourceVersion` (like etcd's revision) and appends an event to a
+bounded
+history; watchers registered from an older revision replay the history, and a revision older than what the
+history
+still holds is "too old" (410 Expired), which `compact()` can force. The store knows nothing about HTTP,
+schemas or
 admission: those are `rest.py`'s. Everything runs on the server's event loop, so no locking is needed.
 """
 
@@ -69,7 +72,8 @@ class Store:
         self._history_size = history_size
         self._compacted = first_rv  # events at or below this revision are gone from the history
         self._watchers: set[Watcher] = set()
-        #: called after every recorded event (the API layer keeps indexes and runs garbage collection from here)
+        #: called after every recorded event (the API layer keeps indexes and runs garbage collection from
+        # here)
         self.listeners: list[Callable[[Event], None]] = []
 
     @property
@@ -100,7 +104,7 @@ class Store:
         obj = self._objects.get((key, namespace, name))
         return copy.deepcopy(obj) if obj is not None else None
 
-    def list(self, key: str, namespace: str | None = None) -> list[Obj]:
+    def objects(self, key: str, namespace: str | None = None) -> list[Obj]:
         """Objects of one group/resource (in one namespace, or all), sorted by namespace and name."""
         keys = sorted(k for k in self._objects if k[0] == key and (namespace is None or k[1] == namespace))
         return [copy.deepcopy(self._objects[k]) for k in keys]

@@ -1,7 +1,8 @@
 """Server-side tables (`Accept: application/json;as=Table;v=v1;g=meta.k8s.io`), as kubectl asks for them.
 
 Columns are Name, then a CRD's `additionalPrinterColumns` (JSONPath subset: `.a.b`, `.a[0].b`, `.a[*].b`,
-`.a['x.y']`) or a builtin kind's own columns (pods: READY STATUS RESTARTS AGE, IP and NODE in wide...), and Age.
+`.a['x.y']`) or a builtin kind's own columns (pods: READY STATUS RESTARTS AGE, IP and NODE in wide...), and
+Age.
 Columns with priority > 0 are the ones kubectl shows only with `-o wide`; the server always sends them all.
 Ages are rendered like the apiserver's human-readable durations ("5s", "3m2s", "4h", "2d3h").
 """
@@ -18,10 +19,21 @@ from .kinds import ResourceType
 from .store import Obj, meta
 
 Column = dict[str, Any]
-_NAME = {"name": "Name", "type": "string", "format": "name", "priority": 0,
-         "description": "Name must be unique within a namespace."}  # fmt: skip
-_AGE = {"name": "Age", "type": "string", "format": "", "priority": 0,
-        "description": "CreationTimestamp is a timestamp representing the server time when this object was created."}  # fmt: skip
+_NAME = {
+    "name": "Name",
+    "type": "string",
+    "format": "name",
+    "priority": 0,
+    "description": "Name must be unique within a namespace.",
+}
+_AGE = {
+    "name": "Age",
+    "type": "string",
+    "format": "",
+    "priority": 0,
+    "description": "CreationTimestamp is a timestamp representing the server time when this object was "
+    "created.",
+}
 
 
 def human_duration(seconds: float) -> str:
@@ -92,7 +104,9 @@ def _cell(obj: Obj, column: Column) -> Any:
     found = jsonpath(obj, column.get("jsonPath", ""))
     if not found:
         return None
-    value = found[0] if len(found) == 1 else ",".join(v if isinstance(v, str) else json.dumps(v) for v in found)
+    value = (
+        found[0] if len(found) == 1 else ",".join(v if isinstance(v, str) else json.dumps(v) for v in found)
+    )
     if column.get("type") == "date" and isinstance(value, str):
         return age(value)
     if isinstance(value, (dict, list)):
@@ -100,7 +114,8 @@ def _cell(obj: Obj, column: Column) -> Any:
     return value
 
 
-# --- builtin kinds' columns ------------------------------------------------------------------------------------
+# --- builtin kinds' columns
+# ------------------------------------------------------------------------------------
 
 
 def _pod_cells(pod: Obj) -> list[Any]:
@@ -117,15 +132,26 @@ def _pod_cells(pod: Obj) -> list[Any]:
     if meta(pod).get("deletionTimestamp"):
         reason = "Terminating"
     gates = ",".join(g.get("conditionType", "") for g in spec.get("readinessGates") or []) or "<none>"
-    return [f"{ready}/{total}", reason, restarts, None, status.get("podIP") or "<none>",
-            spec.get("nodeName") or "<none>", status.get("nominatedNodeName") or "<none>", gates]  # fmt: skip
+    return [
+        f"{ready}/{total}",
+        reason,
+        restarts,
+        None,
+        status.get("podIP") or "<none>",
+        spec.get("nodeName") or "<none>",
+        status.get("nominatedNodeName") or "<none>",
+        gates,
+    ]
 
 
 def _replicas(obj: Obj) -> list[Any]:
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     want = spec.get("replicas", 1)
-    return [f"{status.get('readyReplicas', 0)}/{want}", status.get("updatedReplicas", 0),
-            status.get("availableReplicas", 0)]  # fmt: skip
+    return [
+        f"{status.get('readyReplicas', 0)}/{want}",
+        status.get("updatedReplicas", 0),
+        status.get("availableReplicas", 0),
+    ]
 
 
 def _col(name: str, typ: str = "string", priority: int = 0) -> Column:
@@ -134,26 +160,48 @@ def _col(name: str, typ: str = "string", priority: int = 0) -> Column:
 
 _BUILTIN: dict[str, tuple[list[Column], Callable[[Obj], list[Any]]]] = {
     "/pods": (
-        [_col("Ready"), _col("Status"), _col("Restarts", "string"), _col("Age"), _col("IP", priority=1),
-         _col("Node", priority=1), _col("Nominated Node", priority=1), _col("Readiness Gates", priority=1)],
+        [
+            _col("Ready"),
+            _col("Status"),
+            _col("Restarts", "string"),
+            _col("Age"),
+            _col("IP", priority=1),
+            _col("Node", priority=1),
+            _col("Nominated Node", priority=1),
+            _col("Readiness Gates", priority=1),
+        ],
         _pod_cells,
     ),
-    "/namespaces": ([_col("Status"), _col("Age")], lambda o: [(o.get("status") or {}).get("phase", "Active"), None]),
+    "/namespaces": (
+        [_col("Status"), _col("Age")],
+        lambda o: [(o.get("status") or {}).get("phase", "Active"), None],
+    ),
     "/nodes": (
         [_col("Status"), _col("Roles"), _col("Age"), _col("Version")],
-        lambda o: [_node_ready(o), "<none>", None, ((o.get("status") or {}).get("nodeInfo") or {}).get(
-            "kubeletVersion", "")],
+        lambda o: [
+            _node_ready(o),
+            "<none>",
+            None,
+            ((o.get("status") or {}).get("nodeInfo") or {}).get("kubeletVersion", ""),
+        ],
     ),
-    "/configmaps": ([_col("Data", "integer"), _col("Age")],
-                    lambda o: [len(o.get("data") or {}) + len(o.get("binaryData") or {}), None]),
-    "/secrets": ([_col("Type"), _col("Data", "integer"), _col("Age")],
-                 lambda o: [o.get("type", "Opaque"), len(o.get("data") or {}), None]),
-    "apps/deployments": ([_col("Ready"), _col("Up-to-date", "integer"), _col("Available", "integer"), _col("Age")],
-                         lambda o: [*_replicas(o), None]),
+    "/configmaps": (
+        [_col("Data", "integer"), _col("Age")],
+        lambda o: [len(o.get("data") or {}) + len(o.get("binaryData") or {}), None],
+    ),
+    "/secrets": (
+        [_col("Type"), _col("Data", "integer"), _col("Age")],
+        lambda o: [o.get("type", "Opaque"), len(o.get("data") or {}), None],
+    ),
+    "apps/deployments": (
+        [_col("Ready"), _col("Up-to-date", "integer"), _col("Available", "integer"), _col("Age")],
+        lambda o: [*_replicas(o), None],
+    ),
     "apiextensions.k8s.io/customresourcedefinitions": (
-        [_col("Created At", "date")], lambda o: [meta(o).get("creationTimestamp")],
+        [_col("Created At", "date")],
+        lambda o: [meta(o).get("creationTimestamp")],
     ),
-}  # fmt: skip
+}
 
 
 def _node_ready(node: Obj) -> str:
@@ -166,10 +214,15 @@ def _node_ready(node: Obj) -> str:
 def columns(rt: ResourceType) -> list[Column]:
     if rt.crd:
         cols = [
-            {"name": c["name"], "type": c.get("type", "string"), "format": c.get("format", ""),
-             "description": c.get("description", ""), "priority": c.get("priority", 0)}
+            {
+                "name": c["name"],
+                "type": c.get("type", "string"),
+                "format": c.get("format", ""),
+                "description": c.get("description", ""),
+                "priority": c.get("priority", 0),
+            }
             for c in rt.printer_columns
-        ]  # fmt: skip
+        ]
         return [_NAME, *cols, _AGE]
     builtin = _BUILTIN.get(rt.key)
     if builtin is None:
@@ -200,8 +253,14 @@ def row(rt: ResourceType, obj: Obj, include_object: str = "Metadata") -> dict[st
     return out
 
 
-def table(rt: ResourceType, objs: list[Obj], rv: str, include_object: str = "Metadata",
-          cont: str = "", remaining: int | None = None) -> dict[str, Any]:  # fmt: skip
+def table(
+    rt: ResourceType,
+    objs: list[Obj],
+    rv: str,
+    include_object: str = "Metadata",
+    cont: str = "",
+    remaining: int | None = None,
+) -> dict[str, Any]:
     metadata: dict[str, Any] = {"resourceVersion": rv}
     if cont:
         metadata["continue"] = cont
