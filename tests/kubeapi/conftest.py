@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 import os
 import ssl
@@ -109,7 +110,7 @@ def http(srv: ServerThread) -> Http:
     return Http(srv, srv.server.config.admin_token)
 
 
-Handler = Callable[[dict[str, Any]], dict[str, Any]]
+Handler = Callable[[dict[str, Any]], dict[str, Any] | Awaitable[dict[str, Any]]]
 
 
 @dataclass
@@ -132,7 +133,10 @@ def start_webhook(srv: ServerThread, handler: Handler, service: tuple[str, str] 
     async def review(request: web.Request) -> web.Response:
         body = await request.json()
         reviews.append(body)
-        response = {"uid": body["request"]["uid"], "allowed": True, **handler(body["request"])}
+        result = handler(body["request"])
+        if inspect.isawaitable(result):
+            result = await result
+        response = {"uid": body["request"]["uid"], "allowed": True, **result}
         return web.json_response({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
 
     async def start() -> int:
