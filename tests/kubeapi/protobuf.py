@@ -3,7 +3,7 @@
 Typed clientsets (kubectl's imperative `create namespace/configmap/secret`, Helm's release storage) send the
 `k8s\\x00` envelope: `runtime.Unknown{typeMeta{apiVersion, kind}, raw}` where `raw` is the object's own
 message.
-Decoded here: Secret, ConfigMap, Namespace and the ObjectMeta subset they use (field numbers from the
+Decoded here: Secret, ConfigMap, Namespace, SelfSubjectAccessReview and the ObjectMeta subset they use (field numbers from the
 published
 `generated.proto` messages). Anything else is a 415, as from a server that cannot decode it. Responses are
 JSON.
@@ -162,7 +162,31 @@ def _namespace(raw: bytes) -> dict[str, Any]:
     return out
 
 
-_DECODERS = {"Secret": _secret, "ConfigMap": _configmap, "Namespace": _namespace}
+def _strings(buf: bytes, names: dict[int, str]) -> dict[str, str]:
+    return {names[n]: _str(v) for n, _, v in fields(buf) if n in names and v}
+
+
+def _access_review(raw: bytes) -> dict[str, Any]:
+    """SelfSubjectAccessReview (`kubectl auth can-i`): spec{resourceAttributes, nonResourceAttributes}."""
+    resource = {1: "namespace", 2: "verb", 3: "group", 4: "version", 5: "resource", 6: "subresource", 7: "name"}
+    spec: dict[str, Any] = {}
+    for n, _, v in fields(raw):
+        if n != 2:
+            continue
+        for sn, _, sv in fields(v):
+            if sn == 1:
+                spec["resourceAttributes"] = _strings(sv, resource)
+            elif sn == 2:
+                spec["nonResourceAttributes"] = _strings(sv, {1: "path", 2: "verb"})
+    return {"metadata": {}, "spec": spec}
+
+
+_DECODERS = {
+    "Secret": _secret,
+    "ConfigMap": _configmap,
+    "Namespace": _namespace,
+    "SelfSubjectAccessReview": _access_review,
+}
 
 
 def decode(body: bytes) -> dict[str, Any]:

@@ -93,8 +93,10 @@ def test_watch_from_a_resource_version_delivers_exactly_the_later_events(client:
     core.delete_namespaced_config_map("after", "default")
     w = kubernetes.watch.Watch()
     events = []
-    for ev in w.stream(core.list_namespaced_config_map, "default", resource_version=rv, timeout_seconds=1):
+    for ev in w.stream(core.list_namespaced_config_map, "default", resource_version=rv, timeout_seconds=5):
         events.append((ev["type"], ev["object"].metadata.name))
+        if len(events) == 2:
+            w.stop()
     assert events == [("ADDED", "after"), ("DELETED", "after")]
 
 
@@ -104,8 +106,10 @@ def test_watch_without_resource_version_starts_with_synthetic_added_events(
     core = kubernetes.client.CoreV1Api(client)
     core.create_namespaced_config_map("default", {"metadata": {"name": "one"}})
     w = kubernetes.watch.Watch()
-    events = [(e["type"], e["object"].metadata.name)
-              for e in w.stream(core.list_namespaced_config_map, "default", timeout_seconds=1)]  # fmt: skip
+    events = []
+    for e in w.stream(core.list_namespaced_config_map, "default", timeout_seconds=5):
+        events.append((e["type"], e["object"].metadata.name))
+        w.stop()
     assert events == [("ADDED", "one")]
 
 
@@ -150,8 +154,10 @@ async def test_asyncio_watch_sends_watch_True_and_gets_a_stream(client: kubernet
         core = kubernetes_asyncio.client.CoreV1Api(api)
         await core.create_namespaced_config_map("default", {"metadata": {"name": "w1"}})
         w = kubernetes_asyncio.watch.Watch()
-        seen = [(e["type"], e["object"].metadata.name)
-                async for e in w.stream(core.list_namespaced_config_map, "default", timeout_seconds=1)]  # fmt: skip
+        seen = []
+        async for e in w.stream(core.list_namespaced_config_map, "default", timeout_seconds=5):
+            seen.append((e["type"], e["object"].metadata.name))
+            w.stop()
         assert seen == [("ADDED", "w1")]
     assert srv.faults.count("watch", "configmaps") == 1
 

@@ -1,0 +1,165 @@
+"""Injected faults, the request counter, RBAC enforcement, and running the server as a command."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import kubernetes
+import pytest
+import yaml
+from kubernetes.client.rest import ApiException
+
+from .admin import AdminClient
+from .conftest import KUBECTL, Http, Kubectl
+from .server import ServerThread
+
+CMS = "/api/v1/namespaces/default/configmaps"
+
+
+def test_armed_conflicts_answer_409_for_the_next_n_matching_writes(srv: ServerThread, http: Http) -> None:
+    srv.faults.conflicts(2, resource="configmaps")
+    codes = [http("POST", CMS, {"metadata": {"name": f"c{i}"}})[0] for i in range(3)]
+    assert codes == [409, 409, 201]
+    _, body, _ = http("GET", "/api/v1/namespaces/default/configmaps")  # reads are not writes
+    assert [i["metadata"]["name"] for i in body["items"]] == ["c2"]
+    assert srv.faults.count("create", "configmaps") == 3 and srv.faults.count("list", "configmaps") == 1
+
+
+def test_armed_errors_and_delays_apply_to_matching_requests(srv: ServerThread, http: Http) -> None:
+    srv.faults.errors(1, 503, verb="get", resource="namespaces", name="default")
+    code, body, _ = http("GET", "/api/v1/namespaces/default")
+    assert code == 503 and body["kind"] == "Status"
+    assert http("GET", "/api/v1/namespaces/default")[0] == 200
+    srv.faults.write_delay = 0.2
+    started = time.monotonic()
+    http("POST", CMS, {"metadata": {"name": "slow"}})
+    assert time.monotonic() - started >= 0.2
+    started = time.monotonic()
+    http("GET", f"{CMS}/slow")
+    assert time.monotonic() - started < 0.2
+
+
+def test_pause_holds_requests_until_resume(srv: ServerThread, http: Http) -> None:
+    srv.faults.pause()
+    result: list[int] = []
+    t = threading.Thread(target=lambda: result.append(http("GET", "/api/v1/namespaces")[0]))
+    t.start()
+    time.sleep(0.2)
+    assert result == []
+    srv.faults.resume()
+    t.join(5)
+    assert result == [200]
+
+
+def test_dropping_watches_ends_open_streams_early(srv: ServerThread) -> None:
+    api = kubernetes.config.new_client_from_config(config_file=str(srv.kubeconfig_path))
+    core = kubernetes.client.CoreV1Api(api)
+    done = threading.Event()
+
+    def watch() -> None:
+        for _ in kubernetes.watch.Watch().stream(core.list_namespaced_config_map, "default", timeout_seconds=30):
+            pass
+        done.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    deadline = time.monotonic() + 5
+    while srv.call(lambda: srv.server.store.watcher_count) == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert srv.drop_watches() == 1
+    assert done.wait(5)
+    api.close()
+
+
+def test_rbac_enforcement_allows_what_roles_grant_and_records_denials(srv: ServerThread, http: Http) -> None:
+    srv.server.authorizer.enforce = True
+    token = srv.server.auth.service_account_token("default", "reader")
+    role = {"metadata": {"name": "cm-reader"}, "rules": [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch"], "resourceNames": ["p1"]}]}  # fmt: skip
+    binding = {"metadata": {"name": "cm-reader"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+               "name": "cm-reader"}, "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": "default"}]}  # fmt: skip
+    assert http("POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/default/roles", role)[0] == 201
+    assert http("POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings", binding)[0] == 201
+    reader = http.as_token(token)
+    assert reader("GET", CMS)[0] == 200
+    assert reader("GET", "/version")[0] == 200  # bootstrap discovery roles
+    code, body, _ = reader("POST", CMS, {"metadata": {"name": "c"}})
+    assert code == 403 and body["reason"] == "Forbidden"
+    assert body["message"] == ('configmaps is forbidden: User "system:serviceaccount:default:reader" cannot create '
+                               'resource "configmaps" in API group "" in the namespace "default"')  # fmt: skip
+    code, body, _ = reader("GET", "/api/v1/namespaces/kube-system/configmaps/x")
+    assert code == 403 and 'configmaps "x" is forbidden' in body["message"]
+    assert reader("GET", "/api/v1/namespaces/default/pods/p1")[0] == 403
+    assert reader("GET", "/api/v1/nodes")[1]["message"].endswith("at the cluster scope")
+    denied = srv.server.authorizer.denied
+    assert [(d["verb"], d["resource"]) for d in denied] == [("create", "configmaps"), ("get", "configmaps"),
+                                                             ("get", "pods"), ("list", "nodes")]  # fmt: skip
+    review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "spec": {
+        "resourceAttributes": {"namespace": "default", "verb": "patch", "resource": "pods", "subresource": "status",
+                               "name": "p1"}}}  # fmt: skip
+    code, body, _ = reader("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", review)
+    assert code == 201 and body["status"]["allowed"] is True
+    assert http.as_token("bogus")("GET", "/api")[0] == 401
+
+
+def test_kubectl_auth_can_i_as_a_service_account(srv: ServerThread, kubectl: Kubectl, tmp_path: Path) -> None:
+    srv.server.authorizer.enforce = True
+    token = srv.server.auth.service_account_token("default", "sa1")
+    kubectl.env["KUBECONFIG"] = str(srv.server.write_kubeconfig(tmp_path / "sa1.kubeconfig", token))
+    assert kubectl("auth", "can-i", "list", "pods", ok=False).stdout.strip() == "no"  # protobuf review body
+    assert kubectl("auth", "can-i", "create", "selfsubjectaccessreviews").stdout.strip() == "yes"
+    assert kubectl("get", "pods", ok=False).stderr.strip().startswith(
+        'Error from server (Forbidden): pods is forbidden: User "system:serviceaccount:default:sa1" cannot list '
+    )
+
+
+def test_in_cluster_files_let_an_in_cluster_client_connect(srv: ServerThread, tmp_path: Path) -> None:
+    env = srv.server.write_in_cluster(tmp_path / "sa")
+    cfg = kubernetes.client.Configuration()
+    loader = kubernetes.config.incluster_config.InClusterConfigLoader(
+        token_filename=str(tmp_path / "sa" / "token"), cert_filename=str(tmp_path / "sa" / "ca.crt"), environ=env
+    )
+    loader.load_and_set(cfg)
+    with kubernetes.client.ApiClient(cfg) as api:
+        names = [n.metadata.name for n in kubernetes.client.CoreV1Api(api).list_namespace().items]
+    assert "kube-system" in names
+    assert (tmp_path / "sa" / "namespace").read_text() == "default"
+
+
+def test_the_command_serves_until_sigterm_and_obeys_the_admin_endpoint(tmp_path: Path) -> None:
+    tests_dir = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.kubeapi", "--kubeconfig", str(tmp_path / "kubeconfig")],
+        cwd=tests_dir, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        info = json.loads(proc.stdout.readline())
+        kubeconfig = yaml.safe_load((tmp_path / "kubeconfig").read_text())
+        token = kubeconfig["users"][0]["user"]["token"]
+        ca_pem = base64.b64decode(kubeconfig["clusters"][0]["cluster"]["certificate-authority-data"])
+        api = kubernetes.config.new_client_from_config(config_file=str(tmp_path / "kubeconfig"))
+        admin = AdminClient(info["url"], token, ca_pem=ca_pem)
+        admin.add_fault(verb="create", resource="configmaps", status=409, count=1)
+        core = kubernetes.client.CoreV1Api(api)
+        with pytest.raises(ApiException) as err:
+            core.create_namespaced_config_map("default", {"metadata": {"name": "c"}})
+        assert err.value.status == 409
+        core.create_namespaced_config_map("default", {"metadata": {"name": "c"}})
+        assert admin.counts()["create configmaps"] == 2
+        env = {"HOME": str(tmp_path), "KUBECONFIG": str(tmp_path / "kubeconfig"), "PATH": os.environ["PATH"]}
+        out = subprocess.run([KUBECTL, "get", "cm", "c", "-o", "name"], env=env, capture_output=True, text=True)
+        assert out.stdout.strip() == "configmap/c"
+        api.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+
