@@ -6,8 +6,7 @@ official `kubernetes` client, kubernetes-asyncio, Helm 4 through helm-python-sdk
 measured requirements are in shared/reference/kubernetes-api.md.
 
 Use it in-process (`KubeApiServer` with `await start()/stop()`, or `ServerThread` for synchronous code) or as
-a
-command (`python -m tests.kubeapi`). Modules, each owning one thing:
+a command (`python -m tests.kubeapi`). Modules, each owning one thing:
 
     kinds       served resources: the builtin table (one line per kind) and CRD-backed types
     store       objects, the global resourceVersion counter, bounded watch history, watchers
@@ -34,27 +33,25 @@ command (`python -m tests.kubeapi`). Modules, each owning one thing:
 
 KNOWN GAPS versus a real API server (tests must not rely on these):
 - Server-side apply: field ownership is minimal (see apply.py): no conflicts between managers (never 409 on
-apply,
-  `force` ignored), no client-side-apply migration, managedFields entries are approximations.
+  apply, `force` ignored), no client-side-apply migration, managedFields entries are approximations.
 - Builtin kinds have no schemas: unknown fields and types of builtin objects are not checked (fieldValidation
   applies to custom resources only); builtin defaulting is limited to a few fields (Secret stringData/type,
-  pod
-  and namespace phases). Names are validated (RFC 1123 subdomain/label), labels and annotations are not.
+  pod and namespace phases). Names are validated (RFC 1123 subdomain/label), labels and annotations are not.
 - CRDs: `x-kubernetes-validations` (CEL) is not evaluated; no conversion webhooks (conversion None only); no
   name-conflict detection between CRDs; `int32`/`int64` formats are not range-checked; defaults apply on write
   only (not when reading objects written before a schema change).
 - Lists: `continue` tokens page over the current state (not a consistent snapshot at the first page's RV);
   `resourceVersionMatch=Exact` and list-by-RV are served from the current state.
 - Watch: bookmarks are sent every `bookmark_interval` seconds; no watch cache semantics beyond the bounded
-history.
+  history.
 - Pods: no kubelet. Deleting a pod removes it at once (no graceful termination); no controllers create pods;
-the
-  workload status is faked (workloads.py). No scheduler, no service IP allocation, no endpoints controller.
+  the workload status is faked (workloads.py). No scheduler, no service IP allocation, no endpoints
+  controller.
 - Admission: matchConditions (CEL), reinvocationPolicy and ValidatingAdmissionPolicy are not implemented;
   garbage-collector deletions skip admission.
 - RBAC: aggregated ClusterRoles are not aggregated; no impersonation; no client certificates (tokens only).
-- Protobuf: request bodies of Secret, ConfigMap and Namespace only (others get 415); responses are always
-JSON.
+- Protobuf: request bodies of Secret, ConfigMap, Namespace and SelfSubjectAccessReview only (others get
+  415); responses are always JSON.
 - Strategic merge patch: merge keys for the common list fields only (patch.py); other lists are replaced.
 - No subresources besides `status` (no scale, log, exec, eviction, binding); no aggregated API servers.
 """

@@ -1,5 +1,4 @@
-"""The admin endpoint (`/_kubeapi/...`) and its client: faults, counters, watches and RBAC from another
-process.
+"""The admin endpoint (`/_kubeapi/...`) and its client: faults, counters, watches, RBAC from other processes.
 
 Only `system:masters` users (the kubeconfig's admin token) may call it. Routes (JSON in and out):
 

@@ -3,15 +3,13 @@
 For each write the server builds an AdmissionReview v1 request (operation, kind/resource/subResource, name,
 namespace, object, oldObject on UPDATE/DELETE, dryRun, userInfo, options) and posts it to every webhook whose
 rules (operations, apiGroups, apiVersions, resources incl. `res/sub`, `*/status`, scope), namespaceSelector
-and
-objectSelector match, configurations in name order. `clientConfig.url` is called as given;
-`clientConfig.service`
-is resolved through `service_urls` (`(namespace, name)` -> base URL, the simulated cluster's service network)
-and
-the certificate is verified against `caBundle` for the name `<name>.<namespace>.svc`, as a real server does.
-Mutating webhooks' JSONPatch responses are applied in order; denials and call failures (failurePolicy Fail,
-`timeoutSeconds`) become the real server's errors. Not modelled: matchConditions (CEL), reinvocationPolicy,
-webhooks for webhook configurations themselves (the real server skips them too).
+and objectSelector match, configurations in name order. `clientConfig.url` is called as given;
+`clientConfig.service` is resolved through `service_urls` (`(namespace, name)` -> base URL, the simulated
+cluster's service network) and the certificate is verified against `caBundle` for the name
+`<name>.<namespace>.svc`, as a real server does. Mutating webhooks' JSONPatch responses are applied in order;
+denials and call failures (failurePolicy Fail, `timeoutSeconds`) become the real server's errors. Not
+modelled: matchConditions (CEL), reinvocationPolicy, webhooks for webhook configurations themselves (the real
+server skips them too).
 """
 
 from __future__ import annotations

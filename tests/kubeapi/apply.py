@@ -1,15 +1,12 @@
 """Server-side apply and `managedFields`: a minimal field-ownership model.
 
 Each manager's entry in `metadata.managedFields` holds the set of fields it owns (FieldsV1). An apply merges
-the
-applied configuration into the live object (maps recursively, keyed lists by their keys: the builtin merge
-keys of
-`patch.py`, or `x-kubernetes-list-type: map` keys of a CRD schema; other lists atomically), then removes the
-fields this manager applied last time and no longer applies, unless another manager owns them: so an upgrade
-that
-drops a field removes it, as the real server does. Updates (PUT and the other patches) take ownership of the
-fields they change. Not modelled (known gaps): apply conflicts between managers (409 without `force`), the
-client-side-apply upgrade path, ownership of individual `status` fields.
+the applied configuration into the live object (maps recursively, keyed lists by their keys: the builtin merge
+keys of `patch.py`, or `x-kubernetes-list-type: map` keys of a CRD schema; other lists atomically), then
+removes the fields this manager applied last time and no longer applies, unless another manager owns them: so
+an upgrade that drops a field removes it, as the real server does. Updates (PUT and the other patches) take
+ownership of the fields they change. Not modelled (known gaps): apply conflicts between managers (409 without
+`force`), the client-side-apply upgrade path, ownership of individual `status` fields.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Fixtures for the kubeapi tests: a fresh server per test, kubectl in a sandboxed HOME, raw HTTP, a webhook."""
+"""Fixtures for the kubeapi tests: a fresh server per test, kubectl in its own HOME, raw HTTP, webhooks."""
 
 from __future__ import annotations
 
@@ -40,7 +40,14 @@ class Kubectl:
 
     def __call__(self, *args: str, stdin: str | None = None, ok: bool = True, timeout: float = 30) -> Any:
         proc = subprocess.run(
-            [KUBECTL, *args], env=self.env, cwd=self.cwd, input=stdin, capture_output=True, text=True, timeout=timeout
+            [KUBECTL, *args],
+            check=False,
+            env=self.env,
+            cwd=self.cwd,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         if ok and proc.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed rc={proc.returncode}: {proc.stderr}")
@@ -48,7 +55,12 @@ class Kubectl:
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [KUBECTL, *args], env=self.env, cwd=self.cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            [KUBECTL, *args],
+            env=self.env,
+            cwd=self.cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
 
 
@@ -77,7 +89,7 @@ class Http:
         raw: bytes | None = None,
     ) -> tuple[int, Any, dict[str, str]]:
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        req = urllib.request.Request(self.srv.url + path, data=data, method=method)  # noqa: S310
+        req = urllib.request.Request(self.srv.url + path, data=data, method=method)
         req.add_header("Authorization", f"Bearer {self.token}")
         if data is not None:
             req.add_header("Content-Type", content_type)
@@ -86,7 +98,7 @@ class Http:
         ca = self.srv.server.ca_pem
         ctx = ssl.create_default_context(cadata=ca.decode()) if ca else None
         try:
-            with urllib.request.urlopen(req, context=ctx, timeout=30) as resp:  # noqa: S310
+            with urllib.request.urlopen(req, context=ctx, timeout=30) as resp:
                 text = resp.read()
                 hdrs = {k: ", ".join(resp.headers.get_all(k) or []) for k in resp.headers}
                 return resp.status, _decode(text), hdrs
@@ -123,7 +135,7 @@ class Webhook:
 
 
 def start_webhook(srv: ServerThread, handler: Handler, service: tuple[str, str] | None = None) -> Webhook:
-    """Serve `handler(request) -> response fields` over HTTPS, certified for `<name>.<ns>.svc` and 127.0.0.1."""
+    """Serve `handler(request) -> response fields` over HTTPS, certified for `<name>.<ns>.svc`, 127.0.0.1."""
     ca = srv.server.ca
     assert ca is not None
     names = (f"{service[1]}.{service[0]}.svc",) if service else ("localhost",)
@@ -137,21 +149,24 @@ def start_webhook(srv: ServerThread, handler: Handler, service: tuple[str, str] 
         if inspect.isawaitable(result):
             result = await result
         response = {"uid": body["request"]["uid"], "allowed": True, **result}
-        return web.json_response({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
+        return web.json_response(
+            {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
+        )
 
     async def start() -> int:
         app = web.Application()
         app.router.add_post("/{tail:.*}", review)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=pair.server_context(srv.server.state_dir / "webhook"))
+        site = web.TCPSite(
+            runner, "127.0.0.1", 0, ssl_context=pair.server_context(srv.server.state_dir / "webhook")
+        )
         await site.start()
         server = site._server
         assert server is not None
         return int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
 
-    run: Callable[[], Awaitable[int]] = start
-    port = srv.run(run)  # type: ignore[arg-type]
+    port = srv.run(start)
     url = f"https://127.0.0.1:{port}"
     if service:
         srv.server.admission.service_urls[service] = url

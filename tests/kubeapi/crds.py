@@ -1,11 +1,10 @@
 """CustomResourceDefinitions: their defaults, checks, status conditions and the resources they serve.
 
 A CRD the server accepts is served at once: `types()` gives the `ResourceType` of every served version (with
-its
-schema, printer columns and selectable fields) for the registry, and `with_status()` writes what a real
-server's
-CRD controllers write: `acceptedNames`, `storedVersions` and the `NamesAccepted` and `Established` conditions
-(kubectl wait and Helm's watcher wait on them). Name conflicts between CRDs are not detected (a known gap).
+its schema, printer columns and selectable fields) for the registry, and `with_status()` writes what a real
+server's CRD controllers write: `acceptedNames`, `storedVersions` and the `NamesAccepted` and `Established`
+conditions (kubectl wait and Helm's watcher wait on them). Name conflicts between CRDs are not detected (a
+known gap).
 """
 
 from __future__ import annotations

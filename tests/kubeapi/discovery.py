@@ -1,5 +1,4 @@
-"""API discovery, aggregated (`apidiscovery.k8s.io` v2 and v2beta1) and legacy, computed from the live
-registry.
+"""API discovery, aggregated (`apidiscovery.k8s.io` v2 and v2beta1) and legacy, from the live registry.
 
 One function builds the aggregated documents and the legacy ones are derived from the same registry, so a CRD
 created a moment ago is listed by the next `/apis` call (kubectl re-discovers on a mapping miss).

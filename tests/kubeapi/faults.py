@@ -4,8 +4,8 @@ Thread-safe (a test thread arms a fault while the server's loop reads it). A `Ru
 resource (`pods`, `spiderippools/status`), namespace and name (None = any) and either answers with an error
 (`status` 409 gives a real-shaped Conflict, anything else an InternalError-style Status) for its next `count`
 matches, or adds `delay` seconds. `write_delay` delays every write; `pause()` holds every request until
-`resume()`.
-The counter counts every request by (verb, resource) after authentication, e.g. `("create", "pods")`.
+`resume()`. The counter counts every request by (verb, resource) after authentication, e.g. `("create",
+"pods")`.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
-"""What the server serves: one `ResourceType` per group/version/resource, builtin kinds from a table, CRDs
-added live.
+"""What the server serves: a `ResourceType` per group/version/resource, builtins from a table, CRDs live.
 
 The builtin kinds are the `BUILTIN` table below: adding a kind is one line. A CRD contributes one
 `ResourceType` per served version (objects are stored once per group/resource, so every served version sees
 them; conversion is `None`, i.e. only `apiVersion` changes). The registry is what discovery, OpenAPI, routing
-and
-admission read, so a CRD is served the instant it is created.
+and admission read, so a CRD is served the instant it is created.
 """
 
 from __future__ import annotations

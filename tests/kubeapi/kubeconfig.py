@@ -3,8 +3,7 @@
 `write_kubeconfig()` writes one cluster/user/context named `kubeapi`; `write_in_cluster()` writes the
 service-account directory (`token`, `ca.crt`, `namespace`) and returns the `KUBERNETES_SERVICE_HOST`/`PORT`
 environment, so a program using in-cluster configuration can be pointed at the server (client libraries read
-the
-directory from a fixed path, so tests pass it through their own settings or patch the path).
+the directory from a fixed path, so tests pass it through their own settings or patch the path).
 """
 
 from __future__ import annotations

@@ -1,15 +1,11 @@
-"""OpenAPI as clients need it: the `/openapi/v3` index, per-group-version documents, and the `/openapi/v2`
-stub.
+"""OpenAPI as clients need it: the `/openapi/v3` index, per-group-version documents, the `/openapi/v2` stub.
 
 kubectl (default `--validate=strict`) and Helm download OpenAPI before writing. A per-GV v3 document whose
-paths
-carry a `patch` operation with the `fieldValidation` query parameter and `x-kubernetes-group-version-kind`
-tells
-them the server validates fields itself: they then skip client-side validation and send
-`fieldValidation=Strict`
-(reference section 2.3). CRD schemas are included under `components.schemas`. `/openapi/v2` answers the
-30-byte
-protobuf document (empty paths) with the exact content type client-go accepts.
+paths carry a `patch` operation with the `fieldValidation` query parameter and
+`x-kubernetes-group-version-kind` tells them the server validates fields itself: they then skip client-side
+validation and send `fieldValidation=Strict` (reference section 2.3). CRD schemas are included under
+`components.schemas`. `/openapi/v2` answers the 30-byte protobuf document (empty paths) with the exact content
+type client-go accepts.
 """
 
 from __future__ import annotations

@@ -2,11 +2,9 @@
 
 Strategic merge patch knows the merge keys of the common builtin list fields (`MERGE_KEYS`: containers, env,
 volumes... by name, volumeMounts by mountPath, container ports by containerPort, service ports by port) and
-the
-`$patch` (replace/delete/merge), `$setElementOrder/<list>`, `$deleteFromPrimitiveList/<list>` and
-`$retainKeys`
-directives; lists without a known merge key are replaced whole, as for fields with no patch strategy. Custom
-resources refuse it with 415, as the real server does.
+the `$patch` (replace/delete/merge), `$setElementOrder/<list>`, `$deleteFromPrimitiveList/<list>` and
+`$retainKeys` directives; lists without a known merge key are replaced whole, as for fields with no patch
+strategy. Custom resources refuse it with 415, as the real server does.
 """
 
 from __future__ import annotations

@@ -2,11 +2,9 @@
 
 Typed clientsets (kubectl's imperative `create namespace/configmap/secret`, Helm's release storage) send the
 `k8s\\x00` envelope: `runtime.Unknown{typeMeta{apiVersion, kind}, raw}` where `raw` is the object's own
-message.
-Decoded here: Secret, ConfigMap, Namespace, SelfSubjectAccessReview and the ObjectMeta subset they use (field numbers from the
-published
-`generated.proto` messages). Anything else is a 415, as from a server that cannot decode it. Responses are
-JSON.
+message. Decoded here: Secret, ConfigMap, Namespace, SelfSubjectAccessReview and the ObjectMeta subset they
+use (field numbers from the published `generated.proto` messages). Anything else is a 415, as from a server
+that cannot decode it. Responses are JSON.
 """
 
 from __future__ import annotations
@@ -168,7 +166,15 @@ def _strings(buf: bytes, names: dict[int, str]) -> dict[str, str]:
 
 def _access_review(raw: bytes) -> dict[str, Any]:
     """SelfSubjectAccessReview (`kubectl auth can-i`): spec{resourceAttributes, nonResourceAttributes}."""
-    resource = {1: "namespace", 2: "verb", 3: "group", 4: "version", 5: "resource", 6: "subresource", 7: "name"}
+    resource = {
+        1: "namespace",
+        2: "verb",
+        3: "group",
+        4: "version",
+        5: "resource",
+        6: "subresource",
+        7: "name",
+    }
     spec: dict[str, Any] = {}
     for n, _, v in fields(raw):
         if n != 2:

@@ -2,14 +2,12 @@
 
 Authentication maps bearer tokens to users; `service_account_token()` mints one for
 `system:serviceaccount:<ns>:<name>` with the groups the real token authenticator gives. Requests without a
-token
-are `system:anonymous`; an unknown token is a 401. Authorization is off by default (everything allowed, like
-`AlwaysAllow`); with `enforce=True` every request is checked against the stored RBAC objects (verbs,
-apiGroups,
-resources incl. `<res>/<sub>` and `*`, resourceNames, nonResourceURLs with a trailing `*`), members of
-`system:masters` are always allowed, and a denial is a 403 with the real message and is recorded in `denied`.
-The bootstrap roles a real cluster grants every authenticated user for discovery are stored at start.
-Aggregated ClusterRoles (`aggregationRule`) are not evaluated (a known gap).
+token are `system:anonymous`; an unknown token is a 401. Authorization is off by default (everything allowed,
+like `AlwaysAllow`); with `enforce=True` every request is checked against the stored RBAC objects (verbs,
+apiGroups, resources incl. `<res>/<sub>` and `*`, resourceNames, nonResourceURLs with a trailing `*`), members
+of `system:masters` are always allowed, and a denial is a 403 with the real message and is recorded in
+`denied`. The bootstrap roles a real cluster grants every authenticated user for discovery are stored at
+start. Aggregated ClusterRoles (`aggregationRule`) are not evaluated (a known gap).
 """
 
 from __future__ import annotations

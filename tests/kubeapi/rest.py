@@ -1,17 +1,13 @@
 """The semantics of each REST verb on a resource: what the real API server does between decoding and storage.
 
 Create, get, list, update (PUT), patch (merge, JSON, strategic, apply), delete and deletecollection, for the
-main
-resource and the `status` subresource, in the real server's order: decode + strict field check, defaulting,
-mutating webhooks, schema validation, validating webhooks, then compare-and-swap storage. Here live:
-resourceVersion preconditions (409), `generation` (bumped only by changes outside metadata and status), the
-status
-subresource split, generateName, uid/creationTimestamp, namespace existence (404) and termination,
-`dryRun=All`,
-finalizers and `deletionTimestamp` (202), delete preconditions, owner-reference garbage collection
-(background,
-foreground, orphan), namespace deletion, CRD registration, managedFields and the fake workload status.
-HTTP (routing, content negotiation, watch streams) is `server.py`'s.
+main resource and the `status` subresource, in the real server's order: decode + strict field check,
+defaulting, mutating webhooks, schema validation, validating webhooks, then compare-and-swap storage. Here
+live: resourceVersion preconditions (409), `generation` (bumped only by changes outside metadata and status),
+the status subresource split, generateName, uid/creationTimestamp, namespace existence (404) and termination,
+`dryRun=All`, finalizers and `deletionTimestamp` (202), delete preconditions, owner-reference garbage
+collection (background, foreground, orphan), namespace deletion, CRD registration, managedFields and the fake
+workload status. HTTP (routing, content negotiation, watch streams) is `server.py`'s.
 """
 
 from __future__ import annotations

@@ -4,8 +4,7 @@ The order is the real server's: null values of non-nullable fields are dropped, 
 reported, for `fieldValidation=Strict`/`Warn`), defaults are filled wherever the enclosing object exists, then
 the value validations run and report `Cause`s with the real messages (`spec.ipVersion: Unsupported value: 7:
 supported values: "4", "6"`). The root `apiVersion`/`kind`/`metadata` are not the schema's business (the
-server
-checks metadata itself), nor is `x-kubernetes-validations` (CEL is not evaluated: a known gap).
+server checks metadata itself), nor is `x-kubernetes-validations` (CEL is not evaluated: a known gap).
 """
 
 from __future__ import annotations

@@ -3,10 +3,8 @@ objects.
 
 Label selectors accept `=`, `==`, `!=`, `in (...)`, `notin (...)`, `key` (exists) and `!key`, comma-separated;
 field selectors accept `=`, `==`, `!=` on the field labels a kind supports (metadata.name and
-metadata.namespace
-always; others per kind, as listed in `kinds.py`). Malformed selectors and unsupported field labels are 400s
-with
-the real server's messages.
+metadata.namespace always; others per kind, as listed in `kinds.py`). Malformed selectors and unsupported
+field labels are 400s with the real server's messages.
 """
 
 from __future__ import annotations

@@ -1,14 +1,13 @@
 """The HTTP(S) server: routing, content negotiation, watch streams, and the wiring of every other module.
 
 `KubeApiServer` is an asyncio object (`await start()`, `await stop()`); `ServerThread` runs one on a
-background
-event loop for synchronous tests. Each request is authenticated (bearer token), counted and checked against
-the
-injected faults (pause, delay, errors), authorized (RBAC when enforced), then routed: discovery, OpenAPI and
-`/version` here; resources to `rest.Api`; watches are streamed from `store.Store` here, with resourceVersion
-replay, synthetic ADDED events for "0"/absent, the 410 ERROR event, bookmarks, `sendInitialEvents` and
-`timeoutSeconds`; `/_kubeapi/...` is the admin endpoint (`admin.py`). Query booleans parse like the Go server
-(anything but `0`, `f`, `false` in any case is true: kubernetes-asyncio sends `watch=True`).
+background event loop for synchronous tests. Each request is authenticated (bearer token), counted and checked
+against the injected faults (pause, delay, errors), authorized (RBAC when enforced), then routed: discovery,
+OpenAPI and `/version` here; resources to `rest.Api`; watches are streamed from `store.Store` here, with
+resourceVersion replay, synthetic ADDED events for "0"/absent, the 410 ERROR event, bookmarks,
+`sendInitialEvents` and `timeoutSeconds`; `/_kubeapi/...` is the admin endpoint (`admin.py`). Query booleans
+parse like the Go server (anything but `0`, `f`, `false` in any case is true: kubernetes-asyncio sends
+`watch=True`).
 """
 
 from __future__ import annotations

@@ -2,12 +2,10 @@
 
 One `Store` holds every object as a JSON dict keyed by (group/resource, namespace, name). Each write takes the
 next value of one global counter as its `resourceVersion` (like etcd's revision) and appends an event to a
-bounded
-history; watchers registered from an older revision replay the history, and a revision older than what the
-history
-still holds is "too old" (410 Expired), which `compact()` can force. The store knows nothing about HTTP,
-schemas or
-admission: those are `rest.py`'s. Everything runs on the server's event loop, so no locking is needed.
+bounded history; watchers registered from an older revision replay the history, and a revision older than what
+the history still holds is "too old" (410 Expired), which `compact()` can force. The store knows nothing about
+HTTP, schemas or admission: those are `rest.py`'s. Everything runs on the server's event loop, so no locking
+is needed.
 """
 
 from __future__ import annotations

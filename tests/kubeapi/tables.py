@@ -2,9 +2,8 @@
 
 Columns are Name, then a CRD's `additionalPrinterColumns` (JSONPath subset: `.a.b`, `.a[0].b`, `.a[*].b`,
 `.a['x.y']`) or a builtin kind's own columns (pods: READY STATUS RESTARTS AGE, IP and NODE in wide...), and
-Age.
-Columns with priority > 0 are the ones kubectl shows only with `-o wide`; the server always sends them all.
-Ages are rendered like the apiserver's human-readable durations ("5s", "3m2s", "4h", "2d3h").
+Age. Columns with priority > 0 are the ones kubectl shows only with `-o wide`; the server always sends them
+all. Ages are rendered like the apiserver's human-readable durations ("5s", "3m2s", "4h", "2d3h").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Admission webhooks registered in the server are called like a real server calls them (HTTPS, AdmissionReview v1)."""
+"""Registered admission webhooks are called as a real server calls them (HTTPS, AdmissionReview v1)."""
 
 from __future__ import annotations
 
@@ -19,12 +19,31 @@ CONFIGS = "/apis/admissionregistration.k8s.io/v1"
 
 
 def _config(kind: str, name: str, client: dict[str, Any], **hook: Any) -> dict[str, Any]:
-    rules = hook.pop("rules", [{"operations": ["CREATE", "UPDATE"], "apiGroups": ["example.com"],
-                                "apiVersions": ["*"], "resources": ["widgets"]}])  # fmt: skip
-    webhook = {"name": name, "clientConfig": client, "rules": rules, "sideEffects": "None",
-               "admissionReviewVersions": ["v1"], **hook}  # fmt: skip
-    return {"apiVersion": "admissionregistration.k8s.io/v1", "kind": kind, "metadata": {"name": name},
-            "webhooks": [webhook]}  # fmt: skip
+    rules = hook.pop(
+        "rules",
+        [
+            {
+                "operations": ["CREATE", "UPDATE"],
+                "apiGroups": ["example.com"],
+                "apiVersions": ["*"],
+                "resources": ["widgets"],
+            }
+        ],
+    )
+    webhook = {
+        "name": name,
+        "clientConfig": client,
+        "rules": rules,
+        "sideEffects": "None",
+        "admissionReviewVersions": ["v1"],
+        **hook,
+    }
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": kind,
+        "metadata": {"name": name},
+        "webhooks": [webhook],
+    }
 
 
 def _register(http: Http, kind: str, body: dict[str, Any]) -> None:
@@ -33,20 +52,44 @@ def _register(http: Http, kind: str, body: dict[str, Any]) -> None:
     assert code == 201, resp
 
 
-def test_mutating_then_schema_then_validating_with_service_resolution_and_ca_check(srv: ServerThread, http: Http) -> None:
+def test_mutating_then_schema_then_validating_with_service_resolution_and_ca_check(
+    srv: ServerThread, http: Http
+) -> None:
     http("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", WIDGET_CRD)
     patch = [{"op": "add", "path": "/metadata/labels", "value": {"mutated": "yes"}}]
-    mutator = start_webhook(srv, lambda req: {"patchType": "JSONPatch",
-                                              "patch": base64.b64encode(json.dumps(patch).encode()).decode()},
-                            service=("webhooks", "mutator"))  # fmt: skip
+    mutator = start_webhook(
+        srv,
+        lambda req: {
+            "patchType": "JSONPatch",
+            "patch": base64.b64encode(json.dumps(patch).encode()).decode(),
+        },
+        service=("webhooks", "mutator"),
+    )
     validator = start_webhook(srv, lambda req: {}, service=("webhooks", "validator"))
-    _register(http, "MutatingWebhookConfiguration", _config(
-        "MutatingWebhookConfiguration", "mutate.example.com",
-        {"service": {"namespace": "webhooks", "name": "mutator", "path": "/mutate"}, "caBundle": mutator.ca_bundle}))
-    _register(http, "ValidatingWebhookConfiguration", _config(
-        "ValidatingWebhookConfiguration", "validate.example.com",
-        {"service": {"namespace": "webhooks", "name": "validator", "path": "/validate"},
-         "caBundle": validator.ca_bundle}))  # fmt: skip
+    _register(
+        http,
+        "MutatingWebhookConfiguration",
+        _config(
+            "MutatingWebhookConfiguration",
+            "mutate.example.com",
+            {
+                "service": {"namespace": "webhooks", "name": "mutator", "path": "/mutate"},
+                "caBundle": mutator.ca_bundle,
+            },
+        ),
+    )
+    _register(
+        http,
+        "ValidatingWebhookConfiguration",
+        _config(
+            "ValidatingWebhookConfiguration",
+            "validate.example.com",
+            {
+                "service": {"namespace": "webhooks", "name": "validator", "path": "/validate"},
+                "caBundle": validator.ca_bundle,
+            },
+        ),
+    )
     code, body, _ = http("POST", WIDGETS, widget("w"))
     assert code == 201 and body["metadata"]["labels"] == {"mutated": "yes"}
     request = validator.reviews[0]["request"]
@@ -62,17 +105,35 @@ def test_mutating_then_schema_then_validating_with_service_resolution_and_ca_che
     assert update["oldObject"]["spec"]["size"] == 3 and update["object"]["spec"]["size"] == 4
 
 
-def test_kubectl_apply_refused_by_a_webhook_prints_the_denial(srv: ServerThread, http: Http, kubectl: Kubectl) -> None:
+def test_kubectl_apply_refused_by_a_webhook_prints_the_denial(
+    srv: ServerThread, http: Http, kubectl: Kubectl
+) -> None:
     hook = start_webhook(srv, lambda req: {"allowed": False, "status": {"message": "pools need a gateway"}})
     kubectl("apply", "-f", str(TESTDATA / "spiderippool-crd.yaml"))
-    rules = [{"operations": ["CREATE"], "apiGroups": ["spiderpool.spidernet.io"], "apiVersions": ["v2beta1"],
-              "resources": ["spiderippools"]}]  # fmt: skip
-    _register(http, "ValidatingWebhookConfiguration", _config(
-        "ValidatingWebhookConfiguration", "pools.spiderpool.spidernet.io",
-        {"url": hook.url + "/validate", "caBundle": hook.ca_bundle}, rules=rules))  # fmt: skip
+    rules = [
+        {
+            "operations": ["CREATE"],
+            "apiGroups": ["spiderpool.spidernet.io"],
+            "apiVersions": ["v2beta1"],
+            "resources": ["spiderippools"],
+        }
+    ]
+    _register(
+        http,
+        "ValidatingWebhookConfiguration",
+        _config(
+            "ValidatingWebhookConfiguration",
+            "pools.spiderpool.spidernet.io",
+            {"url": hook.url + "/validate", "caBundle": hook.ca_bundle},
+            rules=rules,
+        ),
+    )
     proc = kubectl("apply", "-f", str(TESTDATA / "pool-a.yaml"), ok=False)
     assert proc.returncode == 1
-    assert 'admission webhook "pools.spiderpool.spidernet.io" denied the request: pools need a gateway' in proc.stderr
+    assert (
+        'admission webhook "pools.spiderpool.spidernet.io" denied the request: pools need a gateway'
+        in proc.stderr
+    )
     assert srv.get("spiderpool.spidernet.io/v2beta1", "SpiderIPPool", "pool-a") is None
 
 
@@ -80,20 +141,35 @@ def test_failure_policy_decides_when_the_webhook_cannot_be_called(srv: ServerThr
     http("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", WIDGET_CRD)
     hook = start_webhook(srv, lambda req: {})
     other_ca = base64.b64encode(CertificateAuthority().cert_pem).decode()
-    _register(http, "ValidatingWebhookConfiguration", _config(
-        "ValidatingWebhookConfiguration", "ignored.example.com",
-        {"service": {"namespace": "nowhere", "name": "missing"}}, failurePolicy="Ignore"))  # fmt: skip
+    _register(
+        http,
+        "ValidatingWebhookConfiguration",
+        _config(
+            "ValidatingWebhookConfiguration",
+            "ignored.example.com",
+            {"service": {"namespace": "nowhere", "name": "missing"}},
+            failurePolicy="Ignore",
+        ),
+    )
     code, _, _ = http("POST", WIDGETS, widget("a"))
     assert code == 201
-    _register(http, "ValidatingWebhookConfiguration", _config(
-        "ValidatingWebhookConfiguration", "failing.example.com",
-        {"url": hook.url + "/x", "caBundle": other_ca}))  # fmt: skip
+    _register(
+        http,
+        "ValidatingWebhookConfiguration",
+        _config(
+            "ValidatingWebhookConfiguration",
+            "failing.example.com",
+            {"url": hook.url + "/x", "caBundle": other_ca},
+        ),
+    )
     code, body, _ = http("POST", WIDGETS, widget("b"))
     assert code == 500 and body["reason"] == "InternalError"
-    assert body["message"].startswith('Internal error occurred: failed calling webhook "failing.example.com": '
-                                      f'failed to call webhook: Post "{hook.url}/x": ')
+    assert body["message"].startswith(
+        'Internal error occurred: failed calling webhook "failing.example.com": '
+        f'failed to call webhook: Post "{hook.url}/x": '
+    )
     assert "CERTIFICATE_VERIFY_FAILED" in body["message"]  # the caBundle does not certify the webhook
-    assert hook.reviews == []  # fmt: skip
+    assert hook.reviews == []
 
 
 def test_webhook_timeout_fails_the_request(srv: ServerThread, http: Http) -> None:
@@ -104,9 +180,16 @@ def test_webhook_timeout_fails_the_request(srv: ServerThread, http: Http) -> Non
         return {}
 
     hook = start_webhook(srv, slow)
-    _register(http, "ValidatingWebhookConfiguration", _config(
-        "ValidatingWebhookConfiguration", "slow.example.com", {"url": hook.url, "caBundle": hook.ca_bundle},
-        timeoutSeconds=1))  # fmt: skip
+    _register(
+        http,
+        "ValidatingWebhookConfiguration",
+        _config(
+            "ValidatingWebhookConfiguration",
+            "slow.example.com",
+            {"url": hook.url, "caBundle": hook.ca_bundle},
+            timeoutSeconds=1,
+        ),
+    )
     started = time.monotonic()
     code, body, _ = http("POST", WIDGETS, widget("w"))
     assert code == 500 and "context deadline exceeded" in body["message"]
@@ -117,13 +200,29 @@ def test_rules_selectors_and_delete_reviews(srv: ServerThread, http: Http) -> No
     http("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", WIDGET_CRD)
     http("POST", "/api/v1/namespaces", {"metadata": {"name": "skip", "labels": {"webhooks": "off"}}})
     hook = start_webhook(srv, lambda req: {})
-    rules = [{"operations": ["DELETE"], "apiGroups": ["example.com"], "apiVersions": ["v1"], "resources": ["widgets"]},
-             {"operations": ["UPDATE"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["widgets/status"]}]  # fmt: skip
-    _register(http, "ValidatingWebhookConfiguration", _config(
-        "ValidatingWebhookConfiguration", "sel.example.com", {"url": hook.url, "caBundle": hook.ca_bundle},
-        rules=rules,
-        namespaceSelector={"matchExpressions": [{"key": "webhooks", "operator": "NotIn", "values": ["off"]}]},
-        objectSelector={"matchLabels": {"watched": "true"}}))  # fmt: skip
+    rules = [
+        {
+            "operations": ["DELETE"],
+            "apiGroups": ["example.com"],
+            "apiVersions": ["v1"],
+            "resources": ["widgets"],
+        },
+        {"operations": ["UPDATE"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["widgets/status"]},
+    ]
+    _register(
+        http,
+        "ValidatingWebhookConfiguration",
+        _config(
+            "ValidatingWebhookConfiguration",
+            "sel.example.com",
+            {"url": hook.url, "caBundle": hook.ca_bundle},
+            rules=rules,
+            namespaceSelector={
+                "matchExpressions": [{"key": "webhooks", "operator": "NotIn", "values": ["off"]}]
+            },
+            objectSelector={"matchLabels": {"watched": "true"}},
+        ),
+    )
     watched = {**widget("w"), "metadata": {"name": "w", "labels": {"watched": "true"}}}
     http("POST", WIDGETS, watched)
     http("POST", WIDGETS, widget("other"))

@@ -43,11 +43,16 @@ def _release_secret(srv: ServerThread, revision: int) -> dict[str, object]:
     return {"labels": labels, "status": release["info"]["status"], "type": secret["type"]}
 
 
-def test_install_upgrade_uninstall_leaves_the_cluster_as_helm_says(helm: helm_python.Config, srv: ServerThread) -> None:
-    installed = helm.install(str(CHART), "demo", {"greeting": "hi", "gateway": "10.6.0.254"}, wait="watcher",
-                             timeout=30)  # fmt: skip
+def test_install_upgrade_uninstall_leaves_the_cluster_as_helm_says(
+    helm: helm_python.Config, srv: ServerThread
+) -> None:
+    installed = helm.install(
+        str(CHART), "demo", {"greeting": "hi", "gateway": "10.6.0.254"}, wait="watcher", timeout=30
+    )
     assert (installed["revision"], installed["status"]) == (1, "deployed")
-    crd = srv.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", "spiderippools.spiderpool.spidernet.io")
+    crd = srv.get(
+        "apiextensions.k8s.io/v1", "CustomResourceDefinition", "spiderippools.spiderpool.spidernet.io"
+    )
     assert crd is not None
     cm = srv.get("v1", "ConfigMap", "demo-cm", "default")
     assert cm is not None and cm["data"] == {"greeting": "hi", "gateway": "10.6.0.254"}
@@ -61,7 +66,9 @@ def test_install_upgrade_uninstall_leaves_the_cluster_as_helm_says(helm: helm_py
         "type": "helm.sh/release.v1",
     }
 
-    upgraded = helm.upgrade(str(CHART), "demo", {"greeting": "bye", "replicas": 2}, wait="watcher", timeout=30)
+    upgraded = helm.upgrade(
+        str(CHART), "demo", {"greeting": "bye", "replicas": 2}, wait="watcher", timeout=30
+    )
     assert (upgraded["revision"], upgraded["status"]) == (2, "deployed")
     cm = srv.get("v1", "ConfigMap", "demo-cm", "default")
     assert cm is not None and cm["data"] == {"greeting": "bye"}  # the dropped key is gone (server-side apply)
@@ -69,14 +76,22 @@ def test_install_upgrade_uninstall_leaves_the_cluster_as_helm_says(helm: helm_py
     assert pool is not None and "gateway" not in pool["spec"]
     web = srv.get("apps/v1", "Deployment", "demo-web", "default")
     assert web is not None and web["spec"]["replicas"] == 2 and web["metadata"]["generation"] == 2
-    assert [(h["revision"], h["status"]) for h in helm.history("demo")] == [(1, "superseded"), (2, "deployed")]
+    assert [(h["revision"], h["status"]) for h in helm.history("demo")] == [
+        (1, "superseded"),
+        (2, "deployed"),
+    ]
     assert helm.get_values("demo") == {"greeting": "bye", "replicas": 2}
 
     assert helm.uninstall("demo", wait="watcher", timeout=30)["release"]["status"] == "uninstalled"
     assert helm.list() == []
-    for api_version, kind, name, ns in [("v1", "ConfigMap", "demo-cm", "default"), (*POOL, "demo-pool", ""),
-                                        ("apps/v1", "Deployment", "demo-web", "default"),
-                                        ("v1", "Secret", "sh.helm.release.v1.demo.v1", "default")]:  # fmt: skip
+    for api_version, kind, name, ns in [
+        ("v1", "ConfigMap", "demo-cm", "default"),
+        (*POOL, "demo-pool", ""),
+        ("apps/v1", "Deployment", "demo-web", "default"),
+        ("v1", "Secret", "sh.helm.release.v1.demo.v1", "default"),
+    ]:
         assert srv.get(api_version, kind, name, ns) is None, name
     # Helm never deletes what it installed from crds/
-    assert srv.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", "spiderippools.spiderpool.spidernet.io")
+    assert srv.get(
+        "apiextensions.k8s.io/v1", "CustomResourceDefinition", "spiderippools.spiderpool.spidernet.io"
+    )

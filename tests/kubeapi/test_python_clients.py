@@ -1,4 +1,4 @@
-"""The official `kubernetes` client (37) and kubernetes-asyncio (the project's client, 36) against the server."""
+"""The official `kubernetes` client (37) and kubernetes-asyncio (the project's client, 36) on the server."""
 
 from __future__ import annotations
 
@@ -20,8 +20,12 @@ GROUP, VERSION, PLURAL = "spiderpool.spidernet.io", "v2beta1", "spiderippools"
 
 
 def _pool(name: str, **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "SpiderIPPool", "metadata": {"name": name},
-            "spec": {"ipVersion": 4, "subnet": "10.6.0.0/16", **spec}}  # fmt: skip
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "SpiderIPPool",
+        "metadata": {"name": name},
+        "spec": {"ipVersion": 4, "subnet": "10.6.0.0/16", **spec},
+    }
 
 
 @pytest.fixture
@@ -43,7 +47,9 @@ def test_configmap_crud_round_trips(client: kubernetes.client.ApiClient) -> None
     assert int(replaced.metadata.resource_version) > int(created.metadata.resource_version)
     patched = core.patch_namespaced_config_map("cm1", "default", {"data": {"k2": "x"}})  # strategic merge
     assert patched.data == {"k": "w", "k2": "x"}
-    assert [c.metadata.name for c in core.list_namespaced_config_map("default", label_selector="a=1").items] == ["cm1"]
+    assert [
+        c.metadata.name for c in core.list_namespaced_config_map("default", label_selector="a=1").items
+    ] == ["cm1"]
     core.delete_namespaced_config_map("cm1", "default")
     with pytest.raises(ApiException) as err:
         core.read_namespaced_config_map("cm1", "default")
@@ -85,7 +91,9 @@ def test_status_is_ignored_on_main_writes_and_status_writes_keep_generation(
     assert spec_change["metadata"]["generation"] == 2
 
 
-def test_watch_from_a_resource_version_delivers_exactly_the_later_events(client: kubernetes.client.ApiClient) -> None:
+def test_watch_from_a_resource_version_delivers_exactly_the_later_events(
+    client: kubernetes.client.ApiClient,
+) -> None:
     core = kubernetes.client.CoreV1Api(client)
     core.create_namespaced_config_map("default", {"metadata": {"name": "before"}})
     rv = core.list_namespaced_config_map("default").metadata.resource_version
@@ -113,7 +121,9 @@ def test_watch_without_resource_version_starts_with_synthetic_added_events(
     assert events == [("ADDED", "one")]
 
 
-def test_watch_from_a_compacted_resource_version_raises_410(client: kubernetes.client.ApiClient, srv: ServerThread) -> None:
+def test_watch_from_a_compacted_resource_version_raises_410(
+    client: kubernetes.client.ApiClient, srv: ServerThread
+) -> None:
     core = kubernetes.client.CoreV1Api(client)
     rv = core.list_namespaced_config_map("default").metadata.resource_version
     core.create_namespaced_config_map("default", {"metadata": {"name": "x"}})
@@ -126,6 +136,10 @@ def test_watch_from_a_compacted_resource_version_raises_410(client: kubernetes.c
 
 
 # --- kubernetes-asyncio -------------------------------------------------------------------------------------
+
+
+def _async_cm(name: str) -> kubernetes_asyncio.client.V1ConfigMap:
+    return kubernetes_asyncio.client.V1ConfigMap(metadata=kubernetes_asyncio.client.V1ObjectMeta(name=name))
 
 
 async def _async_client(srv: ServerThread) -> kubernetes_asyncio.client.ApiClient:
@@ -141,18 +155,24 @@ async def test_asyncio_patch_without_content_type_sends_json_patch_and_gets_the_
         with pytest.raises(AsyncApiException) as err:
             await co.patch_cluster_custom_object(GROUP, VERSION, PLURAL, "pool-p", {"spec": {"vlan": 1}})
         assert err.value.status == 400
-        assert "json: cannot unmarshal object into Go value of type jsonpatch.Patch" in err.value.body
-        patched = await co.patch_cluster_custom_object(
-            GROUP, VERSION, PLURAL, "pool-p", {"spec": {"vlan": 1}}, _content_type="application/merge-patch+json"
+        assert "json: cannot unmarshal object into Go value of type jsonpatch.Patch" in str(err.value.body)
+        patched = await co.patch_cluster_custom_object(  # type: ignore[call-arg]  # taken by **kwargs at run time
+            GROUP,
+            VERSION,
+            PLURAL,
+            "pool-p",
+            {"spec": {"vlan": 1}},
+            _content_type="application/merge-patch+json",
         )
         assert patched["spec"]["vlan"] == 1
 
 
-async def test_asyncio_watch_sends_watch_True_and_gets_a_stream(client: kubernetes.client.ApiClient,
-                                                                srv: ServerThread) -> None:  # fmt: skip
+async def test_asyncio_watch_sends_watch_True_and_gets_a_stream(
+    client: kubernetes.client.ApiClient, srv: ServerThread
+) -> None:
     async with await _async_client(srv) as api:
         core = kubernetes_asyncio.client.CoreV1Api(api)
-        await core.create_namespaced_config_map("default", {"metadata": {"name": "w1"}})
+        await core.create_namespaced_config_map("default", _async_cm("w1"))
         w = kubernetes_asyncio.watch.Watch()
         seen = []
         async for e in w.stream(core.list_namespaced_config_map, "default", timeout_seconds=5):
@@ -168,10 +188,12 @@ async def test_asyncio_watch_from_a_too_old_resource_version_raises_api_exceptio
     async with await _async_client(srv) as api:
         core = kubernetes_asyncio.client.CoreV1Api(api)
         rv = (await core.list_namespaced_config_map("default")).metadata.resource_version
-        await core.create_namespaced_config_map("default", {"metadata": {"name": "y"}})
+        await core.create_namespaced_config_map("default", _async_cm("y"))
         srv.compact()
         w = kubernetes_asyncio.watch.Watch()
         with pytest.raises(AsyncApiException) as err:
-            async for _ in w.stream(core.list_namespaced_config_map, "default", resource_version=rv, timeout_seconds=2):
+            async for _ in w.stream(
+                core.list_namespaced_config_map, "default", resource_version=rv, timeout_seconds=2
+            ):
                 pass
         assert err.value.status == 410

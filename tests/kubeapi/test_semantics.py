@@ -1,4 +1,5 @@
-"""REST semantics no single client exercises on its own, checked with raw HTTP requests (shapes as the real server)."""
+"""REST semantics no single client exercises on its own, checked with raw HTTP requests (shapes as the real
+server)."""
 
 from __future__ import annotations
 
@@ -22,36 +23,65 @@ WIDGET_CRD: dict[str, Any] = {
         "group": "example.com",
         "scope": "Namespaced",
         "names": {"plural": "widgets", "kind": "Widget", "shortNames": ["wd"]},
-        "versions": [{
-            "name": "v1", "served": True, "storage": True, "subresources": {"status": {}},
-            "selectableFields": [{"jsonPath": ".spec.color"}],
-            "schema": {"openAPIV3Schema": {"type": "object", "properties": {
-                "spec": {"type": "object", "required": ["color"], "properties": {
-                    "color": {"type": "string", "enum": ["red", "blue"]},
-                    "size": {"type": "integer", "minimum": 1, "maximum": 10, "default": 3},
-                    "name": {"type": "string", "minLength": 2, "maxLength": 5, "pattern": "^[a-z]+$"},
-                    "tags": {"type": "array", "maxItems": 2, "items": {"type": "string"}},
-                    "port": {"x-kubernetes-int-or-string": True},
-                    "note": {"type": "string", "nullable": True},
-                    "ip": {"type": "string", "format": "ipv4"},
-                    "cidr": {"type": "string", "format": "cidr"},
-                    "when": {"type": "string", "format": "date-time"},
-                    "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-                    "nested": {"type": "object", "properties": {
-                        "mode": {"type": "string", "default": "auto"},
-                        "deep": {"type": "object", "properties": {"level": {"type": "integer", "default": 1}}},
-                    }},
-                }},
-                "status": {"type": "object", "properties": {"ready": {"type": "boolean"}}},
-            }}},
-        }],
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "selectableFields": [{"jsonPath": ".spec.color"}],
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {
+                                "type": "object",
+                                "required": ["color"],
+                                "properties": {
+                                    "color": {"type": "string", "enum": ["red", "blue"]},
+                                    "size": {"type": "integer", "minimum": 1, "maximum": 10, "default": 3},
+                                    "name": {
+                                        "type": "string",
+                                        "minLength": 2,
+                                        "maxLength": 5,
+                                        "pattern": "^[a-z]+$",
+                                    },
+                                    "tags": {"type": "array", "maxItems": 2, "items": {"type": "string"}},
+                                    "port": {"x-kubernetes-int-or-string": True},
+                                    "note": {"type": "string", "nullable": True},
+                                    "ip": {"type": "string", "format": "ipv4"},
+                                    "cidr": {"type": "string", "format": "cidr"},
+                                    "when": {"type": "string", "format": "date-time"},
+                                    "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                                    "nested": {
+                                        "type": "object",
+                                        "properties": {
+                                            "mode": {"type": "string", "default": "auto"},
+                                            "deep": {
+                                                "type": "object",
+                                                "properties": {"level": {"type": "integer", "default": 1}},
+                                            },
+                                        },
+                                    },
+                                },
+                            },
+                            "status": {"type": "object", "properties": {"ready": {"type": "boolean"}}},
+                        },
+                    }
+                },
+            }
+        ],
     },
-}  # fmt: skip
+}
 
 
 def widget(name: str, **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": name},
-            "spec": {"color": "red", **spec}}  # fmt: skip
+    return {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": name},
+        "spec": {"color": "red", **spec},
+    }
 
 
 @pytest.fixture
@@ -76,7 +106,9 @@ def test_namespaced_create_in_a_missing_namespace_is_404(http: Http) -> None:
 def test_generate_name_creates_a_fresh_name_with_the_prefix(http: Http) -> None:
     names = set()
     for _ in range(3):
-        code, body, _ = http("POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"generateName": "gen-"}})
+        code, body, _ = http(
+            "POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"generateName": "gen-"}}
+        )
         assert code == 201
         names.add(body["metadata"]["name"])
     assert len(names) == 3 and all(n.startswith("gen-") and len(n) == 9 for n in names)
@@ -97,9 +129,17 @@ def test_unknown_resource_is_404_and_unsupported_method_is_405(http: Http) -> No
 
 @pytest.mark.parametrize(
     ("selector", "expected"),
-    [("tier=a", ["x"]), ("tier==a", ["x"]), ("tier!=a", ["y", "z"]), ("tier in (a,b)", ["x", "y"]),
-     ("tier notin (a)", ["y", "z"]), ("tier", ["x", "y"]), ("!tier", ["z"]), ("tier,app=web", ["y"])],
-)  # fmt: skip
+    [
+        ("tier=a", ["x"]),
+        ("tier==a", ["x"]),
+        ("tier!=a", ["y", "z"]),
+        ("tier in (a,b)", ["x", "y"]),
+        ("tier notin (a)", ["y", "z"]),
+        ("tier", ["x", "y"]),
+        ("!tier", ["z"]),
+        ("tier,app=web", ["y"]),
+    ],
+)
 def test_label_selectors(http: Http, selector: str, expected: list[str]) -> None:
     for name, labels in [("x", {"tier": "a"}), ("y", {"tier": "b", "app": "web"}), ("z", {})]:
         http("POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"name": name, "labels": labels}})
@@ -110,10 +150,17 @@ def test_label_selectors(http: Http, selector: str, expected: list[str]) -> None
 
 def test_field_selectors_on_pods_and_the_400_for_an_unsupported_label(http: Http) -> None:
     for name, node in [("p1", "n1"), ("p2", "n2")]:
-        pod = {"metadata": {"name": name}, "spec": {"nodeName": node, "containers": [{"name": "c", "image": "i"}]}}
+        pod = {
+            "metadata": {"name": name},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "i"}]},
+        }
         http("POST", "/api/v1/namespaces/default/pods", pod)
-    http("PATCH", "/api/v1/namespaces/default/pods/p2/status", {"status": {"phase": "Running"}},
-         "application/merge-patch+json")  # fmt: skip
+    http(
+        "PATCH",
+        "/api/v1/namespaces/default/pods/p2/status",
+        {"status": {"phase": "Running"}},
+        "application/merge-patch+json",
+    )
 
     def names(selector: str) -> list[str]:
         _, body, _ = http("GET", "/api/v1/pods?" + urllib.parse.urlencode({"fieldSelector": selector}))
@@ -144,29 +191,66 @@ def test_list_pagination_with_limit_and_continue(http: Http) -> None:
 
 
 def test_merge_patch_null_deletes_and_json_patch_failures_are_422(http: Http) -> None:
-    http("POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "c"}, "data": {"a": "1", "b": "2"}})
-    _, body, _ = http("PATCH", "/api/v1/namespaces/default/configmaps/c", {"data": {"a": None, "c": "3"}},
-                      "application/merge-patch+json")  # fmt: skip
+    http(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        {"metadata": {"name": "c"}, "data": {"a": "1", "b": "2"}},
+    )
+    _, body, _ = http(
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/c",
+        {"data": {"a": None, "c": "3"}},
+        "application/merge-patch+json",
+    )
     assert body["data"] == {"b": "2", "c": "3"}
     ops = [{"op": "test", "path": "/data/b", "value": "9"}, {"op": "remove", "path": "/data/b"}]
-    code, body, _ = http("PATCH", "/api/v1/namespaces/default/configmaps/c", ops, "application/json-patch+json")
+    code, body, _ = http(
+        "PATCH", "/api/v1/namespaces/default/configmaps/c", ops, "application/json-patch+json"
+    )
     assert code == 422
-    code, body, _ = http("PATCH", "/api/v1/namespaces/default/configmaps/c", {"data": {}}, "application/json-patch+json")
-    assert (code, body["message"]) == (400, "json: cannot unmarshal object into Go value of type jsonpatch.Patch")
+    code, body, _ = http(
+        "PATCH", "/api/v1/namespaces/default/configmaps/c", {"data": {}}, "application/json-patch+json"
+    )
+    assert (code, body["message"]) == (
+        400,
+        "json: cannot unmarshal object into Go value of type jsonpatch.Patch",
+    )
 
 
 def test_strategic_merge_patch_directives_on_a_pod(http: Http) -> None:
-    pod = {"metadata": {"name": "p", "finalizers": ["a/x", "a/y"]}, "spec": {"containers": [
-        {"name": "a", "image": "i", "ports": [{"containerPort": 80}, {"containerPort": 81}],
-         "env": [{"name": "E1", "value": "1"}, {"name": "E2", "value": "2"}]},
-        {"name": "b", "image": "i"}], "volumes": [{"name": "v1", "emptyDir": {}}]}}  # fmt: skip
+    pod = {
+        "metadata": {"name": "p", "finalizers": ["a/x", "a/y"]},
+        "spec": {
+            "containers": [
+                {
+                    "name": "a",
+                    "image": "i",
+                    "ports": [{"containerPort": 80}, {"containerPort": 81}],
+                    "env": [{"name": "E1", "value": "1"}, {"name": "E2", "value": "2"}],
+                },
+                {"name": "b", "image": "i"},
+            ],
+            "volumes": [{"name": "v1", "emptyDir": {}}],
+        },
+    }
     http("POST", "/api/v1/namespaces/default/pods", pod)
-    patch = {"metadata": {"$deleteFromPrimitiveList/finalizers": ["a/x"], "finalizers": ["a/z"]},
-             "spec": {"$setElementOrder/containers": [{"name": "b"}, {"name": "a"}],
-                      "containers": [{"name": "a", "ports": [{"containerPort": 81, "name": "web"}],
-                                      "env": [{"name": "E1", "$patch": "delete"}]}],
-                      "volumes": [{"$patch": "replace"}, {"name": "v2", "emptyDir": {}}]}}  # fmt: skip
-    code, body, _ = http("PATCH", "/api/v1/namespaces/default/pods/p", patch, "application/strategic-merge-patch+json")
+    patch = {
+        "metadata": {"$deleteFromPrimitiveList/finalizers": ["a/x"], "finalizers": ["a/z"]},
+        "spec": {
+            "$setElementOrder/containers": [{"name": "b"}, {"name": "a"}],
+            "containers": [
+                {
+                    "name": "a",
+                    "ports": [{"containerPort": 81, "name": "web"}],
+                    "env": [{"name": "E1", "$patch": "delete"}],
+                }
+            ],
+            "volumes": [{"$patch": "replace"}, {"name": "v2", "emptyDir": {}}],
+        },
+    }
+    code, body, _ = http(
+        "PATCH", "/api/v1/namespaces/default/pods/p", patch, "application/strategic-merge-patch+json"
+    )
     assert code == 200, body
     spec = body["spec"]
     assert [c["name"] for c in spec["containers"]] == ["b", "a"]
@@ -180,7 +264,9 @@ def test_strategic_merge_patch_directives_on_a_pod(http: Http) -> None:
 
 def test_strategic_merge_patch_on_a_custom_resource_is_415(widgets: Http) -> None:
     widgets("POST", WIDGETS, widget("w"))
-    code, body, _ = widgets("PATCH", f"{WIDGETS}/w", {"spec": {"size": 2}}, "application/strategic-merge-patch+json")
+    code, body, _ = widgets(
+        "PATCH", f"{WIDGETS}/w", {"spec": {"size": 2}}, "application/strategic-merge-patch+json"
+    )
     assert (code, body["reason"]) == (415, "UnsupportedMediaType")
 
 
@@ -190,7 +276,9 @@ def test_server_side_apply_answers_201_on_create_and_200_on_update(widgets: Http
     assert code == 201 and body["spec"]["size"] == 4
     code, body, _ = widgets("PATCH", path, widget("w", size=5), "application/apply-patch+yaml")
     assert code == 200 and body["spec"]["size"] == 5
-    assert [(m["manager"], m["operation"]) for m in body["metadata"]["managedFields"]] == [("tester", "Apply")]
+    assert [(m["manager"], m["operation"]) for m in body["metadata"]["managedFields"]] == [
+        ("tester", "Apply")
+    ]
 
 
 def test_dry_run_persists_nothing_and_emits_no_event(srv: ServerThread, http: Http) -> None:
@@ -198,8 +286,11 @@ def test_dry_run_persists_nothing_and_emits_no_event(srv: ServerThread, http: Ht
     rv = srv.server.store.revision
     code, _, _ = http("POST", "/api/v1/namespaces/default/configmaps?dryRun=All", {"metadata": {"name": "d"}})
     assert code == 201
-    code, body, _ = http("PUT", "/api/v1/namespaces/default/configmaps/c?dryRun=All",
-                         {"metadata": {"name": "c"}, "data": {"a": "2"}})  # fmt: skip
+    code, body, _ = http(
+        "PUT",
+        "/api/v1/namespaces/default/configmaps/c?dryRun=All",
+        {"metadata": {"name": "c"}, "data": {"a": "2"}},
+    )
     assert code == 200 and body["data"] == {"a": "2"}
     code, _, _ = http("DELETE", "/api/v1/namespaces/default/configmaps/c?dryRun=All")
     assert code == 200
@@ -230,7 +321,11 @@ def test_deletecollection_deletes_only_the_matching_objects(http: Http) -> None:
 
 def test_finalizers_hold_deletion_and_the_last_removal_deletes(srv: ServerThread, http: Http) -> None:
     path = "/api/v1/namespaces/default/configmaps/c"
-    http("POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "c", "finalizers": ["x/a", "x/b"]}})
+    http(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        {"metadata": {"name": "c", "finalizers": ["x/a", "x/b"]}},
+    )
     code, body, _ = http("DELETE", path)
     assert code == 202 and body["metadata"]["deletionTimestamp"]
     http("PATCH", path, [{"op": "remove", "path": "/metadata/finalizers/0"}], "application/json-patch+json")
@@ -241,7 +336,12 @@ def test_finalizers_hold_deletion_and_the_last_removal_deletes(srv: ServerThread
 
 
 def _owned(name: str, owner: dict[str, Any], finalizers: list[str] | None = None) -> dict[str, Any]:
-    ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"]}
+    ref = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+    }
     return {"metadata": {"name": name, "ownerReferences": [ref], "finalizers": finalizers or []}}
 
 
@@ -278,24 +378,34 @@ def test_namespace_deletion_removes_its_content_then_itself_and_refuses_new_cont
     assert srv.get("v1", "ConfigMap", "a", "gone") is None
     code, body, _ = http("POST", "/api/v1/namespaces/gone/configmaps", {"metadata": {"name": "c"}})
     assert code == 403 and "because it is being terminated" in body["message"]
-    http("PATCH", "/api/v1/namespaces/gone/configmaps/b", {"metadata": {"finalizers": None}},
-         "application/merge-patch+json")  # fmt: skip
+    http(
+        "PATCH",
+        "/api/v1/namespaces/gone/configmaps/b",
+        {"metadata": {"finalizers": None}},
+        "application/merge-patch+json",
+    )
     assert srv.get("v1", "Namespace", "gone") is None
 
 
 def test_generation_moves_with_spec_only(widgets: Http) -> None:
     _, w, _ = widgets("POST", WIDGETS, widget("w"))
     assert w["metadata"]["generation"] == 1
-    _, w, _ = widgets("PATCH", f"{WIDGETS}/w", {"metadata": {"labels": {"a": "b"}}}, "application/merge-patch+json")
+    _, w, _ = widgets(
+        "PATCH", f"{WIDGETS}/w", {"metadata": {"labels": {"a": "b"}}}, "application/merge-patch+json"
+    )
     assert w["metadata"]["generation"] == 1
-    _, w, _ = widgets("PATCH", f"{WIDGETS}/w/status", {"status": {"ready": True}}, "application/merge-patch+json")
+    _, w, _ = widgets(
+        "PATCH", f"{WIDGETS}/w/status", {"status": {"ready": True}}, "application/merge-patch+json"
+    )
     assert w["metadata"]["generation"] == 1 and w["status"] == {"ready": True}
     _, w, _ = widgets("PATCH", f"{WIDGETS}/w", {"spec": {"size": 7}}, "application/merge-patch+json")
     assert w["metadata"]["generation"] == 2
 
 
 def test_a_noop_update_keeps_the_resource_version(http: Http) -> None:
-    _, cm, _ = http("POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "c"}, "data": {"a": "1"}})
+    _, cm, _ = http(
+        "POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "c"}, "data": {"a": "1"}}
+    )
     _, same, _ = http("PUT", "/api/v1/namespaces/default/configmaps/c", cm)
     assert same["metadata"]["resourceVersion"] == cm["metadata"]["resourceVersion"]
 
@@ -303,8 +413,10 @@ def test_a_noop_update_keeps_the_resource_version(http: Http) -> None:
 def test_custom_resource_update_without_resource_version_is_422(widgets: Http) -> None:
     widgets("POST", WIDGETS, widget("w"))
     code, body, _ = widgets("PUT", f"{WIDGETS}/w", widget("w", size=2))
-    assert code == 422 and "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update" in (
-        body["message"]
+    assert (
+        code == 422
+        and "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update"
+        in (body["message"])
     )
 
 
@@ -321,20 +433,32 @@ def test_unknown_fields_are_pruned_warned_or_refused_per_field_validation(widget
     code, w, headers = widgets("POST", f"{WIDGETS}?fieldValidation=Warn", body)
     assert code == 201 and "bogus" not in w["spec"] and w["spec"]["extra"] == {"free": {"form": True}}
     assert headers["Warning"] == '299 - "unknown field \\"spec.bogus\\""'
-    code, _, headers = widgets("POST", f"{WIDGETS}?fieldValidation=Ignore", {**body, "metadata": {"name": "b"}})
+    code, _, headers = widgets(
+        "POST", f"{WIDGETS}?fieldValidation=Ignore", {**body, "metadata": {"name": "b"}}
+    )
     assert code == 201 and "Warning" not in headers
     code, err, _ = widgets("POST", f"{WIDGETS}?fieldValidation=Strict", {**body, "metadata": {"name": "c"}})
     assert (code, err["message"]) == (400, 'strict decoding error: unknown field "spec.bogus"')
 
 
 def test_schema_violations_are_422_with_one_cause_per_field(widgets: Http) -> None:
-    bad = {"color": "green", "size": 11, "name": "A", "tags": ["a", "b", "c"], "port": 1.5, "ip": "1.2.3",
-           "cidr": "10.0.0.0", "when": "yesterday"}  # fmt: skip
+    bad = {
+        "color": "green",
+        "size": 11,
+        "name": "A",
+        "tags": ["a", "b", "c"],
+        "port": 1.5,
+        "ip": "1.2.3",
+        "cidr": "10.0.0.0",
+        "when": "yesterday",
+    }
     code, body, _ = widgets("POST", WIDGETS, {**widget("w"), "spec": bad})
     assert code == 422 and body["reason"] == "Invalid"
     causes: dict[str, str] = {}
     for c in body["details"]["causes"]:
-        causes[c["field"]] = causes[c["field"]] + " | " + c["message"] if c["field"] in causes else c["message"]
+        causes[c["field"]] = (
+            causes[c["field"]] + " | " + c["message"] if c["field"] in causes else c["message"]
+        )
     assert causes["spec.color"] == 'Unsupported value: "green": supported values: "red", "blue"'
     assert causes["spec.size"] == "Invalid value: 11: spec.size in body should be less than or equal to 10"
     assert causes["spec.name"] == (
@@ -344,7 +468,9 @@ def test_schema_violations_are_422_with_one_cause_per_field(widgets: Http) -> No
     assert causes["spec.tags"] == "Too many: 3: must have at most 2 items"
     assert "spec.port in body must be of type integer,string" in causes["spec.port"]
     assert causes["spec.ip"] == 'Invalid value: "1.2.3": spec.ip in body must be of type ipv4: "1.2.3"'
-    assert "must be of type cidr" in causes["spec.cidr"] and "must be of type date-time" in causes["spec.when"]
+    assert (
+        "must be of type cidr" in causes["spec.cidr"] and "must be of type date-time" in causes["spec.when"]
+    )
     assert body["message"].startswith('Widget.example.com "w" is invalid: [spec.color: Unsupported value')
     code, body, _ = widgets("POST", WIDGETS, {**widget("x"), "spec": {"size": 2}})
     assert code == 422 and body["message"] == 'Widget.example.com "x" is invalid: spec.color: Required value'
@@ -376,9 +502,9 @@ def test_crd_status_and_discovery_follow_the_crd_instantly(widgets: Http) -> Non
 
 
 def test_openapi_v2_stub_bytes_and_v3_field_validation_parameter(http: Http) -> None:
-    code, body, headers = http("GET", "/openapi/v2")
+    _, body, headers = http("GET", "/openapi/v2")
     assert headers["Content-Type"] == "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
-    assert body == b'\n\x032.0\x12\x15\n\nKubernetes\x12\x07v1.37.1B\x00'
+    assert body == b"\n\x032.0\x12\x15\n\nKubernetes\x12\x07v1.37.1B\x00"
     _, index, _ = http("GET", "/openapi/v3")
     url = index["paths"]["api/v1"]["serverRelativeURL"]
     _, doc, _ = http("GET", url)
@@ -394,8 +520,10 @@ def _watch_lines(srv: ServerThread, path: str, count: int) -> list[dict[str, Any
     ca = srv.server.ca_pem
     assert ca is not None
     ctx = ssl.create_default_context(cadata=ca.decode())
-    with socket.create_connection(("127.0.0.1", srv.server.port), timeout=10) as raw, \
-            ctx.wrap_socket(raw, server_hostname="127.0.0.1") as sock:  # fmt: skip
+    with (
+        socket.create_connection(("127.0.0.1", srv.server.port), timeout=10) as raw,
+        ctx.wrap_socket(raw, server_hostname="127.0.0.1") as sock,
+    ):
         token = srv.server.config.admin_token
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
         data = b""
@@ -411,8 +539,10 @@ def _watch_lines(srv: ServerThread, path: str, count: int) -> list[dict[str, Any
 
 def test_send_initial_events_ends_with_the_initial_events_end_bookmark(srv: ServerThread, http: Http) -> None:
     http("POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "c1"}})
-    path = ("/api/v1/namespaces/default/configmaps?watch=1&sendInitialEvents=true&allowWatchBookmarks=true"
-            "&resourceVersionMatch=NotOlderThan&timeoutSeconds=5")  # fmt: skip
+    path = (
+        "/api/v1/namespaces/default/configmaps?watch=1&sendInitialEvents=true&allowWatchBookmarks=true"
+        "&resourceVersionMatch=NotOlderThan&timeoutSeconds=5"
+    )
     events = _watch_lines(srv, path, 2)
     assert [e["type"] for e in events] == ["ADDED", "BOOKMARK"]
     assert events[1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
@@ -422,10 +552,18 @@ def test_send_initial_events_ends_with_the_initial_events_end_bookmark(srv: Serv
 def test_watch_with_a_selector_sees_objects_leave_it_as_deleted(srv: ServerThread, http: Http) -> None:
     http("POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "c", "labels": {"a": "1"}}})
     rv = srv.server.store.revision
-    http("PATCH", "/api/v1/namespaces/default/configmaps/c", {"metadata": {"labels": {"a": "2"}}},
-         "application/merge-patch+json")  # fmt: skip
-    events = _watch_lines(srv, f"/api/v1/namespaces/default/configmaps?watch=true&labelSelector=a%3D1"
-                               f"&resourceVersion={rv}&timeoutSeconds=5", 1)  # fmt: skip
+    http(
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/c",
+        {"metadata": {"labels": {"a": "2"}}},
+        "application/merge-patch+json",
+    )
+    events = _watch_lines(
+        srv,
+        f"/api/v1/namespaces/default/configmaps?watch=true&labelSelector=a%3D1"
+        f"&resourceVersion={rv}&timeoutSeconds=5",
+        1,
+    )
     assert [(e["type"], e["object"]["metadata"]["labels"]) for e in events] == [("DELETED", {"a": "2"})]
 
 

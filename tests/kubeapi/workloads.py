@@ -2,11 +2,9 @@
 
 There are no controllers here (no pods are created), but readiness waits (Helm's `wait="watcher"`, kstatus,
 `kubectl rollout status`) read the workload's status. When enabled (the default;
-`ServerConfig.fake_workload_status`)
-the server writes, right after each spec change, the status a healthy controller would reach: all replicas
-ready
-and available with `observedGeneration` current, a Job complete. Disable it to drive status from a test
-instead.
+`ServerConfig.fake_workload_status`) the server writes, right after each spec change, the status a healthy
+controller would reach: all replicas ready and available with `observedGeneration` current, a Job complete.
+Disable it to drive status from a test instead.
 """
 
 from __future__ import annotations
