@@ -5,7 +5,8 @@ resource (`pods`, `spiderippools/status`), namespace and name (None = any) and e
 (`status` 409 gives a real-shaped Conflict, anything else an InternalError-style Status) for its next `count`
 matches, or adds `delay` seconds. `write_delay` delays every write; `pause()` holds every request until
 `resume()`. The counter counts every request by (verb, resource) after authentication, e.g. `("create",
-"pods")`.
+"pods")`, `("watch", "pods")`, `("patch", "pods/status")`; requests outside the resource API count under their
+path (`("get", "/version")`). `verb="write"` in a rule or in `count()` means create/update/patch/delete.
 """
 
 from __future__ import annotations

@@ -545,8 +545,11 @@ class Api:
         if rt.schema is not None:
             pruned, unknown = schema.prune(applied, rt.schema)
             if unknown and ctx.field_validation == "Strict":
-                listing = ", ".join(f'unknown field "{u}"' for u in unknown)
-                raise bad_request(f".: strict decoding error: {listing}")
+                listing = ", ".join(f".{u}: field not declared in schema" for u in unknown)
+                raise bad_request(
+                    f"failed to create typed patch object (/{ctx.name}; {rt.group_version}, "
+                    f"Kind={rt.kind}): {listing}"
+                )
             applied = pruned
         if current is None:
             if ctx.subresource:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import secrets
 import shutil
 import tempfile
@@ -41,6 +42,7 @@ from .rest import Api, Ctx, Result
 from .store import Event, Obj, Store, TooOld, meta
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 TABLE_CT = "application/json;as=Table;v=v1;g=meta.k8s.io"
 JSON_CT = "application/json"
 NOT_FOUND = "the server could not find the requested resource"
@@ -224,6 +226,12 @@ class KubeApiServer:
             return await self._serve(request)
         except ApiError as exc:
             return _json(exc.code, exc.status(), exc.headers)
+        except (web.HTTPException, ConnectionResetError):
+            raise
+        except Exception as exc:  # a bug here must still answer like a server, and be visible in the test log
+            log.exception("kubeapi: unhandled error on %s %s", request.method, request.path)
+            err = ApiError(500, f"Internal error occurred: {type(exc).__name__}: {exc}")
+            return _json(500, err.status())
 
     async def _serve(self, request: web.Request) -> web.StreamResponse:
         user = self.auth.authenticate(request.headers.get("Authorization"))
@@ -489,6 +497,8 @@ class KubeApiServer:
                     continue
                 if ev_or_none is None:
                     break
+                if since is not None and ev_or_none.rv <= since:
+                    continue  # a watch from a future resourceVersion starts after it
                 translated = _translate(ev_or_none, match)
                 if translated:
                     await send(*translated)
@@ -623,9 +633,10 @@ class ServerThread:
     def __init__(self, config: ServerConfig | None = None) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="kubeapi", daemon=True)
-        self.server: KubeApiServer = self.call_new(config)
+        self.server: KubeApiServer = self._make_server(config)
 
-    def call_new(self, config: ServerConfig | None) -> KubeApiServer:
+    def _make_server(self, config: ServerConfig | None) -> KubeApiServer:
+        """Build the server on its own loop (its asyncio objects belong there)."""
         self._thread.start()
 
         async def make() -> KubeApiServer:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -19,7 +22,8 @@ from kubernetes.client.rest import ApiException
 
 from .admin import AdminClient
 from .conftest import KUBECTL, Http, Kubectl
-from .server import ServerThread
+from .server import ServerConfig, ServerThread
+from .test_semantics import WIDGET_CRD
 
 CMS = "/api/v1/namespaces/default/configmaps"
 
@@ -197,3 +201,50 @@ def test_the_command_serves_until_sigterm_and_obeys_the_admin_endpoint(tmp_path:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
+
+
+def test_dropping_connections_closes_open_sockets(srv: ServerThread) -> None:
+    ca = srv.server.ca_pem
+    assert ca is not None
+    ctx = ssl.create_default_context(cadata=ca.decode())
+    with (
+        socket.create_connection(("127.0.0.1", srv.server.port), timeout=5) as raw,
+        ctx.wrap_socket(raw, server_hostname="127.0.0.1") as sock,
+    ):
+        token = srv.server.config.admin_token
+        path = "/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=30"
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        assert srv.drop_connections() >= 1
+        started = time.monotonic()
+        with contextlib.suppress(ConnectionResetError, ssl.SSLError):
+            while sock.recv(4096):
+                pass
+        assert time.monotonic() - started < 2
+
+
+def test_plain_http_server_works_with_kubectl(tmp_path: Path) -> None:
+    with ServerThread(ServerConfig(tls=False)) as plain:
+        assert plain.url.startswith("http://")
+        env = {"HOME": str(tmp_path), "KUBECONFIG": str(plain.kubeconfig_path), "PATH": os.environ["PATH"]}
+        out = subprocess.run(
+            [KUBECTL, "get", "ns", "-o", "name"], env=env, capture_output=True, text=True, check=True
+        )
+        assert "namespace/kube-system" in out.stdout.split()
+
+
+def test_server_side_apply_with_strict_validation_refuses_undeclared_fields(http: Http) -> None:
+    http("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", WIDGET_CRD)
+    body = {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w"},
+        "spec": {"color": "red", "x": 1},
+    }
+    code, resp, _ = http(
+        "PATCH",
+        "/apis/example.com/v1/namespaces/default/widgets/w?fieldManager=t&fieldValidation=Strict",
+        body,
+        "application/apply-patch+yaml",
+    )
+    assert code == 400 and resp["message"].endswith(".spec.x: field not declared in schema")
