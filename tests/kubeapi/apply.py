@@ -15,7 +15,7 @@ import copy
 import json
 from typing import Any
 
-from .patch import MERGE_KEYS, PRIMITIVE_MERGE
+from .patch import PRIMITIVE_MERGE, merge_key
 
 Path = tuple[str, ...]
 _UNTRACKED_META = {
@@ -44,12 +44,8 @@ def _keying(field: str, parent: str, schema: dict[str, Any] | None, builtin: boo
         if kind == "map":
             return "map", list(schema.get("x-kubernetes-list-map-keys") or [])
         return ("set", []) if kind == "set" else ("atomic", [])
-    if builtin:
-        if field == "ports":
-            return "map", ["containerPort" if parent in ("containers", "initContainers") else "port"]
-        if field in MERGE_KEYS:
-            return "map", [MERGE_KEYS[field]]
-    return "atomic", []
+    key = merge_key(field, parent) if builtin else None
+    return ("map", [key]) if key else ("atomic", [])
 
 
 def _sub(schema: dict[str, Any] | None, key: str) -> dict[str, Any] | None:
@@ -91,7 +87,8 @@ def _walk(
             _walk(v, (*path, f"f:{k}"), _sub(schema, k), builtin, k, out)
         return
     if isinstance(value, list) and value:
-        parent = path[-2][2:] if len(path) > 1 else ""
+        fields_above = [el for el in path[:-1] if el.startswith("f:")]
+        parent = fields_above[-1][2:] if fields_above else ""
         mode, keys = _keying(field, parent, schema, builtin)
         items_schema = schema.get("items") if schema else None
         if mode == "map":
@@ -236,7 +233,7 @@ def apply(
     ]
     others = set().union(*(from_fields_v1(e.get("fieldsV1")) for e in entries(live) if e not in mine))
     prev = set().union(*(from_fields_v1(e.get("fieldsV1")) for e in mine))
-    for path in sorted(prev - new_fields - others, key=len, reverse=True):
+    for path in sorted(prev - new_fields - others, key=len):  # a removed list item takes its fields along
         _remove_path(merged, path)
         _prune_empty(merged, path)
     record(merged, live, manager, "Apply", new_fields, applied.get("apiVersion", ""), now, sub)

@@ -21,7 +21,7 @@ STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
 APPLY_PATCH_CBOR = "application/apply-patch+cbor"
 
-#: list field name -> merge key (parent-dependent `ports` is handled in `_merge_key`).
+#: list field name -> merge key (parent-dependent `ports` is handled in `merge_key`).
 MERGE_KEYS = {
     "containers": "name",
     "initContainers": "name",
@@ -188,7 +188,8 @@ def json_patch(doc: Any, ops: Any) -> Any:
 # -------------------------------------------------------------------------------------
 
 
-def _merge_key(field: str, parent_field: str) -> str | None:
+def merge_key(field: str, parent_field: str) -> str | None:
+    """The merge key of a builtin list field (`parent_field` is the list holding its map), None if atomic."""
     if field == "ports":
         return (
             "containerPort"
@@ -232,7 +233,7 @@ def strategic_merge(original: Any, patch: Any, parent_field: str = "") -> Any:
             out[key] = [v for v in out[key] if v not in values]
     for key, order in orders.items():
         if isinstance(out.get(key), list):
-            out[key] = _reorder(out[key], order, _merge_key(key, parent_field))
+            out[key] = _reorder(out[key], order, merge_key(key, parent_field))
     if isinstance(retain, list):
         out = {k: v for k, v in out.items() if k in retain}
     return out
@@ -254,7 +255,7 @@ def _merge_list(original: Any, patch: list[Any], field: str, parent_field: str) 
         ]
     if field in PRIMITIVE_MERGE:
         return current + [v for v in patch if v not in current]
-    key = _merge_key(field, parent_field)
+    key = merge_key(field, parent_field)
     if key is None or not all(isinstance(p, dict) for p in patch):
         return _strip_directives(patch)  # type: ignore[no-any-return]
     for item in patch:

@@ -570,3 +570,30 @@ def test_watch_with_a_selector_sees_objects_leave_it_as_deleted(srv: ServerThrea
 def test_send_initial_events_without_not_older_than_is_422(http: Http) -> None:
     code, body, _ = http("GET", "/api/v1/namespaces/default/configmaps?watch=true&sendInitialEvents=true")
     assert code == 422 and body["reason"] == "Invalid"
+
+
+def test_server_side_apply_merges_keyed_lists_and_drops_items_the_manager_stopped_applying(
+    http: Http,
+) -> None:
+    def deployment(*containers: dict[str, Any]) -> dict[str, Any]:
+        return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+                "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}},
+                         "spec": {"containers": list(containers)}}}}  # fmt: skip
+
+    path = "/apis/apps/v1/namespaces/default/deployments/d?fieldManager=helm"
+    a = {"name": "a", "image": "i", "ports": [{"containerPort": 80}, {"containerPort": 81}]}
+    http("PATCH", path, deployment(a, {"name": "b", "image": "i"}), "application/apply-patch+yaml")
+    other = [
+        {"op": "add", "path": "/spec/template/spec/containers/0/env", "value": [{"name": "K", "value": "v"}]}
+    ]
+    http("PATCH", "/apis/apps/v1/namespaces/default/deployments/d?fieldManager=kubectl-edit", other,
+         "application/json-patch+json")  # fmt: skip
+    a2 = {"name": "a", "image": "i", "ports": [{"containerPort": 81}]}
+    code, body, _ = http("PATCH", path, deployment(a2), "application/apply-patch+yaml")
+    assert code == 200
+    containers = body["spec"]["template"]["spec"]["containers"]
+    assert [c["name"] for c in containers] == ["a"]
+    assert containers[0]["ports"] == [{"containerPort": 81}]
+    assert containers[0]["env"] == [{"name": "K", "value": "v"}]  # owned by another manager: kept
+    managers = sorted((m["manager"], m["operation"]) for m in body["metadata"]["managedFields"])
+    assert managers == [("helm", "Apply"), ("kubectl-edit", "Update")]
