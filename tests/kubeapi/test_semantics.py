@@ -576,9 +576,9 @@ def test_server_side_apply_merges_keyed_lists_and_drops_items_the_manager_stoppe
     http: Http,
 ) -> None:
     def deployment(*containers: dict[str, Any]) -> dict[str, Any]:
-        return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
-                "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}},
-                         "spec": {"containers": list(containers)}}}}  # fmt: skip
+        template = {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": list(containers)}}
+        spec = {"selector": {"matchLabels": {"a": "b"}}, "template": template}
+        return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": spec}
 
     path = "/apis/apps/v1/namespaces/default/deployments/d?fieldManager=helm"
     a = {"name": "a", "image": "i", "ports": [{"containerPort": 80}, {"containerPort": 81}]}
@@ -586,8 +586,8 @@ def test_server_side_apply_merges_keyed_lists_and_drops_items_the_manager_stoppe
     other = [
         {"op": "add", "path": "/spec/template/spec/containers/0/env", "value": [{"name": "K", "value": "v"}]}
     ]
-    http("PATCH", "/apis/apps/v1/namespaces/default/deployments/d?fieldManager=kubectl-edit", other,
-         "application/json-patch+json")  # fmt: skip
+    edit = "/apis/apps/v1/namespaces/default/deployments/d?fieldManager=kubectl-edit"
+    http("PATCH", edit, other, "application/json-patch+json")
     a2 = {"name": "a", "image": "i", "ports": [{"containerPort": 81}]}
     code, body, _ = http("PATCH", path, deployment(a2), "application/apply-patch+yaml")
     assert code == 200
