@@ -412,9 +412,7 @@ class Api:
             )
         return await self._update(ctx, old, obj, "Update")
 
-    async def _update(
-        self, ctx: Ctx, old: Obj, obj: Obj, operation: str, applied: Obj | None = None
-    ) -> Result:
+    async def _update(self, ctx: Ctx, old: Obj, obj: Obj, operation: str) -> Result:
         """The shared tail of PUT and PATCH: status split, admission, validation, generation, storage."""
         rt = ctx.rt
         status_write = ctx.subresource == "status"
@@ -561,7 +559,7 @@ class Api:
         merged = ssa.apply(
             old, applied, ctx.field_manager, rt.schema, not rt.crd, now(), status=ctx.subresource == "status"
         )
-        return await self._update(ctx, old, merged, "Apply", applied)
+        return await self._update(ctx, old, merged, "Apply")
 
     # --- delete --------------------------------------------------------------------------------------------
 
