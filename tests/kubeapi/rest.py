@@ -447,6 +447,23 @@ class Api:
                 else:
                     new.pop("status", None)
         self._normalize(rt, new)
+        if not status_write and meta(old).get("deletionTimestamp"):
+            # ValidateObjectMetaUpdate: a terminating object's finalizer set may only shrink.
+            added = set(meta(new).get("finalizers") or ()) - set(meta(old).get("finalizers") or ())
+            if added:
+                raise invalid(
+                    rt.kind,
+                    rt.group,
+                    ctx.name,
+                    [
+                        Cause(
+                            "FieldValueForbidden",
+                            "Forbidden: no new finalizers can be added if the object is being deleted, "
+                            f"found new finalizers {sorted(added)!r}",
+                            "metadata.finalizers",
+                        )
+                    ],
+                )
         warnings: list[str] = []
         new = self._structural(ctx, new, warnings)
         admitted = await self._admit(ctx, "UPDATE", new, old, warnings)

@@ -597,3 +597,23 @@ def test_server_side_apply_merges_keyed_lists_and_drops_items_the_manager_stoppe
     assert containers[0]["env"] == [{"name": "K", "value": "v"}]  # owned by another manager: kept
     managers = sorted((m["manager"], m["operation"]) for m in body["metadata"]["managedFields"])
     assert managers == [("helm", "Apply"), ("kubectl-edit", "Update")]
+
+
+def test_a_terminating_object_accepts_no_new_finalizer(http: Http) -> None:
+    """Adding a finalizer to an object with a deletionTimestamp is 422 (ValidateObjectMetaUpdate);
+    removing one is fine."""
+    path = "/api/v1/namespaces/default/configmaps/fin"
+    http(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        {"metadata": {"name": "fin", "finalizers": ["a.io/x"]}},
+    )
+    code, marked, _ = http("DELETE", path)
+    assert code == 202
+    marked["metadata"]["finalizers"] = ["a.io/x", "b.io/late"]
+    code, body, _ = http("PUT", path, marked)
+    assert code == 422
+    assert "no new finalizers can be added if the object is being deleted" in body["message"]
+    marked["metadata"]["finalizers"] = []
+    code, _, _ = http("PUT", path, marked)
+    assert code == 200

@@ -41,7 +41,7 @@ class InvalidRequest(SpiderpoolError):
     reason = "INVALID_REQUEST"
 
 
-class InvalidObject(SpiderpoolError):
+class InvalidObject(InvalidRequest):
     """A manifest failed validation; the message names the object and field."""
 
     grpc_code = grpc.StatusCode.INVALID_ARGUMENT

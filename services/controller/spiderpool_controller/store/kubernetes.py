@@ -31,6 +31,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from spiderpool_common.errors import InvalidRequest
 from spiderpool_common.kube.config import api_client
 
 from spiderpool_controller.domain.models import (
@@ -42,10 +43,11 @@ from spiderpool_controller.domain.models import (
     KIND_RESERVED_IP,
     KIND_SUBNET,
 )
-from spiderpool_controller.store.contract import Gone, Obj, StoreUnavailable, WatchEvent
+from spiderpool_controller.store.contract import Gone, Obj, StaleResourceVersion, StoreUnavailable, WatchEvent
 from spiderpool_controller.store.kubernetes_errors import translate
 
 VERSION = "v2beta1"
+UNCONDITIONAL_RETRIES = 16
 T = TypeVar("T")
 
 
@@ -91,6 +93,7 @@ class KubernetesStore:
         self._lock = asyncio.Lock()
         self._timeout = request_timeout_s
         self._watch_timeout = watch_timeout_s
+        self._last_rv = ""  # the newest resourceVersion this store has seen (watch "from now")
 
     async def custom_objects(self) -> Any:
         """The ``CustomObjectsApi``, configured on first use."""
@@ -107,9 +110,16 @@ class KubernetesStore:
     async def _call(self, what: str, make: Callable[[Any], Awaitable[T]]) -> T:
         api = await self.custom_objects()
         try:
-            return await asyncio.wait_for(make(api), self._timeout)
+            result = await asyncio.wait_for(make(api), self._timeout)
         except Exception as exc:
             raise translate(exc, what) from exc
+        if isinstance(result, dict):
+            self._seen(str((result.get("metadata") or {}).get("resourceVersion", "")))
+        return result
+
+    def _seen(self, version: str) -> None:
+        if version.isdigit() and (not self._last_rv.isdigit() or int(version) > int(self._last_rv)):
+            self._last_rv = version
 
     # -- reads ------------------------------------------------------------------------
     async def get(self, kind: str, name: str, namespace: str = "") -> Obj:
@@ -146,11 +156,18 @@ class KubernetesStore:
             item.setdefault("apiVersion", f"{API_GROUP}/{VERSION}")
             item.setdefault("kind", kind)
         items.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
-        return items, str((reply.get("metadata") or {}).get("resourceVersion", ""))
+        version = str((reply.get("metadata") or {}).get("resourceVersion", ""))
+        self._seen(version)
+        return items, version
 
     # -- writes -----------------------------------------------------------------------
     async def create(self, obj: Obj) -> Obj:
         kind, res, namespace, name = _identify(obj, need_name=False)
+        meta = obj.get("metadata") or {}
+        if not name and not meta.get("generateName"):
+            raise InvalidRequest(f"{kind}: metadata.name or metadata.generateName is required")
+        if meta.get("resourceVersion"):
+            raise InvalidRequest(f"{kind} {name}: resourceVersion must not be set on objects to be created")
         what = f"{kind} {_qualified(namespace, name or obj['metadata'].get('generateName', '') + '*')}"
         body = _with_api_version(obj)
         if res.namespaced:
@@ -165,6 +182,8 @@ class KubernetesStore:
         )
 
     async def update(self, obj: Obj) -> Obj:
+        if not obj["metadata"].get("resourceVersion"):
+            return await self._unconditional(obj, self.update)
         kind, res, namespace, name = _identify(obj)
         body = _with_api_version(obj)
         if not res.status_subresource:
@@ -175,6 +194,8 @@ class KubernetesStore:
         return await self._replace(kind, res, namespace, name, body, status=False)
 
     async def update_status(self, obj: Obj) -> Obj:
+        if not obj["metadata"].get("resourceVersion"):
+            return await self._unconditional(obj, self.update_status)
         kind, res, namespace, name = _identify(obj)
         if res.status_subresource:
             return await self._replace(kind, res, namespace, name, _with_api_version(obj), status=True)
@@ -183,6 +204,24 @@ class KubernetesStore:
         body = {**current, "status": obj.get("status")}
         body["metadata"] = {**current["metadata"], **({"resourceVersion": rv} if rv else {})}
         return await self._replace(kind, res, namespace, name, body, status=False)
+
+    async def _unconditional(self, obj: Obj, write: Callable[[Obj], Awaitable[Obj]]) -> Obj:
+        """A write without a resourceVersion: the API server refuses those for custom
+        resources, so read the current version and write with it, again on a conflict."""
+        kind, _, namespace, name = _identify(obj)
+        for _ in range(UNCONDITIONAL_RETRIES):
+            current = await self.get(kind, name, namespace)
+            uid = obj["metadata"].get("uid")
+            if uid and uid != current["metadata"].get("uid"):
+                raise StaleResourceVersion(
+                    f"{kind} {_qualified(namespace, name)}: uid {uid} names an earlier incarnation"
+                )
+            meta = {**obj["metadata"], "resourceVersion": current["metadata"]["resourceVersion"]}
+            try:
+                return await write({**obj, "metadata": meta})
+            except StaleResourceVersion:
+                continue
+        raise StaleResourceVersion(f"{kind} {_qualified(namespace, name)}: too many concurrent changes")
 
     async def _replace(
         self, kind: str, res: Resource, namespace: str, name: str, body: Obj, *, status: bool
@@ -205,44 +244,51 @@ class KubernetesStore:
     ) -> Obj | None:
         res = resource_of(kind)
         what = f"{kind} {_qualified(namespace, name)}"
-        from kubernetes_asyncio.client import V1DeleteOptions, V1Preconditions  # noqa: PLC0415
-
-        options = V1DeleteOptions(
-            propagation_policy="Background",
-            preconditions=V1Preconditions(resource_version=resource_version) if resource_version else None,
+        options: dict[str, Any] = {"propagationPolicy": "Background"}
+        if resource_version:
+            options["preconditions"] = {"resourceVersion": resource_version}
+        prefix = f"/apis/{API_GROUP}/{VERSION}" + (f"/namespaces/{namespace}" if res.namespaced else "")
+        path = f"{prefix}/{res.plural}/{name}"
+        # The generated delete maps only 200 to a body; 202 (finalizers remain) carries the
+        # marked object too.
+        out = await self._call(
+            what,
+            lambda api: api.api_client.call_api(
+                path,
+                "DELETE",
+                header_params={"Accept": "application/json", "Content-Type": "application/json"},
+                body=options,
+                response_types_map={200: "object", 202: "object"},
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
+                _request_timeout=self._timeout,
+            ),
         )
-        if res.namespaced:
-            out = await self._call(
-                what,
-                lambda api: api.delete_namespaced_custom_object(
-                    API_GROUP, VERSION, namespace, res.plural, name, body=options
-                ),
-            )
-        else:
-            out = await self._call(
-                what,
-                lambda api: api.delete_cluster_custom_object(
-                    API_GROUP, VERSION, res.plural, name, body=options
-                ),
-            )
-        if isinstance(out, dict) and (out.get("metadata") or {}).get("deletionTimestamp"):
-            return out  # finalizers remain: marked for deletion
+        if isinstance(out, dict) and out.get("kind") != "Status" and out.get("metadata"):
+            return out  # the last state, or the object marked for deletion (finalizers remain)
         return None
 
     # -- watch ------------------------------------------------------------------------
-    async def watch(
+    def watch(
         self,
         kind: str,
         namespace: str | None = None,
         resource_version: str = "",
         label_selector: str | None = None,
     ) -> AsyncIterator[WatchEvent]:
+        """Events after ``resource_version``; "" means after every write this store has seen
+        (captured now, when the watch is opened), or after a fresh list if it has seen none."""
+        return self._watch(kind, namespace, resource_version or self._last_rv, label_selector)
+
+    async def _watch(
+        self, kind: str, namespace: str | None, resource_version: str, label_selector: str | None
+    ) -> AsyncIterator[WatchEvent]:
         from kubernetes_asyncio import watch  # noqa: PLC0415
 
         res = resource_of(kind)
         api = await self.custom_objects()
         rv = resource_version
-        if not rv:  # "from now": the list's version, so no existing object is replayed
+        if not rv:  # nothing seen yet: the list's version, so no existing object is replayed
             _, rv = await self.list(kind, namespace, label_selector)
         while True:
             kwargs: dict[str, Any] = {

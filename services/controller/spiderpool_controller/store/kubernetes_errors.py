@@ -8,7 +8,8 @@ and aiohttp raises its own errors for transport failures. Mapping:
 - 409 ``AlreadyExists`` -> ``ObjectAlreadyExists``; 409 ``Conflict`` (stale
   resourceVersion, failed precondition) -> ``StaleResourceVersion``;
 - 410 ``Expired``/``Gone`` -> ``Gone`` (a watch or list from a compacted resourceVersion);
-- 400/422 (``BadRequest``, ``Invalid``) -> ``InvalidObject`` naming the causes;
+- 400 ``BadRequest`` -> ``InvalidRequest``; 422 ``Invalid`` -> ``InvalidObject`` (an invalid
+  request too) naming the causes;
 - 401/403 -> ``StoreForbidden``: a configuration problem (RBAC), not retried silently;
 - 429, 5xx, timeouts and connection failures -> ``StoreUnavailable`` (the caller may retry).
 """
@@ -19,7 +20,7 @@ import asyncio
 import json
 from typing import Any
 
-from spiderpool_common.errors import InvalidObject, SpiderpoolError
+from spiderpool_common.errors import InvalidObject, InvalidRequest, SpiderpoolError
 
 from spiderpool_controller.store.contract import (
     Gone,
@@ -76,9 +77,10 @@ def translate(exc: BaseException, what: str) -> SpiderpoolError:
             return StaleResourceVersion(f"{what}: {message}")
         if status_code == 410:
             return Gone(f"{what}: {message}")
-        if status_code in (400, 422):
-            causes = _causes(status)
-            return InvalidObject(f"{what}: {message}", details=causes)
+        if status_code == 400:
+            return InvalidRequest(f"{what}: {message}")
+        if status_code == 422:
+            return InvalidObject(f"{what}: {message}", details=_causes(status))
         if status_code in (401, 403):
             return StoreForbidden(f"{what}: the API server refused the request ({status_code}): {message}")
         return StoreUnavailable(f"{what}: API server answered {status_code}: {message}")
