@@ -4,12 +4,14 @@ Every case runs the installed executable as a CNI runtime would (env + stdin, su
 and checks that stdout is exactly one JSON object, spec-shaped (``{cniVersion, code, msg,
 details}`` for errors), that the exit code says the same, and that no traceback reaches
 stdout. VERSION is answered locally; bad stdin (6) and a bad command (4) never contact the
-agent; an unreachable agent is "try again later" (11), or "not available" (50) for STATUS.
+agent; an unreachable agent is "try again later" (11), or "not available" (50) for STATUS,
+except on DEL, which is spooled on the node and answered with success.
 """
 
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -66,11 +68,13 @@ def dead_config(tmp_path: Path, cni_version: str = "1.0.0") -> bytes:
             "cniVersion": cni_version,
             "name": "n",
             "ipam_unix_socket_path": sock,
+            "del_spool_dir": str(tmp_path / "spool"),
             "logOptions": {"logFile": str(tmp_path / "coordinator.log")},
             "ipam": {
                 "type": "spiderpool",
                 "ipam_unix_socket_path": sock,
                 "log_file_path": str(tmp_path / "ipam.log"),
+                "del_spool_dir": str(tmp_path / "spool"),
             },
         }
     ).encode()
@@ -142,13 +146,96 @@ def test_version_with_malformed_stdin_is_a_decoding_failure(bin_dir: Path) -> No
 
 
 @pytest.mark.parametrize("name", SHIMS)
-@pytest.mark.parametrize("verb", ["ADD", "DEL", "CHECK", "GC"])
+@pytest.mark.parametrize("verb", ["ADD", "CHECK", "GC"])
 def test_unreachable_agent_is_try_again_later(bin_dir: Path, tmp_path: Path, name: str, verb: str) -> None:
-    """With no agent on the configured socket, every verb but STATUS gives code 11 naming the socket."""
+    """With no agent on the configured socket, ADD, CHECK and GC give code 11 naming the socket and
+    spool nothing (only DEL is spooled)."""
     rc, obj, _ = run(bin_dir / name, add_env(CNI_COMMAND=verb), dead_config(tmp_path))
     assert_cni_error(rc, obj, codes.TRY_AGAIN_LATER, "1.0.0")
     socket_path = tmp_path / "no-agent.sock"
     assert obj["msg"] == f"spiderpool-agent unreachable at {socket_path}: [Errno 2] No such file or directory"
+    assert not (tmp_path / "spool").exists()
+
+
+def run_silent(executable: Path, env: dict[str, str], stdin: bytes) -> tuple[int, bytes, bytes]:
+    proc = subprocess.run(
+        [str(executable)], input=stdin, env=env, capture_output=True, timeout=30, check=False
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.mark.parametrize(("name", "plugin"), [("spiderpool", "ipam"), ("coordinator", "coordinator")])
+def test_del_with_the_agent_unreachable_is_spooled_and_succeeds(
+    bin_dir: Path, tmp_path: Path, name: str, plugin: str
+) -> None:
+    """With no agent, DEL exits 0 printing nothing and leaves exactly one spool file (0600, in a 0700
+    directory, no temporary left) holding the verb, the container ID, the CNI environment and the
+    stdin config byte for byte; the log line names the file."""
+    stdin = dead_config(tmp_path)
+    env = add_env(CNI_COMMAND="DEL", CNI_ARGS="K8S_POD_UID=u-1;IgnoreUnknown=1")
+    rc, stdout, stderr = run_silent(bin_dir / name, env, stdin)
+    assert (rc, stdout, stderr) == (0, b"", b"")
+    spool_dir = tmp_path / "spool"
+    files = sorted(spool_dir.iterdir())
+    assert [f.suffix for f in files] == [".del"]
+    assert stat.S_IMODE(spool_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE(files[0].stat().st_mode) == 0o600
+    content = json.loads(files[0].read_bytes())
+    assert content["format"] == 1
+    assert (content["plugin"], content["command"], content["containerID"], content["ifname"]) == (
+        plugin, "DEL", "c1", "eth0",
+    )  # fmt: skip
+    assert content["env"] == env
+    assert content["config"].encode() == stdin
+    assert "unreachable" in content["reason"]
+    log = (tmp_path / ("ipam.log" if plugin == "ipam" else "coordinator.log")).read_text()
+    assert "result=ok" in log
+    assert f"spooled={json.dumps(str(files[0]))}" in log
+
+
+@pytest.mark.parametrize("name", SHIMS)
+def test_del_that_cannot_be_spooled_is_still_try_again_later(
+    bin_dir: Path, tmp_path: Path, name: str
+) -> None:
+    """A spool directory that cannot be created (a file stands in its way) makes DEL answer code 11
+    naming both the unreachable agent and the spool failure: a DEL is never answered with success
+    unless it is recorded."""
+    (tmp_path / "spool").write_text("in the way")
+    rc, obj, _ = run(bin_dir / name, add_env(CNI_COMMAND="DEL"), dead_config(tmp_path))
+    assert_cni_error(rc, obj, codes.TRY_AGAIN_LATER, "1.0.0")
+    assert "unreachable" in obj["msg"]
+    assert "cannot spool the DEL" in obj["msg"]
+
+
+@pytest.mark.parametrize("name", SHIMS)
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"CNI_CONTAINERID": ""}, "CNI_CONTAINERID"),
+        ({"CNI_IFNAME": ""}, "CNI_IFNAME"),
+        ({"CNI_CONTAINERID": "-bad id"}, "invalid characters"),
+    ],
+)
+def test_del_without_a_usable_attachment_is_refused_rather_than_spooled(
+    bin_dir: Path, tmp_path: Path, name: str, env: dict[str, str], fragment: str
+) -> None:
+    """A DEL with no agent and no (or a malformed) container ID or interface gets code 4, as the agent
+    would answer, and nothing is spooled."""
+    rc, obj, _ = run(bin_dir / name, add_env(CNI_COMMAND="DEL", **env), dead_config(tmp_path))
+    assert_cni_error(rc, obj, codes.INVALID_ENVIRONMENT, "1.0.0")
+    assert fragment in obj["msg"]
+    assert not (tmp_path / "spool").exists()
+
+
+@pytest.mark.parametrize("name", SHIMS)
+@pytest.mark.parametrize("value", ["relative/spool", 42])
+def test_spool_dir_must_be_an_absolute_path(bin_dir: Path, tmp_path: Path, name: str, value: object) -> None:
+    """``del_spool_dir`` that is not an absolute path string is code 7 for every verb."""
+    config = json.loads(dead_config(tmp_path))
+    config["del_spool_dir"] = config["ipam"]["del_spool_dir"] = value
+    rc, obj, _ = run(bin_dir / name, add_env(CNI_COMMAND="DEL"), json.dumps(config).encode())
+    assert_cni_error(rc, obj, codes.INVALID_CONFIG, "1.0.0")
+    assert "del_spool_dir must be an absolute path" in obj["msg"]
 
 
 @pytest.mark.parametrize("name", SHIMS)

@@ -28,7 +28,7 @@ from grpc_status import rpc_status
 from spiderpool.agent.v1 import cni_pb2, cni_pb2_grpc
 from spiderpool_cni import codes, h2unary, hpack, wire
 from spiderpool_cni.install import install
-from spiderpool_common.errors import CniError, SpiderpoolError, to_grpc_status
+from spiderpool_common.errors import CniError, SpiderpoolError, Unavailable, to_grpc_status
 
 RPCS = [
     f"{kind}{verb}" for kind in ("Ipam", "Coordinator") for verb in ("Add", "Del", "Check", "Gc", "Status")
@@ -98,6 +98,7 @@ def ipam_config(socket_path: str, log_dir: Path, cni_version: str = "1.0.0", **e
         "type": "spiderpool",
         "ipam_unix_socket_path": socket_path,
         "log_file_path": str(log_dir / "spiderpool.log"),
+        "del_spool_dir": str(log_dir / "spool"),
     }
     return json.dumps(
         {"cniVersion": cni_version, "name": "net1", "type": "macvlan", "ipam": ipam, **extra}
@@ -111,6 +112,7 @@ def coordinator_config(socket_path: str, log_dir: Path, cni_version: str = "1.0.
             "name": "net1",
             "type": "coordinator",
             "ipam_unix_socket_path": socket_path,
+            "del_spool_dir": str(log_dir / "spool"),
             "logOptions": {"logFile": str(log_dir / "coordinator.log")},
         }
     ).encode()
@@ -329,7 +331,7 @@ async def test_messages_needing_percent_encoding_arrive_verbatim(
     [
         (grpc.StatusCode.UNAVAILABLE, "ADD", codes.TRY_AGAIN_LATER),
         (grpc.StatusCode.UNAVAILABLE, "STATUS", codes.NOT_AVAILABLE),
-        (grpc.StatusCode.DEADLINE_EXCEEDED, "DEL", codes.TRY_AGAIN_LATER),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, "CHECK", codes.TRY_AGAIN_LATER),
         (grpc.StatusCode.CANCELLED, "ADD", codes.TRY_AGAIN_LATER),
         (grpc.StatusCode.INVALID_ARGUMENT, "ADD", codes.INVALID_CONFIG),
         (grpc.StatusCode.PERMISSION_DENIED, "ADD", codes.INTERNAL),
@@ -356,6 +358,58 @@ async def test_statuses_without_error_info_map_to_generic_cni_codes(
         "plain failure \u00e9",
         f"gRPC status {grpc_code.name}",
     )
+
+
+@pytest.mark.parametrize("grpc_code", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED])
+async def test_del_answered_by_a_retryable_status_without_error_info_is_spooled(
+    agent: Agent, bin_dir: Path, short_dir: Path, grpc_code: grpc.StatusCode
+) -> None:
+    """A DEL the server fails with UNAVAILABLE or DEADLINE_EXCEEDED and no ErrorInfo (a server shutting
+    down, not the agent's CNI logic) is spooled and answered with success."""
+
+    async def behaviour(name: str, request: Any, context: grpc.aio.ServicerContext) -> bytes:
+        await context.abort(grpc_code, "going away")
+        raise AssertionError("abort returned")
+
+    agent.behaviour = behaviour
+    rc, stdout, _ = await run_shim(
+        bin_dir / "coordinator", cni_env("DEL"), coordinator_config(agent.socket_path, short_dir)
+    )
+    assert (rc, stdout) == (0, b"")
+    [spooled] = list((short_dir / "spool").iterdir())
+    assert json.loads(spooled.read_bytes())["reason"] == "going away"
+
+
+async def test_del_the_agent_fails_with_its_own_error_is_not_spooled(
+    agent: Agent, bin_dir: Path, short_dir: Path
+) -> None:
+    """A DEL the agent answers with its own error (ErrorInfo attached, even on an UNAVAILABLE status
+    with code 11) prints that error: the agent was there and decided, so nothing is spooled."""
+    agent.behaviour = _abort_with(Unavailable("controller busy"))
+    rc, stdout, _ = await run_shim(
+        bin_dir / "spiderpool", cni_env("DEL"), ipam_config(agent.socket_path, short_dir)
+    )
+    assert rc == 1
+    assert (cni_error(stdout)["code"], cni_error(stdout)["msg"]) == (codes.TRY_AGAIN_LATER, "controller busy")
+    assert not (short_dir / "spool").exists()
+
+
+async def test_del_whose_agent_goes_silent_is_spooled_after_the_timeout(
+    agent: Agent, bin_dir: Path, short_dir: Path
+) -> None:
+    """A DEL the agent does not answer within SPIDERPOOL_SHIM_TIMEOUT is spooled and succeeds."""
+    never = asyncio.Event()
+
+    async def behaviour(name: str, request: Any, context: grpc.aio.ServicerContext) -> bytes:
+        await never.wait()
+        return b""
+
+    agent.behaviour = behaviour
+    env = cni_env("DEL", SPIDERPOOL_SHIM_TIMEOUT="0.5")
+    rc, stdout, _ = await run_shim(bin_dir / "spiderpool", env, ipam_config(agent.socket_path, short_dir))
+    assert (rc, stdout) == (0, b"")
+    [spooled] = list((short_dir / "spool").iterdir())
+    assert "did not answer within 0.5s" in json.loads(spooled.read_bytes())["reason"]
 
 
 # -- an agent that fails to answer ---------------------------------------------------------

@@ -1,10 +1,13 @@
 """The agent's coordinator verbs against a fake controller and a fake coordinator library:
-where the configuration comes from, how it merges, caching, and how errors leave."""
+where the configuration comes from, how it merges, caching, how errors leave, and how the
+per-attachment host records flow between ADD, DEL and GC."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +18,7 @@ from spiderpool_cni import codes
 from spiderpool_common.errors import CniError, Unavailable
 from spiderpool_coordinator.config import CoordinatorConfig, PolicyRoute
 from spiderpool_coordinator.errors import CheckFailed, CoordinatorError, InvalidCoordinatorConfig, IPConflict
+from spiderpool_coordinator.host_records import HostRecords, HostSide
 
 PREV = {
     "cniVersion": "1.0.0",
@@ -55,17 +59,34 @@ class Reader:
         return self.obj
 
 
+SIDE = HostSide(host_dev="vethctr-1", owns_dev=True, ips=("10.6.0.10",), table=500)
+
+
 @dataclass
 class FakeApi:
-    """Records the configuration each verb ran with; raises ``fail`` when set."""
+    """Records the configuration each verb ran with; ADD reports ``side`` to its sink; raises
+    ``fail`` when set (``remove`` fails for the host devices in ``fail_remove``)."""
 
     calls: list[tuple[str, str, CoordinatorConfig, Any]] = field(default_factory=list)
     fail: CoordinatorError | None = None
+    side: HostSide = SIDE
+    known: list[HostSide | None] = field(default_factory=list)
+    removed: list[HostSide] = field(default_factory=list)
+    fail_remove: set[str] = field(default_factory=set)
 
     async def add(
-        self, netns: str, ifname: str, container_id: str, prev_result: dict[str, Any], cfg: CoordinatorConfig
+        self,
+        netns: str,
+        ifname: str,
+        container_id: str,
+        prev_result: dict[str, Any],
+        cfg: CoordinatorConfig,
+        *,
+        on_host_side: Callable[[HostSide], None] | None = None,
     ) -> dict[str, Any]:
         self.calls.append(("add", ifname, cfg, prev_result))
+        if on_host_side is not None:
+            on_host_side(self.side)
         if self.fail:
             raise self.fail
         return prev_result
@@ -77,8 +98,16 @@ class FakeApi:
         container_id: str,
         prev_result: dict[str, Any] | None,
         cfg: CoordinatorConfig,
+        *,
+        known: HostSide | None = None,
     ) -> None:
         self.calls.append(("del", ifname, cfg, prev_result))
+        self.known.append(known)
+
+    async def remove(self, side: HostSide) -> None:
+        if side.host_dev in self.fail_remove:
+            raise CoordinatorError(f"deleting link {side.host_dev}: busy")
+        self.removed.append(side)
 
     async def check(
         self, netns: str, ifname: str, container_id: str, prev_result: dict[str, Any], cfg: CoordinatorConfig
@@ -114,9 +143,11 @@ class Clock:
         return self.now
 
 
-def handlers(reader: Reader, api: FakeApi, clock: Clock | None = None) -> CoordinatorHandlers:
+def handlers(
+    reader: Reader, api: FakeApi, clock: Clock | None = None, records: HostRecords | None = None
+) -> CoordinatorHandlers:
     source = CoordinatorSource(reader, ttl=2.0, clock=clock or Clock())
-    return CoordinatorHandlers(source, api, netns_exists=lambda _p: True)
+    return CoordinatorHandlers(source, api, netns_exists=lambda _p: True, records=records)
 
 
 # -- the base configuration ------------------------------------------------------------------------
@@ -298,8 +329,9 @@ async def test_status_is_50_when_the_spider_coordinator_cannot_be_read_or_is_not
     assert "ClusterNotReady" in caught.value.message
 
 
-async def test_gc_succeeds_and_still_validates_its_input() -> None:
-    """GC has nothing of its own to collect; a GC config without the valid-attachments key is code 7."""
+async def test_gc_without_a_record_store_succeeds_and_still_validates_its_input() -> None:
+    """GC with no record store has nothing to collect; a GC config without the valid-attachments key
+    is code 7."""
     h = handlers(Reader(None), FakeApi())
     empty = Call(b"", container_id="", netns="", ifname="", present=[])
     ok = json.dumps(
@@ -317,3 +349,86 @@ def test_translation_keeps_code_message_and_details() -> None:
     """to_cni_error carries the library's code, message (plus a note) and details."""
     err = to_cni_error(IPConflict("IP conflict: x", details="d"), note="released y")
     assert (err.cni_code, err.message, err.details) == (codes.IP_CONFLICT, "IP conflict: x; released y", "d")
+
+
+# -- host records: ADD writes, DEL uses and forgets, GC collects its own network's -----------------
+
+
+def gc_call(network: str, valid: list[tuple[str, str]], *, legacy: bool = False) -> Call:
+    key = "cni.dev/attachments" if legacy else "cni.dev/valid-attachments"
+    listed = [{"containerID": c, "ifname": i} for c, i in valid]
+    body = {"cniVersion": "1.1.0", "name": network, "type": "coordinator", key: listed}
+    return Call(json.dumps(body).encode(), container_id="", netns="", ifname="", present=[])
+
+
+def conf_on(network: str, prev: dict[str, Any] | None = PREV) -> bytes:
+    obj = json.loads(conf(prev=prev))
+    obj["name"] = network
+    return json.dumps(obj).encode()
+
+
+async def test_add_records_what_it_leaves_on_the_node_and_del_uses_then_forgets_it(tmp_path: Path) -> None:
+    """ADD writes the library's host side under (network, container ID, interface); DEL hands that
+    record to the library and removes it; a second DEL has no record to hand."""
+    records = HostRecords(tmp_path)
+    api = FakeApi()
+    h = handlers(Reader(None), api, records=records)
+    await h.add(Call(conf_on("net-a")))
+    assert records.get("net-a", "ctr-1", "eth0") == SIDE
+    assert records.get("net-b", "ctr-1", "eth0") is None
+    await h.delete(Call(conf_on("net-a", prev=None)))
+    await h.delete(Call(conf_on("net-a", prev=None)))
+    assert api.known == [SIDE, None]
+    assert records.get("net-a", "ctr-1", "eth0") is None
+
+
+async def test_add_that_cannot_record_fails_with_the_coordinators_code(tmp_path: Path) -> None:
+    """When the record cannot be written (its directory is a file), ADD fails with code 120 before the
+    library makes any host route or rule, since GC could not find the attachment otherwise."""
+    (tmp_path / "net-a").write_text("in the way")
+    h = handlers(Reader(None), FakeApi(), records=HostRecords(tmp_path))
+    with pytest.raises(CniError) as caught:
+        await h.add(Call(conf_on("net-a")))
+    assert caught.value.cni_code == codes.COORDINATOR_FAILED
+    assert "cannot record" in caught.value.message
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["valid-attachments", "legacy-attachments"])
+async def test_gc_removes_only_this_networks_unlisted_attachments(tmp_path: Path, legacy: bool) -> None:
+    """GC of net-a removes (through the library) and forgets the record of the attachment its list
+    omits, keeps the listed one, and never touches net-b's record; the legacy key works the same."""
+    records = HostRecords(tmp_path)
+    keep = HostSide("vethkeep", True, ("10.6.0.11",), 500)
+    stale = HostSide("vethstale", True, ("10.6.0.12",), 500)
+    other = HostSide("vethother", True, ("10.6.0.13",), 500)
+    records.write("net-a", "keep", "eth0", keep)
+    records.write("net-a", "stale", "eth0", stale)
+    records.write("net-b", "other", "eth0", other)
+    api = FakeApi()
+    out = await handlers(Reader(None), api, records=records).gc(
+        gc_call("net-a", [("keep", "eth0")], legacy=legacy)
+    )
+    assert out == b""
+    assert api.removed == [stale]
+    assert records.get("net-a", "stale", "eth0") is None
+    assert records.get("net-a", "keep", "eth0") == keep
+    assert records.get("net-b", "other", "eth0") == other
+
+
+async def test_gc_reports_every_failure_as_code_11_and_keeps_those_records(tmp_path: Path) -> None:
+    """A removal that fails does not stop GC: the others are removed, the failure is reported (code 11,
+    naming the attachment) and its record stays for the next GC, which then succeeds."""
+    records = HostRecords(tmp_path)
+    records.write("net-a", "busy", "eth0", HostSide("vethbusy", True, ("10.6.0.21",), 500))
+    records.write("net-a", "gone", "eth0", HostSide("vethgone", True, ("10.6.0.22",), 500))
+    api = FakeApi(fail_remove={"vethbusy"})
+    h = handlers(Reader(None), api, records=records)
+    with pytest.raises(CniError) as caught:
+        await h.gc(gc_call("net-a", []))
+    assert caught.value.cni_code == codes.TRY_AGAIN_LATER
+    assert "busy/eth0" in caught.value.details
+    assert [s.host_dev for s in api.removed] == ["vethgone"]
+    assert records.get("net-a", "busy", "eth0") is not None
+    api.fail_remove.clear()
+    assert await h.gc(gc_call("net-a", [])) == b""
+    assert records.get("net-a", "busy", "eth0") is None

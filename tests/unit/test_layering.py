@@ -20,7 +20,7 @@ PLUGINS = ROOT / "plugins"
 SHIM_MODULES = [
     *(
         ROOT / "plugins/ipam/spiderpool_cni" / f"{m}.py"
-        for m in ("shim", "ipam_main", "h2unary", "hpack", "wire", "cnijson", "codes")
+        for m in ("shim", "ipam_main", "h2unary", "hpack", "wire", "cnijson", "codes", "spool")
     ),
     ROOT / "plugins/coordinator/spiderpool_coordinator/shim.py",
 ]

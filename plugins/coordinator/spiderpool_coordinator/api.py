@@ -12,12 +12,18 @@ namespace once and opens one there, and does every step with them: the pod is re
 (links, addresses, then the main table after the veth exists), the host only for what the
 plan needs, and nothing is re-read to plan or apply. CHECK reads the same way; DEL reads the
 pod only when it must (an overlay NIC's host device, or no addresses in prevResult).
+
+What ADD leaves on the node is described by a ``host_records.HostSide``: ADD hands it to
+``on_host_side`` after planning and before the first node-side route or rule is made (the
+agent records it per attachment), DEL takes it back as ``known`` (it then needs neither
+prevResult nor the pod), and ``remove`` deletes exactly what a record names, for GC.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -25,7 +31,10 @@ from spiderpool_coordinator import detection, mangle, namespaces, netlink
 from spiderpool_coordinator import plan as p
 from spiderpool_coordinator.config import MODE_DISABLED, MODE_UNDERLAY, CoordinatorConfig
 from spiderpool_coordinator.errors import CheckFailed, CoordinatorError
+from spiderpool_coordinator.host_records import HostSide
 from spiderpool_coordinator.rtnetlink import NetlinkError
+
+HostSideSink = Callable[[HostSide], None]
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,8 @@ class Call:
     cfg: CoordinatorConfig
     prev_result: dict[str, Any] = field(default_factory=dict)
     host_netns: str | None = None
+    on_host_side: HostSideSink | None = None  # ADD: told what it is about to leave on the node
+    known: HostSide | None = None  # DEL: what the attachment's ADD recorded
 
 
 async def add(
@@ -48,10 +59,14 @@ async def add(
     cfg: CoordinatorConfig,
     *,
     host_netns: str | None = None,
+    on_host_side: HostSideSink | None = None,
 ) -> dict[str, Any]:
-    """Set up routing for ``ifname``; return prevResult (the coordinator does not change it)."""
+    """Set up routing for ``ifname``; return prevResult (the coordinator does not change it).
+
+    ``on_host_side`` is called (in the worker thread) with what the call is about to leave on
+    the node, before it makes the first node-side route or rule."""
     if cfg.mode != MODE_DISABLED:
-        call = Call(netns, ifname, container_id, cfg, prev_result, host_netns)
+        call = Call(netns, ifname, container_id, cfg, prev_result, host_netns, on_host_side)
         await namespaces.in_fresh_thread(_add, _present(call), name=f"coordinator-add:{ifname}")
     return prev_result
 
@@ -64,11 +79,26 @@ async def del_(
     cfg: CoordinatorConfig,
     *,
     host_netns: str | None = None,
+    known: HostSide | None = None,
 ) -> None:
-    """Remove the host side of ``ifname``; succeeds when there is nothing left to remove."""
-    if cfg.mode != MODE_DISABLED:
-        call = Call(netns, ifname, container_id, cfg, prev_result or {}, host_netns)
+    """Remove the host side of ``ifname``; succeeds when there is nothing left to remove.
+
+    ``known`` is what the attachment's ADD recorded: its addresses and host device count
+    even without prevResult or the pod's namespace."""
+    if cfg.mode != MODE_DISABLED or known is not None:
+        call = Call(netns, ifname, container_id, cfg, prev_result or {}, host_netns, known=known)
         await namespaces.in_fresh_thread(_del, call, name=f"coordinator-del:{ifname}")
+
+
+async def remove(side: HostSide, *, host_netns: str | None = None) -> None:
+    """Remove exactly what ``side`` names from the node (GC of an attachment no runtime holds).
+
+    Unlike DEL it reads nothing from the pod and infers nothing from the kernel: only the
+    recorded addresses' routes, neighbours and rules, and the device when the coordinator
+    owns it. A device the coordinator does not own counts only while it is the recorded one
+    (same index); a rule for an address that a route through another link still serves (a
+    newer pod reusing it) is kept."""
+    await namespaces.in_fresh_thread(_remove, side, host_netns, name=f"coordinator-gc:{side.host_dev}")
 
 
 async def check(
@@ -237,6 +267,18 @@ def _add(call: Call) -> None:
         # The main table is read last: bringing links up adds the kernel's routes.
         pod_state = p.PodState(links, all_addrs, netlink.read_routes(pod, links, p.MAIN_TABLE))
         the_plan, host_state = _plan(call, mode, first, pod_state, host, host_end=host_end)
+        if call.on_host_side is not None:
+            owns = mode == MODE_UNDERLAY and first
+            host_link = host_state.links[the_plan.host_dev]
+            call.on_host_side(
+                HostSide(
+                    host_dev=the_plan.host_dev,
+                    owns_dev=owns,
+                    ips=tuple(str(a.ip) for a in addrs),
+                    table=cfg.host_rule_table,
+                    host_index=0 if owns else host_link.index,
+                )
+            )
         netlink.apply(the_plan, pod, host, links, host_state.links)
         if the_plan.connmark:
             mangle.ensure()
@@ -271,15 +313,20 @@ def _missing(call: Call) -> list[str]:
 def _del(call: Call) -> None:
     """DEL in this (fresh) thread, which stays in the host's namespace; the pod is read only
     when it must be, through a socket of its own."""
-    ifname, cfg = call.ifname, call.cfg
+    ifname, cfg, known = call.ifname, call.cfg, call.known
     first_nic = ifname == cfg.pod_default_cni_nic
     ips = {str(iface.ip) for iface, _ in result_ips(call.prev_result, ifname)}
     host_dev = p.host_veth_name(call.container_id)
     owns_veth = True
+    table = cfg.host_rule_table
+    if known is not None:
+        # The record says what ADD made, whatever the configuration says now.
+        ips |= set(known.ips)
+        host_dev, owns_veth, first_nic, table = known.host_dev, known.owns_dev, known.owns_dev, known.table
     with namespaces.sides(None, call.host_netns) as (_, host):
         # The first NIC's veth and every route through it are found on the host; another NIC
         # may be an overlay one, whose host device only the pod can tell.
-        if (not first_nic or not ips) and namespaces.exists(call.netns):
+        if known is None and (not first_nic or not ips) and namespaces.exists(call.netns):
             with contextlib.suppress(CoordinatorError, OSError, NetlinkError):
                 pod = namespaces.iproute(call.netns)
                 try:
@@ -290,4 +337,15 @@ def _del(call: Call) -> None:
                 if p.POD_VETH not in state.links and not first_nic:
                     link, _ = _host_device("overlay", cfg, call.container_id, state, host)
                     host_dev, owns_veth = link.name, False
-        netlink.remove_host_side(host, host_dev, ips, cfg.host_rule_table, owns_veth and first_nic)
+        netlink.remove_host_side(host, host_dev, ips, table, owns_veth and first_nic)
+
+
+def _remove(side: HostSide, host_netns: str | None) -> None:
+    """GC of one recorded attachment, in this (fresh) thread, in the host's namespace."""
+    with namespaces.sides(None, host_netns) as (_, host):
+        dev: str | None = side.host_dev
+        if not side.owns_dev and side.host_index:
+            link = netlink.get_link(host, name=side.host_dev)
+            if link is None or link.index != side.host_index:
+                dev = None  # the recorded device is gone; the name may now be another pod's
+        netlink.remove_host_side(host, dev, side.ips, side.table, side.owns_dev, expand=False)

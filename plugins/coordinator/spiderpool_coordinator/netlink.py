@@ -461,7 +461,7 @@ def verify(
 
 
 def remove_host_side(
-    host: Any, host_dev: str | None, ips: Iterable[str], table: int, delete_dev: bool
+    host: Any, host_dev: str | None, ips: Iterable[str], table: int, delete_dev: bool, *, expand: bool = True
 ) -> None:
     """DEL on the host: the pod's routes and rules in ``table`` and, if ours, its veth.
 
@@ -472,12 +472,16 @@ def remove_host_side(
     deleted by hand, before the link. Without a veth (the pod's namespace, and the peer with
     it, is already gone) there is no link to delete. Must run in the host's namespace (the
     link is deleted from a thread this one starts).
+
+    ``expand`` (DEL): the rules of every address routed through a veth being deleted go too,
+    which covers a DEL without prevResult. GC passes False: it removes the rules of the
+    recorded addresses only, never another network's attachment that routes through the veth.
     """
     dev = get_link(host, name=host_dev) if host_dev else None
     links = {dev.name: dev} if dev is not None else {}
     routes, others = _split_table(host, table, dev)
     targets = set(ips)
-    if dev is not None and delete_dev:
+    if dev is not None and delete_dev and expand:
         targets |= {str(ipaddress.ip_network(r.dst).network_address) for r in routes}
     rules: list[p.RuleEntry] = []
     for ip in sorted(targets):

@@ -8,7 +8,9 @@ agent validates environment, configuration and versions and answers with the ren
 result or a gRPC status carrying the CNI code. Locally the shim only answers VERSION,
 rejects stdin that is not a JSON object (code 6) and an unknown command (code 4), and
 turns an unreachable, silent or vanished agent into code 11 (code 50 for STATUS, whose
-point is to say the plugin cannot serve ADD).
+point is to say the plugin cannot serve ADD), except on DEL: a DEL the agent cannot take
+is recorded in the node's DEL spool and answered with success (``spool``), so a pod's
+teardown never waits for the agent, and the agent replays it when it is back.
 
 ``handle`` is the logic (pure apart from the one call); ``run`` is the wiring: read fd 0
 and the environment, write fd 1 exactly once, append one line to the plugin's log file,
@@ -18,7 +20,7 @@ never let a traceback reach stdout.
 import posix
 import time
 
-from spiderpool_cni import cnijson, codes, h2unary, wire
+from spiderpool_cni import cnijson, codes, h2unary, spool, wire
 
 SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 DEFAULT_VERSION = "1.1.0"
@@ -63,7 +65,9 @@ _GRPC_NAMES = {
 class Reply:
     """What one invocation prints, how it exits, and what it logs."""
 
-    __slots__ = ("code", "command", "exit_code", "log_max_bytes", "log_path", "msg", "output")
+    __slots__ = (
+        "code", "command", "exit_code", "log_max_bytes", "log_path", "msg", "no_answer", "note", "output",
+    )  # fmt: skip
 
     def __init__(self, exit_code: int, output: bytes, *, code: int = 0, msg: str = "") -> None:
         self.exit_code = exit_code
@@ -73,6 +77,8 @@ class Reply:
         self.command = ""
         self.log_path = ""
         self.log_max_bytes = DEFAULT_LOG_MAX_MB << 20
+        self.no_answer = False  # the agent was unreachable, silent, gone, or shutting down
+        self.note = ""  # an extra ``key=value`` for the log line (the spooled DEL's file)
 
 
 def _error(cni_version: str, code: int, msg: str, details: str = "") -> Reply:
@@ -174,6 +180,7 @@ def _dispatch(
         except UnicodeEncodeError:
             return _error(cni_version, codes.INVALID_ENVIRONMENT, f"{name} is not valid UTF-8")
         fields[name] = value
+    present = [name for name in CNI_ENV if name in env]
     call = wire.encode_cni_call(
         command=fields["CNI_COMMAND"],
         container_id=fields["CNI_CONTAINERID"],
@@ -182,7 +189,7 @@ def _dispatch(
         args=fields["CNI_ARGS"],
         path=fields["CNI_PATH"],
         config=stdin,
-        present=[name for name in CNI_ENV if name in env],
+        present=present,
     )
     section = config.get("ipam") if kind == "ipam" else config
     socket_path = section.get("ipam_unix_socket_path") if isinstance(section, dict) else None
@@ -190,24 +197,43 @@ def _dispatch(
         key = "ipam.ipam_unix_socket_path" if kind == "ipam" else "ipam_unix_socket_path"
         return _error(cni_version, codes.INVALID_CONFIG, f"network config: {key} must be a string")
     socket_path = socket_path or DEFAULT_SOCKET
-    timeout = _timeout(env, command)
-    unavailable = codes.NOT_AVAILABLE if command == "STATUS" else codes.TRY_AGAIN_LATER
+    spool_dir = section.get(spool.CONFIG_KEY) if isinstance(section, dict) else None
+    if spool_dir is not None and (not isinstance(spool_dir, str) or not spool_dir.startswith("/")):
+        key = f"ipam.{spool.CONFIG_KEY}" if kind == "ipam" else spool.CONFIG_KEY
+        return _error(cni_version, codes.INVALID_CONFIG, f"network config: {key} must be an absolute path")
     method = SERVICE + RPC_PREFIX[kind] + RPC_VERB[command]
+    reply = _call_agent(socket_path, method, call, timeout=_timeout(env, command), cni_version=cni_version)
+    if reply.no_answer and command == "DEL":
+        directory = spool_dir or spool.DEFAULT_DIR
+        return _spool_del(
+            kind, directory, fields, present=present, stdin=stdin, failed=reply, cni_version=cni_version
+        )
+    return reply
+
+
+def _call_agent(socket_path: str, method: str, call: bytes, *, timeout: float, cni_version: str) -> Reply:
+    """The one unary call to the agent and its answer as a Reply (``no_answer`` when none came)."""
+    unavailable = codes.NOT_AVAILABLE if method.endswith("Status") else codes.TRY_AGAIN_LATER
     try:
         status, message, details_bin, body = h2unary.unary_call(
             socket_path, method, wire.encode_request(call), timeout
         )
-    except h2unary.Unreachable as exc:
-        return _error(cni_version, unavailable, f"spiderpool-agent unreachable at {socket_path}: {exc}")
-    except h2unary.DeadlineExceeded as exc:
-        return _error(
-            cni_version,
-            unavailable,
-            f"spiderpool-agent at {socket_path} did not answer within {timeout:g}s",
-            str(exc),
-        )
     except h2unary.CallError as exc:
-        return _error(cni_version, unavailable, f"spiderpool-agent at {socket_path} failed the call: {exc}")
+        if isinstance(exc, h2unary.Unreachable):
+            reply = _error(cni_version, unavailable, f"spiderpool-agent unreachable at {socket_path}: {exc}")
+        elif isinstance(exc, h2unary.DeadlineExceeded):
+            reply = _error(
+                cni_version,
+                unavailable,
+                f"spiderpool-agent at {socket_path} did not answer within {timeout:g}s",
+                str(exc),
+            )
+        else:
+            reply = _error(
+                cni_version, unavailable, f"spiderpool-agent at {socket_path} failed the call: {exc}"
+            )
+        reply.no_answer = True
+        return reply
     if status != 0:
         return _status_error(cni_version, status, message, details_bin, unavailable)
     try:
@@ -250,7 +276,34 @@ def _status_error(cni_version: str, status: int, message: str, details_bin: byte
         code = codes.INVALID_CONFIG
     else:
         code = codes.INTERNAL
-    return _error(cni_version, code, message or f"spiderpool-agent answered {name}", f"gRPC status {name}")
+    reply = _error(cni_version, code, message or f"spiderpool-agent answered {name}", f"gRPC status {name}")
+    # No ErrorInfo and retryable: the transport or a server shutting down answered, not the
+    # agent's CNI logic (which always attaches ErrorInfo).
+    reply.no_answer = status in _GRPC_RETRYABLE
+    return reply
+
+
+def _spool_del(
+    kind: str,
+    directory: str,
+    fields: dict[str, str],
+    *,
+    present: list[str],
+    stdin: bytes,
+    failed: Reply,
+    cni_version: str,
+) -> Reply:
+    """A DEL the agent did not take (``failed``): record it in the spool and succeed, or say why not."""
+    problem = spool.container_id_problem(fields)
+    if problem:
+        return _error(cni_version, codes.INVALID_ENVIRONMENT, problem)
+    try:
+        path = spool.spool_del(kind, directory, fields, present=present, stdin=stdin, reason=failed.msg)
+    except spool.SpoolError as exc:
+        return _error(cni_version, failed.code, f"{failed.msg}; and {exc}", "the DEL was not recorded")
+    reply = Reply(0, b"")
+    reply.note = f"spooled={cnijson.quote(path)} cause={cnijson.quote(failed.msg)}"
+    return reply
 
 
 # -- wiring -----------------------------------------------------------------------------
@@ -334,6 +387,8 @@ def _log_line(kind: str, env: dict[str, str], reply: Reply, elapsed: float, trac
     ]
     if reply.exit_code == 0:
         parts.append("result=ok")
+        if reply.note:
+            parts.append(reply.note)
     else:
         parts.append(f"result=error code={reply.code} msg={cnijson.quote(reply.msg)}")
     parts.append(f"elapsed_ms={elapsed * 1000:.1f}")

@@ -12,8 +12,13 @@ agent's own network namespace (the node's).
 - DEL removes the host side; it succeeds when the namespace is gone, when repeated, and
   when the controller is unreachable (the last known or default configuration is used).
 - CHECK verifies what ADD made and fails naming what is missing (code 120).
-- GC has nothing of its own to collect (DEL removes everything the coordinator made on the
-  host); STATUS answers 50 when the SpiderCoordinator cannot be read or is not ready.
+- GC removes the node-side state (host veth, host routes, neighbours and rules) of this
+  network's attachments missing from ``cni.dev/valid-attachments``: ADD records per
+  attachment what it leaves on the node (``spiderpool_coordinator.host_records``, under the
+  agent's state directory), DEL uses and forgets that record, and GC collects the records
+  of its own network only (``spiderpool_coordinator.gc``); failures are reported together
+  as code 11 and retried by the next GC.
+- STATUS answers 50 when the SpiderCoordinator cannot be read or is not ready.
 
 Pod annotations: in the embedded mode they are the ones the runtime put under the config's
 ``args.cni.annotations`` (``cni_call.PodMetadata``); a cluster-mode agent passes a
@@ -32,8 +37,10 @@ import structlog
 from spiderpool_cni import codes
 from spiderpool_common.errors import CniError, SpiderpoolError
 from spiderpool_coordinator import api as library_api
+from spiderpool_coordinator import gc as library_gc
 from spiderpool_coordinator.config import CoordinatorConfig, merge
 from spiderpool_coordinator.errors import CoordinatorError
+from spiderpool_coordinator.host_records import HostRecords, HostSide, RecordError
 
 from spiderpool_agent.cni_call import Invocation, RawCall, Verb, parse_call
 from spiderpool_agent.cni_result import render_converted
@@ -49,7 +56,14 @@ class CoordinatorApi(Protocol):
     """The coordinator library's entry points (``spiderpool_coordinator.api``)."""
 
     async def add(
-        self, netns: str, ifname: str, container_id: str, prev_result: dict[str, Any], cfg: CoordinatorConfig
+        self,
+        netns: str,
+        ifname: str,
+        container_id: str,
+        prev_result: dict[str, Any],
+        cfg: CoordinatorConfig,
+        *,
+        on_host_side: Callable[[HostSide], None] | None = None,
     ) -> dict[str, Any]: ...
 
     async def del_(
@@ -59,7 +73,11 @@ class CoordinatorApi(Protocol):
         container_id: str,
         prev_result: dict[str, Any] | None,
         cfg: CoordinatorConfig,
+        *,
+        known: HostSide | None = None,
     ) -> None: ...
+
+    async def remove(self, side: HostSide) -> None: ...
 
     async def check(
         self, netns: str, ifname: str, container_id: str, prev_result: dict[str, Any], cfg: CoordinatorConfig
@@ -78,6 +96,11 @@ def library_errors() -> Iterator[None]:
         yield
     except CoordinatorError as exc:
         raise to_cni_error(exc) from None
+
+
+def _key(inv: Invocation) -> tuple[str, str, str]:
+    """An attachment's record key: (network, container ID, interface)."""
+    return inv.config.name, inv.container_id, inv.ifname
 
 
 def _prev_result(inv: Invocation) -> dict[str, Any]:
@@ -100,11 +123,13 @@ class CoordinatorHandlers:
         *,
         netns_exists: Callable[[str], bool] = os.path.exists,
         annotations: PodAnnotations = annotations_from_call,
+        records: HostRecords | None = None,
     ) -> None:
         self._source = source
         self._api = api
         self._netns_exists = netns_exists
         self._annotations = annotations
+        self._records = records  # None: nothing is recorded and GC collects nothing
 
     async def _config(self, inv: Invocation, base: CoordinatorConfig) -> CoordinatorConfig:
         return merge(base, inv.config.raw, await self._annotations(inv))
@@ -114,18 +139,41 @@ class CoordinatorHandlers:
         prev = _prev_result(inv)
         with library_errors():
             cfg = await self._config(inv, await self._source.for_add())
-            out = await self._api.add(inv.netns, inv.ifname, inv.container_id, prev, cfg)
+            out = await self._api.add(
+                inv.netns, inv.ifname, inv.container_id, prev, cfg, on_host_side=self._recorder(inv)
+            )
         log.info("coordinator_added", container_id=inv.container_id, ifname=inv.ifname, mode=cfg.mode)
         return render_converted(out, inv.config.cni_version)
 
     async def delete(self, call: RawCall) -> bytes:
         inv = parse_call(call, Verb.DEL, require_ipam=False)
         prev = dict(inv.config.prev_result) if inv.config.prev_result is not None else None
+        known = self._records.get(*_key(inv)) if self._records is not None else None
         with library_errors():
             cfg = await self._config(inv, await self._source.for_del())
-            await self._api.del_(inv.netns, inv.ifname, inv.container_id, prev, cfg)
-        log.info("coordinator_deleted", container_id=inv.container_id, ifname=inv.ifname)
+            await self._api.del_(inv.netns, inv.ifname, inv.container_id, prev, cfg, known=known)
+        if self._records is not None:
+            self._records.remove(*_key(inv))
+        log.info(
+            "coordinator_deleted", container_id=inv.container_id, ifname=inv.ifname, recorded=bool(known)
+        )
         return b""
+
+    def _recorder(self, inv: Invocation) -> Callable[[HostSide], None] | None:
+        """Writes the attachment's record from the ADD's worker thread (before routes and rules)."""
+        records = self._records
+        if records is None:
+            return None
+
+        def record(side: HostSide) -> None:
+            try:
+                records.write(*_key(inv), side)
+            except (OSError, RecordError) as exc:
+                # Without a record GC could not find this attachment: fail the ADD (the
+                # runtime's DEL, which needs no record, cleans up).
+                raise CoordinatorError(f"cannot record the attachment's node-side state: {exc}") from exc
+
+        return record
 
     async def check(self, call: RawCall) -> bytes:
         inv = parse_call(call, Verb.CHECK, require_ipam=False)
@@ -136,7 +184,27 @@ class CoordinatorHandlers:
         return b""
 
     async def gc(self, call: RawCall) -> bytes:
-        parse_call(call, Verb.GC, require_ipam=False)
+        inv = parse_call(call, Verb.GC, require_ipam=False)
+        if self._records is None:
+            return b""
+        network = inv.config.name
+        valid = [(a.container_id, a.ifname) for a in inv.config.valid_attachments]
+        outcome = await library_gc.collect(self._records, network, valid, self._api.remove)
+        for problem in outcome.corrupt:
+            log.warning("coordinator_record_corrupt_set_aside", network=network, problem=problem)
+        log.info(
+            "coordinator_gc_done",
+            network=network,
+            removed=[f"{r.container_id}/{r.ifname}" for r in outcome.removed],
+            kept=len(outcome.kept),
+            errors=len(outcome.errors),
+        )
+        if outcome.errors:
+            raise CniError(
+                codes.TRY_AGAIN_LATER,
+                f"coordinator GC removed {len(outcome.removed)} attachment(s); {len(outcome.errors)} failed",
+                details="; ".join(outcome.errors),
+            )
         return b""
 
     async def status(self, call: RawCall) -> bytes:

@@ -30,6 +30,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--state-dir", dest="state_dir", help=f"durable state directory (default {DEFAULT_STATE_DIR})"
     )
+    p.add_argument(
+        "--spool-dir",
+        dest="spool_dir",
+        help="where the shims spool DELs made while the agent is away (default STATE_DIR/spool; "
+        "the CNI config's del_spool_dir must name the same directory)",
+    )
+    p.add_argument(
+        "--spool-replay-interval",
+        dest="spool_replay_interval",
+        help="seconds between replays of the DEL spool (default 10; also at start, before serving)",
+    )
     p.add_argument("--config", help="optional YAML file of settings (flags and SPIDERPOOL_* env win)")
     p.add_argument("--log-level", dest="log_level", help="debug, info, warning, error (default info)")
     p.add_argument("--log-format", dest="log_format", help="json or console (default json)")

@@ -1,10 +1,12 @@
 """Wiring of the agent: controller client, release journal, IPAM and coordinator handlers,
-gRPC server.
+the DEL spool, gRPC server.
 
 ``Agent`` is what ``main`` runs and what component tests start in-process: ``start``
-loads the journal, serves the CNI service on the unix socket (mode 0600, reflection and
-health on) and starts the replay loop; ``stop`` stops accepting, drains in-flight calls for
-the grace period, stops the loop and closes the controller channel.
+loads the journal, replays the DEL spool once (before the socket exists, so before the
+agent reports ready), serves the CNI service on the unix socket (mode 0600, reflection and
+health on) and starts the two replay loops (journal, spool); ``stop`` stops accepting,
+drains in-flight calls for the grace period, stops the loops and closes the controller
+channel.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import grpc
 import structlog
 from spiderpool.agent.v1 import cni_pb2_grpc
 from spiderpool_common.grpc_server import start_server
+from spiderpool_coordinator.host_records import HostRecords
 
 from spiderpool_agent.cni_servicer import SERVICE_NAME, CniServicer
 from spiderpool_agent.controller_client import GrpcControllerClient
 from spiderpool_agent.coordinator_handlers import CoordinatorHandlers
 from spiderpool_agent.coordinator_source import CoordinatorSource
+from spiderpool_agent.del_spool import DelSpool
 from spiderpool_agent.ipam_handlers import IpamHandlers, release_via
 from spiderpool_agent.pod_context import CniArgsContext
 from spiderpool_agent.release_journal import ReleaseJournal
@@ -30,6 +34,7 @@ from spiderpool_agent.settings import AgentSettings
 log = structlog.get_logger(__name__)
 
 SOCKET_MODE = 0o600
+COORDINATOR_RECORDS = "coordinator"  # under the state directory: what each ADD left on the node
 
 
 class Agent:
@@ -51,14 +56,24 @@ class Agent:
             context=CniArgsContext(settings.node_label_map),
         )
         self.coordinator = CoordinatorHandlers(
-            CoordinatorSource(self.controller, ttl=settings.coordinator_config_ttl), netns_exists=netns_check
+            CoordinatorSource(self.controller, ttl=settings.coordinator_config_ttl),
+            netns_exists=netns_check,
+            records=HostRecords(Path(settings.state_dir) / COORDINATOR_RECORDS),
+        )
+        self.spool = DelSpool(
+            Path(settings.del_spool_dir),
+            {"ipam": self.handlers.delete, "coordinator": self.coordinator.delete},
+            interval=settings.spool_replay_interval,
         )
         self._server: grpc.aio.Server | None = None
         self._replay: asyncio.Task[None] | None = None
+        self._spool_loop: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.journal.load()
-        servicer = CniServicer(self.handlers, self.coordinator)
+        await asyncio.to_thread(self.spool.prepare)
+        spooled = await self.spool.replay_once()
+        servicer = CniServicer(self.handlers, self.coordinator, settle=self.spool.settle)
 
         def register(server: grpc.aio.Server) -> list[str]:
             cni_pb2_grpc.add_CniServiceServicer_to_server(servicer, server)
@@ -68,23 +83,28 @@ class Agent:
             "unix:" + self.settings.socket, register, socket_mode=SOCKET_MODE
         )
         self._replay = asyncio.create_task(self.journal.run(), name="release-journal-replay")
+        self._spool_loop = asyncio.create_task(self.spool.run(), name="del-spool-replay")
         log.info(
             "agent_started",
             socket=bound,
             controller=self.settings.controller,
             node=self.settings.node_name,
             pending_releases=len(self.journal.pending()),
+            spooled_dels_replayed=len(spooled.done),
+            spooled_dels_pending=len(spooled.kept),
+            spool=str(self.spool.directory),
         )
 
     async def stop(self) -> None:
         if self._server is not None:
             await self._server.stop(self.settings.shutdown_grace)
             self._server = None
-        if self._replay is not None:
-            self._replay.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._replay
-            self._replay = None
+        for task in (self._replay, self._spool_loop):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._replay = self._spool_loop = None
         await self.controller.close()
         log.info("agent_stopped")
 

@@ -22,6 +22,7 @@ from spiderpool_agent.pod_context import parse_labels
 
 DEFAULT_SOCKET = "/var/run/spidernet/spiderpool.sock"
 DEFAULT_STATE_DIR = "/var/lib/spiderpool/agent"
+SPOOL_SUBDIR = "spool"  # the shims' default spool is DEFAULT_STATE_DIR/spool (spiderpool_cni.spool)
 ENV_PREFIX = "SPIDERPOOL_"
 LOG_LEVELS = ("debug", "info", "warning", "warn", "error")
 LOG_FORMATS = ("json", "console")
@@ -34,7 +35,9 @@ class AgentSettings:
     node: str = ""  # this node's name; empty means the host name
     # This node's labels for pools' nodeAffinity, "k=v,k2=v2" (in a cluster: the Node object's).
     node_labels: str = ""
-    state_dir: str = DEFAULT_STATE_DIR  # the release journal lives here
+    state_dir: str = DEFAULT_STATE_DIR  # the release journal and the coordinator's records live here
+    spool_dir: str = ""  # where the shims spool DELs the agent could not take; "": <state_dir>/spool
+    spool_replay_interval: float = 10.0  # seconds between passes over the DEL spool
     log_level: str = "info"
     log_format: str = "json"
     controller_timeout: float = 30.0  # deadline of one controller call, seconds
@@ -52,6 +55,12 @@ class AgentSettings:
     def node_label_map(self) -> dict[str, str]:
         return parse_labels(self.node_labels)
 
+    @property
+    def del_spool_dir(self) -> str:
+        """The DEL spool: ``spool_dir``, else ``<state_dir>/spool`` (the shims' default with the
+        default state directory)."""
+        return self.spool_dir or str(Path(self.state_dir) / SPOOL_SUBDIR)
+
     def validate(self) -> AgentSettings:
         """Return self, or raise ValueError naming the first bad setting."""
         if not self.controller:
@@ -65,11 +74,19 @@ class AgentSettings:
             parse_labels(self.node_labels)
         except ValueError as exc:
             raise ValueError(f"node_labels: {exc}") from None
+        if self.spool_dir and not Path(self.spool_dir).is_absolute():
+            raise ValueError(f"spool_dir: {self.spool_dir!r} must be an absolute path")
         if self.log_level.lower() not in LOG_LEVELS:
             raise ValueError(f"log_level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
         if self.log_format not in LOG_FORMATS:
             raise ValueError(f"log_format: {self.log_format!r} is not one of {', '.join(LOG_FORMATS)}")
-        for name in ("controller_timeout", "replay_initial_backoff", "replay_max_backoff", "shutdown_grace"):
+        for name in (
+            "controller_timeout",
+            "replay_initial_backoff",
+            "replay_max_backoff",
+            "shutdown_grace",
+            "spool_replay_interval",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: must be positive")
         if self.coordinator_config_ttl < 0:
