@@ -115,6 +115,26 @@ def test_shim_imports_only_light_stdlib_modules(
         assert answer["code"] == (11 if case == "add-dead-socket" else 6)
 
 
+@pytest.mark.parametrize(
+    ("name", "entry"),
+    [("spiderpool", "spiderpool_cni.ipam_main"), ("coordinator", "spiderpool_coordinator.shim")],
+)
+def test_spooling_a_del_imports_only_light_stdlib_modules(
+    bin_dir: Path, tmp_path: Path, name: str, entry: str
+) -> None:
+    """DEL against a dead socket, which writes the DEL spool file, imports nothing heavy or foreign."""
+    spool = str(tmp_path / "spool")
+    sock = str(tmp_path / "none.sock")
+    config = {"cniVersion": "1.0.0", "name": "n", "ipam_unix_socket_path": sock, "del_spool_dir": spool,
+              "ipam": {"ipam_unix_socket_path": sock, "del_spool_dir": spool}}  # fmt: skip
+    env = {"CNI_COMMAND": "DEL", "CNI_CONTAINERID": "c1", "CNI_IFNAME": "eth0"}
+    modules, stdout = imported_modules(bin_dir / name, env, json.dumps(config).encode())
+    check(modules, entry)
+    assert "spiderpool_cni.spool" in modules
+    assert stdout == b""
+    assert len(list((tmp_path / "spool").iterdir())) == 1
+
+
 def test_the_check_detects_a_forbidden_import(tmp_path: Path) -> None:
     """The import check itself fails for a script that imports json (so it can fail)."""
     script = tmp_path / "bad"

@@ -94,6 +94,7 @@ class Chain:
             "default_ipv6_ippool": pools[1],
             "ipam_unix_socket_path": str(layout.agent_socket),
             "log_file_path": str(layout.log_dir / "ipam-shim.log"),
+            "del_spool_dir": str(layout.spool_dir),
         }
         plugins: list[dict[str, Any]] = [
             {"type": "macvlan", "master": master, "mode": "bridge", "ipam": ipam}
@@ -103,6 +104,7 @@ class Chain:
                 {
                     "type": "coordinator",
                     "ipam_unix_socket_path": str(layout.agent_socket),
+                    "del_spool_dir": str(layout.spool_dir),
                     "logOptions": {"logFile": str(layout.log_dir / "coordinator-shim.log")},
                     **(coordinator or {}),
                 }

@@ -230,6 +230,7 @@ def macvlan_network(stack: NodeStack, nic: DemoNic) -> NetworkConfigList:
         "default_ipv6_ippool": [nic.pool_v6],
         "ipam_unix_socket_path": str(stack.layout.agent_socket),
         "log_file_path": str(stack.layout.log_dir / "spiderpool-shim.log"),
+        "del_spool_dir": str(stack.layout.spool_dir),
     }
     if nic.clean_gateway:
         ipam["clean_gateway"] = True
@@ -243,6 +244,7 @@ def macvlan_network(stack: NodeStack, nic: DemoNic) -> NetworkConfigList:
                 "type": "coordinator",
                 "mode": "underlay",
                 "ipam_unix_socket_path": str(stack.layout.agent_socket),
+                "del_spool_dir": str(stack.layout.spool_dir),
                 "logOptions": {"logFile": str(stack.layout.log_dir / "coordinator-shim.log")},
             },
         ],

@@ -57,6 +57,12 @@ class StackLayout:
         return self.root / "agent-state"
 
     @property
+    def spool_dir(self) -> Path:
+        """Where the shims spool a DEL the agent cannot take: the agent's default, under its state
+        directory; network configs name it as ``del_spool_dir``."""
+        return self.state_dir / "spool"
+
+    @property
     def bin_dir(self) -> Path:
         return self.root / "cni-bin"
 
