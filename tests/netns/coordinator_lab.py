@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,7 +181,12 @@ class Lab:
         prev: dict[str, Any] | None,
         cfg: CoordinatorConfig,
     ) -> Any:
-        fn = {"add": api.add, "del": api.del_, "check": api.check}[verb]
+        verbs: dict[str, Callable[..., Coroutine[Any, Any, Any]]] = {
+            "add": api.add,
+            "del": api.del_,
+            "check": api.check,
+        }
+        fn = verbs[verb]
         return asyncio.run(fn(pod.path, ifname, cid, prev or {}, cfg, host_netns=self.node.path))
 
 

@@ -47,8 +47,12 @@ def test_unreadable_records_are_set_aside_once_and_reported(tmp_path: Path) -> N
     records.write("net-a", "good", "eth0", SIDE)
     directory = tmp_path / "net-a"
     (directory / "junk@eth0.json").write_text("{not json")
-    bad = {"network": "net-a", "containerID": "badtable", "ifname": "eth0", "hostSide": {**SIDE.to_dict()}}
-    bad["hostSide"]["table"] = -1
+    bad = {
+        "network": "net-a",
+        "containerID": "badtable",
+        "ifname": "eth0",
+        "hostSide": {**SIDE.to_dict(), "table": -1},
+    }
     (directory / "badtable@eth0.json").write_text(json.dumps(bad))
     moved = {"network": "net-a", "containerID": "elsewhere", "ifname": "eth0", "hostSide": SIDE.to_dict()}
     (directory / "moved@eth0.json").write_text(json.dumps(moved))
