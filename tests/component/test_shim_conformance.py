@@ -332,6 +332,7 @@ BAD_CALLS = [
     BadCall("pool list of wrong type", codes.INVALID_CONFIG, _ipam(default_ipv4_ippool="conf-v4")),
     BadCall("clean_gateway of wrong type", codes.INVALID_CONFIG, _ipam(clean_gateway="yes")),
     BadCall("socket path of wrong type", codes.INVALID_CONFIG, _ipam(ipam_unix_socket_path=["/run/x.sock"])),
+    BadCall("spool dir not an absolute path", codes.INVALID_CONFIG, _ipam(del_spool_dir="spool")),
     BadCall("prevResult of wrong type", codes.INVALID_CONFIG, _conf(prevResult=[])),
     BadCall("unknown pool", codes.POOL_NOT_FOUND, _ipam(default_ipv4_ippool=["no-such-pool"])),
     BadCall("unsupported version 0.2.0", codes.INCOMPATIBLE_VERSION, _conf("0.2.0"), error_version="0.2.0"),
@@ -419,6 +420,13 @@ BAD_CALLS = [
         shim="coordinator",
     ),
     BadCall("coordinator ADD without prevResult", codes.INVALID_CONFIG, _coordinator(), shim="coordinator"),
+    BadCall(
+        "coordinator spool dir of wrong type",
+        codes.INVALID_CONFIG,
+        _coordinator(prevResult=_PREV, del_spool_dir=["/var/lib/spool"]),
+        command="DEL",
+        shim="coordinator",
+    ),
     BadCall(
         "coordinator CHECK below 0.4.0",
         codes.INCOMPATIBLE_VERSION,
