@@ -141,3 +141,23 @@ def test_a_spooled_del_of_an_old_sandbox_keeps_the_newer_sandboxs_address(node: 
     node.restart_agent()
     assert node.holder(ip) == "ctr-new"
     assert list(node.spool.iterdir()) == []
+
+
+def test_the_agent_refuses_to_start_on_a_spool_that_is_a_symlink(tmp_path: Path) -> None:
+    """An agent whose --spool-dir is a symlink exits with code 2 and a message naming the path,
+    without a traceback and before serving anything."""
+    (tmp_path / "elsewhere").mkdir()
+    spool = tmp_path / "spool"
+    spool.symlink_to(tmp_path / "elsewhere")
+    argv = [
+        sys.executable, "-m", "spiderpool_agent.main",
+        "--controller", f"unix:{tmp_path / 'controller.sock'}",
+        "--socket", str(tmp_path / "agent.sock"),
+        "--state-dir", str(tmp_path / "state"),
+        "--spool-dir", str(spool),
+    ]  # fmt: skip
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2
+    assert f"DEL spool {spool}: not a directory" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "agent.sock").exists()

@@ -287,7 +287,11 @@ class DelSpool:
             except Exception as exc:  # every failure is retried by the next pass
                 log.warning("spooled_del_kept", file=entry.name, plugin=entry.plugin, error=repr(exc))
                 return "kept"
-            await asyncio.to_thread(self._remove, entry.name)
+            try:
+                await asyncio.to_thread(self._remove, entry.name)
+            except OSError as exc:  # done, but still on disk: the next pass repeats the (idempotent) DEL
+                log.warning("spooled_del_not_removed", file=entry.name, error=str(exc))
+                return "kept"
             log.info(
                 "spooled_del_replayed",
                 file=entry.name,

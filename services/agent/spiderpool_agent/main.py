@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from spiderpool_common.logging import configure_logging
 
+from spiderpool_agent.del_spool import SpoolError
 from spiderpool_agent.server import run_agent
 from spiderpool_agent.settings import DEFAULT_SOCKET, DEFAULT_STATE_DIR, load_settings
 
@@ -69,7 +70,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             loop.add_signal_handler(sig, stop.set)
         await run_agent(settings, stop)
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    except SpoolError as exc:  # an unsafe spool directory: refuse to start, say which and why
+        print(f"spiderpool-agent: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
