@@ -59,6 +59,11 @@ class IpamServiceStub:
                 request_serializer=spiderpool_dot_controller_dot_v1_dot_ipam__pb2.CheckCapacityRequest.SerializeToString,
                 response_deserializer=spiderpool_dot_controller_dot_v1_dot_ipam__pb2.CheckCapacityResponse.FromString,
                 _registered_method=True)
+        self.GarbageCollect = channel.unary_unary(
+                '/spiderpool.controller.v1.IpamService/GarbageCollect',
+                request_serializer=spiderpool_dot_controller_dot_v1_dot_ipam__pb2.GarbageCollectRequest.SerializeToString,
+                response_deserializer=spiderpool_dot_controller_dot_v1_dot_ipam__pb2.GarbageCollectResponse.FromString,
+                _registered_method=True)
 
 
 class IpamServiceServicer:
@@ -94,6 +99,12 @@ class IpamServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GarbageCollect(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IpamServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -121,6 +132,11 @@ def add_IpamServiceServicer_to_server(servicer, server):
                     servicer.CheckCapacity,
                     request_deserializer=spiderpool_dot_controller_dot_v1_dot_ipam__pb2.CheckCapacityRequest.FromString,
                     response_serializer=spiderpool_dot_controller_dot_v1_dot_ipam__pb2.CheckCapacityResponse.SerializeToString,
+            ),
+            'GarbageCollect': grpc.unary_unary_rpc_method_handler(
+                    servicer.GarbageCollect,
+                    request_deserializer=spiderpool_dot_controller_dot_v1_dot_ipam__pb2.GarbageCollectRequest.FromString,
+                    response_serializer=spiderpool_dot_controller_dot_v1_dot_ipam__pb2.GarbageCollectResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -258,6 +274,33 @@ class IpamService:
             '/spiderpool.controller.v1.IpamService/CheckCapacity',
             spiderpool_dot_controller_dot_v1_dot_ipam__pb2.CheckCapacityRequest.SerializeToString,
             spiderpool_dot_controller_dot_v1_dot_ipam__pb2.CheckCapacityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GarbageCollect(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spiderpool.controller.v1.IpamService/GarbageCollect',
+            spiderpool_dot_controller_dot_v1_dot_ipam__pb2.GarbageCollectRequest.SerializeToString,
+            spiderpool_dot_controller_dot_v1_dot_ipam__pb2.GarbageCollectResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -38,6 +38,7 @@ class IpamServiceStub:
     GetEndpoint: _grpc.UnaryUnaryMultiCallable[_ipam_pb2.GetEndpointRequest, _ipam_pb2.GetEndpointResponse]
     ReleaseUnlisted: _grpc.UnaryUnaryMultiCallable[_ipam_pb2.ReleaseUnlistedRequest, _ipam_pb2.ReleaseUnlistedResponse]
     CheckCapacity: _grpc.UnaryUnaryMultiCallable[_ipam_pb2.CheckCapacityRequest, _ipam_pb2.CheckCapacityResponse]
+    GarbageCollect: _grpc.UnaryUnaryMultiCallable[_ipam_pb2.GarbageCollectRequest, _ipam_pb2.GarbageCollectResponse]
 
 @_typing.type_check_only
 class IpamServiceAsyncStub(IpamServiceStub):
@@ -47,6 +48,7 @@ class IpamServiceAsyncStub(IpamServiceStub):
     GetEndpoint: _aio.UnaryUnaryMultiCallable[_ipam_pb2.GetEndpointRequest, _ipam_pb2.GetEndpointResponse]  # type: ignore[assignment]
     ReleaseUnlisted: _aio.UnaryUnaryMultiCallable[_ipam_pb2.ReleaseUnlistedRequest, _ipam_pb2.ReleaseUnlistedResponse]  # type: ignore[assignment]
     CheckCapacity: _aio.UnaryUnaryMultiCallable[_ipam_pb2.CheckCapacityRequest, _ipam_pb2.CheckCapacityResponse]  # type: ignore[assignment]
+    GarbageCollect: _aio.UnaryUnaryMultiCallable[_ipam_pb2.GarbageCollectRequest, _ipam_pb2.GarbageCollectResponse]  # type: ignore[assignment]
 
 class IpamServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -83,5 +85,12 @@ class IpamServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ipam_pb2.CheckCapacityRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ipam_pb2.CheckCapacityResponse, _abc.Awaitable[_ipam_pb2.CheckCapacityResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GarbageCollect(
+        self,
+        request: _ipam_pb2.GarbageCollectRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ipam_pb2.GarbageCollectResponse, _abc.Awaitable[_ipam_pb2.GarbageCollectResponse]]: ...
 
 def add_IpamServiceServicer_to_server(servicer: IpamServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

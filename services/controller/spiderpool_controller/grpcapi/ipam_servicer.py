@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from spiderpool.controller.v1 import ipam_pb2, ipam_pb2_grpc
@@ -19,6 +20,7 @@ from spiderpool_common.errors import InvalidRequest, SpiderpoolError
 from spiderpool_common.grpc_server import translate_errors
 
 from spiderpool_controller.domain.request import AllocationRequest
+from spiderpool_controller.engine_slot import EngineSlot
 from spiderpool_controller.ipam_engine import Address, IpamEngine
 from spiderpool_controller.metrics import ControllerMetrics
 from spiderpool_controller.statefulset_reuse import STATEFUL_KINDS
@@ -87,13 +89,17 @@ def to_domain(req: ipam_pb2.AllocateRequest) -> AllocationRequest:
 class IpamServicer(ipam_pb2_grpc.IpamServiceServicer):
     def __init__(
         self,
-        engine: IpamEngine,
+        engine: IpamEngine | EngineSlot,
         metrics: ControllerMetrics | None = None,
         detection: Detection | None = None,
     ) -> None:
-        self._engine = engine
+        self._slot = engine if isinstance(engine, EngineSlot) else EngineSlot(engine)
         self._metrics = metrics
         self._detection = detection or Detection()
+
+    @property
+    def _engine(self) -> IpamEngine:
+        return self._slot.get()
 
     @translate_errors
     async def Allocate(
@@ -185,10 +191,29 @@ class IpamServicer(ipam_pb2_grpc.IpamServiceServicer):
         )
         return ipam_pb2.CheckCapacityResponse(ready=ready, reason=reason)
 
+    @translate_errors
+    async def GarbageCollect(
+        self, request: ipam_pb2.GarbageCollectRequest, context: grpc.aio.ServicerContext
+    ) -> ipam_pb2.GarbageCollectResponse:
+        self._slot.get()  # only the leader collects
+        gc = self._slot.gc
+        if gc is None:
+            raise InvalidRequest(
+                "garbage collection needs the Kubernetes mode: without a pod API there is nothing to judge "
+                "allocations against (the container runtime's CNI GC collects them)"
+            )
+        report: Any = await gc.run_once()
+        return ipam_pb2.GarbageCollectResponse(
+            judged=report.judged,
+            released=report.released,
+            skipped_newer=report.skipped_newer,
+            reasons=dict(report.reasons),
+        )
+
 
 def register(
     server: grpc.aio.Server,
-    engine: IpamEngine,
+    engine: IpamEngine | EngineSlot,
     metrics: ControllerMetrics | None = None,
     detection: Detection | None = None,
 ) -> list[str]:
