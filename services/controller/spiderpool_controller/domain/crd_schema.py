@@ -51,7 +51,8 @@ CATEGORY = "spiderpool"
 
 # An IPv4/IPv6 address or an inclusive range of two ("10.6.0.10-10.6.0.20"); validation.py
 # checks the family, the order and that the range lies inside the subnet.
-IP_RANGE_PATTERN = r"^[0-9A-Fa-f.:]+(-[0-9A-Fa-f.:]+)?$"
+_IP_SHAPE = r"([0-9]{1,3}(\.[0-9]{1,3}){3}|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*)"
+IP_RANGE_PATTERN = rf"^{_IP_SHAPE}(-{_IP_SHAPE})?$"
 MAC_PREFIX_PATTERN = r"^([0-9A-Fa-f]{2}[:-][0-9A-Fa-f]{2})?$"
 _IP = ("ipv4", "ipv6")
 _IP_OR_CIDR = ("cidr", "ipv4", "ipv6")
