@@ -11,6 +11,7 @@ from spiderpool_common.errors import InvalidObject
 from spiderpool_controller.domain import coordinator_spec, crd_schema, models, validation
 from spiderpool_controller.domain import multus_config as mc
 from spiderpool_controller.domain.openapi_fields import Obj, schema_errors, snake_case, to_openapi
+from spiderpool_controller.store import kubernetes as k8s_store
 
 from tests.unit.crd_samples import full_manifest, full_value
 
@@ -372,3 +373,11 @@ def test_printer_columns_are_upstreams(kind: str) -> None:
 def test_snake_case_maps_upstream_names_to_model_attributes(name: str, snake: str) -> None:
     """The default attribute of a field is the snake_case of its JSON name, acronyms kept whole."""
     assert snake_case(name) == snake
+
+
+def test_the_kubernetes_stores_resource_table_agrees_with_the_crds() -> None:
+    """The Kubernetes Store's plural, scope and status subresource per kind are the CRDs' (no drift)."""
+    store = {k: (r.plural, r.namespaced, r.status_subresource) for k, r in k8s_store.RESOURCES.items()}
+    tables = {r.kind: (r.plural, r.namespaced, r.status_subresource) for r in crd_schema.RESOURCES}
+    assert store == tables
+    assert k8s_store.VERSION == crd_schema.VERSION
