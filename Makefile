@@ -9,7 +9,7 @@ BASE_PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3; do \
 DEB_PACKAGES := containernetworking-plugins iproute2 iptables nftables procps iputils-ping util-linux python3-venv
 PYTEST_ARGS ?=
 
-.PHONY: help setup test demo lint type proto proto-verify bench bench-alloc bench-cni clean
+.PHONY: help setup test demo lint type proto proto-verify crds crds-verify bench bench-alloc bench-cni clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -54,6 +54,16 @@ proto-verify: setup ## fail when the committed generated code is not current
 	for f in $$(cd $$tmp && find . -type f); do \
 	  cmp -s $$tmp/$$f proto/$$f || { echo "proto: $$f is stale; run make proto" >&2; exit 1; }; done; \
 	echo "proto: generated code is current"
+
+# The CRDs are generated from the domain's field tables (crd_schema.py) into deploy/crds and, once the
+# Helm chart exists, into its crds/ too: Helm only packages files inside the chart directory.
+CRD_DIRS := deploy/crds $(wildcard deploy/chart/spiderpool/crds)
+CRDGEN := $(PY) -m spiderpool_tools.crdgen $(foreach d,$(CRD_DIRS),--out $(d))
+crds: setup ## regenerate the CustomResourceDefinitions from the domain's field tables
+	$(CRDGEN)
+
+crds-verify: setup ## fail when the committed CRDs are not what the field tables generate
+	$(CRDGEN) --check
 
 bench: bench-alloc bench-cni ## run every benchmark (prints figures and a JSON line each)
 

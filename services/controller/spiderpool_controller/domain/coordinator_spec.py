@@ -177,17 +177,15 @@ _RULES: dict[str, Callable[[Any], object]] = {
 }
 
 
-def validate(obj: dict[str, Any]) -> None:
-    """The validating webhook: raise ``InvalidObject`` naming the first invalid spec field."""
-    name = str((obj.get("metadata") or {}).get("name", ""))
-    spec = obj.get("spec") or {}
-    if not isinstance(spec, dict):
-        raise _fail(name, "", "spec must be an object")
+def first_invalid_field(spec: dict[str, Any]) -> tuple[str, str] | None:
+    """The first set field of a coordinator spec that breaks its rule, with the reason.
+
+    Shared by the SpiderCoordinator webhook and SpiderMultusConfig's ``spec.coordinator``
+    (upstream's ValidateCoordinatorSpec); ``podCIDRType`` is checked only when set.
+    """
     cidr_type = spec.get("podCIDRType")
-    if not cidr_type:
-        raise _fail(name, "podCIDRType", "PodCIDRType is not allowed to be empty")
-    if cidr_type not in rules.POD_CIDR_TYPES:
-        raise _fail(name, "podCIDRType", f"{cidr_type!r} is not one of {', '.join(rules.POD_CIDR_TYPES)}")
+    if cidr_type is not None and cidr_type not in rules.POD_CIDR_TYPES:
+        return "podCIDRType", f"{cidr_type!r} is not one of {', '.join(rules.POD_CIDR_TYPES)}"
     for key, rule in _RULES.items():
         value = spec.get(key)
         if value is None:
@@ -195,7 +193,21 @@ def validate(obj: dict[str, Any]) -> None:
         try:
             rule(value)
         except ValueError as exc:
-            raise _fail(name, key, exc) from None
+            return key, str(exc)
     nic = spec.get("podDefaultRouteNIC")
     if nic is not None and not isinstance(nic, str):
-        raise _fail(name, "podDefaultRouteNIC", f"{nic!r} is not an interface name")
+        return "podDefaultRouteNIC", f"{nic!r} is not an interface name"
+    return None
+
+
+def validate(obj: dict[str, Any]) -> None:
+    """The validating webhook: raise ``InvalidObject`` naming the first invalid spec field."""
+    name = str((obj.get("metadata") or {}).get("name", ""))
+    spec = obj.get("spec") or {}
+    if not isinstance(spec, dict):
+        raise _fail(name, "", "spec must be an object")
+    if not spec.get("podCIDRType"):
+        raise _fail(name, "podCIDRType", "PodCIDRType is not allowed to be empty")
+    invalid = first_invalid_field(spec)
+    if invalid is not None:
+        raise _fail(name, *invalid)

@@ -159,6 +159,29 @@ def _str_list(value: Any) -> list[str]:
     return [str(v) for v in value] if value else []
 
 
+def _range_spec_dict(spec: IPPoolSpec | SubnetSpec | ReservedIPSpec) -> dict[str, Any]:
+    """The fields pools, subnets and reserved IPs share, in their manifest shape."""
+    subnet = getattr(spec, "subnet", None)
+    ip_version, ips = spec.ip_version, spec.ips
+    exclude_ips: list[str] = getattr(spec, "exclude_ips", [])
+    gateway: str | None = getattr(spec, "gateway", None)
+    routes: list[Route] = getattr(spec, "routes", [])
+    out: dict[str, Any] = {}
+    if ip_version is not None:
+        out["ipVersion"] = ip_version
+    if subnet is not None:
+        out["subnet"] = subnet
+    if ips:
+        out["ips"] = list(ips)
+    if exclude_ips:
+        out["excludeIPs"] = list(exclude_ips)
+    if gateway is not None:
+        out["gateway"] = gateway
+    if routes:
+        out["routes"] = [r.to_dict() for r in routes]
+    return out
+
+
 # ---------------------------------------------------------------------------------------
 # SpiderIPPool
 
@@ -199,6 +222,27 @@ class IPPoolSpec:
             default=_opt_bool(data.get("default")),
             disable=_opt_bool(data.get("disable")),
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest ``spec`` (upstream names; unset optional fields left out)."""
+        out = _range_spec_dict(self)
+        for key, selector in (
+            ("podAffinity", self.pod_affinity),
+            ("namespaceAffinity", self.namespace_affinity),
+            ("nodeAffinity", self.node_affinity),
+        ):
+            if selector is not None:
+                out[key] = selector.to_dict()
+        for key, names in (
+            ("namespaceName", self.namespace_name),
+            ("nodeName", self.node_name),
+            ("multusName", self.multus_name),
+        ):
+            if names:
+                out[key] = list(names)
+        out["default"] = self.default
+        out["disable"] = self.disable
+        return out
 
 
 @dataclass(frozen=True)
@@ -343,6 +387,9 @@ class SubnetSpec:
             routes=[Route.from_dict(r) for r in data.get("routes") or ()],
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        return _range_spec_dict(self)
+
 
 @dataclass
 class ReservedIPSpec:
@@ -353,6 +400,9 @@ class ReservedIPSpec:
     def from_dict(cls, data: dict[str, Any]) -> ReservedIPSpec:
         v = data.get("ipVersion")
         return cls(ip_version=int(v) if v is not None else None, ips=_str_list(data.get("ips")))
+
+    def to_dict(self) -> dict[str, Any]:
+        return _range_spec_dict(self)
 
 
 # ---------------------------------------------------------------------------------------
@@ -371,6 +421,7 @@ class IPAllocationDetail:
     ipv6_gateway: str | None = None
     clean_gateway: bool = False
     routes: list[Route] = field(default_factory=list)
+    mac: str | None = None  # given by an IaaS provider, when one allocates
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> IPAllocationDetail:
@@ -385,6 +436,7 @@ class IPAllocationDetail:
             ipv6_gateway=data.get("ipv6Gateway"),
             clean_gateway=bool(data.get("cleanGateway", False)),
             routes=[Route.from_dict(r) for r in data.get("routes") or ()],
+            mac=data.get("mac"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -396,6 +448,7 @@ class IPAllocationDetail:
             ("ipv6Pool", self.ipv6_pool),
             ("ipv4Gateway", self.ipv4_gateway),
             ("ipv6Gateway", self.ipv6_gateway),
+            ("mac", self.mac),
         ):
             if value:
                 out[key] = value

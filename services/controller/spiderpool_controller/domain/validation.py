@@ -4,7 +4,7 @@ Owns the rules a SpiderIPPool, SpiderSubnet or SpiderReservedIP must satisfy bef
 stored (reference 1.7 and 2.1-2.4), as pure functions over manifest dicts so that the
 embedded mode (``spiderpoolctl apply``) and the cluster mode's admission webhooks apply the
 same rules. ``default_object`` is the mutating webhook (ipVersion, CIDR label, finalizer,
-merged ``ips``/``excludeIPs``, the CRD schema's ``default``/``disable`` defaults);
+merged ``ips``/``excludeIPs``, the CRD schema's defaults from ``crd_schema``);
 ``validate_create`` and ``validate_update`` are the validating webhook. The rules that need
 other objects (overlapping subnets, pools sharing a subnet) take those objects as arguments:
 the caller reads them, this module never does I/O.
@@ -26,7 +26,7 @@ from typing import Any, NoReturn
 
 from spiderpool_common.errors import InvalidObject
 
-from spiderpool_controller.domain import coordinator_spec, models
+from spiderpool_controller.domain import coordinator_spec, crd_schema, models
 from spiderpool_controller.domain.ipset import IPSet, parse_ip, parse_range
 
 Obj = dict[str, Any]
@@ -59,40 +59,10 @@ _SERVER_METADATA = frozenset(
         "selfLink",
     }
 )
-_RANGE_SPEC = {"ipVersion", "subnet", "ips", "excludeIPs", "gateway", "routes"}
+# The spec fields each kind accepts are its CRD's (crd_schema, reference 2.1-2.3 and 2.6).
 _SPEC_FIELDS: dict[str, frozenset[str]] = {
-    models.KIND_IPPOOL: frozenset(
-        _RANGE_SPEC
-        | {
-            "podAffinity",
-            "namespaceAffinity",
-            "namespaceName",
-            "nodeAffinity",
-            "nodeName",
-            "multusName",
-            "default",
-            "disable",
-        }
-    ),
-    models.KIND_SUBNET: frozenset(_RANGE_SPEC),
-    models.KIND_RESERVED_IP: frozenset({"ipVersion", "ips"}),
-    # reference 2.6; the values' rules are coordinator_spec's
-    models.KIND_COORDINATOR: frozenset(
-        {
-            "mode",
-            "podCIDRType",
-            "hijackCIDR",
-            "policyRoutes",
-            "podMACPrefix",
-            "tunePodRoutes",
-            "podDefaultRouteNIC",
-            "hostRuleTable",
-            "podRPFilter",
-            "txQueueLen",
-            "vethLinkAddress",
-            "vethMTU",
-        }
-    ),
+    kind: crd_schema.spec_field_names(kind)
+    for kind in (models.KIND_IPPOOL, models.KIND_SUBNET, models.KIND_RESERVED_IP, models.KIND_COORDINATOR)
 }
 _SELECTOR_FIELDS = ("podAffinity", "namespaceAffinity", "nodeAffinity")
 _NAME_LIST_FIELDS = ("namespaceName", "nodeName", "multusName")
@@ -262,6 +232,8 @@ def default_object(obj: Obj) -> Obj:
     spec = out.get("spec")
     if not isinstance(meta, dict) or not isinstance(spec, dict):
         return out  # validation reports the missing section
+    out = crd_schema.apply_defaults(kind, out)
+    meta, spec = out["metadata"], out["spec"]
     if kind in _FINALIZED_KINDS:
         finalizers = meta.get("finalizers")
         if finalizers is None:
@@ -286,9 +258,6 @@ def default_object(obj: Obj) -> Obj:
             if isinstance(labels, dict):
                 label = LABEL_IPPOOL_CIDR if kind == models.KIND_IPPOOL else LABEL_SUBNET_CIDR
                 labels[label] = cidr_label_value(subnet.strip())
-    if kind == models.KIND_IPPOOL:
-        spec.setdefault("default", False)
-        spec.setdefault("disable", False)
     return out
 
 
