@@ -17,8 +17,6 @@ from typing import Any
 
 import grpc
 import structlog
-from spiderpool_common.errors import Unavailable
-from spiderpool_common.grpc_errors import abort_with
 
 log = structlog.get_logger(__name__)
 
@@ -65,7 +63,7 @@ class LeaderForwarding(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             target = self._leader_target()
             if already or not target:
                 why = "no leader is elected yet" if not target else "leadership is moving"
-                await abort_with(context, Unavailable(f"this controller replica is not the leader: {why}"))
+                await context.abort(grpc.StatusCode.UNAVAILABLE, f"this controller replica is not the leader: {why}")
             remaining = context.time_remaining()
             timeout = self._timeout if remaining is None else max(0.05, min(self._timeout, remaining))
             call = self._channel(target).unary_unary(method)
