@@ -63,7 +63,9 @@ class LeaderForwarding(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             target = self._leader_target()
             if already or not target:
                 why = "no leader is elected yet" if not target else "leadership is moving"
-                await context.abort(grpc.StatusCode.UNAVAILABLE, f"this controller replica is not the leader: {why}")
+                await context.abort(
+                    grpc.StatusCode.UNAVAILABLE, f"this controller replica is not the leader: {why}"
+                )
             remaining = context.time_remaining()
             timeout = self._timeout if remaining is None else max(0.05, min(self._timeout, remaining))
             call = self._channel(target).unary_unary(method)
