@@ -27,8 +27,10 @@ Columns: allocations/s and releases/s (wall time of the phase), p50/p99 of one A
 (Allocate call, or the baseline agent's ADD including its ticket wait and retries), pool
 status writes per allocation (allocation phase, 409s included), other store writes per
 pod (both phases: the controller's SpiderEndpoints; the baseline models none, though
-upstream's agent writes one per ADD too), 409 conflicts per allocation, failed ADDs,
-duplicates and leaks. Writes and conflicts are counted by the store server (the
+upstream's agent writes one per ADD too), 409 conflicts per allocation, failed ADDs, CPU
+time per allocation (every process of the run during the allocation phase: store server,
+controller or agents, the benchmark's own gRPC clients; on a shared machine a steadier
+figure than the rates), duplicates and leaks. Writes and conflicts are counted by the store server (the
 controller's metrics for ``raw``, which cannot see conflicts).
 
 Checked on every run (exit status 1 and a message if not): no address is handed to two
@@ -80,6 +82,7 @@ START_TIMEOUT_S = 60.0
 PHASE_TIMEOUT_S = 1800.0
 WRITE_OPS = ("create", "update", "update_status", "delete")
 CONFLICT = "StaleResourceVersion"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 Counts = Counter[tuple[str, str, str]]  # the store server's (operation, kind, outcome) counts
 
 
@@ -109,6 +112,7 @@ class RunResult:
     agent_conflicts: int | None = None  # baseline: what the agents counted themselves
     agent_writes: int | None = None
     ticket_waits: int | None = None
+    cpu_s: float = 0.0  # CPU time of every process of the run during the allocation phase
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -126,6 +130,10 @@ class RunResult:
         if q == 0.5:
             return statistics.median(ordered) * 1000
         return ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000
+
+    @property
+    def cpu_ms_per_alloc(self) -> float:
+        return self.cpu_s * 1000 / self.allocations if self.allocations else float("nan")
 
     def per_alloc(self, count: int | None) -> float | None:
         if count is None:
@@ -241,6 +249,17 @@ class Child:
         message: dict[str, Any] = json.loads(raw)
         return message
 
+    def cpu_s(self) -> float:
+        """CPU time (user and system) it has used so far."""
+        if self.proc.returncode is not None:
+            return 0.0
+        try:
+            stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
+        except OSError:
+            return 0.0
+        fields = stat.rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
     def send(self, command: str) -> None:
         assert self.proc.stdin is not None
         self.proc.stdin.write(f"{command}\n".encode())
@@ -263,9 +282,20 @@ def script(name: str) -> list[str]:
     return [sys.executable, str(BENCH / name)]
 
 
+def cpu_now(children: Iterable[Child]) -> float:
+    """CPU time used so far by the benchmark process and ``children``."""
+    return time.process_time() + sum(c.cpu_s() for c in children)
+
+
+@dataclass
+class StoreServer:
+    child: Child
+    client: RemoteStore
+
+
 @contextlib.asynccontextmanager
-async def store_server(workdir: Path, w: Workload, write_latency_ms: float) -> AsyncIterator[RemoteStore]:
-    """A fresh bench store server; yields the benchmark's own client to it (set-up, counts, checks)."""
+async def store_server(workdir: Path, w: Workload, write_latency_ms: float) -> AsyncIterator[StoreServer]:
+    """A fresh bench store server and the benchmark's own client to it (set-up, counts, checks)."""
     sock = workdir / "store.sock"
     server = await Child.start(
         "store server",
@@ -286,7 +316,7 @@ async def store_server(workdir: Path, w: Workload, write_latency_ms: float) -> A
         await server.line(START_TIMEOUT_S)
         client = await RemoteStore.connect(sock)
         try:
-            yield client
+            yield StoreServer(server, client)
         finally:
             await client.close()
     finally:
@@ -392,7 +422,8 @@ async def get_pool(target: str) -> dict[str, Any]:
 async def group_commit_run(label: str, w: Workload, workdir: Path, write_latency_ms: float) -> RunResult:
     """The real controller, its store the bench store server."""
     result = RunResult(label)
-    async with store_server(workdir, w, write_latency_ms) as store:
+    async with store_server(workdir, w, write_latency_ms) as server:
+        store = server.client
         sock = workdir / "controller.sock"
         controller = await Child.start(
             "controller",
@@ -415,7 +446,9 @@ async def group_commit_run(label: str, w: Workload, workdir: Path, write_latency
             await apply_pool(target, w.allocations)
             async with node_stubs(target, w) as stubs:
                 before = await store.stats()
+                cpu = cpu_now([server.child, controller])
                 grants = await grpc_allocate(stubs, w, result)
+                result.cpu_s = cpu_now([server.child, controller]) - cpu
                 allocated = await store.stats()
                 result.duplicates = duplicates(grants)
                 result.errors += record_mismatches(await store.get(KIND_IPPOOL, POOL), grants)
@@ -518,7 +551,9 @@ async def raw_run(label: str, w: Workload, workdir: Path) -> RunResult:
         await apply_pool(target, w.allocations)
         async with node_stubs(target, w) as stubs:
             before = await asyncio.to_thread(metrics.read)
+            cpu = cpu_now([controller])
             grants = await grpc_allocate(stubs, w, result)
+            result.cpu_s = cpu_now([controller]) - cpu
             allocated = await asyncio.to_thread(metrics.read)
             result.duplicates = duplicates(grants)
             result.errors += record_mismatches(await get_pool(target), grants)
@@ -563,7 +598,8 @@ def agent_argv(w: Workload, workdir: Path, k: int) -> list[str]:
 async def baseline_run(label: str, w: Workload, workdir: Path) -> RunResult:
     """One process per node running upstream's compare-and-swap protocol on the bench store server."""
     result = RunResult(label)
-    async with store_server(workdir, w, w.write_latency_ms) as store:
+    async with store_server(workdir, w, w.write_latency_ms) as server:
+        store = server.client
         resources = ResourceService(store, ValidationSettings(enable_ipv4=True, enable_ipv6=True))
         await resources.apply(pool_manifest(w.allocations))  # validated and defaulted as the controller does
         agents = [
@@ -574,7 +610,9 @@ async def baseline_run(label: str, w: Workload, workdir: Path) -> RunResult:
             for agent in agents:
                 await agent.line(START_TIMEOUT_S)
             before = await store.stats()
+            cpu = cpu_now([server.child, *agents])
             allocs = await phase(agents, "allocate")
+            result.cpu_s = cpu_now([server.child, *agents]) - cpu
             allocated = await store.stats()
             grants = [(int(i), str(address)) for r in allocs for i, address in r["grants"]]
             result.duplicates = duplicates(grants)
@@ -625,16 +663,16 @@ def fmt(value: float | None, digits: int) -> str:
 def table(runs: list[RunResult]) -> str:
     header = (
         f"{'run':<40}{'allocs/s':>9}{'rel/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'status w':>10}{'other w':>9}"
-        f"{'409s':>7}{'failed':>8}{'dups':>6}{'leaks':>7}"
+        f"{'409s':>7}{'failed':>8}{'cpu ms':>8}{'dups':>6}{'leaks':>7}"
     )
-    units = f"{'':<72}{'/alloc':>10}{'/pod':>9}{'/alloc':>7}{'ADDs':>8}"
+    units = f"{'':<72}{'/alloc':>10}{'/pod':>9}{'/alloc':>7}{'ADDs':>8}{'/alloc':>8}"
     lines = [header, units]
     for r in runs:
         lines.append(
             f"{r.label:<40}{r.allocs_per_s:>9.1f}{r.releases_per_s:>8.1f}{r.percentile_ms(0.5):>8.1f}"
             f"{r.percentile_ms(0.99):>8.1f}{fmt(r.per_alloc(r.status_writes), 3):>10}"
             f"{fmt(r.per_alloc(r.other_writes), 2):>9}{fmt(r.per_alloc(r.conflicts), 2):>7}"
-            f"{r.failed_adds:>8}{r.duplicates:>6}{r.leaks:>7}"
+            f"{r.failed_adds:>8}{r.cpu_ms_per_alloc:>8.1f}{r.duplicates:>6}{r.leaks:>7}"
         )
     return "\n".join(lines)
 
@@ -668,6 +706,7 @@ def details(w: Workload, runs: list[RunResult]) -> dict[str, Any]:
             releases_per_s=r.releases_per_s,
             p50_ms=r.percentile_ms(0.5),
             p99_ms=r.percentile_ms(0.99),
+            cpu_ms_per_alloc=r.cpu_ms_per_alloc,
         )
         out["runs"].append(row)
     return out
