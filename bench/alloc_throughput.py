@@ -113,6 +113,7 @@ class RunResult:
     agent_writes: int | None = None
     ticket_waits: int | None = None
     cpu_s: float = 0.0  # CPU time of every process of the run during the allocation phase
+    store_cpu_s: float = 0.0  # of which the bench store server's (0 for raw: it has none)
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -446,9 +447,10 @@ async def group_commit_run(label: str, w: Workload, workdir: Path, write_latency
             await apply_pool(target, w.allocations)
             async with node_stubs(target, w) as stubs:
                 before = await store.stats()
-                cpu = cpu_now([server.child, controller])
+                cpu, store_cpu = cpu_now([server.child, controller]), server.child.cpu_s()
                 grants = await grpc_allocate(stubs, w, result)
                 result.cpu_s = cpu_now([server.child, controller]) - cpu
+                result.store_cpu_s = server.child.cpu_s() - store_cpu
                 allocated = await store.stats()
                 result.duplicates = duplicates(grants)
                 result.errors += record_mismatches(await store.get(KIND_IPPOOL, POOL), grants)
@@ -610,9 +612,10 @@ async def baseline_run(label: str, w: Workload, workdir: Path) -> RunResult:
             for agent in agents:
                 await agent.line(START_TIMEOUT_S)
             before = await store.stats()
-            cpu = cpu_now([server.child, *agents])
+            cpu, store_cpu = cpu_now([server.child, *agents]), server.child.cpu_s()
             allocs = await phase(agents, "allocate")
             result.cpu_s = cpu_now([server.child, *agents]) - cpu
+            result.store_cpu_s = server.child.cpu_s() - store_cpu
             allocated = await store.stats()
             grants = [(int(i), str(address)) for r in allocs for i, address in r["grants"]]
             result.duplicates = duplicates(grants)
@@ -767,9 +770,14 @@ def main(argv: list[str] | None = None) -> int:
     base = runs[1]
     print(
         f"baseline: {base.failed_adds} failed ADDs (retries exhausted, run again), "
-        f"{base.failed_dels} failed DELs, "
-        f"{base.ticket_waits} ADDs queued for their node's ticket"
+        f"{base.failed_dels} failed DELs, {base.ticket_waits} ADDs queued for their node's ticket"
     )
+    for r in runs[:3]:
+        store_ms = r.store_cpu_s * 1000 / r.allocations if r.allocations else float("nan")
+        print(
+            f"{r.label}: CPU per allocation {r.cpu_ms_per_alloc:.1f} ms, "
+            f"of which the store server {store_ms:.1f} ms"
+        )
     failures = [f"{r.label}: {e}" for r in runs for e in r.errors]
     for line in failures[:20]:
         print(f"ERROR {line}")
