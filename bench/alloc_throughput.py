@@ -112,6 +112,7 @@ class RunResult:
     agent_conflicts: int | None = None  # baseline: what the agents counted themselves
     agent_writes: int | None = None
     ticket_waits: int | None = None
+    attempt_ms: dict[str, float] | None = None  # baseline: mean read, step and write time per attempt
     cpu_s: float = 0.0  # CPU time of every process of the run during the allocation phase
     store_cpu_s: float = 0.0  # of which the bench store server's (0 for raw: it has none)
     errors: list[str] = field(default_factory=list)
@@ -635,6 +636,11 @@ async def baseline_run(label: str, w: Workload, workdir: Path) -> RunResult:
     result.agent_conflicts = sum(r["tally"]["conflicts"] for r in allocs)
     result.agent_writes = sum(r["tally"]["writes"] for r in allocs)
     result.ticket_waits = sum(r["tally"]["ticket_waits"] for r in allocs)
+    attempts = sum(r["tally"]["attempts"] for r in allocs)
+    result.attempt_ms = {
+        part: sum(r["tally"][f"{part}_s"] for r in allocs) * 1000 / attempts if attempts else 0.0
+        for part in ("read", "step", "write")
+    }
     result.errors += [e for r in allocs + releases for e in r["errors"]]
     counts = delta(allocated, before)
     result.status_writes = status_writes(counts)
@@ -772,6 +778,9 @@ def main(argv: list[str] | None = None) -> int:
         f"baseline: {base.failed_adds} failed ADDs (retries exhausted, run again), "
         f"{base.failed_dels} failed DELs, {base.ticket_waits} ADDs queued for their node's ticket"
     )
+    if base.attempt_ms:
+        parts = ", ".join(f"{part} {ms:.1f} ms" for part, ms in base.attempt_ms.items())
+        print(f"baseline: one attempt (read, pick and encode, write) takes on average {parts}")
     for r in runs[:3]:
         store_ms = r.store_cpu_s * 1000 / r.allocations if r.allocations else float("nan")
         print(

@@ -42,6 +42,7 @@ import contextlib
 import ipaddress
 import json
 import random
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -137,8 +138,12 @@ class Tally:
     done: int = 0  # operations that succeeded
     failed: int = 0  # operations that ran out of retries
     ticket_waits: int = 0  # operations that found the ticket taken and queued
+    # Where an attempt's time goes (its read-to-commit span is the window a conflict needs):
+    read_s: float = 0.0  # awaiting the read (the store's work and the frame's decoding included)
+    step_s: float = 0.0  # picking the address and encoding the records (the agent's own work)
+    write_s: float = 0.0  # awaiting the write's answer (modelled latency, commit, 409)
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, float]:
         return asdict(self)
 
 
@@ -261,9 +266,14 @@ class CasAgent:
     ) -> tuple[T, Obj]:
         sleeps = self.backoff.sleeps(self._rand)
         for attempt in range(self.backoff.steps):
+            started = time.perf_counter()
             obj = await self.store.get(KIND_IPPOOL, pool)  # direct read: the resourceVersion to swap
+            read = time.perf_counter()
             tally.attempts += 1
             result, status = step(obj)
+            stepped = time.perf_counter()
+            tally.read_s += read - started
+            tally.step_s += stepped - read
             if status is None:
                 tally.done += 1
                 return result, obj
@@ -273,9 +283,11 @@ class CasAgent:
                 await self.store.update_status(obj)
             except StaleResourceVersion:
                 tally.conflicts += 1
+                tally.write_s += time.perf_counter() - stepped
                 if attempt < len(sleeps):
                     await self._sleep(sleeps[attempt])
                 continue
+            tally.write_s += time.perf_counter() - stepped
             tally.done += 1
             return result, obj
         tally.failed += 1
