@@ -771,7 +771,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{w.write_latency_ms} ms per store write, {w.read_latency_ms} ms per read"
     )
     configure_logging("warning", "console")  # the ResourceService the baseline's set-up uses logs
+    load_before = os.getloadavg()[0]
     runs = asyncio.run(run_all(w))
+    load_after = os.getloadavg()[0]
     print(table(runs))
     base = runs[1]
     print(
@@ -787,11 +789,18 @@ def main(argv: list[str] | None = None) -> int:
             f"{r.label}: CPU per allocation {r.cpu_ms_per_alloc:.1f} ms, "
             f"of which the store server {store_ms:.1f} ms"
         )
+    print(
+        f"machine: {os.cpu_count()} CPUs, 1-minute load average {load_before:.1f} before the runs, "
+        f"{load_after:.1f} after (rates fall as other work takes the CPUs; the ratios, writes and "
+        "conflicts per allocation move less)"
+    )
     failures = [f"{r.label}: {e}" for r in runs for e in r.errors]
     for line in failures[:20]:
         print(f"ERROR {line}")
     if args.details:
-        args.details.write_text(json.dumps(details(w, runs), indent=1))
+        out = details(w, runs)
+        out["load_average"] = {"before": load_before, "after": load_after}
+        args.details.write_text(json.dumps(out, indent=1))
     result = summary(runs[0], base, runs[3], runs)
     print(json.dumps(result))
     ok = not failures and result["duplicates"] == 0 and result["leaks"] == 0

@@ -28,11 +28,12 @@ Each attempt is one read and one write, nothing more. The arithmetic is the proj
 ``IPSet`` intervals and ``PoolState.lowest_free``'s rule (``usable.lowest_not_in(taken |
 reserved)``; a test checks the picks agree), ``AllocationRecord.to_dict`` for the new record,
 ``reserved_sets`` for the reserved IPs. The records an attempt does not change stay decoded
-JSON, as a Go agent's unmarshalled structs would: materialising an ``AllocationRecord`` per
-record and re-encoding each costs about 20 ms per attempt at 1,000 records in Python, ten
-times Go's price, and would measure the interpreter rather than the protocol. For the same
-reason the text-to-integer parse of addresses is memoised (``ipaddress`` costs about 10 µs
-per address; Go's parser a fraction of that).
+JSON, as a Go agent's unmarshalled structs would be: going through ``PoolState.from_object``
+and ``status()`` instead (an ``AllocationRecord`` per record, each re-encoded) measured
+25-27 ms per attempt at 1,000 records on the benchmark machine, against 5-12 ms for this
+path, and would measure the interpreter rather than the protocol. For the same reason the
+text-to-integer parse of addresses is memoised (``ipaddress`` takes about 10 µs per address
+there, far more than Go's parser).
 """
 
 from __future__ import annotations
