@@ -1,4 +1,8 @@
-"""``spiderpool-agent``: parse flags, configure logging, serve until SIGTERM/SIGINT."""
+"""``spiderpool-agent``: parse flags, configure logging, serve until SIGTERM/SIGINT.
+
+Exit codes: 0 stopped by a signal, 1 could not start (one line on stderr: the socket is
+served by another process, the state directory is unusable), 2 bad settings.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,10 @@ import asyncio
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from spiderpool_common.addresses import DEFAULT_CONTROLLER
+from spiderpool_common.errors import SpiderpoolError
 from spiderpool_common.logging import configure_logging
 
 from spiderpool_agent.del_spool import SpoolError
@@ -20,7 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="spiderpool-agent",
         description="Spiderpool node agent: the CNI service for the spiderpool and coordinator plugins.",
     )
-    p.add_argument("--controller", help="controller IpamService address, HOST:PORT or unix:PATH (required)")
+    p.add_argument(
+        "--controller", help=f"controller address, unix:PATH or HOST:PORT (default {DEFAULT_CONTROLLER})"
+    )
     p.add_argument("--socket", help=f"unix socket of the CNI service (default {DEFAULT_SOCKET})")
     p.add_argument("--node", help="this node's name (default: SPIDERPOOL_NODE_NAME or the host name)")
     p.add_argument(
@@ -61,6 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"spiderpool-agent: {exc}", file=sys.stderr)
         return 2
+    state_dir = Path(settings.state_dir)
+    if state_dir.exists() and not state_dir.is_dir():
+        print(f"spiderpool-agent: setting state_dir: {state_dir} is not a directory", file=sys.stderr)
+        return 2
     configure_logging(settings.log_level, settings.log_format)
 
     async def serve() -> None:
@@ -75,6 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SpoolError as exc:  # an unsafe spool directory: refuse to start, say which and why
         print(f"spiderpool-agent: {exc}", file=sys.stderr)
         return 2
+    except (OSError, SpiderpoolError) as exc:  # the socket is taken, the state dir unusable
+        print(f"spiderpool-agent: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-from spiderpool_common.grpc_server import parse_listen
+from spiderpool_common import bounded_yaml
+from spiderpool_common.addresses import DEFAULT_CONTROLLER, parse_listen
+from spiderpool_common.setting_values import convert
 
 from spiderpool_agent.pod_context import parse_labels
 
@@ -30,7 +31,7 @@ LOG_FORMATS = ("json", "console")
 
 @dataclass(frozen=True)
 class AgentSettings:
-    controller: str  # HOST:PORT or unix:PATH of the controller's IpamService
+    controller: str = DEFAULT_CONTROLLER  # unix:PATH (or HOST:PORT) of the controller's IpamService
     socket: str = DEFAULT_SOCKET  # the CNI service's unix socket (mode 0600)
     node: str = ""  # this node's name; empty means the host name
     # This node's labels for pools' nodeAffinity, "k=v,k2=v2" (in a cluster: the Node object's).
@@ -64,22 +65,25 @@ class AgentSettings:
     def validate(self) -> AgentSettings:
         """Return self, or raise ValueError naming the first bad setting."""
         if not self.controller:
-            raise ValueError("controller: required (HOST:PORT or unix:PATH)")
-        parse_listen(self.controller)
+            raise ValueError(f"setting controller: must not be empty (default {DEFAULT_CONTROLLER})")
+        try:
+            parse_listen(self.controller)
+        except ValueError as exc:
+            raise ValueError(f"setting controller: {exc}") from None
         if not Path(self.socket).is_absolute():
-            raise ValueError(f"socket: {self.socket!r} must be an absolute path")
+            raise ValueError(f"setting socket: {self.socket!r} must be an absolute path")
         if not self.state_dir:
-            raise ValueError("state_dir: must not be empty")
+            raise ValueError("setting state_dir: must not be empty")
         try:
             parse_labels(self.node_labels)
         except ValueError as exc:
-            raise ValueError(f"node_labels: {exc}") from None
+            raise ValueError(f"setting node_labels: {exc}") from None
         if self.spool_dir and not Path(self.spool_dir).is_absolute():
-            raise ValueError(f"spool_dir: {self.spool_dir!r} must be an absolute path")
+            raise ValueError(f"setting spool_dir: {self.spool_dir!r} must be an absolute path")
         if self.log_level.lower() not in LOG_LEVELS:
-            raise ValueError(f"log_level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+            raise ValueError(f"setting log_level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
         if self.log_format not in LOG_FORMATS:
-            raise ValueError(f"log_format: {self.log_format!r} is not one of {', '.join(LOG_FORMATS)}")
+            raise ValueError(f"setting log_format: {self.log_format!r} is not json or console")
         for name in (
             "controller_timeout",
             "replay_initial_backoff",
@@ -88,11 +92,11 @@ class AgentSettings:
             "spool_replay_interval",
         ):
             if getattr(self, name) <= 0:
-                raise ValueError(f"{name}: must be positive")
+                raise ValueError(f"setting {name}: must be positive")
         if self.coordinator_config_ttl < 0:
-            raise ValueError("coordinator_config_ttl: must not be negative")
+            raise ValueError("setting coordinator_config_ttl: must not be negative")
         if self.replay_max_backoff < self.replay_initial_backoff:
-            raise ValueError("replay_max_backoff: must not be below replay_initial_backoff")
+            raise ValueError("setting replay_max_backoff: must not be below replay_initial_backoff")
         return self
 
 
@@ -100,24 +104,9 @@ _FIELDS = {f.name: f for f in dataclasses.fields(AgentSettings)}
 
 
 def _coerce(name: str, value: Any) -> Any:
-    kind = _FIELDS[name].type
-    if kind == "bool":
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"{name}: {value!r} is not a boolean")
-    if kind == "float":
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name}: {value!r} is not a number") from None
     if name == "node_labels" and isinstance(value, dict):  # YAML may give a mapping
         return ",".join(f"{k}={v}" for k, v in value.items())
-    return str(value)
+    return convert(name, str(_FIELDS[name].type), value)
 
 
 def load_settings(
@@ -127,7 +116,7 @@ def load_settings(
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
     if config_file:
-        data = yaml.safe_load(Path(config_file).read_text()) or {}
+        data = bounded_yaml.load(Path(config_file).read_text(), config_file) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{config_file}: expected a mapping of settings")
         for key, value in data.items():
@@ -145,5 +134,4 @@ def load_settings(
     for name, value in flags.items():
         if value is not None and name in _FIELDS:
             values[name] = _coerce(name, value)
-    values.setdefault("controller", "")
     return AgentSettings(**values).validate()

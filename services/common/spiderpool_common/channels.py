@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import grpc
 
-from spiderpool_common.grpc_server import parse_listen
+from spiderpool_common.addresses import parse_listen
 
 CHANNEL_OPTIONS: list[tuple[str, int]] = [
     ("grpc.initial_reconnect_backoff_ms", 100),
@@ -27,10 +27,7 @@ def channel_target(address: str) -> str:
     address = address.strip()
     if not address:
         raise ValueError("empty address: expected HOST:PORT or unix:PATH")
-    target = parse_listen(address)
-    if target.startswith("unix:") and len(target) == len("unix:"):
-        raise ValueError(f"address {address!r} has no socket path: expected unix:PATH")
-    return target
+    return parse_listen(address)
 
 
 def open_channel(address: str) -> grpc.aio.Channel:

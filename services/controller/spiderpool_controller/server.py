@@ -1,4 +1,9 @@
-"""Wiring of the controller process: store, engine, resource service, gRPC server."""
+"""Wiring of the controller process: store, engine, resource service, gRPC server.
+
+Start order matters for the single-writer rule: the store is opened first (it takes the
+store file's exclusive lock), the socket is claimed last, so a second controller on the
+same store stops before it touches the first one's socket.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +28,8 @@ from spiderpool_controller.store.factory import open_store
 from spiderpool_controller.store.instrumented import InstrumentedStore
 
 log = structlog.get_logger(__name__)
+
+SOCKET_MODE = 0o600  # a unix listen socket: only root (the agent, spiderpoolctl) may connect
 
 
 @dataclass
@@ -75,7 +82,12 @@ async def start_controller(
             *resource_servicer.register(server, resources),
         ]
 
-    server, address = await start_server(settings.listen, register)
+    try:
+        server, address = await start_server(settings.listen, register, socket_mode=SOCKET_MODE)
+    except BaseException:
+        await engine.close()
+        await store.close()  # gives the store's lock up: this process will not serve
+        raise
     metrics_port = metrics.serve(settings.metrics_listen) if settings.metrics_listen else None
     log.info(
         "controller_serving",
