@@ -51,6 +51,17 @@ def translate_errors(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
     return wrapper
 
 
+def claim_listen(listen: str) -> str:
+    """Parse ``listen`` and, for a unix socket, make its path free (``unix_socket.claim``):
+    a server may call it early, to refuse before it starts anything; ``start_server``
+    claims again right before it binds. Returns the gRPC target."""
+    target = parse_listen(listen, allow_port_zero=True)
+    sock = unix_path(target)
+    if sock is not None:
+        unix_socket.claim(sock)
+    return target
+
+
 async def start_server(
     listen: str,
     register: Callable[[grpc.aio.Server], Iterable[str]],
@@ -65,10 +76,8 @@ async def start_server(
     ``socket_mode`` the socket is created with that mode (bound under a matching umask,
     so it is never reachable with a wider one, not even between bind and chmod).
     """
-    target = parse_listen(listen, allow_port_zero=True)
+    target = claim_listen(listen)
     sock = unix_path(target)
-    if sock is not None:
-        unix_socket.claim(sock)
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     names = list(register(server))
     health_servicer = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()

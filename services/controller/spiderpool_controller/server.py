@@ -1,8 +1,9 @@
 """Wiring of the controller process: store, engine, resource service, gRPC server.
 
 Start order matters for the single-writer rule: the store is opened first (it takes the
-store file's exclusive lock), the socket is claimed last, so a second controller on the
-same store stops before it touches the first one's socket.
+store file's exclusive lock), so a second controller on the same store stops before it
+touches the first one's socket; then the socket path is claimed (refused if another
+process serves it), before the engine starts, and claimed again when the server binds.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 import grpc
 import structlog
-from spiderpool_common.grpc_server import start_server
+from spiderpool_common.grpc_server import claim_listen, start_server
 
 from spiderpool_controller.change_feed import NotifyingStore
 from spiderpool_controller.domain.validation import ValidationSettings
@@ -53,6 +54,11 @@ async def start_controller(
     compose its latency model around the store (the production command never does)."""
     inner = open_store(settings.store)
     store = InstrumentedStore(wrap_store(inner) if wrap_store is not None else inner)
+    try:
+        claim_listen(settings.listen)  # refuse a served socket before starting anything
+    except BaseException:
+        await store.close()
+        raise
     engine = IpamEngine(
         store,
         EngineSettings(

@@ -64,7 +64,8 @@ _WHAT_TO_DO = "restore it from a backup, or move it away to start with an empty 
 
 def open_uri(path: Path) -> str:
     """An SQLite URI that opens ``path`` read-write and never creates it."""
-    return f"file:{urllib.parse.quote(str(path))}?mode=rw"
+    absolute = "/" + os.path.abspath(path).lstrip("/")  # "//x" is "/x" on Linux, not a URI authority
+    return f"file://{urllib.parse.quote(absolute)}?mode=rw"
 
 
 def create(path: Path) -> None:
