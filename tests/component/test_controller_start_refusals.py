@@ -42,7 +42,16 @@ def workdir() -> Iterator[Path]:
 
 
 def controller_argv(store: Path, listen: str, *extra: str) -> list[str]:
-    return [*CONTROLLER, "--store", f"sqlite://{store}", "--listen", listen, "--log-format", "console", *extra]
+    return [
+        *CONTROLLER,
+        "--store",
+        f"sqlite://{store}",
+        "--listen",
+        listen,
+        "--log-format",
+        "console",
+        *extra,
+    ]
 
 
 def start_controller(workdir: Path, store: Path, sock: Path, name: str = "a") -> ServiceProcess:
@@ -63,7 +72,7 @@ def refused(argv: list[str]) -> tuple[int, str]:
 def healthy(target: str) -> bool:
     with grpc.insecure_channel(target) as channel:
         reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=DEADLINE)
-    return reply.status == health_pb2.HealthCheckResponse.SERVING
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 def allocate(target: str, pod: str) -> str:
@@ -75,7 +84,7 @@ def allocate(target: str, pod: str) -> str:
         reply = ipam_pb2_grpc.IpamServiceStub(channel).Allocate(
             ipam_pb2.AllocateRequest(pod=ref, ifname="eth0"), timeout=DEADLINE
         )
-    return reply.ips[0].address
+    return str(reply.ips[0].address)
 
 
 def test_a_second_controller_on_the_same_store_refuses_to_start_naming_the_holder(workdir: Path) -> None:

@@ -1,7 +1,7 @@
 """Every program that reads YAML refuses an alias bomb and deep nesting at once, in one line.
 
 Each case runs the real command as a user would, in a child process whose address space
-is capped (``RLIMIT_AS``) so a program that expands the bomb fails here with a
+is capped (``RLIMIT_AS``, set by a tiny exec wrapper) so a program that expands the bomb fails here with a
 MemoryError instead of eating the machine; ``os.wait4`` gives that child's own peak RSS
 and CPU time, which bound what the refusal may cost.
 """
@@ -32,18 +32,21 @@ BOMB = "\n".join(
 DEEP = "a: " + "[" * 10_000 + "]" * 10_000 + "\n"
 
 
-def cap_address_space() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_CAP, ADDRESS_SPACE_CAP))
+# Sets the cap, then becomes the program (same pid, so wait4 measures the program).
+CAPPED_EXEC = (
+    "import os, resource, sys; "
+    f"resource.setrlimit(resource.RLIMIT_AS, ({ADDRESS_SPACE_CAP}, {ADDRESS_SPACE_CAP})); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
 
 
 def run_capped(argv: list[str]) -> tuple[int, str, resource.struct_rusage]:
     """Run ``argv`` under the address-space cap; return exit code, stderr and its own rusage."""
     proc = subprocess.Popen(
-        argv,
+        [sys.executable, "-c", CAPPED_EXEC, *argv],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
-        preexec_fn=cap_address_space,
     )
     assert proc.stderr is not None
     err = proc.stderr.read().decode()  # the pipe closes when the child exits
@@ -53,27 +56,34 @@ def run_capped(argv: list[str]) -> tuple[int, str, resource.struct_rusage]:
 
 
 def commands(path: Path, workdir: Path) -> dict[str, list[str]]:
+    controller = f"unix:{workdir / 'c.sock'}"
     return {
         "spiderpoolctl apply": [
-            str(BIN / "spiderpoolctl"), "--controller", f"unix:{workdir / 'none.sock'}", "apply", "-f", str(path),
+            str(BIN / "spiderpoolctl"), "--controller", controller, "apply", "-f", str(path),
         ],
         "spiderpool-controller --config": [
             str(BIN / "spiderpool-controller"), "--config", str(path),
-            "--store", f"sqlite:///{workdir / 'state.db'}", "--listen", f"unix:{workdir / 'c.sock'}",
+            "--store", f"sqlite://{workdir / 'state.db'}", "--listen", controller,
         ],
         "spiderpool-agent --config": [
-            str(BIN / "spiderpool-agent"), "--config", str(path), "--controller", f"unix:{workdir / 'c.sock'}",
+            str(BIN / "spiderpool-agent"), "--config", str(path), "--controller", controller,
             "--socket", str(workdir / "a.sock"), "--state-dir", str(workdir / "agent"),
         ],
     }  # fmt: skip
 
 
-@pytest.mark.parametrize("program", ["spiderpoolctl apply", "spiderpool-controller --config", "spiderpool-agent --config"])
-@pytest.mark.parametrize(("document", "refusal"), [(BOMB, "alias"), (DEEP, "nested deeper")], ids=["bomb", "deep"])
+PROGRAMS = ["spiderpoolctl apply", "spiderpool-controller --config", "spiderpool-agent --config"]
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+@pytest.mark.parametrize(
+    ("document", "refusal"), [(BOMB, "alias"), (DEEP, "nested deeper")], ids=["bomb", "deep"]
+)
 def test_hostile_yaml_is_refused_in_one_line_with_bounded_memory(
     tmp_path: Path, program: str, document: str, refusal: str
 ) -> None:
-    """The alias bomb and 10,000-deep nesting get a one-line error naming the file, in bounded memory and CPU."""
+    """The alias bomb and 10,000-deep nesting get a one-line error naming the file, in bounded
+    memory and CPU time."""
     path = tmp_path / "hostile.yaml"
     path.write_text(document)
     code, err, usage = run_capped(commands(path, tmp_path)[program])
