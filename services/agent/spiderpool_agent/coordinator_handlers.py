@@ -176,7 +176,7 @@ class CoordinatorHandlers:
         return record
 
     async def check(self, call: RawCall) -> bytes:
-        inv = parse_call(call, Verb.CHECK, require_ipam=False)
+        inv = parse_call(call, Verb.CHECK, netns_exists=self._netns_exists, require_ipam=False)
         prev = _prev_result(inv)
         with library_errors():
             cfg = await self._config(inv, await self._source.for_add())

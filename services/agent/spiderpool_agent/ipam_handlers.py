@@ -293,7 +293,7 @@ class IpamHandlers:
     # -- CHECK ------------------------------------------------------------------------
 
     async def check(self, call: RawCall) -> bytes:
-        inv = parse_call(call, Verb.CHECK)
+        inv = parse_call(call, Verb.CHECK, netns_exists=self._netns_exists)
         intent = release_intent(inv, self._node)
         where = f"container {inv.container_id} interface {inv.ifname}"
         if self._journal.has_pending(intent.key):

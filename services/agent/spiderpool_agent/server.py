@@ -21,6 +21,7 @@ from spiderpool.agent.v1 import cni_pb2_grpc
 from spiderpool_common.grpc_server import start_server
 from spiderpool_coordinator.host_records import HostRecords
 
+from spiderpool_agent import netns_probe
 from spiderpool_agent.cni_servicer import SERVICE_NAME, CniServicer
 from spiderpool_agent.controller_client import GrpcControllerClient
 from spiderpool_agent.coordinator_handlers import CoordinatorHandlers
@@ -47,7 +48,7 @@ class Agent:
             initial_backoff=settings.replay_initial_backoff,
             max_backoff=settings.replay_max_backoff,
         )
-        netns_check = (lambda path: Path(path).exists()) if settings.check_netns else (lambda _path: True)
+        netns_check = netns_probe.check if settings.check_netns else (lambda _path: True)
         self.handlers = IpamHandlers(
             self.controller,
             self.journal,

@@ -45,7 +45,7 @@ class AgentSettings:
     replay_initial_backoff: float = 0.2  # journal replay backoff, seconds
     replay_max_backoff: float = 30.0
     shutdown_grace: float = 10.0  # in-flight CNI calls get this long on SIGTERM
-    check_netns: bool = True  # ADD fails with code 3 when CNI_NETNS does not exist here
+    check_netns: bool = True  # ADD/CHECK: code 3 if CNI_NETNS is missing, 4 if not a network namespace
     coordinator_config_ttl: float = 2.0  # seconds the SpiderCoordinator read is reused; 0: every call
 
     @property
