@@ -1,15 +1,13 @@
 """Every program that reads YAML refuses an alias bomb and deep nesting at once, in one line.
 
-Each case runs the real command as a user would, in a child process whose address space
-is capped (``RLIMIT_AS``, set by a tiny exec wrapper) so a program that expands the bomb fails here with a
-MemoryError instead of eating the machine; ``os.wait4`` gives that child's own peak RSS
-and CPU time, which bound what the refusal may cost.
+Each case runs the real command as a user would, with its address space capped
+(``RLIMIT_AS``) so a program that expands the bomb fails here with a MemoryError instead
+of eating the machine; a small wrapper measures the program's own peak RSS and CPU time,
+which bound what the refusal may cost.
 """
 
 from __future__ import annotations
 
-import os
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -32,27 +30,36 @@ BOMB = "\n".join(
 DEEP = "a: " + "[" * 10_000 + "]" * 10_000 + "\n"
 
 
-# Sets the cap, then becomes the program (same pid, so wait4 measures the program).
-CAPPED_EXEC = (
-    "import os, resource, sys; "
-    f"resource.setrlimit(resource.RLIMIT_AS, ({ADDRESS_SPACE_CAP}, {ADDRESS_SPACE_CAP})); "
-    "os.execv(sys.argv[1], sys.argv[1:])"
-)
+# Sets the cap, then runs the program as its own child and writes the program's peak RSS
+# (KiB) and CPU seconds to the file named first. The extra process matters: a child's
+# ru_maxrss starts at the RSS of the process it was forked from, so a program forked
+# straight from a long-running pytest would report pytest's size; forked from this small
+# wrapper, it reports its own.
+CAPPED_RUN = f"""
+import os, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, ({ADDRESS_SPACE_CAP}, {ADDRESS_SPACE_CAP}))
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as out:
+    out.write(f"{{usage.ru_maxrss}} {{usage.ru_utime + usage.ru_stime}}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
 
 
-def run_capped(argv: list[str]) -> tuple[int, str, resource.struct_rusage]:
-    """Run ``argv`` under the address-space cap; return exit code, stderr and its own rusage."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CAPPED_EXEC, *argv],
+def run_capped(argv: list[str], usage_file: Path) -> tuple[int, str, int, float]:
+    """Run ``argv`` under the address-space cap: exit code, stderr, peak RSS (KiB), CPU seconds."""
+    proc = subprocess.run(
+        [sys.executable, "-c", CAPPED_RUN, str(usage_file), *argv],
+        stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
+        timeout=300,
+        check=False,
     )
-    assert proc.stderr is not None
-    err = proc.stderr.read().decode()  # the pipe closes when the child exits
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, err, usage
+    rss, cpu = usage_file.read_text().split()
+    return proc.returncode, proc.stderr.decode(), int(rss), float(cpu)
 
 
 def commands(path: Path, workdir: Path) -> dict[str, list[str]]:
@@ -86,11 +93,11 @@ def test_hostile_yaml_is_refused_in_one_line_with_bounded_memory(
     memory and CPU time."""
     path = tmp_path / "hostile.yaml"
     path.write_text(document)
-    code, err, usage = run_capped(commands(path, tmp_path)[program])
+    code, err, rss_kib, cpu_s = run_capped(commands(path, tmp_path)[program], tmp_path / "usage")
     assert code in (1, 2), err
     assert err.count("\n") == 1, err
     assert str(path) in err and refusal in err, err
     assert "Traceback" not in err
-    assert usage.ru_maxrss < MAX_RSS_KB, usage.ru_maxrss
-    assert usage.ru_utime + usage.ru_stime < MAX_CPU_S
+    assert rss_kib < MAX_RSS_KB, rss_kib
+    assert cpu_s < MAX_CPU_S, cpu_s
     assert not (tmp_path / "state.db").exists()  # refused before anything was opened

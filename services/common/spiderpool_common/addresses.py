@@ -19,12 +19,12 @@ MAX_PORT = 65535
 def parse_listen(address: str, *, allow_port_zero: bool = False) -> str:
     """Accept ``HOST:PORT`` or ``unix:PATH`` (also ``unix://PATH``) and return a gRPC target.
 
-    The port must be a decimal from 1 to 65535: gRPC would bind port 99999 modulo nothing
-    (a random free port) and a user would never find the server. Port 0 (a free port the
+    The port must be a decimal from 1 to 65535: gRPC binds a port it cannot use (99999)
+    to a random free one, where nobody would find the server. Port 0 (a free port the
     kernel picks, read back from the bound address) only where ``allow_port_zero`` says
     the caller reports the port it got.
     """
-    if address.startswith(("unix:", "unix://")):
+    if address.startswith("unix:"):
         path = address.removeprefix("unix:").removeprefix("//")
         if not path:
             raise ValueError(f"address {address!r} has no socket path: expected unix:PATH")
