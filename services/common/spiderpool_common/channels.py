@@ -1,7 +1,7 @@
 """gRPC client channels to a ``HOST:PORT`` or ``unix:PATH`` address, for every client we ship.
 
 Owns how spiderpoolctl (sync) and the agent (asyncio) reach the controller: one address
-syntax, the same one the servers listen on (``grpc_server.parse_listen``), and channel
+syntax, the same one the servers listen on (``addresses.parse_listen``), and channel
 options that notice a restarted peer quickly (short reconnect backoff) and a dead one
 (keepalive). Calls on these channels should fail fast (no wait-for-ready) and carry a
 deadline; the channel does not decide that for them.
