@@ -66,9 +66,9 @@ class Kube:
     # -- conveniences ------------------------------------------------------------------
 
     def namespace(
-        self, name: str, *, labels: dict[str, str] | None = None, **annotations: str
+        self, name: str, *, labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None
     ) -> dict[str, Any]:
-        meta: dict[str, Any] = {"name": name, "labels": labels or {}, "annotations": annotations}
+        meta: dict[str, Any] = {"name": name, "labels": labels or {}, "annotations": annotations or {}}
         return self.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": meta})
 
     def node(self, name: str, labels: dict[str, str]) -> dict[str, Any]:
