@@ -176,6 +176,22 @@ def test_the_multus_network_of_each_nic_meets_the_pools_multus_name(cluster: Clu
     cluster.cni("DEL", other, "c-multi-2").succeeded_silently()
 
 
+def test_the_ippools_annotation_allocates_every_listed_nic_on_the_first_add(cluster: Cluster) -> None:
+    """ipam.spidernet.io/ippools names eth0's and net1's pools: eth0's ADD allocates both NICs,
+    net1's ADD answers the address already held."""
+    ippools = json.dumps(
+        [{"interface": "eth0", "ipv4": ["anno-pool"]}, {"interface": "net1", "ipv4": ["east"]}]
+    )
+    pod = cluster.kube.pod(NS, "two-nics", NODE, annotations={"ipam.spidernet.io/ippools": ippools})
+    (eth0,) = cluster.add(pod, "c-two-nics")
+    assert eth0.startswith("10.71.0.")
+    held = [ip for ip, rec in cluster.stack.records("east").items() if rec["pod"] == "apps/two-nics"]
+    assert len(held) == 1
+    assert cluster.add(pod, "c-two-nics", ifname="net1") == [f"{held[0]}/24"]
+    for ifname in ("eth0", "net1"):
+        cluster.cni("DEL", pod, "c-two-nics", ifname=ifname).succeeded_silently()
+
+
 def test_workload_owners_are_resolved_and_recorded(cluster: Cluster) -> None:
     """Deployment (through its ReplicaSet), CronJob (through its Job) and a third-party
     controller are the owners the controller records."""
