@@ -71,9 +71,11 @@ def test_bad_cluster_settings_are_refused_naming_the_setting(flags: dict[str, st
 
 
 def test_the_agent_refuses_to_start_with_an_unreadable_kubeconfig(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A kubeconfig that is not one: exit 2 and one line naming the file, no traceback."""
+    # main() configures logging process-wide onto this test's captured stderr: keep it out.
+    monkeypatch.setattr("spiderpool_agent.main.configure_logging", lambda *_a: None)
     bad = tmp_path / "kubeconfig"
     bad.write_text("clusters: [")
     argv = [
