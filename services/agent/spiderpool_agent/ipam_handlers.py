@@ -361,6 +361,9 @@ class IpamHandlers:
     async def status(self, call: RawCall) -> bytes:
         inv = parse_call(call, Verb.STATUS)
         assert inv.config.ipam is not None
+        unready = self._context.unready_reason()
+        if unready:
+            raise CniError(codes.NOT_AVAILABLE, f"spiderpool cannot serve ADD: {unready}")
         request = ipam_pb2.CheckCapacityRequest(
             default_ipv4_ippools=list(inv.config.ipam.default_ipv4_ippool),
             default_ipv6_ippools=list(inv.config.ipam.default_ipv6_ippool),

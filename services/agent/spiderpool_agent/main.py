@@ -15,6 +15,7 @@ from pathlib import Path
 
 from spiderpool_common.addresses import DEFAULT_CONTROLLER
 from spiderpool_common.errors import SpiderpoolError
+from spiderpool_common.kube.config import KubeConfigError
 from spiderpool_common.logging import configure_logging
 
 from spiderpool_agent.del_spool import SpoolError
@@ -51,6 +52,30 @@ def build_parser() -> argparse.ArgumentParser:
         dest="spool_replay_interval",
         help="seconds between replays of the DEL spool (default 10; also at start, before serving)",
     )
+    p.add_argument(
+        "--pod-source",
+        dest="pod_source",
+        help="where an ADD's pod facts come from: cni-args (the network config's args.cni, "
+        "the default) or kubernetes (the API server; for an agent in a cluster)",
+    )
+    p.add_argument(
+        "--kubeconfig",
+        help="pod source kubernetes: a kubeconfig file (default: the in-cluster ServiceAccount)",
+    )
+    p.add_argument(
+        "--cluster-network",
+        dest="cluster_network",
+        help="the Multus cluster network ([namespace/]name) of eth0 when a pod names no "
+        "default network (default: MULTUS_CLUSTER_NETWORK, else none)",
+    )
+    p.add_argument(
+        "--kube-timeout", dest="kube_timeout", help="seconds one Kubernetes API read may take (default 5)"
+    )
+    p.add_argument(
+        "--kube-sync-timeout",
+        dest="kube_sync_timeout",
+        help="seconds an ADD waits for the first Kubernetes cache sync before code 11 (default 10)",
+    )
     p.add_argument("--config", help="optional YAML file of settings (flags and SPIDERPOOL_* env win)")
     p.add_argument("--log-level", dest="log_level", help="debug, info, warning, error (default info)")
     p.add_argument("--log-format", dest="log_format", help="json or console (default json)")
@@ -85,7 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         asyncio.run(serve())
-    except SpoolError as exc:  # an unsafe spool directory: refuse to start, say which and why
+    except (SpoolError, KubeConfigError) as exc:
+        # An unsafe spool directory, or no usable Kubernetes client configuration: refuse to
+        # start, saying which and why.
         print(f"spiderpool-agent: {exc}", file=sys.stderr)
         return 2
     except (OSError, SpiderpoolError) as exc:  # the socket is taken, the state dir unusable

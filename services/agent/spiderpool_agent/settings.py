@@ -3,6 +3,12 @@
 Sources, highest first: command-line flags, ``SPIDERPOOL_*`` environment variables, an
 optional YAML file (``--config``), the defaults below. ``validate`` runs at start so a bad
 value stops the agent with a message naming the setting instead of failing a CNI call.
+
+``pod_source`` chooses where an ADD's pod facts come from: ``cni-args`` (the embedded
+mode: the network configuration's ``args.cni`` and ``node_labels``) or ``kubernetes`` (an
+agent in a cluster: the API server named by ``kubeconfig``, or the in-cluster
+ServiceAccount when it is empty; the node's name must then be given, as the downward API
+does with ``SPIDERPOOL_NODE_NAME``, and its labels come from its Node object).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from spiderpool_common import bounded_yaml
 from spiderpool_common.addresses import DEFAULT_CONTROLLER, parse_listen
 from spiderpool_common.setting_values import convert
 
+from spiderpool_agent.multus_networks import cluster_network_problem
 from spiderpool_agent.pod_context import parse_labels
 
 DEFAULT_SOCKET = "/var/run/spidernet/spiderpool.sock"
@@ -27,6 +34,9 @@ SPOOL_SUBDIR = "spool"  # the shims' default spool is DEFAULT_STATE_DIR/spool (s
 ENV_PREFIX = "SPIDERPOOL_"
 LOG_LEVELS = ("debug", "info", "warning", "warn", "error")
 LOG_FORMATS = ("json", "console")
+POD_SOURCE_CNI_ARGS = "cni-args"
+POD_SOURCE_KUBERNETES = "kubernetes"
+POD_SOURCES = (POD_SOURCE_CNI_ARGS, POD_SOURCE_KUBERNETES)
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,12 @@ class AgentSettings:
     shutdown_grace: float = 10.0  # in-flight CNI calls get this long on SIGTERM
     check_netns: bool = True  # ADD/CHECK: code 3 if CNI_NETNS is missing, 4 if not a network namespace
     coordinator_config_ttl: float = 2.0  # seconds the SpiderCoordinator read is reused; 0: every call
+    pod_source: str = POD_SOURCE_CNI_ARGS  # where an ADD's pod facts come from: cni-args or kubernetes
+    kubeconfig: str = ""  # pod_source kubernetes: a kubeconfig file; "": the in-cluster ServiceAccount
+    # The Multus cluster network ([namespace/]name) of eth0 when the pod names no default network.
+    cluster_network: str = ""
+    kube_timeout: float = 5.0  # deadline of one Kubernetes API read, seconds (a DEL's whole lookup too)
+    kube_sync_timeout: float = 10.0  # how long an ADD waits for the agent's first Kubernetes sync
 
     @property
     def node_name(self) -> str:
@@ -97,7 +113,36 @@ class AgentSettings:
             raise ValueError("setting coordinator_config_ttl: must not be negative")
         if self.replay_max_backoff < self.replay_initial_backoff:
             raise ValueError("setting replay_max_backoff: must not be below replay_initial_backoff")
+        self._validate_pod_source()
         return self
+
+    def _validate_pod_source(self) -> None:
+        if self.pod_source not in POD_SOURCES:
+            raise ValueError(
+                f"setting pod_source: {self.pod_source!r} is not one of {', '.join(POD_SOURCES)}"
+            )
+        problem = cluster_network_problem(self.cluster_network)
+        if problem:
+            raise ValueError(f"setting cluster_network: {problem}")
+        for name in ("kube_timeout", "kube_sync_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"setting {name}: must be positive")
+        if self.pod_source == POD_SOURCE_CNI_ARGS:
+            if self.kubeconfig:
+                raise ValueError(f"setting kubeconfig: only used with pod_source {POD_SOURCE_KUBERNETES}")
+            return
+        if not self.node:
+            raise ValueError(
+                f"setting node: required with pod_source {POD_SOURCE_KUBERNETES} (the kubelet's node name, "
+                "e.g. SPIDERPOOL_NODE_NAME from the downward API's spec.nodeName)"
+            )
+        if self.node_labels:
+            raise ValueError(
+                f"setting node_labels: not used with pod_source {POD_SOURCE_KUBERNETES} "
+                "(the Node object's labels are)"
+            )
+        if self.kubeconfig and not Path(self.kubeconfig).is_file():
+            raise ValueError(f"setting kubeconfig: {self.kubeconfig!r} is not a file")
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(AgentSettings)}
@@ -131,6 +176,9 @@ def load_settings(
     # Kubernetes' downward API conventionally exports the node name as SPIDERPOOL_NODE_NAME.
     if "node" not in values and env.get("SPIDERPOOL_NODE_NAME"):
         values["node"] = env["SPIDERPOOL_NODE_NAME"]
+    # Upstream's agent reads the Multus cluster network from MULTUS_CLUSTER_NETWORK.
+    if "cluster_network" not in values and env.get("MULTUS_CLUSTER_NETWORK"):
+        values["cluster_network"] = env["MULTUS_CLUSTER_NETWORK"]
     for name, value in flags.items():
         if value is not None and name in _FIELDS:
             values[name] = _coerce(name, value)
