@@ -112,6 +112,7 @@ class ClusterController:
             asyncio.create_task(PoolWatcher(store, engine).run(), name="pool-watcher"),
             asyncio.create_task(gc.run(), name="ip-gc"),
         ]
+        engine.statefulsets = gc.statefulset
         self.slot.gc = gc
         self.slot.engine = engine
         self.leader_changes += 1
