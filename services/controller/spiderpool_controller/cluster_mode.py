@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +45,7 @@ class LeaderContext:
     store: Store  # the spiderpool custom resources, fenced: writes only while leading
 
 
-Reconciler = Callable[[LeaderContext], Awaitable[None]]
+Reconciler = Callable[[LeaderContext], Coroutine[Any, Any, None]]
 
 
 @dataclass(frozen=True)
