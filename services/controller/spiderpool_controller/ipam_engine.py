@@ -122,9 +122,10 @@ class IpamEngine:
             self._ledger.install(PoolState.from_object(obj))
         for obj in pools:
             await self._ensure_status(obj)
-        await self.repair_endpoints()
-        if self.settings.endpoint_resync_s > 0:
-            self._resync = asyncio.create_task(self._resync_endpoints(), name="endpoint-resync")
+        # The endpoints are repaired off the start path: an engine holding 10,000 records
+        # serves at once, and the SpiderEndpoints (a view, never consulted to allocate)
+        # catch up a moment later.
+        self._resync = asyncio.create_task(self._resync_endpoints(), name="endpoint-resync")
         log.info("ipam_engine_started", pools=len(self._ledger.pools))
 
     async def pool_changed(self, obj: dict[str, Any]) -> None:
@@ -540,12 +541,15 @@ class IpamEngine:
         return len(stale)
 
     async def _resync_endpoints(self) -> None:
+        """Repair now, then every ``endpoint_resync_s`` (0: only this first time)."""
         while True:
-            await asyncio.sleep(self.settings.endpoint_resync_s)
             try:
                 await self.repair_endpoints()
             except Exception as exc:  # the next round tries again
                 log.warning("endpoint_resync_failed", error=str(exc))
+            if self.settings.endpoint_resync_s <= 0:
+                return
+            await asyncio.sleep(self.settings.endpoint_resync_s)
 
     async def flush_endpoints(self) -> None:
         await self._endpoints.flush()
