@@ -1,0 +1,221 @@
+"""What the mutating and validating webhooks decide, per kind: the embedded mode's rules.
+
+Owns the decision for one ``AdmissionRequest``; no HTTP here. The rules are the functions
+the embedded mode's apply runs (``domain/validation.py``, ``domain/coordinator_spec.py``;
+SpiderMultusConfig through the ``MultusConfigRules`` hook): one set of rules, two front doors.
+
+- Mutating (CREATE, UPDATE): ``validation.apply_defaults``; the answer is the JSONPatch from
+  the object the API server sent to the defaulted one. An object being deleted is left alone
+  (defaulting would put back the finalizer its owner is removing).
+- Validating: CREATE ``validate_create``, UPDATE ``validate_update`` (immutable fields, and
+  no IP a pod holds may leave a pool: the old object carries the allocations), DELETE
+  ``validate_delete``. The rules that compare with other objects (overlapping subnets, pools
+  sharing a subnet, a pool inside its SpiderSubnet) read them through ``ObjectReader``, a
+  read-only view of the Store contract (the Kubernetes store in a cluster, any Store in tests),
+  after the object's own checks passed, within ``read_timeout_s``.
+
+Errors become denials the API server prints as ``admission webhook "..." denied the request:
+<message>``: ``InvalidObject`` 422 Invalid, ``Conflict`` (a terminating object, a pool in use)
+403 Forbidden, a review for the wrong kind 400 BadRequest, a store that cannot answer 500
+InternalError (with ``failurePolicy: Fail`` the write is refused either way; the message says
+why). Nothing here writes, so ``dryRun`` needs no special case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
+
+import structlog
+from spiderpool_common.errors import Conflict, InvalidObject, InvalidRequest, SpiderpoolError
+
+from spiderpool_controller.domain import models, validation
+from spiderpool_controller.domain.validation import ValidationSettings
+from spiderpool_controller.webhook import json_patch
+from spiderpool_controller.webhook.review import AdmissionRequest, Verdict
+
+log = structlog.get_logger(__name__)
+
+Obj = dict[str, Any]
+DEFAULT_READ_TIMEOUT_S = 5.0  # under the API server's default webhook timeout (10 s)
+Rule = Callable[[str, AdmissionRequest], Awaitable[Verdict]]
+
+
+class ObjectReader(Protocol):
+    """The read half of the Store contract (``store/contract.py``): all the webhooks need."""
+
+    async def get(self, kind: str, name: str, namespace: str = "") -> Obj: ...
+
+    async def list(
+        self, kind: str, namespace: str | None = None, label_selector: str | None = None
+    ) -> tuple[list[Obj], str]: ...
+
+
+class MultusConfigRules(Protocol):
+    """SpiderMultusConfig defaulting and validation (``domain/multus_config.py`` once it lands).
+
+    The module is expected to provide these two functions; pass the module itself.
+    """
+
+    def apply_defaults(self, obj: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def validate(self, obj: Mapping[str, Any], old: Mapping[str, Any] | None = None) -> None: ...
+
+
+class StoreReadFailed(SpiderpoolError):
+    """The objects a cross-object rule needs could not be read."""
+
+    reason = "STORE_READ_FAILED"
+
+
+class Admission:
+    """The decisions of every kind's webhooks; see the module docstring."""
+
+    def __init__(
+        self,
+        reader: ObjectReader,
+        settings: ValidationSettings | None = None,
+        *,
+        multus_rules: MultusConfigRules | None = None,
+        read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+    ) -> None:
+        self._reader = reader
+        self._settings = settings or ValidationSettings()
+        self._multus = multus_rules
+        self._read_timeout = read_timeout_s
+
+    # entry points ---------------------------------------------------------------------
+    async def mutate(self, kind: str, req: AdmissionRequest) -> Verdict:
+        """The mutating webhook of ``kind`` (the route names the kind)."""
+        return await self._decide(kind, req, self._mutate)
+
+    async def validate(self, kind: str, req: AdmissionRequest) -> Verdict:
+        """The validating webhook of ``kind``."""
+        return await self._decide(kind, req, self._validate)
+
+    async def _decide(self, kind: str, req: AdmissionRequest, rule: Rule) -> Verdict:
+        if req.kind != kind or req.group != models.API_GROUP:
+            return Verdict.deny(
+                400,
+                "BadRequest",
+                f"this webhook serves {models.API_GROUP} {kind}; the review is for "
+                f"{req.group or 'core'} {req.kind} (check the webhook configuration's rules)",
+            )
+        try:
+            verdict = await rule(kind, req)
+        except InvalidObject as err:
+            verdict = Verdict.deny(422, "Invalid", err.message)
+        except Conflict as err:
+            verdict = Verdict.deny(403, "Forbidden", err.message)
+        except InvalidRequest as err:
+            verdict = Verdict.deny(400, "BadRequest", err.message)
+        except SpiderpoolError as err:
+            verdict = Verdict.deny(500, "InternalError", err.message)
+        log.info(
+            "admission_reviewed",
+            kind=kind,
+            name=req.name,
+            namespace=req.namespace,
+            operation=req.operation,
+            uid=req.uid,
+            dry_run=req.dry_run,
+            allowed=verdict.allowed,
+            patched=len(verdict.patch),
+            message=verdict.message or None,
+        )
+        return verdict
+
+    # mutating -------------------------------------------------------------------------
+    async def _mutate(self, kind: str, req: AdmissionRequest) -> Verdict:
+        if req.operation not in ("CREATE", "UPDATE") or req.object is None:
+            return Verdict.allow()
+        obj = req.object
+        if kind == models.KIND_MULTUS_CONFIG:
+            if self._multus is None or _terminating(obj):
+                return Verdict.allow()
+            defaulted: Obj = self._multus.apply_defaults(obj)
+        else:
+            defaulted = validation.apply_defaults(obj)
+        return Verdict.allow(json_patch.diff(obj, defaulted))
+
+    # validating -----------------------------------------------------------------------
+    async def _validate(self, kind: str, req: AdmissionRequest) -> Verdict:
+        if kind == models.KIND_MULTUS_CONFIG:
+            return self._validate_multus_config(req)
+        if req.operation == "DELETE":
+            assert req.old_object is not None  # parse_review guarantees it
+            validation.validate_delete(req.old_object, self._settings)
+            return Verdict.allow(warnings=_deletion_warnings(req.old_object))
+        if req.operation not in ("CREATE", "UPDATE"):
+            return Verdict.allow()
+        obj, old = req.object, req.old_object
+        assert obj is not None
+        # the object's own rules first: a wrong field is reported without reading anything
+        self._check(obj, old, ())
+        peer_kinds = validation.peer_kinds(kind)
+        if peer_kinds and not (old is not None and _drops_finalizer_while_terminating(obj)):
+            self._check(obj, old, await self._read_peers(kind, peer_kinds))
+        return Verdict.allow()
+
+    def _check(self, obj: Obj, old: Obj | None, peers: list[Obj] | tuple[Obj, ...]) -> None:
+        if old is None:
+            validation.validate_create(obj, peers, self._settings)
+        else:
+            validation.validate_update(old, obj, peers, self._settings)
+
+    async def _read_peers(self, kind: str, kinds: tuple[str, ...]) -> list[Obj]:
+        out: list[Obj] = []
+        for peer_kind in kinds:
+            try:
+                objs, _ = await asyncio.wait_for(self._reader.list(peer_kind), self._read_timeout)
+            except TimeoutError:
+                raise StoreReadFailed(
+                    f"cannot check {kind} against other objects: listing {peer_kind}s took longer than "
+                    f"{self._read_timeout:g}s; try again"
+                ) from None
+            except SpiderpoolError as err:
+                raise StoreReadFailed(
+                    f"cannot check {kind} against other objects: listing {peer_kind}s failed: {err}; "
+                    "try again"
+                ) from err
+            out += objs
+        return out
+
+    def _validate_multus_config(self, req: AdmissionRequest) -> Verdict:
+        if self._multus is None:
+            return Verdict.allow()  # the hook is unset: only the CRD schema checked the object
+        if req.operation in ("CREATE", "UPDATE") and req.object is not None:
+            if _terminating(req.object):
+                return Verdict.allow()
+            self._multus.validate(req.object, req.old_object)
+        return Verdict.allow()
+
+
+def _terminating(obj: Obj) -> bool:
+    meta = obj.get("metadata")
+    return isinstance(meta, dict) and bool(meta.get("deletionTimestamp"))
+
+
+def _drops_finalizer_while_terminating(obj: Obj) -> bool:
+    meta = obj.get("metadata")
+    return (
+        _terminating(obj)
+        and isinstance(meta, dict)
+        and models.FINALIZER not in (meta.get("finalizers") or [])
+    )
+
+
+def _deletion_warnings(obj: Obj) -> tuple[str, ...]:
+    """A pool or subnet deleted with allocations stays until they are released: say so."""
+    kind = str(obj.get("kind") or "")
+    if kind not in validation.POOL_LIKE_KINDS:
+        return ()
+    count = validation.allocated_count(obj)
+    if count == 0:
+        return ()
+    name = str((obj.get("metadata") or {}).get("name", ""))
+    return (
+        f'{kind} "{name}" still has {count} allocated IPs: it stays (Terminating, no new allocations) '
+        "until their pods release them",
+    )

