@@ -198,11 +198,14 @@ async def test_a_crash_in_a_rule_is_a_500_denial_not_a_dead_server(
 
 
 async def served_name(server: WebhookServer, ca: CertificateAuthority) -> str:
-    """The DNS name of the certificate a new connection is served."""
+    """The DNS name of the certificate a new connection is served (offering h2, as Go clients do)."""
     ctx = ssl.create_default_context(cadata=ca.cert_pem.decode())
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
     _, writer = await asyncio.open_connection("127.0.0.1", server.port, ssl=ctx)
     try:
-        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        tls = writer.get_extra_info("ssl_object")
+        assert tls.selected_alpn_protocol() == "http/1.1"  # the server speaks HTTP/1.1 only
+        der = tls.getpeercert(binary_form=True)
     finally:
         writer.close()
         await writer.wait_closed()

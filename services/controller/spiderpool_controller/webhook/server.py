@@ -36,7 +36,7 @@ from spiderpool_controller.webhook.tls import DEFAULT_RELOAD_INTERVAL_S, Certifi
 
 log = structlog.get_logger(__name__)
 
-MAX_BODY_BYTES = 3 * 1024 * 1024  # an object (<= 1.5 MiB) and its old version
+MAX_BODY_BYTES = 16 * 1024 * 1024  # object and oldObject (each up to the API server's 1.5 MiB), escaped
 Decide = Callable[[str, AdmissionRequest], Awaitable[Verdict]]
 
 

@@ -41,6 +41,7 @@ def build_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
     """A TLS 1.2+ server context for the pair; ``CertificateError`` names the files on failure."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_alpn_protocols(["http/1.1"])  # aiohttp serves HTTP/1.1; the API server's client then uses it
     try:
         ctx.load_cert_chain(cert_file, key_file)
     except (ssl.SSLError, OSError) as exc:
