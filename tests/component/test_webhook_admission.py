@@ -14,6 +14,7 @@ from spiderpool_controller.domain import models, validation
 from spiderpool_controller.domain.validation import ValidationSettings
 from spiderpool_controller.resource_service import ResourceService
 from spiderpool_controller.store.contract import Obj, StoreUnavailable
+from spiderpool_controller.store.fenced import FencedStore
 from spiderpool_controller.store.sqlite import SqliteStore
 from spiderpool_controller.webhook.admission import Admission
 from spiderpool_controller.webhook.review import AdmissionRequest, Verdict
@@ -239,6 +240,15 @@ async def test_an_update_of_a_pool_being_deleted_is_forbidden(store: SqliteStore
         == Verdict.allow()
     )
     assert reader.calls == 0  # nothing to compare against for an object on its way out
+
+
+async def test_a_standby_replica_judges_with_reads_only(store: SqliteStore, service: ResourceService) -> None:
+    """Through a store fenced for writes (a standby), the webhooks still read peers and decide."""
+    await service.apply(pool("existing", subnet="10.6.0.0/16", ips=["10.6.1.10"], gateway=None))
+    standby = FencedStore(store, may_write=lambda: False)
+    new = validation.default_object(pool())
+    verdict = await Admission(standby).validate(models.KIND_IPPOOL, request("CREATE", new))
+    assert verdict.code == 422 and "overlaps spec.subnet 10.6.0.0/16" in verdict.message
 
 
 async def test_coordinator_with_a_bad_mac_prefix_is_denied(store: SqliteStore) -> None:

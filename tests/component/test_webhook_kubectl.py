@@ -185,7 +185,7 @@ def test_an_invalid_pool_is_refused_with_our_message(
 
 
 def test_removing_an_allocated_ip_is_refused_naming_the_pod(cluster: Cluster) -> None:
-    """Once a pod holds an IP, an apply that drops it is refused with the pod's name; the spec stays."""
+    """An apply dropping a pod's IP is refused naming the pod; deleting then waits on the finalizer alone."""
     cluster.apply(pool("pool-a", ips=["10.6.0.10-10.6.0.20"]))
     record = models.AllocationRecord(
         pod="team-a/web-0", pod_uid="uid-web-0", container_id="c1", interface="eth0"
@@ -221,6 +221,20 @@ def test_removing_an_allocated_ip_is_refused_naming_the_pod(cluster: Cluster) ->
         POOL_HOOK + 'SpiderIPPool "pool-a" is being deleted: it cannot change until it is gone'
         in refused.stderr
     )
+
+    async def release_finalizer() -> None:  # what the controller does once the last IP is released
+        store = KubernetesStore(kubeconfig=str(cluster.srv.kubeconfig_path))
+        try:
+            current = await store.get(models.KIND_IPPOOL, "pool-a")
+            current["metadata"]["finalizers"] = []
+            await store.update(current)
+        finally:
+            await store.close()
+
+    cluster.srv.run(release_finalizer)
+    assert (
+        cluster.srv.get(models.API_VERSION, models.KIND_IPPOOL, "pool-a") is None
+    )  # not put back by mutation
 
 
 def test_a_coordinator_with_a_bad_mac_prefix_is_refused(cluster: Cluster) -> None:
