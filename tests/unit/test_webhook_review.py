@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from spiderpool_controller.webhook.review import (
     AdmissionRequest,
     MalformedReview,
@@ -95,6 +97,31 @@ def test_update_and_delete_reviews_carry_the_old_object() -> None:
 def test_malformed_reviews_are_refused_with_the_reason(raw: bytes, message: str) -> None:
     """A body no API server sends raises MalformedReview naming the first problem."""
     assert malformed(raw).startswith(message)
+
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=5)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=10,
+)
+request_fields = st.dictionaries(
+    st.sampled_from(["uid", "kind", "operation", "object", "oldObject", "dryRun", "name", "userInfo"]),
+    json_values,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(request_fields, st.booleans())
+def test_no_body_breaks_the_parser(fields: dict[str, Any], wrap: bool) -> None:
+    """Any JSON body either parses or raises MalformedReview, never another exception."""
+    doc: Any = review(**fields) if wrap else fields
+    try:
+        parsed = parse_review(body(doc))
+    except MalformedReview:
+        return
+    assert parsed.uid and parsed.operation in ("CREATE", "UPDATE", "DELETE", "CONNECT")
 
 
 def test_allowed_response_echoes_the_uid_without_patch_or_status() -> None:
