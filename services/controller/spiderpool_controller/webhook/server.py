@@ -24,7 +24,7 @@ from aiohttp import web
 
 from spiderpool_controller.domain.validation import ValidationSettings
 from spiderpool_controller.webhook import registration
-from spiderpool_controller.webhook.admission import Admission, MultusConfigRules, ObjectReader
+from spiderpool_controller.webhook.admission import Admission, NadOwnerLookup, ObjectReader
 from spiderpool_controller.webhook.review import (
     AdmissionRequest,
     MalformedReview,
@@ -81,17 +81,20 @@ class WebhookServer:
         reader: ObjectReader,
         settings: ValidationSettings | None = None,
         *,
-        multus_rules: MultusConfigRules | None = None,
+        nad_owners: NadOwnerLookup | None = None,
         reload_interval_s: float = DEFAULT_RELOAD_INTERVAL_S,
     ) -> WebhookServer:
         """The server the controller's wiring starts on every replica.
 
         ``reader`` is the controller's Store (only ``get``/``list`` are used); ``settings``
-        carries the families and switches of the installation (``spiderpool-conf``).
+        carries the families and switches of the installation (``spiderpool-conf``);
+        ``nad_owners`` (in a cluster ``nad_owners.KubeNadOwners(KubeRest(api_client))``) lets
+        the SpiderMultusConfig webhook refuse taking over another config's
+        NetworkAttachmentDefinition.
         """
         host, port = parse_listen(webhook_listen)
         return cls(
-            Admission(reader, settings, multus_rules=multus_rules),
+            Admission(reader, settings, nad_owners=nad_owners),
             CertificateReloader(webhook_cert_file, webhook_key_file),
             host,
             port,
