@@ -609,17 +609,15 @@ def _check_peers(obj: Obj, kind: str, fam: _Family, ips: IPSet, peers: Sequence[
             )
 
 
-def _same_subnet(peers: Sequence[Obj], kind: str, version: int, subnet_text: str, name: str) -> list[Obj]:
-    """The stored objects of ``kind`` with exactly this subnet (the object itself left out)."""
-    out = []
-    for peer in peers:
-        meta = peer.get("metadata") or {}
-        spec = peer.get("spec") or {}
-        if peer.get("kind") != kind or meta.get("name") == name:
-            continue
-        if spec_version(peer) == version and spec.get("subnet") == subnet_text:
-            out.append(peer)
-    return out
+def _same_subnet(peers: Sequence[Obj], kind: str, version: int, subnet_text: str) -> list[Obj]:
+    """The stored objects of ``kind`` (the other kind: never the object itself) with exactly this subnet."""
+    return [
+        peer
+        for peer in peers
+        if peer.get("kind") == kind
+        and spec_version(peer) == version
+        and (peer.get("spec") or {}).get("subnet") == subnet_text
+    ]
 
 
 def _check_subnet_members(
@@ -633,7 +631,7 @@ def _check_subnet_members(
     """
     report = fam.report
     if kind == models.KIND_IPPOOL and settings.enable_spider_subnet:
-        for owner in _same_subnet(peers, models.KIND_SUBNET, fam.version, fam.subnet_text, ""):
+        for owner in _same_subnet(peers, models.KIND_SUBNET, fam.version, fam.subnet_text):
             try:
                 outside = ips - effective_ips(owner)
             except ValueError:
@@ -647,7 +645,7 @@ def _check_subnet_members(
                     "spec.excludeIPs",
                 )
     if kind == models.KIND_SUBNET:
-        for pool in _same_subnet(peers, models.KIND_IPPOOL, fam.version, fam.subnet_text, ""):
+        for pool in _same_subnet(peers, models.KIND_IPPOOL, fam.version, fam.subnet_text):
             try:
                 outside = effective_ips(pool) - ips
             except ValueError:
