@@ -384,7 +384,7 @@ async def test_a_multus_config_cannot_take_over_another_configs_nad(store: Sqlit
 
 
 async def test_a_nad_lookup_that_fails_is_an_internal_error(store: SqliteStore) -> None:
-    """The NAD owner cannot be read: the config is denied 500 saying which read failed."""
+    """The NAD owner cannot be read (an error, or no answer in time): denied 500 saying which read failed."""
     failing = NadOwners({}, StoreReadFailed("cannot check who manages NetworkAttachmentDefinition x: down"))
     smc = multus_config.apply_defaults(multus())
     verdict = await Admission(store, nad_owners=failing).validate(
@@ -393,4 +393,16 @@ async def test_a_nad_lookup_that_fails_is_an_internal_error(store: SqliteStore) 
     assert (verdict.code, verdict.message) == (
         500,
         "cannot check who manages NetworkAttachmentDefinition x: down",
+    )
+
+    async def never(namespace: str, name: str) -> str | None:
+        await asyncio.Event().wait()
+        return None
+
+    hanging = Admission(store, nad_owners=never, read_timeout_s=0.05)
+    verdict = await hanging.validate(models.KIND_MULTUS_CONFIG, request("CREATE", smc))
+    assert (verdict.code, verdict.message) == (
+        500,
+        "cannot check who manages NetworkAttachmentDefinition kube-system/macvlan-ens192: "
+        "the read took longer than 0.05s; try again",
     )

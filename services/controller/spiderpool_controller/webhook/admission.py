@@ -178,7 +178,8 @@ class Admission:
         out: list[Obj] = []
         for peer_kind in kinds:
             try:
-                objs, _ = await asyncio.wait_for(self._reader.list(peer_kind), self._read_timeout)
+                async with asyncio.timeout(self._read_timeout):  # not wait_for: 3.11 can lose a cancel
+                    objs, _ = await self._reader.list(peer_kind)
             except TimeoutError:
                 raise StoreReadFailed(
                     f"cannot check {kind} against other objects: listing {peer_kind}s took longer than "
@@ -202,7 +203,8 @@ class Admission:
         config = multus_config.SpiderMultusConfig.from_dict(obj)
         namespace = config.meta.namespace or req.namespace
         try:
-            owner = await asyncio.wait_for(self._nad_owners(namespace, config.nad_name), self._read_timeout)
+            async with asyncio.timeout(self._read_timeout):
+                owner = await self._nad_owners(namespace, config.nad_name)
         except TimeoutError:
             raise StoreReadFailed(
                 f"cannot check who manages NetworkAttachmentDefinition {namespace}/{config.nad_name}: "
