@@ -34,9 +34,10 @@ test: setup ## run the whole test suite (unit, component, netns as root, end to 
 demo: setup ## the main job: controller + agent on SQLite, real macvlan pods in namespaces getting IPs
 	$(VENV)/bin/spiderpool-demo
 
-lint: setup ## ruff on our code (generated code excluded)
+lint: setup ## ruff on our code (generated code excluded), and the import-linter layering contracts
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-logo --no-cache
 
 type: setup ## mypy strict on our code
 	$(VENV)/bin/mypy services plugins bench tests

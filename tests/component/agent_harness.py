@@ -22,7 +22,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from spiderpool.agent.v1 import cni_pb2
 from spiderpool.controller.v1 import resource_pb2, resource_pb2_grpc
-from spiderpool_common.errors import SpiderpoolError, from_rpc_error
+from spiderpool_common.errors import SpiderpoolError
+from spiderpool_common.grpc_errors import from_rpc_error
 
 DEADLINE = 15.0
 # A private subchannel per probe: gRPC shares subchannels (and their reconnect backoff)
@@ -99,19 +100,23 @@ class ServiceProcess:
         self.proc = None
 
 
-def controller_process(workdir: Path) -> ServiceProcess:
+def controller_process(workdir: Path, log_format: str = "console") -> ServiceProcess:
     sock = workdir / "controller.sock"
     argv = [
         sys.executable, "-m", "spiderpool_controller.main",
         "--store", f"sqlite:///{workdir / 'controller.db'}",
         "--listen", f"unix:{sock}",
-        "--log-format", "console",
+        "--log-format", log_format,
     ]  # fmt: skip
     return ServiceProcess(argv, sock, workdir / "controller.log")
 
 
 def agent_process(
-    workdir: Path, controller: ServiceProcess, node: str = "node-1", extra: Iterable[str] = ()
+    workdir: Path,
+    controller: ServiceProcess,
+    node: str = "node-1",
+    extra: Iterable[str] = (),
+    log_format: str = "console",
 ) -> ServiceProcess:
     sock = workdir / "agent.sock"
     argv = [
@@ -120,7 +125,7 @@ def agent_process(
         "--socket", str(sock),
         "--state-dir", str(workdir / "agent-state"),
         "--node", node,
-        "--log-format", "console",
+        "--log-format", log_format,
         *extra,
     ]  # fmt: skip
     return ServiceProcess(argv, sock, workdir / "agent.log")

@@ -28,7 +28,8 @@ from grpc_status import rpc_status
 from spiderpool.agent.v1 import cni_pb2, cni_pb2_grpc
 from spiderpool_cni import codes, h2unary, hpack, wire
 from spiderpool_cni.install import install
-from spiderpool_common.errors import CniError, SpiderpoolError, Unavailable, to_grpc_status
+from spiderpool_common.errors import CniError, SpiderpoolError, Unavailable
+from spiderpool_common.grpc_errors import to_grpc_status
 
 RPCS = [
     f"{kind}{verb}" for kind in ("Ipam", "Coordinator") for verb in ("Add", "Del", "Check", "Gc", "Status")
@@ -276,11 +277,18 @@ async def test_unknown_method_is_unimplemented(agent: Agent) -> None:
 ERROR_CODES = [code for code in grpc.StatusCode if code is not grpc.StatusCode.OK]
 
 
-def _abort_with(err: SpiderpoolError, *, headers_first: bool = False) -> Behaviour:
+def _abort_with(
+    err: SpiderpoolError, *, headers_first: bool = False, code: grpc.StatusCode | None = None
+) -> Behaviour:
+    """Abort with ``err``'s status, its gRPC code replaced by ``code`` (a foreign peer's choice)."""
+    status = to_grpc_status(err)
+    if code is not None:
+        status.code = code.value[0]
+
     async def behaviour(name: str, request: Any, context: grpc.aio.ServicerContext) -> bytes:
         if headers_first:
             await context.send_initial_metadata(())
-        await context.abort_with_status(rpc_status.to_status(to_grpc_status(err)))
+        await context.abort_with_status(rpc_status.to_status(status))
         raise AssertionError("abort returned")
 
     return behaviour
@@ -292,8 +300,7 @@ async def test_every_status_code_with_error_info_prints_the_agents_cni_error(
 ) -> None:
     """Whatever the gRPC code, the ErrorInfo's cni_code, the message and the details are printed."""
     err = CniError(codes.POOL_EXHAUSTED, f"all pools exhausted ({grpc_code.name})", details="pool-a: 0 free")
-    err.grpc_code = grpc_code  # type: ignore[misc]
-    agent.behaviour = _abort_with(err)
+    agent.behaviour = _abort_with(err, code=grpc_code)
     config = ipam_config(agent.socket_path, short_dir, cni_version="0.4.0")
     rc, stdout, stderr = await run_shim(bin_dir / "spiderpool", cni_env("ADD"), config)
     assert rc == 1
