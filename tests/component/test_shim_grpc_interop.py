@@ -17,7 +17,6 @@ import shutil
 import socket
 import tempfile
 import threading
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -628,28 +627,51 @@ def test_trailers_only_response_carries_the_status(peer_path: str) -> None:
     peer.close()
 
 
-@pytest.mark.parametrize("delay", [0.0, 0.48])
-def test_deadline_exceeded_status_is_the_deadline_only_at_the_deadline(peer_path: str, delay: float) -> None:
+class ManualClock(h2unary.Clock):
+    """A deadline clock that moves only when the test moves it."""
+
+    def __init__(self) -> None:
+        self.at = 0.0
+
+    def now(self) -> float:
+        return self.at
+
+
+@pytest.mark.parametrize(
+    ("answered_at", "at_deadline"),
+    [(0.0, False), (9.4, False), (9.6, True)],
+    ids=["long-before", "just-outside-the-slack", "within-the-slack"],
+)
+def test_deadline_exceeded_status_is_the_deadline_only_at_the_deadline(
+    peer_path: str, answered_at: float, at_deadline: bool
+) -> None:
     """A peer's DEADLINE_EXCEEDED near our deadline raises DeadlineExceeded (the same event as our own
-    timer); one sent long before it is just a status (the peer's own verdict, passed on)."""
+    timer); one sent long before it is just a status (the peer's own verdict, passed on).
+
+    The 10 s deadline's slack is 0.51 s; the peer answers at a time set on an injected clock,
+    so the outcome does not depend on how fast this machine schedules the peer's thread."""
+    clock = ManualClock()
     block = hpack.encode(
         [(b":status", b"200"), (b"content-type", b"application/grpc"), (b"grpc-status", b"4"),
          (b"grpc-message", b"Deadline%20Exceeded")]
     )  # fmt: skip
 
     def script(conn: socket.socket) -> None:
-        time.sleep(delay)
+        clock.at = answered_at
         conn.sendall(h2unary.frame(h2unary.SETTINGS, 0, 0) + h2unary.frame(h2unary.HEADERS, 0x5, 1, block))
+
+    def call() -> tuple[int, str, bytes, bytes]:
+        return h2unary.unary_call(peer_path, SERVICE + "IpamAdd", b"", 10.0, clock=clock)
 
     peer = ScriptedPeer(peer_path, script)
     try:
-        if delay:
+        if at_deadline:
             with pytest.raises(
                 h2unary.DeadlineExceeded, match=r"^gRPC status DEADLINE_EXCEEDED: Deadline Exceeded$"
             ):
-                _call(peer_path, timeout=0.5)
+                call()
         else:
-            assert _call(peer_path, timeout=0.5) == (4, "Deadline Exceeded", b"", b"")
+            assert call() == (4, "Deadline Exceeded", b"", b"")
     finally:
         peer.close()
 
