@@ -43,11 +43,15 @@ def endpoints(stack: Stack) -> dict[str, dict[str, Any]]:
 
 
 def wait_endpoints(stack: Stack, count: int) -> dict[str, dict[str, Any]]:
+    """Wait for ``count`` endpoints, each with its status: the writer creates an endpoint and
+    then writes its status (the status subresource), so one may be listed without it."""
+
     def counted() -> tuple[dict[str, dict[str, Any]]] | None:
         found = endpoints(stack)  # wrapped in a tuple: no endpoints at all is a truthy answer too
-        return (found,) if len(found) == count else None
+        complete = len(found) == count and all("status" in obj for obj in found.values())
+        return (found,) if complete else None
 
-    return wait_for(counted, f"{count} endpoints")[0]
+    return wait_for(counted, f"{count} endpoints with their status")[0]
 
 
 def conf(stack: Stack) -> dict[str, Any]:
