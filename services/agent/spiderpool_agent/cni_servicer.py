@@ -41,8 +41,12 @@ class _HasCall(Protocol):
 
 def call_log_fields(call: cni_pb2.CniCall) -> dict[str, str]:
     """The log keys of one CNI call, read leniently: the call is validated later, by the handler."""
-    args = dict(item.partition("=")[::2] for item in call.args.split(";") if item)
-    namespace, name = args.get("K8S_POD_NAMESPACE", ""), args.get("K8S_POD_NAME", "")
+    namespace = name = ""
+    for item in call.args.split(";"):
+        if item.startswith("K8S_POD_NAMESPACE="):
+            namespace = item[len("K8S_POD_NAMESPACE=") :]
+        elif item.startswith("K8S_POD_NAME="):
+            name = item[len("K8S_POD_NAME=") :]
     return {
         "pod": f"{namespace}/{name}" if namespace and name else "",
         "container_id": call.container_id,
