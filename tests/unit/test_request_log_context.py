@@ -95,7 +95,7 @@ async def test_the_context_is_restored_after_the_call(error: Exception | None) -
 
 async def test_a_refused_call_is_one_error_line_with_its_reason_and_a_status() -> None:
     """A domain error is logged once, at error, with reason and CNI code, and leaves as a gRPC status."""
-    logs = await call(Servicer(PoolExhausted("pool blue exhausted")), POD)
+    logs = await call(Servicer(PoolExhausted("pool blue exhausted", details="0 of 254 free")), POD)
     failed = [line for line in logs if line["event"] == "request_failed"]
     assert failed == [
         {
@@ -104,6 +104,7 @@ async def test_a_refused_call_is_one_error_line_with_its_reason_and_a_status() -
             "reason": "POOL_EXHAUSTED",
             "cni_code": 100,
             "error": "pool blue exhausted",
+            "details": "0 of 254 free",
             "rpc": "Allocate",
             **POD,
         }

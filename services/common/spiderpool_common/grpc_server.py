@@ -59,8 +59,14 @@ def translate_errors(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
         try:
             return await method(self, request, context)
         except SpiderpoolError as err:
+            extra = {"details": err.details} if err.details else {}
             log.log(
-                err.log_level, "request_failed", reason=err.reason, cni_code=err.cni_code, error=err.message
+                err.log_level,
+                "request_failed",
+                reason=err.reason,
+                cni_code=err.cni_code,
+                error=err.message,
+                **extra,
             )
             await context.abort_with_status(rpc_status.to_status(to_grpc_status(err)))
             raise  # unreachable: abort raises
