@@ -634,6 +634,9 @@ class ServerThread:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="kubeapi", daemon=True)
         self.server: KubeApiServer = self._make_server(config)
+        # Coroutine functions run on the loop at stop, before the server's: helpers that serve on
+        # this loop (a test's webhook) close their sockets here, not at garbage collection.
+        self.on_stop: list[Callable[[], Coroutine[Any, Any, None]]] = []
 
     def _make_server(self, config: ServerConfig | None) -> KubeApiServer:
         """Build the server on its own loop (its asyncio objects belong there)."""
@@ -656,7 +659,13 @@ class ServerThread:
 
     def stop(self) -> None:
         if not self._loop.is_closed():
+            for cleanup in reversed(self.on_stop):
+                self.run(cleanup)
             self.run(self.server.stop)
+            # A closed transport releases its socket in a callback on the next loop iteration:
+            # let those run before the loop stops, or the sockets are left to garbage collection.
+            self.run(asyncio.sleep, 0)
+            self.run(asyncio.sleep, 0)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
             self._loop.close()
