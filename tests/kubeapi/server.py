@@ -166,6 +166,10 @@ class KubeApiServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        # A closed transport releases its socket in a callback on a later loop iteration: run
+        # those now, or a caller that closes its loop next leaves the sockets to garbage collection.
+        for _ in range(3):
+            await asyncio.sleep(0)
         if self._own_state_dir:
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
@@ -662,10 +666,6 @@ class ServerThread:
             for cleanup in reversed(self.on_stop):
                 self.run(cleanup)
             self.run(self.server.stop)
-            # A closed transport releases its socket in a callback on the next loop iteration:
-            # let those run before the loop stops, or the sockets are left to garbage collection.
-            self.run(asyncio.sleep, 0)
-            self.run(asyncio.sleep, 0)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
             self._loop.close()
