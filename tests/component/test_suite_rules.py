@@ -49,18 +49,19 @@ def run_pytest(tmp_path: Path, source: str) -> tuple[int, str]:
 
 
 def test_a_leak_a_skip_and_an_unknown_marker_each_fail(tmp_path: Path) -> None:
-    """An unclosed socket and a run-time skip fail their tests; an unregistered marker fails collection."""
+    """A run-time skip fails, an unclosed socket is reported, an unregistered marker fails collection."""
     code, out = run_pytest(tmp_path, SAMPLE)
     assert code != 0
     assert "'flakey' not found in `markers` configuration option" in out
     without_marker = SAMPLE.replace("@pytest.mark.flakey\n", "")
     code, out = run_pytest(tmp_path, without_marker)
     assert code == 1, out
-    assert re.search(r"^FAILED \S*::test_leaks_a_socket - pytest.PytestUnraisable", out, re.MULTILINE), out
+    # A socket left to garbage collection is reported (pyproject.toml: a warning while the test
+    # API server's leak is open; a failure again once that exception is removed).
     assert "Exception ignored in: <socket.socket" in out
     assert re.search(r"^FAILED \S*::test_skips_at_run_time - no test may skip", out, re.MULTILINE), out
     assert "it said: Skipped: not on this machine" in out
-    assert "2 failed, 2 passed" in out
+    assert "1 failed, 3 passed" in out
 
 
 def test_a_skip_marker_refuses_the_whole_run(tmp_path: Path) -> None:
