@@ -142,9 +142,10 @@ class KubeApiServer:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self.store.accept_watches()
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
         await self._runner.setup()
         ssl_ctx = None
         if self.ca is not None:
@@ -161,7 +162,7 @@ class KubeApiServer:
         write_kubeconfig(self.kubeconfig_path, self.url, self.config.admin_token, self.ca_pem)
 
     async def stop(self) -> None:
-        self.store.close_watchers()
+        self.store.close_watchers(for_good=True)
         await self.admission.close()
         if self._runner is not None:
             await self._runner.cleanup()
