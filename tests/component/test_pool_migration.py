@@ -75,7 +75,5 @@ async def test_a_predecessor_in_the_same_pool_is_freed_too_and_other_pods_are_un
     await engine.allocate(request("c1", pod_name="bare", pod_uid="", pod_annotations=in_pool("old")))
     await engine.allocate(request("b", pod_name="web", pod_annotations=in_pool("old")))
     await engine.allocate(request("c2", pod_name="bare", pod_uid="", pod_annotations=in_pool("old")))
-    holders = sorted(
-        r["podUid"] or r["containerID"] for r in (await allocated_in_store(store, "old")).values()
-    )
+    holders = sorted(r["podUid"] or r["cid"] for r in (await allocated_in_store(store, "old")).values())
     assert holders == ["cid-c1", "cid-c2", "uid-b", "uid-x"]

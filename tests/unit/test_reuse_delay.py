@@ -156,3 +156,28 @@ def test_picks_prefer_addresses_out_of_their_delay_and_never_a_held_one(
             assert picked == min(free - cooling)
         else:
             assert picked == min(cooling, key=lambda a: s.released.released_at(a) or 0.0)
+
+
+def size_in_status(text: str) -> int:
+    """The bytes the field takes in the stored status object: a JSON string, quotes escaped."""
+    return len(json.dumps({"releasedIPs": text}, separators=(",", ":"))) - 1  # one brace of two, a comma
+
+
+def test_the_persisted_list_fits_the_room_the_records_leave_newest_first() -> None:
+    """releasedIPs takes only the bytes below the status limit: the newest entries, in age order;
+    the oldest stay in memory but are not written."""
+    memory = ReleasedIPs(4)
+    for last in range(1, 11):
+        memory.note(ip(last), T0 + last)
+    everything = memory.encode({})
+    assert everything is not None
+    assert list(json.loads(everything)) == [f"10.0.0.{n}" for n in range(1, 11)]
+    stored = size_in_status(everything)
+    tight = memory.encode({}, room=stored // 2)
+    assert tight is not None
+    kept = list(json.loads(tight))
+    assert kept == [f"10.0.0.{n}" for n in range(11 - len(kept), 11)]
+    assert 0 < len(kept) < 10
+    assert size_in_status(tight) <= stored // 2
+    assert memory.encode({}, room=10) is None
+    assert len(memory) == 10

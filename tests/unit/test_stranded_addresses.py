@@ -38,7 +38,7 @@ OLD = holding(
     {
         "10.0.0.12": {"pod": "default/web-0", "podUid": "u0"},
         "10.0.0.35": {"pod": "default/web-1", "podUid": "u1"},
-        "10.0.0.36": {"pod": "", "podUid": "", "containerID": "ctr-7"},
+        "10.0.0.36": {"pod": "", "podUid": "", "cid": "ctr-7"},
         "10.0.0.20": {"pod": "default/kept", "podUid": "u2"},
     },
 )
