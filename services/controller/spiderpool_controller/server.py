@@ -88,6 +88,7 @@ def _engine_settings(settings: ControllerSettings) -> EngineSettings:
         required_families=settings.required_families,
         max_allocated_ips=settings.max_allocated_ips,
         conflict_quarantine_s=settings.conflict_quarantine_seconds,
+        ip_reuse_delay_s=settings.ip_reuse_delay_seconds,
     )
 
 

@@ -50,6 +50,9 @@ class ControllerSettings:
     enable_gateway_detection: bool = False
     # How long an address another host answered for stays out of allocation.
     conflict_quarantine_seconds: float = 600.0
+    # A released address stays out of circulation this long, unless nothing else is free
+    # (a pool's ipam.spidernet.io/ip-reuse-delay-seconds annotation overrides it).
+    ip_reuse_delay_seconds: float = 0.0
     # Mutual TLS of the gRPC port (all three, or none): PEM files, re-read when they change.
     tls_cert_file: str = ""
     tls_key_file: str = ""
@@ -115,6 +118,8 @@ class ControllerSettings:
             raise ValueError("setting max_allocated_ips: must be at least 1")
         if self.conflict_quarantine_seconds < 0:
             raise ValueError("setting conflict_quarantine_seconds: must not be negative")
+        if not 0 <= self.ip_reuse_delay_seconds <= 86_400:
+            raise ValueError("setting ip_reuse_delay_seconds: must be between 0 and 86400 (one day)")
         try:
             target = parse_listen(self.listen)
         except ValueError as exc:
@@ -207,6 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--conflict-quarantine-seconds",
         help="seconds a released conflicting address is not handed out again (default 600; 0: off)",
+    )
+    p.add_argument(
+        "--ip-reuse-delay-seconds",
+        help="seconds a released address waits before another pod gets it, unless no other is free "
+        "(default 0: at once; a pool's ipam.spidernet.io/ip-reuse-delay-seconds annotation overrides)",
     )
     tls = p.add_argument_group("mutual TLS of the gRPC port (clients must present a certificate of the CA)")
     tls.add_argument("--tls-cert-file", help="PEM certificate of this controller")

@@ -33,6 +33,8 @@ from spiderpool_common.grpc_errors import from_rpc_error
 from spiderpool_common.tls import TlsFiles
 from spiderpool_controller.domain import models
 
+from spiderpool_tools import stranded_check
+
 ENV_CONTROLLER = "SPIDERPOOL_CONTROLLER"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 NONE = "<none>"
@@ -428,6 +430,11 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("names", nargs="+", metavar="NAME")
     delete.add_argument("-n", "--namespace", help="namespace of namespaced kinds (default: default)")
     delete.set_defaults(run=cmd_delete)
+
+    check = commands.add_parser(
+        "check", help="list allocated addresses outside their pool's ranges (exit 1 when any)"
+    )
+    check.set_defaults(run=stranded_check.cmd_check)
     return parser
 
 

@@ -153,6 +153,12 @@ IPPOOL_STATUS = Obj(
         Field("allocatedIPs", string(), "JSON map of allocated IP to its record (pod, podUid, ...)."),
         Field("totalIPCount", int64(minimum=0), "Usable IPs: ips minus excludeIPs and reserved IPs."),
         Field("allocatedIPCount", int64(minimum=0), "IPs allocated now."),
+        Field(
+            "releasedIPs",
+            string(),
+            "JSON map of recently released IP to its release time (Unix seconds), kept for the "
+            "pool's reuse delay (this project's; absent when the delay is 0).",
+        ),
     ),
     "Allocations, written by the controller only.",
 )

@@ -30,6 +30,8 @@ from typing import Any, NoReturn
 from spiderpool_common.errors import Conflict, InvalidObject
 
 from spiderpool_controller.domain import coordinator_spec, crd_schema, models
+from spiderpool_controller.domain import released_ips as reuse_delay
+from spiderpool_controller.domain import stranded as stranded_rule
 from spiderpool_controller.domain.ipset import IPSet, parse_ip, parse_range
 
 Obj = dict[str, Any]
@@ -699,6 +701,7 @@ def _validate(obj: Obj, peers: Sequence[Obj], settings: ValidationSettings, *, u
         report = _reporter(obj)
         for key in _SELECTOR_FIELDS:
             _check_selector(report, f"spec.{key}", spec.get(key), non_empty=key == "podAffinity")
+        _check_pool_annotations(report, obj["metadata"].get("annotations") or {})
     _check_peers(obj, kind, fam, ips, peers)
     _check_subnet_members(kind, fam, ips, peers, settings, updating=updating)
 
@@ -711,13 +714,19 @@ def validate_create(obj: Obj, peers: Sequence[Obj] = (), settings: ValidationSet
     _validate(obj, peers, settings or ValidationSettings(), updating=False)
 
 
-def _holder(record: models.AllocationRecord) -> str:
-    """Who holds an address, for messages: the pod, else (outside Kubernetes) the container."""
-    if record.pod.strip("/"):
-        return f"Pod {record.pod}"
-    if record.container_id:
-        return f"container {record.container_id}"
-    return f"allocation {record.identity or '(unknown owner)'}"
+def _check_pool_annotations(report: _Reporter, annotations: dict[str, str]) -> None:
+    """This project's pool annotations: the reuse delay and the forced range change."""
+    delay = annotations.get(reuse_delay.ANNOTATION)
+    if delay is not None:
+        try:
+            reuse_delay.parse_delay(delay)
+        except ValueError as err:
+            report.fail(f"metadata.annotations[{reuse_delay.ANNOTATION}]", str(err))
+    force = annotations.get(stranded_rule.FORCE_ANNOTATION)
+    if force is not None and force.lower() not in ("true", "false"):
+        report.fail(
+            f"metadata.annotations[{stranded_rule.FORCE_ANNOTATION}]", f'{force!r} is not "true" or "false"'
+        )
 
 
 def validate_update(
@@ -753,15 +762,26 @@ def validate_update(
                 "create a new object for another subnet",
             )
     _validate(new, peers, settings or ValidationSettings(), updating=True)
-    if kind == models.KIND_IPPOOL:
-        ips = effective_ips(new)
-        for ip, record in sorted(models.IPPool.from_dict(old).allocated.items()):
-            if ip not in ips:
-                report.fail(
-                    "spec.ips",
-                    f"remove an IP address {ip} that is being used by {_holder(record)}; "
-                    "a pool's IPs are spec.ips minus spec.excludeIPs",
-                )
+    if kind == models.KIND_IPPOOL and not stranded_rule.forced(new.get("metadata") or {}):
+        _check_nothing_stranded(report, old, new)
+
+
+def _check_nothing_stranded(report: _Reporter, old: Obj, new: Obj) -> None:
+    """Refuse ranges that would leave allocated addresses outside the pool, naming them all
+    (``stranded``; the pool annotation ``ippool-force-range-change: "true"`` lets it pass)."""
+    found = stranded_rule.stranded(models.IPPool.from_dict(new), models.IPPool.from_dict(old).allocated)
+    if not found:
+        return
+    if len(found) == 1:  # upstream's words for its one address
+        head = f"remove an IP address {found[0].ip} that is being used by {found[0].holder}"
+    else:
+        head = f"remove {len(found)} IP addresses that are being used: {stranded_rule.describe(found)}"
+    report.fail(
+        "spec.ips",
+        f"{head}; a pool's IPs are spec.ips minus spec.excludeIPs. To change the ranges anyway, "
+        f'annotate the pool {stranded_rule.FORCE_ANNOTATION}: "true" (the pods keep their '
+        "addresses; spiderpoolctl check lists them)",
+    )
 
 
 def allocated_count(obj: Obj) -> int:

@@ -84,6 +84,7 @@ def to_domain(req: ipam_pb2.AllocateRequest) -> AllocationRequest:
         owner_replicas=req.owner.replicas,
         owner_exists=req.owner.exists,
         multus_name=req.multus_name,
+        requested_ips=tuple(req.requested_ips),
     )
 
 
