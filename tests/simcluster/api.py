@@ -1,10 +1,11 @@
 """A small synchronous client of the simulated cluster's API server, for the harness, the tests and the demo.
 
-Standard library only (http.client over TLS with the kubeconfig's CA and token, one keep-alive connection per
-thread, reconnecting when the server closed it): the tests are synchronous, and reading a pod or a pool while
-waiting on a condition should not need an event loop. Plain dicts in and out; a failed call raises `ApiError`
-with the HTTP status and the Status message. Writes in tests go through kubectl, as a user's would; this client
-reads, and writes only what kubectl cannot express simply (merge patches of status, deletes with options).
+Standard library only (http.client over TLS with the kubeconfig's CA and token, one keep-alive connection
+per thread, reconnecting when the server closed it): the tests are synchronous, and reading a pod or a pool
+while waiting on a condition should not need an event loop. Plain dicts in and out; a failed call raises
+`ApiError` with the HTTP status and the Status message. Writes in tests go through kubectl, as a user's
+would; this client reads, and writes only what kubectl cannot express simply (merge patches of status,
+deletes with options).
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ class SyncApi:
         config = yaml.safe_load(path.read_text())
         cluster = config["clusters"][0]["cluster"]
         ca = cluster.get("certificate-authority-data")
-        return cls(cluster["server"], config["users"][0]["user"]["token"], base64.b64decode(ca) if ca else None)
+        return cls(
+            cluster["server"], config["users"][0]["user"]["token"], base64.b64decode(ca) if ca else None
+        )
 
     def _connection(self) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)

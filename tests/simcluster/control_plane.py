@@ -34,7 +34,8 @@ from spiderpool_common.kube.config import api_client
 from spiderpool_common.kube.informer import Informer, object_key
 from spiderpool_common.kube.rest import KubeError, KubeRest
 
-from . import scheduling, workload_rules as rules
+from . import scheduling
+from . import workload_rules as rules
 
 log = logging.getLogger("control-plane")
 
@@ -132,9 +133,13 @@ class ControlPlane:
         self.nodes = Informer(rest, "/api/v1/nodes", handler=self._on_node)
         self.pods = Informer(rest, "/api/v1/pods", handler=self._on_pod)
         self.informers = {
-            "deployments": Informer(rest, "/apis/apps/v1/deployments", handler=self._owner_event("deployments")),
+            "deployments": Informer(
+                rest, "/apis/apps/v1/deployments", handler=self._owner_event("deployments")
+            ),
             "replicasets": Informer(rest, "/apis/apps/v1/replicasets", handler=self._on_replicaset),
-            "statefulsets": Informer(rest, "/apis/apps/v1/statefulsets", handler=self._owner_event("statefulsets")),
+            "statefulsets": Informer(
+                rest, "/apis/apps/v1/statefulsets", handler=self._owner_event("statefulsets")
+            ),
             "jobs": Informer(rest, "/apis/batch/v1/jobs", handler=self._owner_event("jobs")),
         }
         self.queues = {
@@ -174,7 +179,9 @@ class ControlPlane:
         owner = rules.controller_of(pod)
         if owner and owner.get("kind") in OWNER_KINDS:
             owner_key = f"{meta.get('namespace')}/{owner['name']}"
-            self.expectations.observed(f"{owner['kind']}/{owner_key}", meta.get("name", ""), event == "DELETED")
+            self.expectations.observed(
+                f"{owner['kind']}/{owner_key}", meta.get("name", ""), event == "DELETED"
+            )
             self.queues[OWNER_KINDS[owner["kind"]]].add(owner_key)
 
     def owned_pods(self, owner: Obj) -> list[Obj]:
@@ -183,7 +190,8 @@ class ControlPlane:
         return [
             p
             for p in self.pods.items()
-            if rules.meta(p).get("namespace") == namespace and (rules.controller_of(p) or {}).get("uid") == uid
+            if rules.meta(p).get("namespace") == namespace
+            and (rules.controller_of(p) or {}).get("uid") == uid
         ]
 
     # --- scheduler ----------------------------------------------------------------------------------------
@@ -278,7 +286,8 @@ class ControlPlane:
         owned = [
             rs
             for rs in self.informers["replicasets"].items()
-            if rules.meta(rs).get("namespace") == namespace and (rules.controller_of(rs) or {}).get("uid") == uid
+            if rules.meta(rs).get("namespace") == namespace
+            and (rules.controller_of(rs) or {}).get("uid") == uid
         ]
         plan = rules.deployment_plan(deploy, owned)
         base = f"/apis/apps/v1/namespaces/{namespace}/replicasets"
@@ -310,7 +319,9 @@ class ControlPlane:
         pods = self.owned_pods(sts)
         namespace, name = split_key(key)
         await self._write_status(
-            f"/apis/apps/v1/namespaces/{namespace}/statefulsets/{name}", sts, rules.statefulset_status(sts, pods)
+            f"/apis/apps/v1/namespaces/{namespace}/statefulsets/{name}",
+            sts,
+            rules.statefulset_status(sts, pods),
         )
 
     async def sync_job(self, key: str) -> None:
@@ -363,11 +374,15 @@ async def amain(kubeconfig: str, ready_file: Path | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tests.simcluster.control_plane", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m tests.simcluster.control_plane", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--kubeconfig", required=True)
     p.add_argument("--ready-file", type=Path, help="written once every informer has synced")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr
+    )
     asyncio.run(amain(args.kubeconfig, args.ready_file))
     return 0
 

@@ -1,17 +1,18 @@
-"""The kubelet stand-in (with Multus inside): `python -m tests.simcluster.kubelet --node NAME ...`, one per node.
+"""The kubelet stand-in, Multus inside: `python -m tests.simcluster.kubelet --node NAME ...`, one per node.
 
 It runs inside its node (network and mount namespaces, see node_host.py), as a kubelet does, and does the
 kubelet's networking part through the API:
 
 - registers its Node (labels `kubernetes.io/hostname`, `kubernetes.io/os`, the given ones; Ready with the
   node's InternalIPs), then watches the Pods bound to it (`spec.nodeName=<node>`, an informer);
-- for a new pod: resolves its attachments (multus.py: the cluster network from the first configuration file in
-  `--cni-conf-dir`, as `/etc/cni/net.d`, then one delegate per `k8s.v1.cni.cncf.io/networks` entry from its
-  NetworkAttachmentDefinition), creates the sandbox (sandbox.py: namespace, ADD in order, undo on failure),
-  writes the `k8s.v1.cni.cncf.io/network-status` annotation (and `sim.spiderpool.io/sandbox` and
-  `sim.spiderpool.io/netns`, the current sandbox's ID and network namespace, for tests), then the status (`podIPs`, `Running`, Ready: pod_status.py). A failure leaves the pod Pending
-  with the error in its condition and a `FailedCreatePodSandBox` Event, and is retried with backoff (1 s
-  doubling to 10 s), as the kubelet retries sandbox creation;
+- for a new pod: resolves its attachments (multus.py: the cluster network from the first configuration file
+  in `--cni-conf-dir`, as `/etc/cni/net.d`, then one delegate per `k8s.v1.cni.cncf.io/networks` entry from
+  its NetworkAttachmentDefinition), creates the sandbox (sandbox.py: namespace, ADD in order, undo on
+  failure), writes the `k8s.v1.cni.cncf.io/network-status` annotation (and `sim.spiderpool.io/sandbox` and
+  `sim.spiderpool.io/netns`, the current sandbox's ID and network namespace, for tests), then the status
+  (`podIPs`, `Running`, Ready: pod_status.py). A failure leaves the pod Pending with the error in its
+  condition and a `FailedCreatePodSandBox` Event, and is retried with backoff (1 s doubling to 10 s), as the
+  kubelet retries sandbox creation;
 - a pod deleted (gone from the watch: the test API server removes pods at once) or terminating: DEL in
   reverse, namespace removed;
 - a pod with restartPolicy Never or OnFailure (a Job's) finishes after `sim.spiderpool.io/run-seconds`
@@ -22,12 +23,12 @@ kubelet's networking part through the API:
   `no-del`: ADD of the new one, the old namespace removed without any DEL (the CNI cache keeps the old
   attachments, which the next start's GC deletes);
 - at start, before handling any event: sandboxes whose pod is gone (deleted while the kubelet was down) get
-  their DEL, retired ones too, then CNI GC of the runtime's cache with the live sandboxes' attachments as the
-  valid ones (libcni: a DEL for every other cached attachment, and GC for 1.1.0 configurations);
+  their DEL, retired ones too, then CNI GC of the runtime's cache with the live sandboxes' attachments as
+  the valid ones (libcni: a DEL for every other cached attachment, and GC for 1.1.0 configurations);
 - stopping (SIGTERM) leaves every sandbox as it is (a kubelet restart does not tear pods down).
 
-At most `--max-parallel` sandboxes are created or deleted at once (threads: the CNI runtime blocks); events of
-one pod are handled in order, pods in parallel.
+At most `--max-parallel` sandboxes are created or deleted at once (threads: the CNI runtime blocks); events
+of one pod are handled in order, pods in parallel.
 """
 
 from __future__ import annotations
@@ -201,7 +202,9 @@ class Kubelet:
         nads = {}
         for selection in [s for s in (override, *extra) if s is not None]:
             try:
-                nads[selection.key] = await self.rest.get(multus.nad_path(selection.namespace, selection.name))
+                nads[selection.key] = await self.rest.get(
+                    multus.nad_path(selection.namespace, selection.name)
+                )
             except KubeError as exc:
                 if not exc.not_found:
                     raise
@@ -230,7 +233,9 @@ class Kubelet:
             return
         retired = self.runner.retire(old)
         if await self.create(pod, kill) is None:
-            self.store.save(replace(retired, retired=False))  # the old sandbox stays the pod's until one works
+            self.store.save(
+                replace(retired, retired=False)
+            )  # the old sandbox stays the pod's until one works
             return
         if mode == "late-del":
             await self.teardown(retired)
@@ -253,7 +258,8 @@ class Kubelet:
         meta = pod["metadata"]
         with contextlib.suppress(KubeError):
             await self.rest.merge_patch(
-                pod_path(meta["namespace"], meta["name"]) + "/status", {"status": pod_status.succeeded(pod, now())}
+                pod_path(meta["namespace"], meta["name"]) + "/status",
+                {"status": pod_status.succeeded(pod, now())},
             )
 
     # --- reporting ----------------------------------------------------------------------------------------
@@ -264,8 +270,11 @@ class Kubelet:
         meta = pod["metadata"]
         path = pod_path(meta["namespace"], meta["name"])
         if results is None:
-            results = {a.ifname: self.runner.runtime.cached_result(
-                str(a.config.get("name", "")), record.sandbox_id, a.ifname) or {} for a in record.attachments}  # fmt: skip
+            cached = self.runner.runtime.cached_result
+            results = {
+                a.ifname: cached(str(a.config.get("name", "")), record.sandbox_id, a.ifname) or {}
+                for a in record.attachments
+            }
         statuses = [
             multus.AttachmentStatus(a.network, a.ifname, results.get(a.ifname) or {}, a.default)
             for a in record.attachments
@@ -303,7 +312,9 @@ class Kubelet:
         uid = meta["uid"]
         failures = self._failures[uid] = self._failures.get(uid, 0) + 1
         delay = min(10.0, 2.0 ** (failures - 1))
-        log.warning("sandbox of %s/%s failed (retry in %.0fs): %s", meta["namespace"], meta["name"], delay, message)
+        log.warning(
+            "sandbox of %s/%s failed (retry in %.0fs): %s", meta["namespace"], meta["name"], delay, message
+        )
         text = f"Failed to create pod sandbox: {message}"[:1000]
         with contextlib.suppress(KubeError):
             await self.rest.merge_patch(
@@ -346,7 +357,8 @@ class Kubelet:
         }
         try:
             await self.rest.create(
-                "/api/v1/nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels}}
+                "/api/v1/nodes",
+                {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels}},
             )
         except KubeError as exc:
             if not exc.conflict:
@@ -370,7 +382,11 @@ class Kubelet:
                         }
                     ],
                     "addresses": addresses,
-                    "nodeInfo": {"kubeletVersion": "v1.37.1-sim", "operatingSystem": "linux", "architecture": "amd64"},
+                    "nodeInfo": {
+                        "kubeletVersion": "v1.37.1-sim",
+                        "operatingSystem": "linux",
+                        "architecture": "amd64",
+                    },
                 }
             },
         )
@@ -378,12 +394,17 @@ class Kubelet:
     # --- start --------------------------------------------------------------------------------------------
 
     async def gc_at_start(self) -> None:
-        """DEL of sandboxes whose pod is gone (or that were retired), then CNI GC with the live ones as valid."""
+        """DEL of sandboxes whose pod is gone (or retired), then CNI GC with the live ones as valid."""
         live = []
         for record in self.store.all():
             pod = self.pods.get(record.uid)
             if pod is None or record.retired:
-                log.info("start: sandbox %s of a gone pod %s/%s", record.sandbox_id[:12], record.namespace, record.name)
+                log.info(
+                    "start: sandbox %s of a gone pod %s/%s",
+                    record.sandbox_id[:12],
+                    record.namespace,
+                    record.name,
+                )
                 await self.teardown(record)
             else:
                 live.append(record)
@@ -426,7 +447,9 @@ def parse_labels(text: str) -> dict[str, str]:
 
 
 def parse_args(argv: Sequence[str] | None) -> KubeletConfig:
-    p = argparse.ArgumentParser(prog="python -m tests.simcluster.kubelet", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m tests.simcluster.kubelet", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--node", required=True)
     p.add_argument("--kubeconfig", required=True)
     p.add_argument("--cni-conf-dir", type=Path, required=True)
@@ -472,7 +495,9 @@ async def amain(config: KubeletConfig) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr
+    )
     asyncio.run(amain(parse_args(argv)))
     return 0
 

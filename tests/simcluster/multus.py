@@ -1,23 +1,24 @@
 """Multus' part of the kubelet stand-in: which delegates a pod gets, with which CNI_ARGS, and what it reports.
 
-Owns the pure rules (reference cni-and-peers.md 4.1-4.3; multus-cni `pkg/types/conf.go`, `pkg/k8sclient`), so
-the kubelet stand-in only wires them to the API and the CNI runtime:
+Owns the pure rules (reference cni-and-peers.md 4.1-4.3; multus-cni `pkg/types/conf.go`, `pkg/k8sclient`),
+so the kubelet stand-in only wires them to the API and the CNI runtime:
 
-- The pod's networks: `k8s.v1.cni.cncf.io/networks` in either of Multus' forms, a comma-separated text list of
-  `[namespace/]name[@interface]` or a JSON list of selection elements (`name`, `namespace`, `interface`, `ips`,
-  `mac`, `cni-args`, `default-route`); a value holding `[`, `{` or `"` is JSON, as Multus decides. The pod's
-  namespace is the default namespace of an entry. The cluster (default) network is replaced by the pod's
-  `v1.multus-cni.io/default-network` when it names one.
+- The pod's networks: `k8s.v1.cni.cncf.io/networks` in either of Multus' forms, a comma-separated text list
+  of `[namespace/]name[@interface]` or a JSON list of selection elements (`name`, `namespace`, `interface`,
+  `ips`, `mac`, `cni-args`, `default-route`); a value holding `[`, `{` or `"` is JSON, as Multus decides.
+  The pod's namespace is the default namespace of an entry. The cluster (default) network is replaced by the
+  pod's `v1.multus-cni.io/default-network` when it names one.
 - Interface names: the cluster network is `eth0`; entry `i` of the list is `net{i+1}` unless it names its
   `interface` (Multus numbers delegates by position, so an entry with its own name still uses up a number).
 - CNI_ARGS for every delegate, in Multus' order: `IgnoreUnknown=true`, `K8S_POD_NAMESPACE`, `K8S_POD_NAME`,
   `K8S_POD_INFRA_CONTAINER_ID` (the sandbox ID), `K8S_POD_UID`.
-- Per-attachment runtimeConfig (CNI capability args) from the selection element: `ips` and `mac`; the element's
-  `cni-args` go into the delegate's `args.cni` (CONVENTIONS.md "args in network config").
+- Per-attachment runtimeConfig (CNI capability args) from the selection element: `ips` and `mac`; the
+  element's `cni-args` go into the delegate's `args.cni` (CONVENTIONS.md "args in network config").
 - A NetworkAttachmentDefinition's `spec.config` is a conflist or a single plugin config (JSON in a string).
 - The `k8s.v1.cni.cncf.io/network-status` annotation: one entry per attachment in order, `name` (the cluster
-  network's name, `namespace/name` for a NAD), `interface`, `ips` without prefix length, `mac`, `default` (true
-  for the interface carrying the pod IP: the cluster network's), `dns`, and `gateway` when the result has one.
+  network's name, `namespace/name` for a NAD), `interface`, `ips` without prefix length, `mac`, `default`
+  (true for the interface carrying the pod IP: the cluster network's), `dns`, and `gateway` when the result
+  has one.
 
 A malformed annotation or NAD raises `MultusError` with the message Multus would log; the kubelet reports it
 as a sandbox creation failure and retries, as the real one does.
@@ -237,14 +238,16 @@ def requested_networks(pod: Mapping[str, Any]) -> tuple[Selection | None, list[S
     meta = pod.get("metadata") or {}
     annotations = meta.get("annotations") or {}
     namespace = str(meta.get("namespace", "default"))
-    return default_network_override(annotations, namespace), parse_networks(annotations.get(NETWORKS, ""), namespace)
+    return default_network_override(annotations, namespace), parse_networks(
+        annotations.get(NETWORKS, ""), namespace
+    )
 
 
 def plan_attachments(
     pod: Mapping[str, Any], cluster_network: Mapping[str, Any], nads: Mapping[str, Mapping[str, Any]]
 ) -> list[Attachment]:
-    """Every attachment of the pod in order: eth0 from the cluster network (or the pod's default-network NAD),
-    then one per selection element; ``nads`` holds the NADs by ``namespace/name`` (a missing one is an error)."""
+    """Every attachment of the pod in order: eth0 from the cluster network (or the pod's default-network
+    NAD), then one per selection element; ``nads``: the NADs by ``namespace/name`` (missing: an error)."""
     override, extra = requested_networks(pod)
 
     def nad(selection: Selection) -> dict[str, Any]:
@@ -256,7 +259,9 @@ def plan_attachments(
     if override is not None:
         first = Attachment(override.key, FIRST_IFNAME, nad(override), default=True)
     else:
-        first = Attachment(str(cluster_network.get("name", "")), FIRST_IFNAME, dict(cluster_network), default=True)
+        first = Attachment(
+            str(cluster_network.get("name", "")), FIRST_IFNAME, dict(cluster_network), default=True
+        )
     out = [first]
     for selection, ifname in zip(extra, interface_names(extra), strict=True):
         out.append(

@@ -1,23 +1,24 @@
 """A node's own filesystem view: what lets every node use the production paths although they share one disk.
 
 Decision. Real nodes each have their own `/var/run/spidernet/spiderpool.sock`, `/var/lib/spiderpool/agent`
-(journal, DEL spool), `/var/log/spidernet` and `/var/lib/cni`. A NetworkAttachmentDefinition is one object for
-the whole cluster, so its CNI configuration cannot name a per-node socket: users' NADs (and upstream's
-SpiderMultusConfig) name none and rely on the default. To run those configurations unchanged, each node gets a
-private mount namespace in which the node's directory is bind-mounted over `/run` and `/var` (so `/var/run`,
-a symlink to `/run`, follows): the agent and the CNI plugins then use their defaults, exactly what the Helm
-chart renders, and nodes never see each other's files. Nothing is created on the machine's own `/run` or `/var`.
+(journal, DEL spool), `/var/log/spidernet` and `/var/lib/cni`. A NetworkAttachmentDefinition is one object
+for the whole cluster, so its CNI configuration cannot name a per-node socket: users' NADs (and upstream's
+SpiderMultusConfig) name none and rely on the default. To run those configurations unchanged, each node gets
+a private mount namespace in which the node's directory is bind-mounted over `/run` and `/var` (so
+`/var/run`, a symlink to `/run`, follows): the agent and the CNI plugins then use their defaults, exactly
+what the Helm chart renders, and nodes never see each other's files. Nothing is created on the machine's own
+`/run` or `/var`.
 
-How. A holder process per node (`unshare --mount --propagation unchanged`, then `nsenter --net` into the node's
-network namespace, then a small shell script that ends in `sleep`) owns that mount namespace; every node process
-(agent, kubelet stand-in, and the CNI plugins the kubelet runs) joins it and the node's network namespace with
-`nsenter --target HOLDER --mount --net`. The script first makes private, in its own copy, exactly the mounts it
-changes (the ones holding `/`, `/run`, `/var` and the node directory, and `/sys` recursively), so nothing it
-mounts propagates to the machine, while `/run/netns` keeps its shared propagation with the machine's: a pod
-namespace the kubelet creates with `ip netns add` inside the node is visible to the tests and to cleanup in the
-root namespace, and removing one from the root removes it everywhere. `/sys` is remounted so that it shows the
-node's links, as `ip netns exec` does. The holder outlives the node's processes (a restarted agent or kubelet
-finds its state), and is stopped last.
+How. A holder process per node (`unshare --mount --propagation unchanged`, then `nsenter --net` into the
+node's network namespace, then a small shell script that ends in `sleep`) owns that mount namespace; every
+node process (agent, kubelet stand-in, and the CNI plugins the kubelet runs) joins it and the node's network
+namespace with `nsenter --target HOLDER --mount --net`. The script first makes private, in its own copy,
+exactly the mounts it changes (the ones holding `/`, `/run`, `/var` and the node directory, and `/sys`
+recursively), so nothing it mounts propagates to the machine, while `/run/netns` keeps its shared
+propagation with the machine's: a pod namespace the kubelet creates with `ip netns add` inside the node is
+visible to the tests and to cleanup in the root namespace, and removing one from the root removes it
+everywhere. `/sys` is remounted so that it shows the node's links, as `ip netns exec` does. The holder
+outlives the node's processes (a restarted agent or kubelet finds its state), and is stopped last.
 """
 
 from __future__ import annotations
@@ -91,14 +92,20 @@ class NodeHost:
             "sh", "-c", HOLDER_SCRIPT, "node-host", str(self.root),
         ]  # fmt: skip
         self.proc = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         assert self.proc.stdout is not None
         line = _readline(self.proc.stdout, timeout_s)
         if line.strip() != b"ready":
             self.stop()
             rest = self.proc.stdout.read().decode(errors="replace") if self.proc.stdout else ""
-            raise NodeHostError(f"node host for {self.netns.name} failed: {line.decode(errors='replace')}{rest}")
+            raise NodeHostError(
+                f"node host for {self.netns.name} failed: {line.decode(errors='replace')}{rest}"
+            )
         self.proc.stdout.close()
 
     @property
@@ -130,7 +137,9 @@ class NodeHost:
         )
 
     def run(self, args: Sequence[str], *, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.command(args), capture_output=True, text=True, timeout=timeout, check=False)
+        return subprocess.run(
+            self.command(args), capture_output=True, text=True, timeout=timeout, check=False
+        )
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -1,13 +1,13 @@
 """The pod status the kubelet stand-in writes, as the kubelet would (pure).
 
 Owns the shape of `status` after sandbox creation: `podIP`/`podIPs` are the cluster network's (eth0's)
-addresses, IPv4 first then IPv6, without prefix length (the kubelet takes them from the CRI's sandbox status,
-which reports the default interface only); `hostIP`/`hostIPs` the node's; `phase: Running` with the
-`PodReadyToStartContainers`, `Initialized`, `Ready`, `ContainersReady` and `PodScheduled` conditions true and a
-running status per container, so `kubectl get pods` shows READY `n/n` and `Running`. A sandbox that cannot be
-created leaves the pod `Pending` with `PodReadyToStartContainers` false and the CNI error as its message, which
-is where `kubectl describe` would show it. A finished pod (restartPolicy Never/OnFailure, see kubelet) is
-`Succeeded` with terminated containers and not ready.
+addresses, IPv4 first then IPv6, without prefix length (the kubelet takes them from the CRI's sandbox
+status, which reports the default interface only); `hostIP`/`hostIPs` the node's; `phase: Running` with the
+`PodReadyToStartContainers`, `Initialized`, `Ready`, `ContainersReady` and `PodScheduled` conditions true
+and a running status per container, so `kubectl get pods` shows READY `n/n` and `Running`. A sandbox that
+cannot be created leaves the pod `Pending` with `PodReadyToStartContainers` false and the CNI error as its
+message, which is where `kubectl describe` would show it. A finished pod (restartPolicy Never/OnFailure, see
+kubelet) is `Succeeded` with terminated containers and not ready.
 """
 
 from __future__ import annotations
@@ -61,7 +61,9 @@ def _containers(pod: Mapping[str, Any], state: Obj, ready: bool, container_id: s
     return out
 
 
-def running(pod: Mapping[str, Any], ips: Sequence[str], host_ips: Sequence[str], sandbox_id: str, now: str) -> Obj:
+def running(
+    pod: Mapping[str, Any], ips: Sequence[str], host_ips: Sequence[str], sandbox_id: str, now: str
+) -> Obj:
     status: Obj = {
         "phase": "Running",
         "conditions": _conditions(now, ready=True, sandbox_ready=True),

@@ -100,5 +100,7 @@ def wait_ready(procs: list[Proc], deadline_s: float, interval_s: float = 0.05) -
             return
         if time.monotonic() >= deadline:
             tails = "\n".join(f"--- {p.name}:\n{p.log_tail()}" for p in pending)
-            raise ProcessError(f"not ready after {deadline_s:g}s: {', '.join(p.name for p in pending)}\n{tails}")
+            raise ProcessError(
+                f"not ready after {deadline_s:g}s: {', '.join(p.name for p in pending)}\n{tails}"
+            )
         time.sleep(interval_s)

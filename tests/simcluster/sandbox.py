@@ -1,18 +1,22 @@
-"""Pod sandboxes of the kubelet stand-in: the network namespace, the CNI attachments, and their records on disk.
+"""Pod sandboxes of the kubelet stand-in: the network namespace, the CNI attachments, and their records on
+disk.
 
 Owns the blocking work of one sandbox (run in a thread by the kubelet) and what survives a kubelet restart:
 
-- A sandbox is a fresh network namespace, a sandbox (infra container) ID of 64 hex digits as container runtimes
-  make them, and the pod's attachments in order (eth0 from the cluster network, then the Multus delegates).
-- The record is written before the first ADD (`<state>/sandboxes/<sandbox id>.json`, atomically), holding every
-  attachment's network configuration, CNI_ARGS and capability args, as Multus keeps its delegates per container:
-  DEL then works the same after the pod, a NetworkAttachmentDefinition or the kubelet itself is gone.
+- A sandbox is a fresh network namespace, a sandbox (infra container) ID of 64 hex digits as container
+  runtimes make them, and the pod's attachments in order (eth0 from the cluster network, then the Multus
+  delegates).
+- The record is written before the first ADD (`<state>/sandboxes/<sandbox id>.json`, atomically), holding
+  every attachment's network configuration, CNI_ARGS and capability args, as Multus keeps its delegates per
+  container: DEL then works the same after the pod, a NetworkAttachmentDefinition or the kubelet itself is
+  gone.
 - ADD runs the attachments in order; if one fails, DEL runs for every attachment tried so far, in reverse
   (including the failing one: Debian's macvlan leaves its link behind on an IPAM failure), the namespace is
   removed and the record dropped, so a failed sandbox leaves nothing (Multus' and the kubelet's rule).
-- DEL runs in reverse order; a failing DEL is retried (`attempts`) and then reported, keeping the record so that
-  the kubelet's next pass (or its GC at start) tries again.
-- `retire` marks a sandbox replaced by a newer one of the same pod (sandbox re-creation) without running DEL yet.
+- DEL runs in reverse order; a failing DEL is retried (`attempts`) and then reported, keeping the record so
+  that the kubelet's next pass (or its GC at start) tries again.
+- `retire` marks a sandbox replaced by a newer one of the same pod (sandbox re-creation) without running DEL
+  yet.
 """
 
 from __future__ import annotations
@@ -130,7 +134,9 @@ class SandboxError(RuntimeError):
 class SandboxRunner:
     """Creates and deletes sandboxes with the CNI runtime; blocking (the kubelet calls it from threads)."""
 
-    def __init__(self, runtime: CniRuntime, store: SandboxStore, netns_prefix: str, del_attempts: int = 3) -> None:
+    def __init__(
+        self, runtime: CniRuntime, store: SandboxStore, netns_prefix: str, del_attempts: int = 3
+    ) -> None:
         self.runtime = runtime
         self.store = store
         self.netns_prefix = netns_prefix
@@ -187,7 +193,7 @@ class SandboxRunner:
         self.store.remove(record.sandbox_id)
 
     def abandon(self, record: SandboxRecord) -> None:
-        """The sandbox died without DEL: its namespace goes, the CNI cache keeps its attachments (GC finds them)."""
+        """The sandbox died without DEL: its namespace goes, the CNI cache keeps its attachments (for GC)."""
         NetNs(record.netns).delete()
         self.store.remove(record.sandbox_id)
 
@@ -197,7 +203,7 @@ class SandboxRunner:
         return retired
 
     def gc(self, keep: Sequence[SandboxRecord]) -> list[str]:
-        """CNI GC of the runtime's cache: every cached attachment not of ``keep`` gets its DEL (libcni's GC)."""
+        """CNI GC of the runtime's cache: each cached attachment not of ``keep`` gets its DEL (as libcni)."""
         valid = [(r.sandbox_id, a.ifname) for r in keep for a in r.attachments]
         errors = []
         for network, config in self._cached_networks().items():

@@ -1,18 +1,18 @@
 """The scheduler stand-in's decision: which node a pod may run on, round robin among the feasible ones.
 
-Owns the pure placement rules the simulated cluster needs (kube-scheduler's filters that matter to an IPAM with
-node-affine pools), so the wiring in `control_plane.py` only watches and binds:
+Owns the pure placement rules the simulated cluster needs (kube-scheduler's filters that matter to an IPAM
+with node-affine pools), so the wiring in `control_plane.py` only watches and binds:
 
 - a node is a candidate when it is Ready (a lost node marked NotReady gets nothing new) and not
   `spec.unschedulable`;
 - `spec.nodeSelector`: every key equals the node's label;
-- `spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms`: the terms are
-  ORed, each term's `matchExpressions` (on labels) and `matchFields` (only `metadata.name`, as upstream) ANDed;
-  operators In, NotIn, Exists, DoesNotExist, Gt, Lt. An empty term list matches nothing, as upstream;
+- `spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms`: the terms
+  are ORed, each term's `matchExpressions` (on labels) and `matchFields` (only `metadata.name`, as upstream)
+  ANDed; operators In, NotIn, Exists, DoesNotExist, Gt, Lt. An empty term list matches nothing, as upstream;
 - `spec.nodeName` already set: not this scheduler's pod.
 
-Among the feasible nodes the choice is round robin over the node names in sorted order, continuing from the last
-pick, so a burst of pods spreads evenly over the nodes (what the benchmark needs; no scoring).
+Among the feasible nodes the choice is round robin over the node names in sorted order, continuing from the
+last pick, so a burst of pods spreads evenly over the nodes (what the benchmark needs; no scoring).
 """
 
 from __future__ import annotations
@@ -82,12 +82,9 @@ def feasible(pod: Mapping[str, Any], node: NodeInfo) -> bool:
     selector = spec.get("nodeSelector") or {}
     if any(node.labels.get(k) != v for k, v in selector.items()):
         return False
-    required = (
-        ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
-            "requiredDuringSchedulingIgnoredDuringExecution"
-        )
-        or None
-    )
+    required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or None
     if required is None:
         return True
     return any(_term_matches(term, node) for term in required.get("nodeSelectorTerms") or [])

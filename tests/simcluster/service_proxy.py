@@ -1,12 +1,14 @@
-"""A Service for the controller replicas: `python -m tests.simcluster.service_proxy --listen A --backend B ...`.
+"""A Service for the controller replicas: `python -m tests.simcluster.service_proxy --listen A --backend B
+...`.
 
 In a cluster the agents reach the controllers through a Service (`spiderpool-controller`), which kube-proxy
 turns into a per-connection choice among the ready endpoints; a replica that is gone stops receiving new
-connections. This process plays that part for the simulated cluster: it listens on unix socket paths (reachable
-from every node's namespace: paths cross network namespaces) or on 127.0.0.1 ports (the API server's calls to
-the webhooks), and splices every accepted connection to one backend, round robin, skipping a backend that
-refuses the connection (a killed replica). A paused (SIGSTOPped) replica still accepts connections, as a
-stalled pod does until its readiness probe fails: that case is the callers' deadline to handle.
+connections. This process plays that part for the simulated cluster: it listens on unix socket paths
+(reachable from every node's namespace: paths cross network namespaces) or on 127.0.0.1 ports (the API
+server's calls to the webhooks), and splices every accepted connection to one backend, round robin, skipping
+a backend that refuses the connection (a killed replica). A paused (SIGSTOPped) replica still accepts
+connections, as a stalled pod does until its readiness probe fails: that case is the callers' deadline to
+handle.
 
 Addresses are `unix:/path` or `HOST:PORT`.
 """
@@ -90,12 +92,16 @@ class ServiceProxy:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tests.simcluster.service_proxy", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m tests.simcluster.service_proxy", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--listen", action="append", required=True, help="unix:/path or HOST:PORT (repeatable)")
     p.add_argument("--backend", action="append", required=True, help="unix:/path or HOST:PORT (repeatable)")
     p.add_argument("--ready-file", type=Path, help="written once every listener is open")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr
+    )
 
     async def run() -> None:
         task = asyncio.create_task(ServiceProxy(args.backend).serve(args.listen, args.ready_file))

@@ -16,8 +16,8 @@ fd00:172:32:N::/64, on br0 too, for node-affine pools (each node's pods in their
 switch). Gateways are `.1` / `::1`; nodes take `.2`, `.3`, ...; pool ranges must stay above `.9`.
 
 Every link is created inside a namespace made here (veth pairs start in the node namespace and their peer is
-moved into the switch), so the machine's root namespace is never touched. IPv6 DAD is off everywhere (addresses
-usable at once).
+moved into the switch), so the machine's root namespace is never touched. IPv6 DAD is off everywhere
+(addresses usable at once).
 """
 
 from __future__ import annotations
@@ -85,7 +85,9 @@ class NodeSpec:
 
 
 def default_nodes(count: int = 3) -> tuple[NodeSpec, ...]:
-    return tuple(NodeSpec(f"node{i}", i, (("spiderpool.test/rack", f"rack{i}"),)) for i in range(1, count + 1))
+    return tuple(
+        NodeSpec(f"node{i}", i, (("spiderpool.test/rack", f"rack{i}"),)) for i in range(1, count + 1)
+    )
 
 
 def build_switch(prefix: str, node_count: int) -> NetNs:

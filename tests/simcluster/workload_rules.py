@@ -98,7 +98,7 @@ def pod_from_template(
     labels: Mapping[str, str] | None = None,
     spec_extra: Mapping[str, Any] | None = None,
 ) -> Obj:
-    """A Pod object from ``template`` owned by ``owner`` (name or generateName, extra labels and spec keys)."""
+    """A Pod from ``template`` owned by ``owner`` (name or generateName, extra labels and spec keys)."""
     tmeta = template.get("metadata") or {}
     pod_meta: Obj = {
         "namespace": meta(owner).get("namespace", "default"),
@@ -138,7 +138,9 @@ def deletion_order(pods: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]
 
 def replicaset_plan(rs: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> Plan:
     """Create or delete pods so that ``rs`` owns ``spec.replicas`` live ones."""
-    live = [p for p in pods if not meta(p).get("deletionTimestamp") and phase(p) not in ("Succeeded", "Failed")]
+    live = [
+        p for p in pods if not meta(p).get("deletionTimestamp") and phase(p) not in ("Succeeded", "Failed")
+    ]
     want = replicas(rs)
     template = (rs.get("spec") or {}).get("template") or {}
     if len(live) < want:
@@ -263,14 +265,14 @@ def statefulset_plan(sts: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) 
     extra = [i for i in extra if not meta(by_ordinal[i]).get("deletionTimestamp")]
     if extra:
         return Plan(delete=tuple(f"{name}-{i}" for i in (extra if parallel else extra[:1])))
-    create = []
+    create: list[Obj] = []
     for index in range(want):
-        pod = by_ordinal.get(index)
-        if pod is None:
+        member = by_ordinal.get(index)
+        if member is None:
             create.append(statefulset_pod(sts, index))
             if not parallel:
                 break
-        elif not parallel and not is_ready(pod):
+        elif not parallel and not is_ready(member):
             break  # OrderedReady: the next ordinal waits for this one
     return Plan(create=tuple(create))
 
@@ -292,7 +294,9 @@ def job_plan(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> Plan:
     backoff_limit = int(spec.get("backoffLimit", 6))
     succeeded = sum(1 for p in pods if phase(p) == "Succeeded")
     failed = sum(1 for p in pods if phase(p) == "Failed")
-    active = [p for p in pods if phase(p) not in ("Succeeded", "Failed") and not meta(p).get("deletionTimestamp")]
+    active = [
+        p for p in pods if phase(p) not in ("Succeeded", "Failed") and not meta(p).get("deletionTimestamp")
+    ]
     if succeeded >= completions or failed > backoff_limit:
         return Plan()
     room = min(parallelism, completions - succeeded) - len(active)
@@ -301,7 +305,9 @@ def job_plan(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> Plan:
     uid = meta(job).get("uid", "")
     labels = {JOB_NAME_LABELS[0]: meta(job)["name"], JOB_NAME_LABELS[1]: meta(job)["name"]}
     labels |= {JOB_UID_LABELS[0]: uid, JOB_UID_LABELS[1]: uid}
-    pod = pod_from_template(job, spec.get("template") or {}, generate_name=f"{meta(job)['name']}-", labels=labels)
+    pod = pod_from_template(
+        job, spec.get("template") or {}, generate_name=f"{meta(job)['name']}-", labels=labels
+    )
     return Plan(create=tuple(copy.deepcopy(pod) for _ in range(room)))
 
 
