@@ -52,12 +52,13 @@ from .api import ApiError, SyncApi
 from .commands import ClusterPaths
 from .kubelet import KILL_SANDBOX, SANDBOX_ID, SANDBOX_NETNS
 from .node_host import NodeHost
-from .processes import Proc, ProcessError, wait_ready
+from .processes import Proc, ProcessError, ready_file, wait_ready
 from .topology import MASTERS, NodeSpec, build_node, build_switch, default_nodes
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO / "deploy" / "crds"
 NETNS_PREFIX = "spsim"
+RECORDER = "sim-recorder"
 LEASE = ("kube-system", "spiderpool-controller-leases")
 _counter = itertools.count()
 
@@ -79,9 +80,12 @@ class SimOptions:
     keep_workdir: bool = False
     controller_env: tuple[tuple[str, str], ...] = ()  # extra SPIDERPOOL_* settings for the controllers
     agent_env: tuple[tuple[str, str], ...] = ()
+    # False: a plain cluster without the project's programs (no controllers, no agents), whose cluster network
+    # is macvlan + host-local in each node's own subnet + sim-recorder: the stand-ins tested on their own.
+    spiderpool: bool = True
 
 
-def default_conflist() -> Obj:
+def spiderpool_conflist() -> Obj:
     """The cluster network every node's net.d holds: Debian's macvlan on master0, our IPAM, the coordinator.
     No paths: the shims use their defaults, which each node's filesystem view provides."""
     return {
@@ -94,13 +98,44 @@ def default_conflist() -> Obj:
     }
 
 
+def plain_conflist(spec: NodeSpec, record: Path) -> Obj:
+    """A plain cluster's network: macvlan on master0, host-local in the node's own subnet, sim-recorder."""
+    v4, _ = spec.subnet.host(10)
+    last, _ = spec.subnet.host(250)
+    return {
+        "cniVersion": "1.0.0",
+        "name": commands.CLUSTER_NETWORK,
+        "plugins": [
+            {
+                "type": "macvlan",
+                "master": MASTERS[0],
+                "mode": "bridge",
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{
+                        "subnet": spec.subnet.v4,
+                        "rangeStart": v4.split("/")[0],
+                        "rangeEnd": last.split("/")[0],
+                        "gateway": spec.subnet.gateways[0],
+                    }]],
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                },
+            },
+            {"type": RECORDER, "record": str(record), "tag": spec.name},
+        ],
+    }  # fmt: skip
+
+
 @dataclass
 class SimNode:
     spec: NodeSpec
     netns: NetNs
     host: NodeHost
-    agent: Proc
+    agent: Proc | None  # None in a plain cluster
     kubelet: Proc
+
+    def procs(self) -> list[Proc]:
+        return [p for p in (self.agent, self.kubelet) if p is not None]
 
     @property
     def name(self) -> str:
@@ -117,6 +152,7 @@ class SimCluster:
         self.paths = ClusterPaths(Path(tempfile.mkdtemp(prefix=f"{self.netns_prefix}-", dir="/tmp")))
         self.switch: NetNs | None = None
         self.nodes: dict[str, SimNode] = {}
+        self._hosts: list[NodeHost] = []
         self.api_server: Proc | None = None
         self.controllers: list[Proc] = []
         self.service: Proc | None = None
@@ -149,32 +185,38 @@ class SimCluster:
         netns = {spec.name: build_node(self.netns_prefix, spec, self.switch) for spec in self.options.nodes}
         hosts = {name: NodeHost(ns, self.paths.node_root(name), REPO) for name, ns in netns.items()}
         for host in hosts.values():
+            self._hosts.append(host)
             host.start()
         self.api_server = self._start_api_server(list(netns.values()))
         self._install_crds()
-        self.controllers = [self._controller(i) for i in range(self.options.controllers)]
-        self.service = self._proc(
-            "controller-service", commands.service_proxy(self.paths, self.options.controllers),
-            ready=self._ready_file("controller-service"),
-        )  # fmt: skip
+        spiderpool = self.options.spiderpool
+        self.controllers = [self._controller(i) for i in range(self.options.controllers if spiderpool else 0)]
+        if spiderpool:
+            self.service = self._proc(
+                "controller-service", commands.service_proxy(self.paths, self.options.controllers),
+                ready=self._ready_file("controller-service"),
+            )  # fmt: skip
         self.control_plane = self._proc(
             "control-plane", commands.control_plane(self.paths), ready=self._ready_file("control-plane")
         )
         for spec in self.options.nodes:
             self._prepare_node(spec)
             host = hosts[spec.name]
-            self.nodes[spec.name] = SimNode(
-                spec, netns[spec.name], host, self._agent(spec, host), self._kubelet(spec, host)
-            )
-        procs = [*self.controllers, self.service, self.control_plane]
-        procs += [p for n in self.nodes.values() for p in (n.agent, n.kubelet)]
+            agent = self._agent(spec, host) if spiderpool else None
+            self.nodes[spec.name] = SimNode(spec, netns[spec.name], host, agent, self._kubelet(spec, host))
+        procs = self.processes()[1:]  # all but the API server, which is up
         for proc in procs:
             proc.start()
         wait_ready(procs, self.options.ready_timeout_s)
         self.startup_s = time.monotonic() - started
 
     def _proc(
-        self, name: str, args: Sequence[str], *, ready: Callable[[], bool], env: dict[str, str] | None = None
+        self,
+        name: str,
+        args: Sequence[str],
+        *,
+        ready: Callable[[Proc], bool],
+        env: dict[str, str] | None = None,
     ) -> Proc:
         def launch(log: IO[Any]) -> subprocess.Popen[bytes]:
             return subprocess.Popen(
@@ -195,7 +237,7 @@ class SimCluster:
         host: NodeHost,
         args: Sequence[str],
         *,
-        ready: Callable[[], bool],
+        ready: Callable[[Proc], bool],
         env: dict[str, str],
     ) -> Proc:
         def launch(log: IO[Any]) -> subprocess.Popen[bytes]:
@@ -203,10 +245,8 @@ class SimCluster:
 
         return Proc(name, self.paths.logs / f"{name}.log", launch, ready)
 
-    def _ready_file(self, name: str) -> Callable[[], bool]:
-        path = self.paths.ready / name
-        path.unlink(missing_ok=True)
-        return path.exists
+    def _ready_file(self, name: str) -> Callable[[Proc], bool]:
+        return ready_file(self.paths.ready / name)
 
     def _start_api_server(self, nodes: list[NetNs]) -> Proc:
         """The API server process on one port in the root namespace and in every node namespace."""
@@ -234,7 +274,9 @@ class SimCluster:
                 start_new_session=True,
             )
 
-        proc = Proc("api-server", self.paths.logs / "api-server.log", launch, self.paths.kubeconfig.exists)
+        proc = Proc(
+            "api-server", self.paths.logs / "api-server.log", launch, lambda _: self.paths.kubeconfig.exists()
+        )
         try:
             proc.start()
         finally:
@@ -262,14 +304,34 @@ class SimCluster:
         target = f"unix:{self.paths.controller_socket(index)}"
         return self._proc(
             commands.controller_name(index), args, env={**env, **dict(self.options.controller_env)},
-            ready=lambda: grpc_serving(target, 0.5),
+            ready=lambda _: grpc_serving(target, 0.5),
         )  # fmt: skip
+
+    @property
+    def cni_record(self) -> Path:
+        """Where every sim-recorder in this cluster appends its calls (plain clusters' networks use it)."""
+        return self.paths.root / "cni-calls.jsonl"
+
+    def cni_calls(self) -> list[Obj]:
+        """The sim-recorder's calls so far, in order."""
+        if not self.cni_record.exists():
+            return []
+        return [json.loads(line) for line in self.cni_record.read_text().splitlines() if line.strip()]
 
     def _prepare_node(self, spec: NodeSpec) -> None:
         conf_dir = self.paths.cni_conf_dir(spec.name)
         conf_dir.mkdir(parents=True, exist_ok=True)
-        (conf_dir / commands.DEFAULT_CONFLIST).write_text(json.dumps(default_conflist(), indent=2))
-        self.paths.cni_bin_dir(spec.name).mkdir(parents=True, exist_ok=True)
+        conflist = spiderpool_conflist() if self.options.spiderpool else plain_conflist(spec, self.cni_record)
+        (conf_dir / commands.DEFAULT_CONFLIST).write_text(json.dumps(conflist, indent=2))
+        bin_dir = self.paths.cni_bin_dir(spec.name)
+        bin_dir.mkdir(parents=True, exist_ok=True)
+        recorder = bin_dir / RECORDER
+        recorder.write_text(
+            f"#!/bin/sh\nexec {commands.PYTHON} -I {Path(__file__).parent / 'recorder_plugin.py'}\n"
+        )
+        recorder.chmod(0o755)
+        if not self.options.spiderpool:
+            return
         proc = subprocess.run(
             commands.install_cni(self.paths, spec.name), capture_output=True, text=True, check=False
         )
@@ -281,7 +343,7 @@ class SimCluster:
         target = f"unix:{host.outside(commands.AGENT_SOCKET)}"
         return self._node_proc(
             f"agent-{spec.name}", host, args, env={**env, **dict(self.options.agent_env)},
-            ready=lambda: grpc_serving(target, 0.5),
+            ready=lambda _: grpc_serving(target, 0.5),
         )  # fmt: skip
 
     def _kubelet(self, spec: NodeSpec, host: NodeHost) -> Proc:
@@ -310,16 +372,16 @@ class SimCluster:
                 errors.append(f"{what}: {exc}")
 
         for node in self.nodes.values():
-            attempt(f"kubelet {node.name}", node.kubelet.stop)
-            attempt(f"agent {node.name}", node.agent.stop)
-        for proc in [self.control_plane, self.service, *self.controllers, self.api_server]:
-            if proc is not None:
+            for proc in node.procs():
                 attempt(proc.name, proc.stop)
+        for other in [self.control_plane, self.service, *self.controllers, self.api_server]:
+            if other is not None:
+                attempt(other.name, other.stop)
         for name in sorted(n for n in list_netns() if n.startswith(f"{self.netns_prefix}-")):
             if self.switch is None or name != self.switch.name:
                 attempt(f"netns {name}", NetNs(name).delete)
-        for node in self.nodes.values():
-            attempt(f"node host {node.name}", node.host.stop)
+        for host in self._hosts:
+            attempt(f"node host {host.netns.name}", host.stop)
         for name in sorted(n for n in list_netns() if n.startswith(f"{self.netns_prefix}-")):
             attempt(f"netns {name}", NetNs(name).delete)
         if not self.options.keep_workdir:
@@ -379,6 +441,12 @@ class SimCluster:
         text = manifests if isinstance(manifests, str) else yaml.safe_dump_all(list(manifests))
         return self.kubectl("apply", "-f", "-", stdin=text, ok=ok)
 
+    def scale(self, kind: str, namespace: str, name: str, replicas: int) -> None:
+        """`spec.replicas` of a workload, with kubectl patch (the test API server has no /scale subresource,
+        which `kubectl scale` needs)."""
+        patch = json.dumps({"spec": {"replicas": replicas}})
+        self.kubectl("patch", "-n", namespace, kind, name, "--type=merge", "-p", patch)
+
     # --- reading ------------------------------------------------------------------------------------------
 
     def wait(
@@ -404,8 +472,11 @@ class SimCluster:
         return f" (exited: {', '.join(dead)})" if dead else ""
 
     def processes(self) -> list[Proc]:
-        procs = [p for p in (self.api_server, self.service, self.control_plane) if p is not None]
-        return [*procs, *self.controllers, *(p for n in self.nodes.values() for p in (n.agent, n.kubelet))]
+        """Every process of the cluster, the API server first."""
+        procs = [
+            p for p in (self.api_server, *self.controllers, self.service, self.control_plane) if p is not None
+        ]
+        return [*procs, *(p for n in self.nodes.values() for p in n.procs())]
 
     def running_pod(self, namespace: str, name: str, deadline_s: float = 60) -> Obj:
         """Wait until the pod is Running with its IPs reported; return it."""
@@ -477,9 +548,8 @@ class SimCluster:
     def kill_node(self, name: str) -> None:
         """The node is lost: its kubelet and agent die (no CNI DEL ever runs there) and the node lifecycle
         controller marks it NotReady, so nothing new is scheduled on it."""
-        node = self.nodes[name]
-        node.kubelet.kill()
-        node.agent.kill()
+        for proc in self.nodes[name].procs():
+            proc.kill()
         self.api.merge_patch(
             f"/api/v1/nodes/{name}/status",
             {
@@ -492,12 +562,11 @@ class SimCluster:
     def restart_node(self, name: str, deadline_s: float = 60) -> None:
         """The node is back: agent and kubelet start again (the kubelet GCs what was deleted meanwhile)."""
         node = self.nodes[name]
-        for proc in (node.agent, node.kubelet):
+        for proc in node.procs():
             proc.stop()
-        node.kubelet._ready = self._ready_file(f"kubelet-{name}")
-        node.agent.start()
-        node.kubelet.start()
-        wait_ready([node.agent, node.kubelet], deadline_s)
+        for proc in node.procs():
+            proc.start()
+        wait_ready(node.procs(), deadline_s)
 
     def kill_sandbox(self, namespace: str, name: str, mode: str = "late-del") -> str:
         """Make the pod's sandbox die and be re-created (kubelet.py: del-first, late-del, no-del); returns the

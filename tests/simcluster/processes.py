@@ -28,7 +28,7 @@ class ProcessError(RuntimeError):
 
 
 class Proc:
-    def __init__(self, name: str, log_path: Path, launch: Launcher, ready: Callable[[], bool]) -> None:
+    def __init__(self, name: str, log_path: Path, launch: Launcher, ready: Callable[[Proc], bool]) -> None:
         self.name = name
         self.log_path = log_path
         self._launch = launch
@@ -61,7 +61,7 @@ class Proc:
         if not self.alive():
             code = self.proc.returncode if self.proc is not None else None
             raise ProcessError(f"{self.name} exited with {code}:\n{self.log_tail()}")
-        return self._ready()
+        return self._ready(self)
 
     def stop(self, grace_s: float = 5.0) -> None:
         if self.proc is not None:
@@ -88,6 +88,18 @@ class Proc:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def ready_file(path: Path) -> Callable[[Proc], bool]:
+    """Ready once the process wrote its own pid into ``path`` (a restarted process writes it anew)."""
+
+    def ready(proc: Proc) -> bool:
+        try:
+            return path.read_text().strip() == str(proc.pid)
+        except OSError:
+            return False
+
+    return ready
 
 
 def wait_ready(procs: list[Proc], deadline_s: float, interval_s: float = 0.05) -> None:

@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -83,7 +84,7 @@ class ServiceProxy:
                 servers.append(await asyncio.start_server(self.handle, host, int(port)))
         if ready_file is not None:
             ready_file.parent.mkdir(parents=True, exist_ok=True)
-            ready_file.write_text("ready")
+            ready_file.write_text(str(os.getpid()))
         try:
             await asyncio.Event().wait()
         finally:
