@@ -9,7 +9,7 @@ BASE_PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3; do \
 DEB_PACKAGES := containernetworking-plugins iproute2 iptables nftables procps iputils-ping util-linux python3-venv
 PYTEST_ARGS ?=
 
-.PHONY: help setup test demo lint type proto proto-verify crds crds-verify bench bench-alloc bench-cni clean
+.PHONY: help setup test demo demo-cluster lint type proto proto-verify crds crds-verify bench bench-alloc bench-cni clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ test: setup ## run the whole test suite (unit, component, netns as root, end to 
 
 demo: setup ## the main job: controller + agent on SQLite, real macvlan pods in namespaces getting IPs
 	$(VENV)/bin/spiderpool-demo
+
+demo-cluster: setup ## the Kubernetes mode without a cluster: simulated API server, 3 nodes, kubectl (Ctrl-C ends)
+	$(VENV)/bin/spiderpool-demo-cluster $(DEMO_ARGS)
 
 lint: setup ## ruff on our code (generated code excluded)
 	$(VENV)/bin/ruff check .
