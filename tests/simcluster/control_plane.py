@@ -152,6 +152,7 @@ class ControlPlane:
         self.expectations = Expectations()
         self.round_robin = scheduling.RoundRobin()
         self._unschedulable: set[str] = set()
+        self._by_owner: dict[str, set[str]] = {}  # controller UID -> pod keys (namespace/name)
 
     # --- event routing ------------------------------------------------------------------------------------
 
@@ -174,6 +175,12 @@ class ControlPlane:
     def _on_pod(self, event: str, pod: Obj) -> None:
         meta = rules.meta(pod)
         key = object_key(pod)
+        owner_uid = (rules.controller_of(pod) or {}).get("uid", "")
+        if owner_uid:
+            if event == "DELETED":
+                self._by_owner.get(owner_uid, set()).discard(key)
+            else:
+                self._by_owner.setdefault(owner_uid, set()).add(key)
         if event != "DELETED" and not (pod.get("spec") or {}).get("nodeName"):
             self.queues["scheduler"].add(key)
         owner = rules.controller_of(pod)
@@ -185,14 +192,10 @@ class ControlPlane:
             self.queues[OWNER_KINDS[owner["kind"]]].add(owner_key)
 
     def owned_pods(self, owner: Obj) -> list[Obj]:
-        uid = rules.meta(owner).get("uid")
-        namespace = rules.meta(owner).get("namespace")
-        return [
-            p
-            for p in self.pods.items()
-            if rules.meta(p).get("namespace") == namespace
-            and (rules.controller_of(p) or {}).get("uid") == uid
-        ]
+        """The pods whose controller reference names ``owner`` (by UID), from the informer's cache."""
+        uid = str(rules.meta(owner).get("uid", ""))
+        found = [self.pods.get(key) for key in sorted(self._by_owner.get(uid, ()))]
+        return [p for p in found if p is not None and (rules.controller_of(p) or {}).get("uid") == uid]
 
     # --- scheduler ----------------------------------------------------------------------------------------
 

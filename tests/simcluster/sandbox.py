@@ -152,7 +152,9 @@ class SandboxRunner:
         )
         tried: list[Attachment] = []
         try:
-            ns.disable_dad()
+            with ns.entered():  # /proc/sys/net is the calling thread's namespace's: no process per sysctl
+                for scope in ("all", "default"):
+                    Path(f"/proc/sys/net/ipv6/conf/{scope}/accept_dad").write_text("0")
             self.store.save(record)
             results = {}
             for attachment in attachments:
