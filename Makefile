@@ -8,6 +8,7 @@ BASE_PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3; do \
 	  command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; assert sys.version_info >= (3, 11); print(sys.executable)' 2>/dev/null && break; done)
 DEB_PACKAGES := containernetworking-plugins iproute2 iptables nftables procps iputils-ping util-linux python3-venv
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: help setup test demo demo-cluster lint type proto proto-verify crds crds-verify bench bench-alloc bench-cni clean
 
@@ -70,11 +71,11 @@ crds-verify: setup ## fail when the committed CRDs are not what the field tables
 
 bench: bench-alloc bench-cni ## run every benchmark (prints figures and a JSON line each)
 
-bench-alloc: setup
-	$(PY) bench/alloc_throughput.py
+bench-alloc: setup ## allocation throughput: group commit vs upstream's CAS per agent, one shared store (BENCH_ARGS=--quick)
+	$(PY) bench/alloc_throughput.py $(BENCH_ARGS)
 
-bench-cni: setup
-	$(PY) bench/cni_latency.py
+bench-cni: setup ## CNI ADD+DEL latency in network namespaces, ours vs host-local (root)
+	$(PY) bench/cni_latency.py $(BENCH_ARGS)
 
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -93,9 +93,20 @@ class CertificateAuthority:
     def cert_pem(self) -> bytes:
         return self._cert.public_bytes(serialization.Encoding.PEM)
 
-    def issue(self, dns_names: tuple[str, ...] = (), ips: tuple[str, ...] = ()) -> KeyPair:
+    def issue(
+        self,
+        dns_names: tuple[str, ...] = (),
+        ips: tuple[str, ...] = (),
+        *,
+        client: bool = False,
+        valid_days: float = 365,
+        valid_from_days: float = 0,
+    ) -> KeyPair:
+        """A certificate for a server (``client``: usable as a client's too), valid from
+        ``valid_from_days`` (negative: in the past) for ``valid_days``."""
         key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
+        now = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=valid_from_days)
+        usages = [ExtendedKeyUsageOID.SERVER_AUTH, *([ExtendedKeyUsageOID.CLIENT_AUTH] if client else [])]
         sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_names]
         sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
         cn = dns_names[0] if dns_names else (ips[0] if ips else "server")
@@ -106,9 +117,9 @@ class CertificateAuthority:
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=365))
+            .not_valid_after(now + datetime.timedelta(days=valid_days))
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()), critical=False
             )

@@ -321,7 +321,7 @@ class Rtnl:
                              0, 0, FR_ACT_TO_TBL, 0)  # fmt: skip
         ids = _ATTR_ID["rule"]
         for key in ("dst", "src"):
-            if kw.get(key):
+            if kw.get(key) and kw.get(f"{key}_len"):  # a zero-length prefix is no selector
                 body += _nla(ids[key], _ip(family, kw[key]))
         for key in ("priority", "fwmark", "fwmask"):
             if key in kw:
