@@ -52,7 +52,7 @@ from .api import ApiError, SyncApi
 from .commands import ClusterPaths
 from .kubelet import KILL_SANDBOX, SANDBOX_ID, SANDBOX_NETNS
 from .node_host import NodeHost
-from .processes import Proc, ProcessError, ready_file, wait_ready
+from .processes import Proc, ProcessError, die_with_parent, ready_file, sweep_stale, wait_ready
 from .topology import MASTERS, NodeSpec, build_node, build_switch, default_nodes
 
 REPO = Path(__file__).resolve().parents[2]
@@ -179,6 +179,7 @@ class SimCluster:
 
     def _start(self) -> None:
         started = time.monotonic()
+        sweep_stale(list_netns(), lambda name: NetNs(name).delete(), Path("/tmp"))
         for sub in ("logs", "ready", "home", "nodes"):
             (self.paths.root / sub).mkdir(parents=True, exist_ok=True)
         self.switch = build_switch(self.netns_prefix, len(self.options.nodes))
@@ -227,6 +228,7 @@ class SimCluster:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=die_with_parent,  # noqa: PLW1509 (only prctl before exec)
             )
 
         return Proc(name, self.paths.logs / f"{name}.log", launch, ready)
@@ -272,6 +274,7 @@ class SimCluster:
                 stderr=subprocess.STDOUT,
                 pass_fds=fds,
                 start_new_session=True,
+                preexec_fn=die_with_parent,  # noqa: PLW1509 (only prctl before exec)
             )
 
         proc = Proc(

@@ -31,6 +31,8 @@ from typing import IO, Any
 
 from spiderpool_tools.netns import NetNs, stop_process
 
+from .processes import die_with_parent
+
 HOLDER_SCRIPT = r"""
 set -eu
 root="$1"
@@ -97,6 +99,7 @@ class NodeHost:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 (only prctl before exec)
         )
         assert self.proc.stdout is not None
         line = _readline(self.proc.stdout, timeout_s)
@@ -134,6 +137,7 @@ class NodeHost:
             stdout=stdout,
             stderr=stderr,
             start_new_session=True,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 (only prctl before exec)
         )
 
     def run(self, args: Sequence[str], *, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:

@@ -10,17 +10,28 @@ ever signalled, always by pid.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import re
+import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
 from spiderpool_tools.netns import stop_process
 
 Launcher = Callable[[IO[Any]], subprocess.Popen[bytes]]
+PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def die_with_parent() -> None:
+    """A ``preexec_fn``: the child gets SIGKILL when the harness dies without cleaning up (SIGKILLed, say), so
+    no agent, kubelet or controller outlives it. Kept across exec (nsenter, unshare and sh exec in place)."""
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 class ProcessError(RuntimeError):
@@ -116,3 +127,33 @@ def wait_ready(procs: list[Proc], deadline_s: float, interval_s: float = 0.05) -
                 f"not ready after {deadline_s:g}s: {', '.join(p.name for p in pending)}\n{tails}"
             )
         time.sleep(interval_s)
+
+
+_STALE = re.compile(r"^spsim-(\d+)x\d+-")
+
+
+def _dead(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def sweep_stale(netns_names: Iterable[str], delete_netns: Callable[[str], None], tmp: Path) -> list[str]:
+    """Remove what harnesses that died without cleaning up left (their processes died with them): network
+    namespaces and /tmp directories named ``spsim-<pid>x<n>-...`` whose harness pid no longer runs."""
+    removed = []
+    for name in netns_names:
+        match = _STALE.match(name)
+        if match and _dead(int(match.group(1))):
+            delete_netns(name)
+            removed.append(f"netns {name}")
+    for path in tmp.glob("spsim-*"):
+        match = _STALE.match(path.name)
+        if match and path.is_dir() and _dead(int(match.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(str(path))
+    return removed
