@@ -158,7 +158,7 @@ class Kubelet:
         pod = self.pods.get(uid)
         record = self.store.current(uid)
         if pod is None or (pod.get("metadata") or {}).get("deletionTimestamp"):
-            for stale in [r for r in self.store.all() if r.uid == uid]:
+            for stale in self.store.of_pod(uid):
                 await self.teardown(stale)
             return
         if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):

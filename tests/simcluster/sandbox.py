@@ -25,6 +25,7 @@ import contextlib
 import json
 import os
 import secrets
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -97,11 +98,18 @@ def new_sandbox_id() -> str:
 
 
 class SandboxStore:
-    """The sandbox records of one node (one JSON file per sandbox, written atomically)."""
+    """The sandbox records of one node: one JSON file per sandbox, written atomically, read once at start and
+    kept in memory (a kubelet with a thousand pods must not re-read them per event)."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
+        self._records: dict[str, SandboxRecord] = {}
+        self._lock = threading.Lock()  # saved from the runner's threads, read from the kubelet's loop
+        for path in sorted(directory.glob("*.json")):
+            with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+                record = SandboxRecord.from_json(path.read_text())
+                self._records[record.sandbox_id] = record
 
     def _path(self, sandbox_id: str) -> Path:
         return self.directory / f"{sandbox_id}.json"
@@ -110,20 +118,25 @@ class SandboxStore:
         tmp = self._path(record.sandbox_id).with_suffix(".tmp")
         tmp.write_text(record.to_json())
         os.replace(tmp, self._path(record.sandbox_id))
+        with self._lock:
+            self._records[record.sandbox_id] = record
 
     def remove(self, sandbox_id: str) -> None:
         self._path(sandbox_id).unlink(missing_ok=True)
+        with self._lock:
+            self._records.pop(sandbox_id, None)
 
     def all(self) -> list[SandboxRecord]:
-        found = []
-        for path in sorted(self.directory.glob("*.json")):
-            with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
-                found.append(SandboxRecord.from_json(path.read_text()))
-        return sorted(found, key=lambda r: r.created)
+        with self._lock:
+            records = list(self._records.values())
+        return sorted(records, key=lambda r: r.created)
+
+    def of_pod(self, uid: str) -> list[SandboxRecord]:
+        return [r for r in self.all() if r.uid == uid]
 
     def current(self, uid: str) -> SandboxRecord | None:
         """The pod's newest sandbox that is not retired."""
-        live = [r for r in self.all() if r.uid == uid and not r.retired]
+        live = [r for r in self.of_pod(uid) if not r.retired]
         return live[-1] if live else None
 
 
