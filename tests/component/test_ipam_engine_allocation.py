@@ -43,6 +43,7 @@ async def test_concurrent_allocations_get_distinct_durable_addresses(tmp_path: P
     assert len(set(addresses)) == n
     assert sorted(addresses, key=lambda a: int(a.split(".")[3].split("/")[0]))[0] == "10.1.0.10/16"
     await engine.close()
+    await store.close()  # the store file has one writer at a time (its lock)
     reopened = SqliteStore(tmp_path / "db")
     records = await allocated_in_store(reopened, "p")
     assert {f"{ip}/16" for ip in records} == set(addresses)
@@ -127,6 +128,7 @@ async def test_allocations_survive_an_engine_restart(tmp_path: Path) -> None:
     await engine.pool_changed(await store.get("SpiderIPPool", "p"))
     before = [(await engine.allocate(request(i))).ips[0].address for i in range(2)]
     await engine.close()
+    await store.close()  # a restart: the store file has one writer at a time (its lock)
     engine2, _ = await new_engine(tmp_path / "db")
     assert (await engine2.allocate(request(0))).ips[0].address == before[0]
     after = [(await engine2.allocate(request(i))).ips[0].address for i in (5, 6)]

@@ -143,7 +143,7 @@ async def test_a_leader_that_stops_renewing_is_replaced_after_the_lease_and_stop
         await a_paused.wait()
         closed_after = await eventually(lambda: not a.elector.may_write(), "ctl-a's writes to close")
         assert closed_after <= TIMING.renew_deadline_s + 0.2
-        assert a.stopped == 1
+        await eventually(lambda: a.stopped == 1, "ctl-a to step down")  # its loop notices next round
         await eventually(b.elector.may_write, "ctl-b to take over", deadline=TIMING.duration_s * 3)
         assert not overlap
         a.elector.try_acquire_or_renew = original  # type: ignore[method-assign]

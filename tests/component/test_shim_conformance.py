@@ -242,6 +242,20 @@ def test_status_reports_an_exhausted_pool_as_50(stack: Stack) -> None:
     stack.run("STATUS", conf).succeeded_silently()
 
 
+def test_an_oversized_error_keeps_its_cni_code_and_is_cut_with_a_marker(stack: Stack) -> None:
+    """An unknown pool with a 100 KB name is still code 102 through controller, agent and shim
+    (gRPC trailers have a size limit): the message starts as the controller wrote it, is cut
+    to at most 1,000 bytes with a marker, and nothing changed."""
+    before = stack.state()
+    huge = "p" * 100_000
+    conf = stack.net_conf("1.0.0", v4=(huge,), v6=())
+    error = stack.run("ADD", conf, stack.new_id("huge-name")).cni_error(codes.POOL_NOT_FOUND, "1.0.0")
+    assert error["msg"].startswith("IPPool " + "p" * 100)
+    assert error["msg"].endswith("bytes truncated]")
+    assert len(error["msg"].encode()) <= 1000
+    assert stack.state() == before
+
+
 # -- VERSION ---------------------------------------------------------------------------------
 
 
@@ -343,6 +357,10 @@ BAD_CALLS = [
     BadCall("missing CNI_NETNS", codes.INVALID_ENVIRONMENT, env={"omit": ("CNI_NETNS",)}),
     BadCall("invalid CNI_CONTAINERID", codes.INVALID_ENVIRONMENT, env={"container_id": "-not valid"}),
     BadCall("netns does not exist", codes.UNKNOWN_CONTAINER, env={"netns": MISSING_NETNS}),
+    BadCall("netns is a directory", codes.INVALID_ENVIRONMENT, env={"netns": "/tmp"}),
+    BadCall("netns is a regular file", codes.INVALID_ENVIRONMENT, env={"netns": "/etc/passwd"}),
+    BadCall("netns is a mount namespace", codes.INVALID_ENVIRONMENT, env={"netns": "/proc/self/ns/mnt"}),
+    BadCall("CNI_IFNAME of 16 UTF-8 bytes", codes.INVALID_ENVIRONMENT, env={"ifname": "\u00e9" * 8}),
     BadCall("unknown CNI_ARGS key", codes.UNSUPPORTED_FIELD, env={"args": "K8S_POD_NAME=x;COLOR=blue"}),
     BadCall("unknown CNI_COMMAND", codes.INVALID_ENVIRONMENT, command="ATTACH"),
     # other verbs
@@ -365,6 +383,20 @@ BAD_CALLS = [
     ),
     BadCall(
         "CHECK of an unknown attachment", codes.ALLOCATION_NOT_FOUND, _conf(prevResult=_PREV), command="CHECK"
+    ),
+    BadCall(
+        "CHECK netns does not exist",
+        codes.UNKNOWN_CONTAINER,
+        _conf(prevResult=_PREV),
+        command="CHECK",
+        env={"netns": MISSING_NETNS},
+    ),
+    BadCall(
+        "CHECK netns is a directory",
+        codes.INVALID_ENVIRONMENT,
+        _conf(prevResult=_PREV),
+        command="CHECK",
+        env={"netns": "/tmp"},
     ),
     BadCall(
         "GC without valid-attachments",
@@ -417,6 +449,13 @@ BAD_CALLS = [
         codes.UNKNOWN_CONTAINER,
         _coordinator(prevResult=_PREV),
         env={"netns": MISSING_NETNS},
+        shim="coordinator",
+    ),
+    BadCall(
+        "coordinator netns is a regular file",
+        codes.INVALID_ENVIRONMENT,
+        _coordinator(prevResult=_PREV),
+        env={"netns": "/etc/passwd"},
         shim="coordinator",
     ),
     BadCall("coordinator ADD without prevResult", codes.INVALID_CONFIG, _coordinator(), shim="coordinator"),

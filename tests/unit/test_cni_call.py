@@ -184,6 +184,7 @@ def test_present_but_empty_differs_from_absent() -> None:
         ("container_id", "has space", "CNI_CONTAINERID"),
         ("container_id", "semi;colon", "CNI_CONTAINERID"),
         ("ifname", "a" * 16, "CNI_IFNAME"),
+        ("ifname", "\u00e9" * 8, "CNI_IFNAME"),  # 8 characters, 16 bytes: the kernel counts bytes
         ("ifname", "eth/0", "CNI_IFNAME"),
         ("ifname", "..", "CNI_IFNAME"),
         ("ifname", "eth 0", "CNI_IFNAME"),
@@ -196,6 +197,19 @@ def test_invalid_container_id_or_ifname_is_code_4(field_name: str, value: str, e
     code, msg = code_of(call, Verb.ADD)
     assert code == codes.INVALID_ENVIRONMENT
     assert env in msg
+
+
+@pytest.mark.parametrize("ifname", ["a" * 15, "\u00e9" * 7 + "a", "\u6f22" * 5])
+def test_an_ifname_of_at_most_15_utf8_bytes_is_accepted(ifname: str) -> None:
+    """IFNAMSIZ is counted in bytes: 15 ASCII, 7 two-byte plus one, 5 three-byte characters fit."""
+    assert parse_call(call_with(conf(), ifname=ifname), Verb.ADD).ifname == ifname
+
+
+def test_an_ifname_over_15_utf8_bytes_says_its_byte_length() -> None:
+    """A 6-character name of three-byte characters is refused as 18 bytes."""
+    code, msg = code_of(call_with(conf(), ifname="\u6f22" * 6), Verb.ADD)
+    assert code == codes.INVALID_ENVIRONMENT
+    assert "CNI_IFNAME" in msg and "18 bytes" in msg
 
 
 def test_command_must_match_the_rpc() -> None:
@@ -212,6 +226,21 @@ def test_missing_netns_path_on_add_is_code_3() -> None:
     assert "/run/netns/pod" in msg
     # DEL never looks at the netns.
     assert parse_call(call_with(conf()), Verb.DEL, netns_exists=lambda _p: False).verb is Verb.DEL
+
+
+def test_check_looks_at_the_netns_too() -> None:
+    """CHECK with a CNI_NETNS path that does not exist is code 3, and the hook's own code-4
+    refusal (a path that is not a network namespace) reaches the caller unchanged."""
+    prev = {"cniVersion": "1.0.0", "ips": [{"address": "10.0.0.2/24"}]}
+    call = call_with(conf(prevResult=prev))
+    code, _ = code_of(call, Verb.CHECK, netns_exists=lambda _p: False)
+    assert code == codes.UNKNOWN_CONTAINER
+
+    def not_a_netns(path: str) -> bool:
+        raise CniError(codes.INVALID_ENVIRONMENT, f"CNI_NETNS {path!r} is a directory")
+
+    code, msg = code_of(call, Verb.CHECK, netns_exists=not_a_netns)
+    assert (code, msg) == (codes.INVALID_ENVIRONMENT, "CNI_NETNS '/run/netns/pod' is a directory")
 
 
 def test_kubernetes_args_are_parsed() -> None:

@@ -653,3 +653,20 @@ def test_selection_keeps_every_listed_pool_that_admits_the_pod(
     for version in (4, 6):
         expected = {n for n in _listed(req, pools, nic.source, version) if _admits(pools[n], version, req)}
         assert set(nic.for_family(version)) == expected
+
+
+def test_reasons_never_leave_a_blank_for_a_missing_pod_or_namespace() -> None:
+    """Outside Kubernetes (no pod name, no namespace) messages say "(none)" or name the container."""
+    req = request(pod_name="", pod_namespace="", pod_uid="", pod_labels={"app": "web"})
+    with pytest.raises(NoPoolMatched) as info:
+        select_candidates(
+            req, pools_of(pool("p4", default=True, pod_affinity=LabelSelector({"app": "db"}))), ANY
+        )
+    assert "container c1 does not match podAffinity of IPPool p4" in info.value.message
+    req = request(
+        pod_namespace="", namespace_annotations={NS_DEFAULT_IPV4_IPPOOL: '["absent"]'}, pod_annotations={}
+    )
+    with pytest.raises(PoolNotFound) as missing:
+        select_candidates(req, pools_of(pool("p4")), ANY)
+    assert "namespace (none) annotations" in missing.value.message
+    assert "  " not in missing.value.message

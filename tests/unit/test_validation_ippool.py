@@ -125,7 +125,7 @@ def test_invalid_name_is_rejected() -> None:
         "lowercase letters, digits, '-' and '.', starting and ending with a letter or digit, "
         "at most 253 characters"
     )
-    assert create_error(pool(name="")) == 'SpiderIPPool "": metadata.name: required'
+    assert create_error(pool(name="")) == "SpiderIPPool: metadata.name: required"  # no empty quotes
 
 
 def test_namespace_on_cluster_scoped_kind_is_rejected() -> None:
@@ -189,10 +189,18 @@ def test_disabled_family_is_rejected() -> None:
 
 
 def test_subnet_is_required() -> None:
-    """Without a subnet there is no version to derive, and the version is reported missing first."""
+    """Without a subnet there is no version to derive: the error names spec.subnet, the field to fix."""
     obj = pool(subnet=None, ips=[], gateway=None)
+    assert create_error(obj) == P + "spec.subnet: required"
+
+
+@pytest.mark.parametrize("subnet", ["banana", "10.0.0.0/33", "10.0.0.300/24"])
+def test_a_subnet_that_is_no_cidr_is_named_even_without_ip_version(subnet: str) -> None:
+    """Without spec.ipVersion an unparseable subnet is reported as spec.subnet, not as a missing version."""
+    obj = pool(subnet=subnet, ips=["10.0.0.2"], gateway=None)
+    obj["spec"].pop("ipVersion", None)
     assert create_error(obj) == (
-        P + "spec.ipVersion: required (it is derived from spec.subnet or spec.ips when valid)"
+        P + f"spec.subnet: {subnet!r} is not a CIDR (expected e.g. 10.0.0.0/24 or fd00::/64)"
     )
     assert create_error(pool(subnet=None, ipVersion=4, ips=[], gateway=None)) == (P + "spec.subnet: required")
 
@@ -447,6 +455,21 @@ def test_update_cannot_remove_an_allocated_ip() -> None:
     assert update_error(old, pool(ips=["10.0.0.16-10.0.0.20"])) == expected
     assert update_error(old, pool(excludeIPs=["10.0.0.15"])) == expected
     validation.validate_update(old, pool(ips=["10.0.0.10-10.0.0.30"]))
+
+
+def test_an_allocated_ip_without_a_pod_is_named_by_its_container() -> None:
+    """Outside Kubernetes a record has no pod: the refusal names the container, never "Pod ;"."""
+    old = with_allocations(pool(), {"10.0.0.15": {"pod": "", "podUid": "", "containerID": "ctr-7"}})
+    assert update_error(old, pool(ips=["10.0.0.16-10.0.0.20"])) == (
+        P + "spec.ips: remove an IP address 10.0.0.15 that is being used by container ctr-7; "
+        "a pool's IPs are spec.ips minus spec.excludeIPs"
+    )
+
+
+def test_an_empty_label_key_is_shown_not_blank() -> None:
+    """An empty selector key is named as [""] in the field path, not as an empty []."""
+    message = create_error(pool(podAffinity={"matchLabels": {"": "x"}}))
+    assert message.startswith(P + "spec.podAffinity.matchLabels[\"\"]: '' is not a valid label key"), message
 
 
 # --- manifests users write ----------------------------------------------------------------------

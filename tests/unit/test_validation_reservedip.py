@@ -62,6 +62,11 @@ def test_ips_must_be_valid_ranges() -> None:
     )
 
 
+def test_an_unparseable_first_ip_is_named_when_no_version_is_given() -> None:
+    """Without spec.ipVersion a first entry that is no IP is reported as spec.ips[0], the field to fix."""
+    assert create_error(reserved(ips=["banana"])) == (P + "spec.ips[0]: 'banana' is not a valid IP address")
+
+
 def test_version_must_be_enabled_and_valid() -> None:
     """ipVersion is 4 or 6 and of an enabled family."""
     assert create_error(reserved(), enable_ipv4=False) == P + "spec.ipVersion: IPv4 is disabled"

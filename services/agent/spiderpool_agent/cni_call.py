@@ -24,8 +24,10 @@ where the agent applies the CNI 1.1 specification's input rules (SPEC.md "Parame
   ignores it when malformed (a release must never fail over metadata).
 
 Decision (documented here because the spec leaves it open): a ``CNI_NETNS`` path that does
-not exist on ADD answers code 3 ("container unknown or does not exist"). The runtime
-then knows the sandbox is gone; DEL never checks the netns (the spec says it may be gone).
+not exist on ADD or CHECK answers code 3 ("container unknown or does not exist"). The
+runtime then knows the sandbox is gone; DEL never checks the netns (the spec says it may
+be gone). The injected ``netns_exists`` answers False for a missing path and raises code 4
+itself for a path that is not a network namespace (the agent's ``netns_probe.check``).
 
 The module is pure: no grpc, no filesystem access except through the injected
 ``netns_exists`` callable, so every rule is a plain-function unit test.
@@ -246,8 +248,9 @@ def container_id_problem(container_id: str) -> str:
 def ifname_problem(ifname: str) -> str:
     if ifname == "":
         return "is empty"
-    if len(ifname) > _IFNAME_MAX:
-        return f"{ifname!r} is longer than {_IFNAME_MAX} characters"
+    size = len(ifname.encode("utf-8", "surrogatepass"))  # the kernel counts bytes, as Go's len()
+    if size > _IFNAME_MAX:
+        return f"{ifname!r} is {size} bytes long (UTF-8), more than {_IFNAME_MAX}"
     if ifname in (".", ".."):
         return f"{ifname!r} is not a valid interface name"
     if any(c in ifname for c in "/:") or any(c.isspace() for c in ifname):
@@ -613,14 +616,15 @@ def parse_call(
     """Validate one CNI call for ``verb`` (the RPC's verb), in libcni's order.
 
     Order: CNI_COMMAND agrees with the RPC, required environment, stdin decoding, version,
-    config keys, CNI_ARGS, and last the netns existence on ADD (code 3).
+    config keys, CNI_ARGS, and last the netns on ADD and CHECK (code 3 when missing; the
+    hook raises code 4 for a path that is not a network namespace).
     """
     if call.command and call.command.upper() != verb.value:
         raise CniError(codes.INVALID_ENVIRONMENT, f"CNI_COMMAND {call.command!r} does not match {verb.value}")
     check_environment(call, verb)
     config = parse_network_config(call.config, verb, require_ipam=require_ipam)
     cni_args = parse_cni_args(call.args) if verb in (Verb.ADD, Verb.DEL, Verb.CHECK) else CniArgs()
-    if verb is Verb.ADD and not netns_exists(call.netns):
+    if verb in (Verb.ADD, Verb.CHECK) and not netns_exists(call.netns):
         raise CniError(codes.UNKNOWN_CONTAINER, f"CNI_NETNS {call.netns!r} does not exist")
     keep_attachment = verb in (Verb.ADD, Verb.DEL, Verb.CHECK)
     return Invocation(

@@ -20,9 +20,12 @@ agent's own network namespace (the node's).
   as code 11 and retried by the next GC.
 - STATUS answers 50 when the SpiderCoordinator cannot be read or is not ready.
 
-Pod annotations: in the embedded mode they are the ones the runtime put under the config's
-``args.cni.annotations`` (``cni_call.PodMetadata``); a cluster-mode agent passes a
-``PodAnnotations`` reader that asks for the pod instead. The library's errors become
+Pod annotations come from the same ``PodContextSource`` the IPAM verbs use: in the
+embedded mode the ones the runtime put under the config's ``args.cni.annotations``
+(``cni_call.PodMetadata``), in a cluster the pod read from the API
+(``kube_pod_context``). ADD and CHECK read them; DEL does not (it removes what ADD made,
+whatever NIC carried the default route, and must not fail over a pod that is gone).
+STATUS also answers 50 while that source is not ready. The library's errors become
 ``CniError`` in one place, ``coordinator_errors.to_cni_error``.
 """
 
@@ -30,7 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 import structlog
@@ -46,10 +49,9 @@ from spiderpool_agent.cni_call import Invocation, RawCall, Verb, parse_call
 from spiderpool_agent.cni_result import render_converted
 from spiderpool_agent.coordinator_errors import to_cni_error
 from spiderpool_agent.coordinator_source import CoordinatorSource
+from spiderpool_agent.pod_context import CniArgsContext, PodContextSource
 
 log = structlog.get_logger(__name__)
-
-PodAnnotations = Callable[[Invocation], Awaitable[Mapping[str, str]]]
 
 
 class CoordinatorApi(Protocol):
@@ -82,11 +84,6 @@ class CoordinatorApi(Protocol):
     async def check(
         self, netns: str, ifname: str, container_id: str, prev_result: dict[str, Any], cfg: CoordinatorConfig
     ) -> None: ...
-
-
-async def annotations_from_call(inv: Invocation) -> Mapping[str, str]:
-    """The embedded mode's annotation reader: what the runtime passed in ``args.cni``."""
-    return inv.config.pod.annotations
 
 
 @contextlib.contextmanager
@@ -122,17 +119,22 @@ class CoordinatorHandlers:
         api: CoordinatorApi = library_api,
         *,
         netns_exists: Callable[[str], bool] = os.path.exists,
-        annotations: PodAnnotations = annotations_from_call,
+        context: PodContextSource | None = None,
         records: HostRecords | None = None,
     ) -> None:
         self._source = source
         self._api = api
         self._netns_exists = netns_exists
-        self._annotations = annotations
+        self._context: PodContextSource = context or CniArgsContext()
         self._records = records  # None: nothing is recorded and GC collects nothing
 
-    async def _config(self, inv: Invocation, base: CoordinatorConfig) -> CoordinatorConfig:
-        return merge(base, inv.config.raw, await self._annotations(inv))
+    async def _config(
+        self, inv: Invocation, base: CoordinatorConfig, annotations: Mapping[str, str] | None = None
+    ) -> CoordinatorConfig:
+        """``base``, overridden by the CNI config, then by the pod's annotations (ADD, CHECK)."""
+        if annotations is None:
+            annotations = await self._context.pod_annotations(inv)
+        return merge(base, inv.config.raw, annotations)
 
     async def add(self, call: RawCall) -> bytes:
         inv = parse_call(call, Verb.ADD, netns_exists=self._netns_exists, require_ipam=False)
@@ -150,7 +152,7 @@ class CoordinatorHandlers:
         prev = dict(inv.config.prev_result) if inv.config.prev_result is not None else None
         known = self._records.get(*_key(inv)) if self._records is not None else None
         with library_errors():
-            cfg = await self._config(inv, await self._source.for_del())
+            cfg = await self._config(inv, await self._source.for_del(), annotations={})
             await self._api.del_(inv.netns, inv.ifname, inv.container_id, prev, cfg, known=known)
         if self._records is not None:
             self._records.remove(*_key(inv))
@@ -176,7 +178,7 @@ class CoordinatorHandlers:
         return record
 
     async def check(self, call: RawCall) -> bytes:
-        inv = parse_call(call, Verb.CHECK, require_ipam=False)
+        inv = parse_call(call, Verb.CHECK, netns_exists=self._netns_exists, require_ipam=False)
         prev = _prev_result(inv)
         with library_errors():
             cfg = await self._config(inv, await self._source.for_add())
@@ -209,6 +211,9 @@ class CoordinatorHandlers:
 
     async def status(self, call: RawCall) -> bytes:
         parse_call(call, Verb.STATUS, require_ipam=False)
+        unready = self._context.unready_reason()
+        if unready:
+            raise CniError(codes.NOT_AVAILABLE, f"coordinator cannot serve ADD: {unready}")
         try:
             await self._source.for_add()
         except (SpiderpoolError, CoordinatorError) as exc:

@@ -293,7 +293,7 @@ class IpamHandlers:
     # -- CHECK ------------------------------------------------------------------------
 
     async def check(self, call: RawCall) -> bytes:
-        inv = parse_call(call, Verb.CHECK)
+        inv = parse_call(call, Verb.CHECK, netns_exists=self._netns_exists)
         intent = release_intent(inv, self._node)
         where = f"container {inv.container_id} interface {inv.ifname}"
         if self._journal.has_pending(intent.key):
@@ -361,6 +361,9 @@ class IpamHandlers:
     async def status(self, call: RawCall) -> bytes:
         inv = parse_call(call, Verb.STATUS)
         assert inv.config.ipam is not None
+        unready = self._context.unready_reason()
+        if unready:
+            raise CniError(codes.NOT_AVAILABLE, f"spiderpool cannot serve ADD: {unready}")
         request = ipam_pb2.CheckCapacityRequest(
             default_ipv4_ippools=list(inv.config.ipam.default_ipv4_ippool),
             default_ipv6_ippools=list(inv.config.ipam.default_ipv6_ippool),

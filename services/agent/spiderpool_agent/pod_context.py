@@ -6,8 +6,10 @@ pod's top owner (StatefulSet members keep their addresses) and the Multus networ
 interface came from (a pool's ``multusName``). Without Kubernetes (the embedded mode) the
 runtime passes the pod's facts in the network configuration's ``args.cni`` (parsed by
 ``cni_call``) and the node's labels are a setting of the agent (``--node-labels``); in a
-cluster an API-backed source fills the same fields, so the controller never knows which
-mode it serves.
+cluster an API-backed source (``kube_pod_context``) fills the same fields, so the controller
+never knows which mode it serves. The coordinator reads the pod's annotations through the
+same source, and a source that is not ready yet (its caches still loading) says so, which
+the agent's STATUS reports.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from spiderpool_agent.cni_call import Invocation, OwnerRef
+from spiderpool_agent.pod_annotations import check_pod_annotations
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,14 @@ class PodContextSource(Protocol):
         """The pod's owner for a DEL (StatefulSet retention); never raises."""
         ...
 
+    async def pod_annotations(self, inv: Invocation) -> Mapping[str, str]:
+        """The pod's annotations for a coordinator ADD or CHECK; raises ``CniError`` like ``for_add``."""
+        ...
+
+    def unready_reason(self) -> str:
+        """Why an ADD cannot be served from this source now, or "" when it can."""
+        ...
+
 
 class CniArgsContext:
     """The embedded mode's source: ``args.cni`` from the runtime, node labels from settings."""
@@ -49,6 +60,7 @@ class CniArgsContext:
 
     async def for_add(self, inv: Invocation) -> PodContext:
         pod = inv.config.pod
+        check_pod_annotations(pod.annotations)
         return PodContext(
             labels=pod.labels,
             annotations=pod.annotations,
@@ -61,6 +73,12 @@ class CniArgsContext:
 
     async def owner_for_release(self, inv: Invocation) -> OwnerRef | None:
         return inv.config.pod.owner
+
+    async def pod_annotations(self, inv: Invocation) -> Mapping[str, str]:
+        return inv.config.pod.annotations
+
+    def unready_reason(self) -> str:
+        return ""
 
 
 _NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")

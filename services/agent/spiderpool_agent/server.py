@@ -7,6 +7,12 @@ agent reports ready), serves the CNI service on the unix socket (mode 0600, refl
 health on) and starts the two replay loops (journal, spool); ``stop`` stops accepting,
 drains in-flight calls for the grace period, stops the loops and closes the controller
 channel.
+
+With ``pod_source: kubernetes`` the pod facts come from ``KubernetesPodContext``: ``start``
+loads the Kubernetes client configuration first (a bad one stops the agent with a message)
+and starts its informers without waiting for them, so the CNI service is up at once and
+answers STATUS 50 until they have synced (a spooled DEL replayed meanwhile reads its pod
+directly); ``stop`` stops them and closes the client.
 """
 
 from __future__ import annotations
@@ -14,22 +20,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from pathlib import Path
+from typing import Any
 
 import grpc
 import structlog
 from spiderpool.agent.v1 import cni_pb2_grpc
 from spiderpool_common.grpc_server import start_server
+from spiderpool_common.kube.config import api_client
+from spiderpool_common.kube.rest import KubeRest
 from spiderpool_coordinator.host_records import HostRecords
 
+from spiderpool_agent import netns_probe
 from spiderpool_agent.cni_servicer import SERVICE_NAME, CniServicer
 from spiderpool_agent.controller_client import GrpcControllerClient
 from spiderpool_agent.coordinator_handlers import CoordinatorHandlers
 from spiderpool_agent.coordinator_source import CoordinatorSource
 from spiderpool_agent.del_spool import DelSpool
 from spiderpool_agent.ipam_handlers import IpamHandlers, release_via
-from spiderpool_agent.pod_context import CniArgsContext
+from spiderpool_agent.kube_pod_context import KubernetesPodContext
+from spiderpool_agent.pod_context import CniArgsContext, PodContextSource
 from spiderpool_agent.release_journal import ReleaseJournal
-from spiderpool_agent.settings import AgentSettings
+from spiderpool_agent.settings import POD_SOURCE_KUBERNETES, AgentSettings
 
 log = structlog.get_logger(__name__)
 
@@ -47,17 +58,29 @@ class Agent:
             initial_backoff=settings.replay_initial_backoff,
             max_backoff=settings.replay_max_backoff,
         )
-        netns_check = (lambda path: Path(path).exists()) if settings.check_netns else (lambda _path: True)
+        netns_check = netns_probe.check if settings.check_netns else (lambda _path: True)
+        self.kube_context: KubernetesPodContext | None = None
+        self._kube_client: Any = None
+        context: PodContextSource = CniArgsContext(settings.node_label_map)
+        if settings.pod_source == POD_SOURCE_KUBERNETES:
+            self.kube_context = KubernetesPodContext(
+                settings.node_name,
+                cluster_network=settings.cluster_network,
+                sync_timeout=settings.kube_sync_timeout,
+                lookup_timeout=settings.kube_timeout,
+            )
+            context = self.kube_context
         self.handlers = IpamHandlers(
             self.controller,
             self.journal,
             settings.node_name,
             netns_exists=netns_check,
-            context=CniArgsContext(settings.node_label_map),
+            context=context,
         )
         self.coordinator = CoordinatorHandlers(
             CoordinatorSource(self.controller, ttl=settings.coordinator_config_ttl),
             netns_exists=netns_check,
+            context=context,
             records=HostRecords(Path(settings.state_dir) / COORDINATOR_RECORDS),
         )
         self.spool = DelSpool(
@@ -70,6 +93,9 @@ class Agent:
         self._spool_loop: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        if self.kube_context is not None:
+            self._kube_client = await api_client(self.settings.kubeconfig or None)
+            await self.kube_context.start(KubeRest(self._kube_client, timeout_s=self.settings.kube_timeout))
         await self.journal.load()
         await asyncio.to_thread(self.spool.prepare)
         spooled = await self.spool.replay_once()
@@ -89,6 +115,7 @@ class Agent:
             socket=bound,
             controller=self.settings.controller,
             node=self.settings.node_name,
+            pod_source=self.settings.pod_source,
             pending_releases=len(self.journal.pending()),
             spooled_dels_replayed=len(spooled.done),
             spooled_dels_pending=len(spooled.kept),
@@ -105,6 +132,11 @@ class Agent:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._replay = self._spool_loop = None
+        if self.kube_context is not None:
+            await self.kube_context.stop()
+        if self._kube_client is not None:
+            await self._kube_client.close()
+            self._kube_client = None
         await self.controller.close()
         log.info("agent_stopped")
 

@@ -1,7 +1,7 @@
 """gRPC client channels to a ``HOST:PORT`` or ``unix:PATH`` address, for every client we ship.
 
 Owns how spiderpoolctl (sync) and the agent (asyncio) reach the controller: one address
-syntax, the same one the servers listen on (``grpc_server.parse_listen``), and channel
+syntax, the same one the servers listen on (``addresses.parse_listen``), and channel
 options that notice a restarted peer quickly (short reconnect backoff) and a dead one
 (keepalive). Calls on these channels should fail fast (no wait-for-ready) and carry a
 deadline; the channel does not decide that for them.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import grpc
 
-from spiderpool_common.grpc_server import parse_listen
+from spiderpool_common.addresses import parse_listen
 
 CHANNEL_OPTIONS: list[tuple[str, int]] = [
     ("grpc.initial_reconnect_backoff_ms", 100),
@@ -27,10 +27,7 @@ def channel_target(address: str) -> str:
     address = address.strip()
     if not address:
         raise ValueError("empty address: expected HOST:PORT or unix:PATH")
-    target = parse_listen(address)
-    if target.startswith("unix:") and len(target) == len("unix:"):
-        raise ValueError(f"address {address!r} has no socket path: expected unix:PATH")
-    return target
+    return parse_listen(address)
 
 
 def open_channel(address: str) -> grpc.aio.Channel:

@@ -5,6 +5,14 @@ Each class knows its gRPC status code and the CNI code it maps to (table in
 gRPC status: a ``google.rpc.Status`` whose ``ErrorInfo`` detail carries the CNI code, so
 the agent and the stdlib-only shims can print ``{cniVersion, code, msg, details}``.
 ``from_rpc_error`` is its inverse, used by gRPC clients (the agent, spiderpoolctl).
+
+A status travels in HTTP/2 trailers, where gRPC's peers refuse metadata over 8 KiB (soft
+limit) or 16 KiB (hard): an error quoting a huge user value (a pool name, a CNI_ARGS
+value) would be replaced by RESOURCE_EXHAUSTED and its CNI code lost (102 became 999).
+The message travels twice (``grpc-message``, percent-encoded, up to three bytes per
+byte; and inside ``grpc-status-details-bin``, base64), so ``to_grpc_status`` cuts the
+message and the details to ``MAX_TEXT_BYTES`` each, on a UTF-8 boundary, with a marker
+saying how much was cut: at most ~6 KiB of trailers whatever the error says.
 """
 
 from __future__ import annotations
@@ -127,16 +135,29 @@ class CniError(SpiderpoolError):
             self.grpc_code = grpc.StatusCode.UNAVAILABLE  # type: ignore[misc]
 
 
+MAX_TEXT_BYTES = 1000
+
+
+def bounded(text: str, limit: int = MAX_TEXT_BYTES) -> str:
+    """``text`` if its UTF-8 form fits ``limit`` bytes, else its head and a truncation marker."""
+    raw = text.encode("utf-8", "surrogatepass")
+    if len(raw) <= limit:
+        return text
+    head = raw[: limit - 40].decode("utf-8", "ignore")  # a cut multi-byte character is dropped
+    return f"{head}... [{len(raw) - len(head.encode('utf-8', 'surrogatepass'))} more bytes truncated]"
+
+
 def to_grpc_status(err: SpiderpoolError) -> status_pb2.Status:
-    """Render a domain error as a ``google.rpc.Status`` with an ``ErrorInfo`` detail."""
+    """Render a domain error as a ``google.rpc.Status`` with an ``ErrorInfo`` detail, its
+    message and details bounded so the trailers always fit the peer's metadata limit."""
     info = error_details_pb2.ErrorInfo(
         reason=err.reason,
         domain=codes.ERROR_DOMAIN,
-        metadata={codes.META_CNI_CODE: str(err.cni_code), codes.META_DETAILS: err.details},
+        metadata={codes.META_CNI_CODE: str(err.cni_code), codes.META_DETAILS: bounded(err.details)},
     )
     detail = any_pb2.Any()
     detail.Pack(info)
-    return status_pb2.Status(code=err.grpc_code.value[0], message=err.message, details=[detail])
+    return status_pb2.Status(code=err.grpc_code.value[0], message=bounded(err.message), details=[detail])
 
 
 _BY_REASON: dict[str, type[SpiderpoolError]] = {}
@@ -166,7 +187,10 @@ def from_rpc_error(exc: grpc.RpcError) -> SpiderpoolError:
     """Rebuild the domain error a peer raised; transport failures become ``Unavailable``."""
     from grpc_status import rpc_status  # noqa: PLC0415  (heavy; only clients need it)
 
-    status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    try:
+        status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    except ValueError:  # details that contradict the call's code (the transport replaced the status)
+        status = None
     if status is not None:
         for detail in status.details:
             info = error_details_pb2.ErrorInfo()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Awaitable, Callable, Iterable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -19,6 +18,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
+from spiderpool_common import unix_socket
+from spiderpool_common.addresses import parse_listen, unix_path
 from spiderpool_common.errors import SpiderpoolError, to_grpc_status
 
 log = structlog.get_logger(__name__)
@@ -50,26 +51,15 @@ def translate_errors(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
     return wrapper
 
 
-def parse_listen(address: str) -> str:
-    """Accept ``HOST:PORT`` or ``unix:PATH`` (also ``unix://PATH``) and return a gRPC target."""
-    if address.startswith("unix://"):
-        return "unix:" + address[len("unix://") :]
-    if address.startswith("unix:"):
-        return address
-    if ":" not in address:
-        raise ValueError(f"listen address {address!r} is neither HOST:PORT nor unix:PATH")
-    return address
-
-
-def prepare_unix_socket(target: str) -> Path | None:
-    """Remove a stale socket file and create its directory; return the path, if unix."""
-    if not target.startswith("unix:"):
-        return None
-    path = Path(target[len("unix:") :])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() or path.is_symlink():
-        path.unlink()
-    return path
+def claim_listen(listen: str) -> str:
+    """Parse ``listen`` and, for a unix socket, make its path free (``unix_socket.claim``):
+    a server may call it early, to refuse before it starts anything; ``start_server``
+    claims again right before it binds. Returns the gRPC target."""
+    target = parse_listen(listen, allow_port_zero=True)
+    sock = unix_path(target)
+    if sock is not None:
+        unix_socket.claim(sock)
+    return target
 
 
 async def start_server(
@@ -81,16 +71,25 @@ async def start_server(
     """Start a grpc.aio server with reflection and health; return it and its bound address.
 
     ``register`` adds the servicers and returns their full service names. A TCP port 0
-    is resolved to the real port in the returned address.
+    is resolved to the real port in the returned address. A unix socket path that a live
+    process serves is refused (``unix_socket.SocketInUse``), a stale one replaced; with
+    ``socket_mode`` the socket is created with that mode (bound under a matching umask,
+    so it is never reachable with a wider one, not even between bind and chmod).
     """
-    target = parse_listen(listen)
+    target = claim_listen(listen)
+    sock = unix_path(target)
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     names = list(register(server))
     health_servicer = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    sock = prepare_unix_socket(target)
-    port = server.add_insecure_port(target)
+    # grpc binds in add_insecure_port: the umask decides the socket file's mode at bind.
+    umask = os.umask(0o777 & ~socket_mode) if sock is not None and socket_mode is not None else None
+    try:
+        port = server.add_insecure_port(target)
+    finally:
+        if umask is not None:
+            os.umask(umask)
     if sock is None and port == 0:
         raise OSError(f"cannot listen on {listen}")
     await server.start()

@@ -127,7 +127,8 @@ class ClusterController:
                 await task
         if engine is not None:
             with contextlib.suppress(Exception):  # writes fail now: the next leader reloads
-                await asyncio.wait_for(engine.close(), 2.0)
+                async with asyncio.timeout(2.0):
+                    await engine.close()
         log.warning("stepped_down", identity=self.options.identity)
 
     async def stop(self) -> None:

@@ -114,7 +114,8 @@ class EndpointWriter:
             while self._dirty:
                 if self._delay > 0 and not self._now.is_set():
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._now.wait(), self._delay)
+                        async with asyncio.timeout(self._delay):
+                            await self._now.wait()
                 batch = list(self._dirty)
                 self._dirty.clear()
                 await asyncio.gather(*(one(n) for n in batch))

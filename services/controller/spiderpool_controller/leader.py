@@ -183,7 +183,8 @@ class LeaderElector:
             while True:
                 attempt_started = self._clock()
                 try:
-                    won = await asyncio.wait_for(self.try_acquire_or_renew(), t.retry_period_s * 2)
+                    async with asyncio.timeout(t.retry_period_s * 2):
+                        won = await self.try_acquire_or_renew()
                 except (KubeError, TimeoutError) as exc:
                     log.info("lease_round_failed", lease=self.name, error=str(exc))
                     won = False
@@ -212,8 +213,10 @@ class LeaderElector:
             return
         self._holding = False
         with contextlib.suppress(KubeError, TimeoutError):
-            lease = await asyncio.wait_for(self._rest.get(self.path), self.timing.retry_period_s)
+            async with asyncio.timeout(self.timing.retry_period_s):
+                lease = await self._rest.get(self.path)
             if (lease.get("spec") or {}).get("holderIdentity") == self.identity:
                 spec = {**lease["spec"], "holderIdentity": "", "leaseDurationSeconds": 1}
-                await asyncio.wait_for(self._rest.replace(self.path, {**lease, "spec": spec}), 2.0)
+                async with asyncio.timeout(2.0):
+                    await self._rest.replace(self.path, {**lease, "spec": spec})
                 log.info("lease_released", lease=self.name, identity=self.identity)

@@ -1,10 +1,15 @@
-"""``spiderpool-controller``: parse settings, configure logging, run. Dispatch only."""
+"""``spiderpool-controller``: parse settings, configure logging, run. Dispatch only.
+
+Exit codes: 0 stopped by a signal, 1 could not start (the store or the socket refused,
+one line on stderr), 2 bad settings (one line naming the setting).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sys
 
+from spiderpool_common.errors import SpiderpoolError
 from spiderpool_common.logging import configure_logging
 
 from spiderpool_controller.settings import load_settings
@@ -23,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(run(settings))
     except KeyboardInterrupt:
         pass
-    except OSError as exc:
+    except (OSError, SpiderpoolError) as exc:  # the store refused (locked, not ours), the socket is taken
         print(f"spiderpool-controller: {exc}", file=sys.stderr)
         return 1
     return 0

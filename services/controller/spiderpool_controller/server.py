@@ -1,4 +1,10 @@
-"""Wiring of the controller process: store, engine, resource service, gRPC server."""
+"""Wiring of the controller process: store, engine, resource service, gRPC server.
+
+Start order matters for the single-writer rule: the store is opened first (it takes the
+store file's exclusive lock), so a second controller on the same store stops before it
+touches the first one's socket; then the socket path is claimed (refused if another
+process serves it), before the engine starts, and claimed again when the server binds.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from dataclasses import dataclass
 
 import grpc
 import structlog
-from spiderpool_common.grpc_server import start_server
+from spiderpool_common.grpc_server import claim_listen, start_server
 
 from spiderpool_controller.change_feed import NotifyingStore
 from spiderpool_controller.domain.validation import ValidationSettings
@@ -23,6 +29,8 @@ from spiderpool_controller.store.factory import open_store
 from spiderpool_controller.store.instrumented import InstrumentedStore
 
 log = structlog.get_logger(__name__)
+
+SOCKET_MODE = 0o600  # a unix listen socket: only root (the agent, spiderpoolctl) may connect
 
 
 @dataclass
@@ -46,6 +54,11 @@ async def start_controller(
     compose its latency model around the store (the production command never does)."""
     inner = open_store(settings.store)
     store = InstrumentedStore(wrap_store(inner) if wrap_store is not None else inner)
+    try:
+        claim_listen(settings.listen)  # refuse a served socket before starting anything
+    except BaseException:
+        await store.close()
+        raise
     engine = IpamEngine(
         store,
         EngineSettings(
@@ -75,7 +88,12 @@ async def start_controller(
             *resource_servicer.register(server, resources),
         ]
 
-    server, address = await start_server(settings.listen, register)
+    try:
+        server, address = await start_server(settings.listen, register, socket_mode=SOCKET_MODE)
+    except BaseException:
+        await engine.close()
+        await store.close()  # gives the store's lock up: this process will not serve
+        raise
     metrics_port = metrics.serve(settings.metrics_listen) if settings.metrics_listen else None
     log.info(
         "controller_serving",

@@ -1,5 +1,11 @@
 """Controller settings: one frozen dataclass built from flags, SPIDERPOOL_* variables and an
-optional YAML file (in that order of precedence), validated at start, passed explicitly."""
+optional YAML file (in that order of precedence), validated at start, passed explicitly.
+
+The default ``listen`` is a unix socket of mode 0600 (``addresses.DEFAULT_CONTROLLER``):
+whoever reaches the controller can release any pod's address and delete pools, and plain
+TCP authenticates nobody. A TCP ``listen`` is refused unless ``allow_insecure_tcp``
+(``--insecure-tcp``) says the operator accepts that; mutual TLS is for the cluster mode.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +15,19 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
+from spiderpool_common import bounded_yaml
+from spiderpool_common.addresses import DEFAULT_CONTROLLER, parse_listen, unix_path
+from spiderpool_common.setting_values import convert
 
 DEFAULT_STORE = "sqlite:///var/lib/spiderpool/controller.db"
-DEFAULT_LISTEN = "127.0.0.1:5720"
+DEFAULT_LISTEN = DEFAULT_CONTROLLER
 
 
 @dataclass(frozen=True)
 class ControllerSettings:
     store: str = DEFAULT_STORE
     listen: str = DEFAULT_LISTEN
+    allow_insecure_tcp: bool = False  # serve plain, unauthenticated TCP when listen is HOST:PORT
     log_level: str = "info"
     log_format: str = "json"
     enable_ipv4: bool = False  # require an IPv4 address for every request (cluster mode: true)
@@ -36,19 +45,37 @@ class ControllerSettings:
     def required_families(self) -> frozenset[int]:
         return frozenset(v for v, on in ((4, self.enable_ipv4), (6, self.enable_ipv6)) if on)
 
+    def validate(self) -> ControllerSettings:
+        """Return self, or raise ValueError (one line) naming the first bad setting."""
+        if self.log_format not in {"json", "console"}:
+            raise ValueError(f"setting log_format: {self.log_format!r} is neither json nor console")
+        if self.max_allocated_ips < 1:
+            raise ValueError("setting max_allocated_ips: must be at least 1")
+        if self.conflict_quarantine_seconds < 0:
+            raise ValueError("setting conflict_quarantine_seconds: must not be negative")
+        try:
+            target = parse_listen(self.listen)
+        except ValueError as exc:
+            raise ValueError(f"setting listen: {exc}") from None
+        if self.metrics_listen:
+            try:
+                metrics = parse_listen(self.metrics_listen, allow_port_zero=True)  # the bound port is logged
+            except ValueError as exc:
+                raise ValueError(f"setting metrics_listen: {exc}") from None
+            if unix_path(metrics) is not None:
+                raise ValueError("setting metrics_listen: metrics are served over HTTP, on HOST:PORT only")
+        if unix_path(target) is None and not self.allow_insecure_tcp:
+            raise ValueError(
+                f"setting listen: {self.listen} is plain TCP, which authenticates nobody: anyone who "
+                "reaches it could allocate or release any pod's address and delete pools (mutual TLS "
+                f"comes with the cluster mode); serve a unix socket (default {DEFAULT_LISTEN}, mode "
+                "0600), or accept the risk with --insecure-tcp"
+            )
+        return self
 
-def _bool(text: str) -> bool:
-    value = text.strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off"}:
-        return False
-    raise ValueError(f"{text!r} is not a boolean")
 
-
-_CONVERTERS: dict[str, Any] = {"str": str, "bool": _bool, "int": int, "float": float}
-# Every setting is a dataclass field; its annotation says how to read it from text.
-_FIELDS: dict[str, Any] = {f.name: _CONVERTERS[str(f.type)] for f in fields(ControllerSettings)}
+# Every setting is a dataclass field; its annotation says how to read it.
+_FIELDS: dict[str, str] = {f.name: str(f.type) for f in fields(ControllerSettings)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,7 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", help="optional YAML file with settings (keys as the long flags, _ for -)")
     p.add_argument("--store", help=f"state backend URL (default {DEFAULT_STORE})")
-    p.add_argument("--listen", help=f"HOST:PORT or unix:PATH to serve gRPC on (default {DEFAULT_LISTEN})")
+    p.add_argument(
+        "--listen",
+        help=f"unix:PATH (mode 0600), or HOST:PORT with --insecure-tcp (default {DEFAULT_LISTEN})",
+    )
+    p.add_argument(
+        "--insecure-tcp",
+        dest="allow_insecure_tcp",
+        action="store_const",
+        const="true",
+        help="allow a HOST:PORT --listen: plain TCP, no authentication (whoever reaches it controls IPAM)",
+    )
     p.add_argument("--log-level", help="debug, info, warning, error (default info)")
     p.add_argument("--log-format", help="json or console (default json)")
     p.add_argument("--enable-ipv4", help="true|false: every allocation must get an IPv4 address")
@@ -85,7 +122,7 @@ def load_settings(argv: list[str] | None = None, environ: dict[str, str] | None 
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     if args.config:
-        loaded = yaml.safe_load(Path(args.config).read_text()) or {}
+        loaded = bounded_yaml.load(Path(args.config).read_text(), args.config) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"{args.config}: expected a mapping of settings")
         for key, raw in loaded.items():
@@ -100,15 +137,5 @@ def load_settings(argv: list[str] | None = None, environ: dict[str, str] | None 
         flag = getattr(args, name)
         if flag is not None:
             values[name] = flag
-    converted: dict[str, Any] = {}
-    for name, raw in values.items():
-        try:
-            converted[name] = raw if not isinstance(raw, str) else _FIELDS[name](raw)
-        except ValueError as exc:
-            raise ValueError(f"setting {name}: {exc}") from None
-    settings = ControllerSettings(**converted)
-    if settings.log_format not in {"json", "console"}:
-        raise ValueError(f"setting log_format: {settings.log_format!r} is neither json nor console")
-    if settings.max_allocated_ips < 1:
-        raise ValueError("setting max_allocated_ips: must be at least 1")
-    return settings
+    converted: dict[str, Any] = {name: convert(name, _FIELDS[name], raw) for name, raw in values.items()}
+    return ControllerSettings(**converted).validate()

@@ -25,11 +25,12 @@ from typing import Any, TextIO
 import grpc
 import yaml
 from spiderpool.controller.v1 import resource_pb2, resource_pb2_grpc
+from spiderpool_common import bounded_yaml
+from spiderpool_common.addresses import DEFAULT_CONTROLLER
 from spiderpool_common.channels import channel_target, open_sync_channel
 from spiderpool_common.errors import InvalidObject, from_rpc_error
 from spiderpool_controller.domain import models
 
-DEFAULT_CONTROLLER = "127.0.0.1:5720"
 ENV_CONTROLLER = "SPIDERPOOL_CONTROLLER"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 NONE = "<none>"
@@ -159,9 +160,13 @@ def _expand(path: str) -> list[str]:
 
 
 def documents(text: str, source: str) -> Iterator[Document]:
-    """The documents of a (multi-document) YAML or JSON text; ``kind: List`` is flattened."""
+    """The documents of a (multi-document) YAML or JSON text; ``kind: List`` is flattened.
+
+    Raises ``bounded_yaml.YamlError`` (one line) for text that is not YAML, or that is
+    refused before it could cost more than its size (an alias bomb, deep nesting).
+    """
     index = 0
-    for doc in yaml.safe_load_all(text):
+    for doc in bounded_yaml.load_all(text, source):
         if doc is None:
             continue
         index += 1
@@ -181,8 +186,12 @@ def cmd_apply(args: argparse.Namespace, client: Client, out: TextIO, err: TextIO
             print(f"error: {exc}", file=err)
             failed = True
             continue
-        except yaml.YAMLError as exc:
-            print(f"error: error parsing {path}: {' '.join(str(exc).split())}", file=err)
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f'error: cannot read "{path}": {exc}', file=err)
+            failed = True
+            continue
+        except bounded_yaml.YamlError as exc:
+            print(f"error: error parsing {exc}", file=err)
             failed = True
             continue
         for doc in docs:
@@ -374,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--controller",
         default=os.environ.get(ENV_CONTROLLER, DEFAULT_CONTROLLER),
-        help=f"HOST:PORT or unix:PATH of the controller (env {ENV_CONTROLLER}; default {DEFAULT_CONTROLLER})",
+        help=f"unix:PATH or HOST:PORT of the controller (env {ENV_CONTROLLER}; default {DEFAULT_CONTROLLER})",
     )
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each request")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)

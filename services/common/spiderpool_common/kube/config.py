@@ -1,9 +1,18 @@
 """Where a service's Kubernetes client comes from: a kubeconfig file, or the in-cluster
-ServiceAccount (token, CA and ``KUBERNETES_SERVICE_HOST``) when none is given."""
+ServiceAccount (token, CA and ``KUBERNETES_SERVICE_HOST``) when none is given.
+
+Whatever goes wrong while loading (a missing or malformed kubeconfig, no in-cluster
+environment) is one ``KubeConfigError`` naming the source, so a service can refuse to
+start with that message instead of a traceback.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+
+class KubeConfigError(ValueError):
+    """The Kubernetes client configuration could not be loaded; the message names the source."""
 
 
 async def api_client(kubeconfig: str | None = None) -> Any:
@@ -11,8 +20,12 @@ async def api_client(kubeconfig: str | None = None) -> Any:
     from kubernetes_asyncio import client, config  # noqa: PLC0415 (heavy: ~0.5 s to import)
 
     configuration = client.Configuration()
-    if kubeconfig:
-        await config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    else:
-        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    try:
+        if kubeconfig:
+            await config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        else:
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except Exception as exc:  # the loaders raise ConfigException, OSError, YAML and key errors
+        source = f"kubeconfig {kubeconfig}" if kubeconfig else "in-cluster configuration"
+        raise KubeConfigError(f"{source}: {exc or type(exc).__name__}") from exc
     return client.ApiClient(configuration)

@@ -8,6 +8,10 @@ HTTP code and the ``Status`` reason. Authentication, TLS and the server address 
 the ApiClient's configuration (a kubeconfig or the in-cluster ServiceAccount, see
 ``config.py``). Patches name their content type explicitly: kubernetes-asyncio's default
 for a dict body is JSON patch, which a real API server refuses with 400.
+
+Deadlines use ``asyncio.timeout``, never ``asyncio.wait_for``: on Python 3.11 the latter
+loses a cancellation that arrives as the awaited call completes (CPython gh-86296, fixed
+in 3.12), and a cancelled informer then went on watching, so a shutdown waited for it.
 """
 
 from __future__ import annotations
@@ -78,8 +82,8 @@ class KubeRest:
         headers = {"Accept": "application/json", "Content-Type": content_type}
         query = [(k, v) for k, v in (params or {}).items() if v is not None]
         try:
-            result = await asyncio.wait_for(
-                self.api_client.call_api(
+            async with asyncio.timeout(self._timeout + 1):
+                result = await self.api_client.call_api(
                     path,
                     method,
                     query_params=query,
@@ -89,9 +93,7 @@ class KubeRest:
                     auth_settings=["BearerToken"],
                     _return_http_data_only=True,
                     _request_timeout=self._timeout,
-                ),
-                self._timeout + 1,
-            )
+                )
         except Exception as exc:
             raise _error(exc, f"{method} {path}") from exc
         return result
@@ -129,8 +131,8 @@ class KubeRest:
             "timeoutSeconds": str(timeout_s),
         }
         try:
-            response = await asyncio.wait_for(
-                self.api_client.call_api(
+            async with asyncio.timeout(self._timeout + 1):
+                response = await self.api_client.call_api(
                     path,
                     "GET",
                     query_params=list(query.items()),
@@ -139,9 +141,7 @@ class KubeRest:
                     _return_http_data_only=True,
                     _preload_content=False,
                     _request_timeout=timeout_s + 30,
-                ),
-                self._timeout + 1,
-            )
+                )
         except Exception as exc:
             raise _error(exc, f"WATCH {path}") from exc
         try:

@@ -150,7 +150,7 @@ def _winning_rule(req: AllocationRequest, pools: Mapping[str, IPPool]) -> _Rule:
     by_namespace = anno.parse_namespace_default_pools(req.namespace_annotations)
     if not by_namespace.is_empty():
         return single(
-            f"namespace {req.pod_namespace} annotations default-ipv4-ippool/default-ipv6-ippool",
+            f"namespace {req.pod_namespace or '(none)'} annotations default-ipv4-ippool/default-ipv6-ippool",
             by_namespace,
             InvalidAnnotation,
         )
@@ -238,7 +238,8 @@ def rejection(
     elif spec.namespace_affinity is not None and not spec.namespace_affinity.matches(req.namespace_labels):
         return f"namespace {req.pod_namespace or '(none)'} does not match namespaceAffinity of IPPool {name}"
     if spec.pod_affinity is not None and not spec.pod_affinity.matches(req.pod_labels):
-        return f"pod {req.pod_key} does not match podAffinity of IPPool {name}"
+        who = f"pod {req.pod_key}" if req.pod_name else f"container {req.container_id}"
+        return f"{who} does not match podAffinity of IPPool {name}"
     if spec.multus_name:
         network = multus_of(nic)
         if not anno.multus_name_matches(spec.multus_name, network):

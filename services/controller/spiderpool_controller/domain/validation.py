@@ -94,7 +94,8 @@ class _Reporter:
 
     def fail(self, field: str, message: str) -> NoReturn:
         where = f"{field}: " if field else ""
-        raise InvalidObject(f'{self.kind} "{self.name}": {where}{message}', details=field)
+        what = f'{self.kind} "{self.name}"' if self.name else self.kind  # never an empty ""
+        raise InvalidObject(f"{what}: {where}{message}", details=field)
 
 
 def _reporter(obj: Obj) -> _Reporter:
@@ -298,8 +299,9 @@ def _check_label_value(report: _Reporter, field: str, value: str) -> None:
 
 def _check_labels(report: _Reporter, field: str, value: Any) -> None:
     for key, val in _check_string_map(report, field, value).items():
-        _check_label_key(report, f"{field}[{key}]", key)
-        _check_label_value(report, f"{field}[{key}]", val)
+        where = f"{field}[{key}]" if key else f'{field}[""]'  # an empty key still shows
+        _check_label_key(report, where, key)
+        _check_label_value(report, where, val)
 
 
 def _check_structure(obj: Obj, kind: str) -> dict[str, Any]:
@@ -357,7 +359,7 @@ def _check_structure(obj: Obj, kind: str) -> dict[str, Any]:
 def _check_version(report: _Reporter, spec: dict[str, Any], settings: ValidationSettings) -> int:
     version = spec.get("ipVersion")
     if version is None:
-        report.fail("spec.ipVersion", "required (it is derived from spec.subnet or spec.ips when valid)")
+        _fail_underivable_version(report, spec)
     if not isinstance(version, int) or isinstance(version, bool) or version not in (4, 6):
         report.fail("spec.ipVersion", f"must be 4 or 6, got {version!r}")
     if version == 4 and not settings.enable_ipv4:
@@ -365,6 +367,24 @@ def _check_version(report: _Reporter, spec: dict[str, Any], settings: Validation
     if version == 6 and not settings.enable_ipv6:
         report.fail("spec.ipVersion", "IPv6 is disabled")
     return int(version)
+
+
+def _fail_underivable_version(report: _Reporter, spec: dict[str, Any]) -> NoReturn:
+    """No spec.ipVersion and defaulting could not derive one: name the field it derives from
+    (a pool's or subnet's spec.subnet, a reserved IP's first spec.ips entry), which is the
+    one to fix, rather than spec.ipVersion."""
+    if report.kind == models.KIND_RESERVED_IP:
+        ips = spec.get("ips")
+        if isinstance(ips, list) and ips:
+            try:
+                parse_range(ips[0])
+            except ValueError as err:
+                report.fail("spec.ips[0]", str(err))
+        report.fail("spec.ipVersion", "required (it is derived from spec.ips[0] when valid)")
+    subnet = spec.get("subnet")
+    if not subnet:
+        report.fail("spec.subnet", "required")
+    report.fail("spec.subnet", f"{subnet!r} is not a CIDR (expected e.g. 10.0.0.0/24 or fd00::/64)")
 
 
 @dataclass(frozen=True)
@@ -595,6 +615,15 @@ def validate_create(obj: Obj, peers: Sequence[Obj] = (), settings: ValidationSet
     _check_peers(obj, kind, fam, ips, peers)
 
 
+def _holder(record: models.AllocationRecord) -> str:
+    """Who holds an address, for messages: the pod, else (outside Kubernetes) the container."""
+    if record.pod.strip("/"):
+        return f"Pod {record.pod}"
+    if record.container_id:
+        return f"container {record.container_id}"
+    return f"allocation {record.identity or '(unknown owner)'}"
+
+
 def validate_update(
     old: Obj, new: Obj, peers: Sequence[Obj] = (), settings: ValidationSettings | None = None
 ) -> None:
@@ -622,6 +651,6 @@ def validate_update(
             if ip not in ips:
                 report.fail(
                     "spec.ips",
-                    f"remove an IP address {ip} that is being used by Pod {record.pod}; "
+                    f"remove an IP address {ip} that is being used by {_holder(record)}; "
                     "a pool's IPs are spec.ips minus spec.excludeIPs",
                 )

@@ -110,7 +110,8 @@ class KubernetesStore:
     async def _call(self, what: str, make: Callable[[Any], Awaitable[T]]) -> T:
         api = await self.custom_objects()
         try:
-            result = await asyncio.wait_for(make(api), self._timeout)
+            async with asyncio.timeout(self._timeout):  # not wait_for: it can lose a cancellation (3.11)
+                result = await make(api)
         except Exception as exc:
             raise translate(exc, what) from exc
         if isinstance(result, dict):

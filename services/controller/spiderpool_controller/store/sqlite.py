@@ -3,6 +3,10 @@
 Owns how state is kept when there is no Kubernetes (the default a new user meets). The
 decisions it encodes:
 
+- One writer: the store holds an exclusive lock beside its file from open to close
+  (``file_lock``), so a second controller on the same file refuses to start; and only a
+  missing file becomes a new store, an existing one must carry the project's marker
+  (``sqlite_schema``), so a truncated file is refused instead of silently emptied.
 - One file in WAL mode with ``synchronous=FULL``: every write is one ``BEGIN IMMEDIATE``
   transaction, and a call returns only after its commit reached the disk, so an answered
   write survives ``kill -9`` of the process and power loss.
@@ -34,6 +38,7 @@ import asyncio
 import concurrent.futures
 import json
 import math
+import os
 import re
 import secrets
 import sqlite3
@@ -48,6 +53,7 @@ from spiderpool_common.errors import InvalidRequest
 
 from spiderpool_controller.domain.models import LabelSelector
 from spiderpool_controller.domain.selectors import parse_label_selector
+from spiderpool_controller.store import sqlite_schema
 from spiderpool_controller.store.contract import (
     EventType,
     Gone,
@@ -58,11 +64,11 @@ from spiderpool_controller.store.contract import (
     StoreUnavailable,
     WatchEvent,
 )
+from spiderpool_controller.store.file_lock import StoreLock
 
 DEFAULT_HISTORY_EVENTS = 10_000
 DEFAULT_HISTORY_BYTES = 256 * 1024 * 1024
 _WATCH_BATCH = 500
-_SCHEMA_VERSION = 1
 
 # Upstream names: generateName gets 5 characters from this alphabet (no vowels, no
 # look-alikes), after truncating the prefix to 58 so the name fits a DNS label.
@@ -87,31 +93,6 @@ _SYSTEM_METADATA = (
 _OMIT_EMPTY_METADATA = ("labels", "annotations", "finalizers", "ownerReferences")
 # Top-level keys outside the "spec" that ``generation`` tracks.
 _UNTRACKED_TOP_LEVEL = ("apiVersion", "kind", "metadata", "status")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS objects (
-    kind TEXT NOT NULL,
-    namespace TEXT NOT NULL,
-    name TEXT NOT NULL,
-    body TEXT NOT NULL,
-    PRIMARY KEY (kind, namespace, name)
-);
-CREATE TABLE IF NOT EXISTS events (
-    rv INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL,
-    namespace TEXT NOT NULL,
-    type TEXT NOT NULL,
-    body TEXT NOT NULL,
-    old_labels TEXT NOT NULL,
-    size INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_by_kind ON events (kind, rv);
-CREATE TABLE IF NOT EXISTS counters (
-    key TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO counters (key, value) VALUES ('rv', 0), ('compacted', 0), ('history_bytes', 0);
-"""
 
 
 _Work = Callable[[sqlite3.Connection], tuple[Any, bool]]
@@ -223,6 +204,14 @@ def _describe(kind: str, namespace: str, name: str) -> str:
     return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
 
 
+def _use_wal(conn: sqlite3.Connection, path: Path) -> None:
+    """Switch the file to WAL (a persistent property of the file) and this connection to full fsync."""
+    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if mode != "wal":
+        raise StoreUnavailable(f"{path}: SQLite refused WAL mode (journal_mode={mode})")
+    conn.execute("PRAGMA synchronous=FULL")
+
+
 class SqliteStore:
     """The Store contract on one SQLite file; see the module docstring."""
 
@@ -245,36 +234,42 @@ class SqliteStore:
         self._closed = False
         self._queue: list[tuple[_Work, asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
-        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._lock = StoreLock(self.path).acquire()  # before the file is created or opened
         try:
-            self._conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_s
-            )
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"cannot open the store file {self.path}: {exc}") from exc
-        try:
-            self._prepare()
-            self._rconn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_s
-            )
-        except sqlite3.Error as exc:
-            self._conn.close()
-            raise StoreUnavailable(f"cannot open the store file {self.path}: {exc}") from exc
-        except StoreUnavailable:
-            self._conn.close()
+            self._conn, self._rconn = self._open(busy_timeout_s)
+        except BaseException:
+            self._lock.release()
             raise
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
 
-    def _prepare(self) -> None:
-        """Switch the file to WAL with full fsync and create (or check) the schema."""
-        mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if mode != "wal":
-            raise StoreUnavailable(f"{self.path}: SQLite refused WAL mode (journal_mode={mode})")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, _SCHEMA_VERSION):
-            raise StoreUnavailable(f"{self.path}: unknown schema version {version}")
-        self._conn.executescript(_SCHEMA)
-        self._conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+    def _open(self, busy_timeout_s: float) -> tuple[sqlite3.Connection, sqlite3.Connection]:
+        """Create the file if (and only if) it is missing, check its marker, switch it to WAL
+        with full fsync; return the writer's and the reader's connections."""
+        opened: list[sqlite3.Connection] = []
+
+        def connect() -> sqlite3.Connection:
+            uri = sqlite_schema.open_uri(self.path)
+            conn = sqlite3.connect(
+                uri, uri=True, isolation_level=None, check_same_thread=False, timeout=busy_timeout_s
+            )
+            opened.append(conn)
+            return conn
+
+        try:
+            if not os.path.lexists(self.path):
+                sqlite_schema.create(self.path)
+            writer = connect()
+            sqlite_schema.check(writer, self.path)
+            _use_wal(writer, self.path)
+            return writer, connect()
+        except BaseException as exc:
+            for conn in opened:
+                conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreUnavailable(f"cannot open the store file {self.path}: {exc}") from None
+            if isinstance(exc, OSError):
+                raise StoreUnavailable(f"cannot create the store file {self.path}: {exc}") from None
+            raise
 
     # -- transactions ---------------------------------------------------------------------
 
@@ -697,6 +692,7 @@ class SqliteStore:
         self._writer.shutdown(wait=True)
         self._conn.close()
         self._rconn.close()
+        self._lock.release()
 
     def integrity_check(self) -> str:
         """SQLite's own verdict on the file ("ok" when intact), for tests and diagnostics."""

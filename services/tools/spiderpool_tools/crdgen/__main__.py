@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import yaml
+from spiderpool_common import bounded_yaml
 
 from spiderpool_tools.crdgen import render
 from spiderpool_tools.crdgen.structural import crd_errors
@@ -66,7 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="verify only; exit 1 when a file is not current")
     args = parser.parse_args(argv)
     files = render.render_all()
-    refused = [f"{name}: {e}" for name, text in files.items() for e in crd_errors(yaml.safe_load(text))]
+    refused = [
+        f"{name}: {e}" for name, text in files.items() for e in crd_errors(bounded_yaml.load(text, name))
+    ]
     if refused:
         print(
             "crds: refusing to write CRDs the API server would reject:", *refused, sep="\n  ", file=sys.stderr

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
+from spiderpool_common import bounded_yaml
 from spiderpool_controller.domain.openapi_fields import apply_defaults, format_ok
 
 _FORMATS = ("ipv4", "ipv6", "cidr", "mac", "int32", "int64")
@@ -69,7 +69,7 @@ class CrdSet:
     def load(cls, directory: Path) -> CrdSet:
         crds: dict[tuple[str, str], dict[str, Any]] = {}
         for path in sorted(directory.glob("*.yaml")):
-            for doc in yaml.safe_load_all(path.read_text()):
+            for doc in bounded_yaml.load_all(path.read_text(), str(path)):
                 if not isinstance(doc, dict) or doc.get("kind") != "CustomResourceDefinition":
                     continue
                 spec = doc["spec"]
