@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import pytest
 from spiderpool_common.errors import PoolExhausted, Unavailable
+from spiderpool_controller.domain.gc_policy import StatefulSetFacts
 from spiderpool_controller.ipam_engine import EngineSettings, IpamEngine
 from spiderpool_controller.store.contract import Obj, ObjectNotFound, StaleResourceVersion, Store
 from spiderpool_controller.store.instrumented import InstrumentedStore
@@ -361,4 +362,26 @@ async def test_the_endpoint_view_is_repaired_continuously(tmp_path: Path) -> Non
     else:
         raise AssertionError("the deleted endpoint was never written again")
     assert again["status"] == obj["status"]
+    await engine.close()
+
+
+async def test_a_release_that_names_no_owner_is_judged_by_the_controllers_view_of_the_statefulset(
+    tmp_path: Path,
+) -> None:
+    """In a cluster the agent may no longer see a deleted pod's owner: the engine asks its own
+    view of the recorded StatefulSet, keeping a valid member's address and freeing a scaled-down one."""
+    engine, store = await new_engine(tmp_path / "db")
+    await store.create(pool_manifest("p", "10.14.0.0/24", ["10.14.0.1-10.14.0.9"], default=True))
+    await engine.pool_changed(await store.get("SpiderIPPool", "p"))
+    replicas = {"db": 2}
+    engine.statefulsets = lambda ns, name: (
+        StatefulSetFacts(exists=True, replicas=replicas[name]) if name in replicas else None
+    )
+    req = request(1, pod_name="db-1", owner_kind="StatefulSet", owner_name="db")
+    await engine.allocate(req)
+    kept = await engine.release("uid-1", "eth0", container_id="cid-1", pod_key="ns/db-1")
+    assert kept.kept and not kept.released
+    replicas["db"] = 1
+    gone = await engine.release("uid-1", "eth0", container_id="cid-1", pod_key="ns/db-1")
+    assert [a.address for a in gone.released] == ["10.14.0.1/24"]
     await engine.close()

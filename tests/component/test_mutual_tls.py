@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from spiderpool.agent.v1 import cni_pb2, cni_pb2_grpc
 from spiderpool_common.tls import ReloadingServerCredentials, TlsFiles, channel_credentials
 
+from tests.component.agent_harness import DEADLINE, ServiceProcess, cni_call, net_conf
+from tests.component.conformance_stack import start_service
 from tests.kubeapi.certs import CertificateAuthority
 
 NAME = "spiderpool-controller.kube-system.svc"
@@ -104,3 +111,76 @@ def test_missing_files_are_refused_with_a_message(tmp_path: Path) -> None:
     (tmp_path / "tls.crt").write_text("x")
     with pytest.raises(ValueError, match="TLS key file"):
         TlsFiles(str(tmp_path / "tls.crt"), str(tmp_path / "tls.key"), str(tmp_path / "ca.crt")).validate()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_the_controller_serves_tcp_with_mutual_tls_to_agents_and_spiderpoolctl(tmp_path: Path) -> None:
+    """A controller on TCP with mutual TLS: spiderpoolctl and an agent with certificates of the CA
+    are served (an ADD through the installed shim works), spiderpoolctl without one is refused."""
+    ca = CertificateAuthority("spiderpool-ca")
+    server = issue(ca, tmp_path / "server", "tls")
+    client = issue(ca, tmp_path / "client", "client")
+    port = free_port()
+    tls_args = ["--tls-cert-file", server.cert, "--tls-key-file", server.key, "--tls-ca-file", server.ca]
+    controller = ServiceProcess(
+        [sys.executable, "-m", "spiderpool_controller.main", "--store", f"sqlite:///{tmp_path / 'db'}",
+         "--listen", f"127.0.0.1:{port}", "--log-format", "console", *tls_args],
+        tmp_path / "unused.sock", tmp_path / "controller.log",
+    )  # fmt: skip
+    agent_sock = tmp_path / "agent.sock"
+    agent = ServiceProcess(
+        [sys.executable, "-m", "spiderpool_agent.main", "--controller", f"127.0.0.1:{port}",
+         "--socket", str(agent_sock), "--state-dir", str(tmp_path / "agent"), "--node", "n1",
+         "--controller-tls-cert-file", client.cert, "--controller-tls-key-file", client.key,
+         "--controller-tls-ca-file", client.ca, "--controller-tls-server-name", NAME,
+         "--log-format", "console"],
+        agent_sock, tmp_path / "agent.log",
+    )  # fmt: skip
+    ctl = [sys.executable, "-m", "spiderpool_tools.ctl", "--controller", f"127.0.0.1:{port}"]
+    mine = [
+        "--tls-cert",
+        client.cert,
+        "--tls-key",
+        client.key,
+        "--tls-ca",
+        client.ca,
+        "--tls-server-name",
+        NAME,
+    ]
+    try:
+        controller.proc = subprocess.Popen(
+            controller.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        pool = tmp_path / "pool.yaml"
+        pool.write_text(
+            "apiVersion: spiderpool.spidernet.io/v2beta1\nkind: SpiderIPPool\nmetadata: {name: tls-v4}\n"
+            "spec: {subnet: 10.90.0.0/24, ips: [10.90.0.10-10.90.0.20], default: true}\n"
+        )
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            applied = subprocess.run(
+                [*ctl, *mine, "apply", "-f", str(pool)], capture_output=True, text=True, check=False
+            )
+            if applied.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert applied.returncode == 0, applied.stderr
+        refused = subprocess.run([*ctl, "get", "ippools"], capture_output=True, text=True, check=False)
+        assert refused.returncode != 0 and "cannot reach the controller" in refused.stderr
+        start_service(agent)
+        with grpc.insecure_channel(f"unix:{agent_sock}") as channel:
+            reply = cni_pb2_grpc.CniServiceStub(channel).IpamAdd(
+                cni_pb2.IpamAddRequest(
+                    call=cni_call("ADD", net_conf(default_ipv4_ippool=["tls-v4"]), netns="/proc/self/ns/net")
+                ),
+                timeout=DEADLINE,
+            )
+        assert "10.90.0.10/24" in reply.result.decode()
+    finally:
+        agent.stop()
+        controller.stop()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from spiderpool_controller.store.factory import open_store
+from spiderpool_controller.store.kubernetes import KubernetesStore
 from spiderpool_controller.store.sqlite import SqliteStore
 
 
@@ -32,7 +33,7 @@ async def test_relative_sqlite_url_is_relative_to_the_working_directory(
 @pytest.mark.parametrize(
     ("url", "fragment"),
     [
-        ("kubernetes://", "not available yet"),
+        ("kubernetes://some/where", "takes no path"),
         ("etcd://localhost:2379", "unknown store URL"),
         ("/var/lib/state.db", "unknown store URL"),
         ("sqlite://", "names no file"),
@@ -43,3 +44,10 @@ def test_unusable_urls_raise_a_clear_value_error(url: str, fragment: str) -> Non
     """URLs no backend serves raise ValueError saying why."""
     with pytest.raises(ValueError, match=fragment):
         open_store(url)
+
+
+async def test_kubernetes_opens_the_kubernetes_store_on_the_given_kubeconfig(tmp_path: Path) -> None:
+    """kubernetes:// is the Kubernetes store; it reads its client configuration on first use."""
+    store = open_store("kubernetes://", kubeconfig=str(tmp_path / "kubeconfig"))
+    assert isinstance(store, KubernetesStore)
+    await store.close()

@@ -29,6 +29,7 @@ from spiderpool.controller.v1 import ipam_pb2, ipam_pb2_grpc, resource_pb2, reso
 from spiderpool_cni import codes
 from spiderpool_common.channels import open_channel
 from spiderpool_common.errors import NotFound, SpiderpoolError, from_rpc_error
+from spiderpool_common.tls import TlsFiles
 
 Resp = TypeVar("Resp", bound=Message)
 
@@ -44,10 +45,12 @@ def _transport_failure(exc: grpc.RpcError) -> bool:
 class GrpcControllerClient:
     """``ControllerClient`` over gRPC; every call has a deadline."""
 
-    def __init__(self, address: str, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, address: str, *, timeout: float = 30.0, tls: TlsFiles | None = None, server_name: str = ""
+    ) -> None:
         self.address = address
         self._timeout = timeout
-        self._channel = open_channel(address)
+        self._channel = open_channel(address, tls, server_name)
         self._stub = ipam_pb2_grpc.IpamServiceStub(self._channel)
         self._resources = resource_pb2_grpc.ResourceServiceStub(self._channel)
 

@@ -76,6 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
         dest="kube_sync_timeout",
         help="seconds an ADD waits for the first Kubernetes cache sync before code 11 (default 10)",
     )
+    tls = p.add_argument_group("mutual TLS to a controller on HOST:PORT (all three files, or none)")
+    for flag, what in (
+        ("cert-file", "PEM certificate of this agent"),
+        ("key-file", "PEM private key"),
+        ("ca-file", "PEM CA of the controller's certificate"),
+        ("server-name", "the name the controller's certificate carries"),
+    ):
+        tls.add_argument(
+            f"--controller-tls-{flag}", dest=f"controller_tls_{flag.replace('-', '_')}", help=what
+        )
     p.add_argument("--config", help="optional YAML file of settings (flags and SPIDERPOOL_* env win)")
     p.add_argument("--log-level", dest="log_level", help="debug, info, warning, error (default info)")
     p.add_argument("--log-format", dest="log_format", help="json or console (default json)")

@@ -51,7 +51,12 @@ COORDINATOR_RECORDS = "coordinator"  # under the state directory: what each ADD 
 class Agent:
     def __init__(self, settings: AgentSettings) -> None:
         self.settings = settings
-        self.controller = GrpcControllerClient(settings.controller, timeout=settings.controller_timeout)
+        self.controller = GrpcControllerClient(
+            settings.controller,
+            timeout=settings.controller_timeout,
+            tls=settings.controller_tls,
+            server_name=settings.controller_tls_server_name,
+        )
         self.journal = ReleaseJournal(
             Path(settings.state_dir),
             release_via(self.controller),

@@ -24,6 +24,7 @@ from typing import Any
 from spiderpool_common import bounded_yaml
 from spiderpool_common.addresses import DEFAULT_CONTROLLER, parse_listen
 from spiderpool_common.setting_values import convert
+from spiderpool_common.tls import TlsFiles
 
 from spiderpool_agent.multus_networks import cluster_network_problem
 from spiderpool_agent.pod_context import parse_labels
@@ -63,6 +64,16 @@ class AgentSettings:
     cluster_network: str = ""
     kube_timeout: float = 5.0  # deadline of one Kubernetes API read, seconds (a DEL's whole lookup too)
     kube_sync_timeout: float = 10.0  # how long an ADD waits for the agent's first Kubernetes sync
+    # Mutual TLS to a controller on HOST:PORT (all three, or none), and the name its certificate carries.
+    controller_tls_cert_file: str = ""
+    controller_tls_key_file: str = ""
+    controller_tls_ca_file: str = ""
+    controller_tls_server_name: str = ""
+
+    @property
+    def controller_tls(self) -> TlsFiles | None:
+        files = (self.controller_tls_cert_file, self.controller_tls_key_file, self.controller_tls_ca_file)
+        return TlsFiles(*files) if any(files) else None
 
     @property
     def node_name(self) -> str:
@@ -114,6 +125,12 @@ class AgentSettings:
         if self.replay_max_backoff < self.replay_initial_backoff:
             raise ValueError("setting replay_max_backoff: must not be below replay_initial_backoff")
         self._validate_pod_source()
+        tls = self.controller_tls
+        if tls is not None:
+            try:
+                tls.validate()
+            except ValueError as exc:
+                raise ValueError(f"setting controller_tls_*: {exc}") from None
         return self
 
     def _validate_pod_source(self) -> None:

@@ -9,9 +9,12 @@ deadline; the channel does not decide that for them.
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 
 from spiderpool_common.addresses import parse_listen
+from spiderpool_common.tls import TlsFiles, channel_credentials
 
 CHANNEL_OPTIONS: list[tuple[str, int]] = [
     ("grpc.initial_reconnect_backoff_ms", 100),
@@ -30,11 +33,25 @@ def channel_target(address: str) -> str:
     return parse_listen(address)
 
 
-def open_channel(address: str) -> grpc.aio.Channel:
-    """An insecure asyncio channel to ``address`` (see ``channel_target``)."""
-    return grpc.aio.insecure_channel(channel_target(address), options=CHANNEL_OPTIONS)
+def open_channel(address: str, tls: TlsFiles | None = None, server_name: str = "") -> grpc.aio.Channel:
+    """An asyncio channel to ``address`` (see ``channel_target``): mutual TLS with ``tls``
+    (``server_name``: the name the server's certificate carries, when the address is an IP),
+    plain otherwise."""
+    target = channel_target(address)
+    if tls is None:
+        return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+    options: list[tuple[str, Any]] = list(CHANNEL_OPTIONS)
+    if server_name:
+        options.append(("grpc.ssl_target_name_override", server_name))
+    return grpc.aio.secure_channel(target, channel_credentials(tls), options=options)
 
 
-def open_sync_channel(address: str) -> grpc.Channel:
-    """An insecure blocking channel to ``address``, for command-line tools."""
-    return grpc.insecure_channel(channel_target(address), options=CHANNEL_OPTIONS)
+def open_sync_channel(address: str, tls: TlsFiles | None = None, server_name: str = "") -> grpc.Channel:
+    """A blocking channel to ``address``, for command-line tools (mutual TLS with ``tls``)."""
+    target = channel_target(address)
+    if tls is None:
+        return grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+    options: list[tuple[str, Any]] = list(CHANNEL_OPTIONS)
+    if server_name:
+        options.append(("grpc.ssl_target_name_override", server_name))
+    return grpc.secure_channel(target, channel_credentials(tls), options=options)

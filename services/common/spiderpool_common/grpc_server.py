@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -67,6 +67,8 @@ async def start_server(
     register: Callable[[grpc.aio.Server], Iterable[str]],
     *,
     socket_mode: int | None = None,
+    credentials: grpc.ServerCredentials | None = None,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> tuple[grpc.aio.Server, str]:
     """Start a grpc.aio server with reflection and health; return it and its bound address.
 
@@ -74,11 +76,12 @@ async def start_server(
     is resolved to the real port in the returned address. A unix socket path that a live
     process serves is refused (``unix_socket.SocketInUse``), a stale one replaced; with
     ``socket_mode`` the socket is created with that mode (bound under a matching umask,
-    so it is never reachable with a wider one, not even between bind and chmod).
+    so it is never reachable with a wider one, not even between bind and chmod). With
+    ``credentials`` a TCP port is served over TLS (``tls.ReloadingServerCredentials``).
     """
     target = claim_listen(listen)
     sock = unix_path(target)
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)], interceptors=list(interceptors))
     names = list(register(server))
     health_servicer = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -86,7 +89,10 @@ async def start_server(
     # grpc binds in add_insecure_port: the umask decides the socket file's mode at bind.
     umask = os.umask(0o777 & ~socket_mode) if sock is not None and socket_mode is not None else None
     try:
-        port = server.add_insecure_port(target)
+        if credentials is not None:
+            port = server.add_secure_port(target, credentials)
+        else:
+            port = server.add_insecure_port(target)
     finally:
         if umask is not None:
             os.umask(umask)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,11 +28,24 @@ from spiderpool_controller.ip_gc import IpGarbageCollector
 from spiderpool_controller.ipam_engine import EngineSettings, IpamEngine
 from spiderpool_controller.leader import LeaderElector, LeaseTiming
 from spiderpool_controller.pool_watcher import PoolWatcher
+from spiderpool_controller.store.contract import Store
 from spiderpool_controller.store.fenced import FencedStore
 from spiderpool_controller.store.instrumented import InstrumentedStore
 from spiderpool_controller.store.kubernetes import KubernetesStore
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class LeaderContext:
+    """What a reconciler gets while this replica leads (it is cancelled when leadership ends)."""
+
+    engine: IpamEngine
+    rest: KubeRest  # the API server, plain JSON (core and other resources)
+    store: Store  # the spiderpool custom resources, fenced: writes only while leading
+
+
+Reconciler = Callable[[LeaderContext], Coroutine[Any, Any, None]]
 
 
 @dataclass(frozen=True)
@@ -45,6 +59,8 @@ class ClusterOptions:
     engine: EngineSettings = field(default_factory=EngineSettings)
     gc: GcSettings = field(default_factory=GcSettings)
     gc_interval_s: float = 600.0
+    # Leader-only loops besides the pool watcher and GC (Multus configs, subnets, ...).
+    reconcilers: tuple[tuple[str, Reconciler], ...] = ()
 
 
 class ClusterController:
@@ -108,10 +124,13 @@ class ClusterController:
         gc = IpGarbageCollector(
             engine, self.rest, store, settings=self.options.gc, interval_s=self.options.gc_interval_s
         )
+        context = LeaderContext(engine, self.rest, store)
         self._tasks = [
             asyncio.create_task(PoolWatcher(store, engine).run(), name="pool-watcher"),
             asyncio.create_task(gc.run(), name="ip-gc"),
+            *(asyncio.create_task(run(context), name=name) for name, run in self.options.reconcilers),
         ]
+        engine.statefulsets = gc.statefulset
         self.slot.gc = gc
         self.slot.engine = engine
         self.leader_changes += 1

@@ -105,15 +105,19 @@ class IpGarbageCollector:
         self._lock = asyncio.Lock()
 
     # -- facts --------------------------------------------------------------------------
+    def statefulset(self, namespace: str, name: str) -> StatefulSetFacts:
+        """The StatefulSet as the informer sees it (``exists=False`` when it has none)."""
+        obj = self.statefulsets.get(f"{namespace}/{name}")
+        if obj is None:
+            return StatefulSetFacts(exists=False)
+        replicas = (obj.get("spec") or {}).get("replicas")
+        return StatefulSetFacts(exists=True, replicas=1 if replicas is None else int(replicas))
+
     def _sts(self, entry: HeldEntry) -> StatefulSetFacts | None:
         rec = entry.record
         if rec.owner_kind != "StatefulSet" or not rec.owner_name or "/" not in rec.pod:
             return None
-        namespace = rec.pod.split("/", 1)[0]
-        obj = self.statefulsets.get(f"{namespace}/{rec.owner_name}")
-        if obj is None:
-            return StatefulSetFacts(exists=False)
-        return StatefulSetFacts(exists=True, replicas=int((obj.get("spec") or {}).get("replicas", 1) or 0))
+        return self.statefulset(rec.pod.split("/", 1)[0], rec.owner_name)
 
     async def _read_pod(self, pod_key: str) -> dict[str, Any] | None:
         namespace, name = pod_key.split("/", 1)

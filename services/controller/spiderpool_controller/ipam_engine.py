@@ -46,6 +46,7 @@ from spiderpool_controller.allocation_answer import (
 )
 from spiderpool_controller.attachment_index import AttachmentKey, Held
 from spiderpool_controller.conflict_quarantine import ConflictQuarantine
+from spiderpool_controller.domain.gc_policy import StatefulSetFacts
 from spiderpool_controller.domain.ipset import ip_to_int
 from spiderpool_controller.domain.models import (
     FINALIZER,
@@ -107,6 +108,10 @@ class IpamEngine:
         self._inflight: dict[AttachmentKey, asyncio.Future[Allocation]] = {}
         self._endpoints = EndpointWriter(store, lambda name: describe(self._ledger, name))
         self._resync: asyncio.Task[None] | None = None
+        # In a cluster: the controller's own view of a StatefulSet ((namespace, name) ->
+        # facts, None when it does not exist), for releases whose caller could not name the
+        # owner (the pod was already gone when the agent looked).
+        self.statefulsets: Callable[[str, str], StatefulSetFacts | None] | None = None
 
     # ------------------------------------------------------------------ state loading
     async def start(self) -> None:
@@ -426,6 +431,13 @@ class IpamEngine:
             )
             return ReleaseOutcome(holder=holder)
         pod_name = pod_key.split("/", 1)[1] if "/" in pod_key else ""
+        if not owner_kind and self.statefulsets is not None:
+            recorded = held[0][2]
+            if recorded.owner_kind == "StatefulSet" and "/" in recorded.pod:
+                facts = self.statefulsets(recorded.pod.split("/", 1)[0], recorded.owner_name)
+                owner_kind, owner_name = "StatefulSet", recorded.owner_name
+                owner_replicas, owner_exists = (facts.replicas, facts.exists) if facts else (0, False)
+                pod_name = pod_name or recorded.pod.split("/", 1)[1]
         if (
             not force
             and owner_kind == "StatefulSet"

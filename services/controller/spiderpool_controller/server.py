@@ -1,26 +1,41 @@
 """Wiring of the controller process: store, engine, resource service, gRPC server.
 
-Start order matters for the single-writer rule: the store is opened first (it takes the
-store file's exclusive lock), so a second controller on the same store stops before it
-touches the first one's socket; then the socket path is claimed (refused if another
-process serves it), before the engine starts, and claimed again when the server binds.
+Embedded mode: start order matters for the single-writer rule: the store is opened first
+(it takes the store file's exclusive lock), so a second controller on the same store
+stops before it touches the first one's socket; then the socket path is claimed (refused
+if another process serves it), before the engine starts, and claimed again when the
+server binds.
+
+Cluster mode (``--store kubernetes://``): the single writer is whoever holds the Lease
+(``cluster_mode.ClusterController``); every replica serves gRPC at once, a standby
+forwarding IPAM calls to the leader (``grpcapi.leader_forwarding``), with mutual TLS when
+the certificate files are given.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import signal
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
 import structlog
+from spiderpool_common.channels import open_channel
 from spiderpool_common.grpc_server import claim_listen, start_server
+from spiderpool_common.tls import ReloadingServerCredentials, TlsFiles
 
 from spiderpool_controller.change_feed import NotifyingStore
+from spiderpool_controller.cluster_mode import ClusterController, ClusterOptions
+from spiderpool_controller.domain.gc_policy import GcSettings
 from spiderpool_controller.domain.validation import ValidationSettings
+from spiderpool_controller.engine_slot import EngineSlot
 from spiderpool_controller.grpcapi import ipam_servicer, resource_servicer
+from spiderpool_controller.grpcapi.leader_forwarding import LeaderForwarding
 from spiderpool_controller.ipam_engine import EngineSettings, IpamEngine
+from spiderpool_controller.leader import LeaseTiming
 from spiderpool_controller.metrics import ControllerMetrics
 from spiderpool_controller.resource_service import ResourceService
 from spiderpool_controller.settings import ControllerSettings
@@ -37,14 +52,44 @@ SOCKET_MODE = 0o600  # a unix listen socket: only root (the agent, spiderpoolctl
 class Controller:
     server: grpc.aio.Server
     address: str
-    engine: IpamEngine
+    slot: EngineSlot
     store: Store
     metrics: ControllerMetrics
+    cluster: ClusterController | None = None
+    forwarding: LeaderForwarding | None = None
+
+    @property
+    def engine(self) -> IpamEngine:
+        return self.slot.get()
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.server.stop(grace)
-        await self.engine.close()
+        if self.cluster is not None:
+            await self.cluster.stop()
+        elif self.slot.engine is not None:
+            await self.slot.engine.close()
+        if self.forwarding is not None:
+            await self.forwarding.close()
         await self.store.close()
+
+
+def _detection(settings: ControllerSettings) -> ipam_servicer.Detection:
+    return ipam_servicer.Detection(
+        ip_conflict=settings.enable_ip_conflict_detection, gateway=settings.enable_gateway_detection
+    )
+
+
+def _engine_settings(settings: ControllerSettings) -> EngineSettings:
+    return EngineSettings(
+        required_families=settings.required_families,
+        max_allocated_ips=settings.max_allocated_ips,
+        conflict_quarantine_s=settings.conflict_quarantine_seconds,
+    )
+
+
+def _tls(settings: ControllerSettings) -> TlsFiles | None:
+    files = settings.tls_files
+    return TlsFiles(*files).validate() if files is not None else None
 
 
 async def start_controller(
@@ -52,6 +97,8 @@ async def start_controller(
 ) -> Controller:
     """Open the store, start the engine and serve gRPC; ``wrap_store`` lets a benchmark
     compose its latency model around the store (the production command never does)."""
+    if settings.cluster_mode:
+        return await start_cluster_controller(settings)
     inner = open_store(settings.store)
     store = InstrumentedStore(wrap_store(inner) if wrap_store is not None else inner)
     try:
@@ -59,14 +106,7 @@ async def start_controller(
     except BaseException:
         await store.close()
         raise
-    engine = IpamEngine(
-        store,
-        EngineSettings(
-            required_families=settings.required_families,
-            max_allocated_ips=settings.max_allocated_ips,
-            conflict_quarantine_s=settings.conflict_quarantine_seconds,
-        ),
-    )
+    engine = IpamEngine(store, _engine_settings(settings))
     await engine.start()
     resources = ResourceService(
         NotifyingStore(store, engine), ValidationSettings(enable_ipv4=True, enable_ipv6=True)
@@ -76,20 +116,16 @@ async def start_controller(
 
     def register(server: grpc.aio.Server) -> list[str]:
         return [
-            *ipam_servicer.register(
-                server,
-                engine,
-                metrics,
-                ipam_servicer.Detection(
-                    ip_conflict=settings.enable_ip_conflict_detection,
-                    gateway=settings.enable_gateway_detection,
-                ),
-            ),
+            *ipam_servicer.register(server, engine, metrics, _detection(settings)),
             *resource_servicer.register(server, resources),
         ]
 
+    tls = _tls(settings)
+    credentials = ReloadingServerCredentials(tls).credentials() if tls is not None else None
     try:
-        server, address = await start_server(settings.listen, register, socket_mode=SOCKET_MODE)
+        server, address = await start_server(
+            settings.listen, register, socket_mode=SOCKET_MODE, credentials=credentials
+        )
     except BaseException:
         await engine.close()
         await store.close()  # gives the store's lock up: this process will not serve
@@ -103,7 +139,76 @@ async def start_controller(
         ip_conflict_detection=settings.enable_ip_conflict_detection,
         gateway_detection=settings.enable_gateway_detection,
     )
-    return Controller(server, address, engine, store, metrics)
+    return Controller(server, address, EngineSlot(engine), store, metrics)
+
+
+async def start_cluster_controller(settings: ControllerSettings) -> Controller:
+    """Every replica: gRPC (forwarding to the leader while standing by) and the election."""
+    slot = EngineSlot()
+    suffix = secrets.token_hex(4)
+    identity = f"{settings.pod_name or socket.gethostname()}_{suffix}"
+    tls = _tls(settings)
+    options = ClusterOptions(
+        identity=identity,
+        advertise=settings.advertise or settings.listen,
+        lease_namespace=settings.pod_namespace,
+        lease_name=settings.leader_lease_name,
+        kubeconfig=settings.kubeconfig or None,
+        timing=LeaseTiming(
+            settings.leader_lease_duration, settings.leader_renew_deadline, settings.leader_retry_period
+        ),
+        engine=_engine_settings(settings),
+        gc=GcSettings(
+            enabled=settings.gc_enabled,
+            terminating_on_ready_node=settings.gc_terminating_pod_on_ready_node,
+            terminating_on_not_ready_node=settings.gc_terminating_pod_on_not_ready_node,
+            running_with_empty_pod_ips=settings.gc_running_pod_on_empty_pod_ips,
+            additional_grace_s=settings.gc_additional_grace_seconds,
+        ),
+        gc_interval_s=settings.gc_interval_seconds,
+    )
+    claim_listen(settings.listen)
+    cluster = ClusterController(options, slot)
+    await cluster.start()
+    assert cluster.resource_store is not None
+    resources = ResourceService(
+        cluster.resource_store, ValidationSettings(enable_ipv4=True, enable_ipv6=True)
+    )
+    metrics = ControllerMetrics(slot, lambda: cluster.stores)
+    forwarding = LeaderForwarding(
+        cluster.is_leader,
+        cluster.leader_target,
+        lambda target: open_channel(target, tls, settings.tls_server_name),
+    )
+
+    def register(server: grpc.aio.Server) -> list[str]:
+        return [
+            *ipam_servicer.register(server, slot, metrics, _detection(settings)),
+            *resource_servicer.register(server, resources),
+        ]
+
+    credentials = ReloadingServerCredentials(tls).credentials() if tls is not None else None
+    try:
+        server, address = await start_server(
+            settings.listen,
+            register,
+            socket_mode=SOCKET_MODE,
+            credentials=credentials,
+            interceptors=[forwarding],
+        )
+    except BaseException:
+        await cluster.stop()
+        raise
+    metrics_port = metrics.serve(settings.metrics_listen) if settings.metrics_listen else None
+    log.info(
+        "controller_serving",
+        address=address,
+        store=settings.store,
+        identity=identity,
+        metrics_port=metrics_port,
+    )
+    store = cluster.resource_store
+    return Controller(server, address, slot, store, metrics, cluster=cluster, forwarding=forwarding)
 
 
 async def run(settings: ControllerSettings) -> None:

@@ -4,7 +4,15 @@ optional YAML file (in that order of precedence), validated at start, passed exp
 The default ``listen`` is a unix socket of mode 0600 (``addresses.DEFAULT_CONTROLLER``):
 whoever reaches the controller can release any pod's address and delete pools, and plain
 TCP authenticates nobody. A TCP ``listen`` is refused unless ``allow_insecure_tcp``
-(``--insecure-tcp``) says the operator accepts that; mutual TLS is for the cluster mode.
+(``--insecure-tcp``) says the operator accepts that, or mutual TLS is configured
+(``tls_cert_file``/``tls_key_file``/``tls_ca_file``: clients must present a certificate of
+that CA), which is how the cluster mode serves its agents.
+
+The cluster mode (``store: kubernetes://``) adds: the kubeconfig (empty: the in-cluster
+ServiceAccount), this replica's identity and the address the agents and the other replicas
+reach it on (``advertise``; from the downward API's pod name and IP), the leader-election
+Lease and its timings (upstream's 15/10/2 s by default), and the IP garbage collector's
+switches (upstream's SPIDERPOOL_GC_* defaults).
 """
 
 from __future__ import annotations
@@ -40,6 +48,36 @@ class ControllerSettings:
     enable_gateway_detection: bool = False
     # How long an address another host answered for stays out of allocation.
     conflict_quarantine_seconds: float = 600.0
+    # Mutual TLS of the gRPC port (all three, or none): PEM files, re-read when they change.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_ca_file: str = ""
+    # The name the replicas' certificates carry (the forwarded call's TLS server name).
+    tls_server_name: str = ""
+    # --- the cluster mode (store kubernetes://) ---
+    kubeconfig: str = ""  # empty: the in-cluster ServiceAccount
+    pod_name: str = ""  # this replica's pod (downward API); with a random suffix, the Lease identity
+    pod_namespace: str = "kube-system"  # where the Lease lives
+    advertise: str = ""  # HOST:PORT or unix:PATH where agents and standbys reach this replica
+    leader_lease_name: str = "spiderpool-controller-leases"
+    leader_lease_duration: float = 15.0
+    leader_renew_deadline: float = 10.0
+    leader_retry_period: float = 2.0
+    gc_enabled: bool = True
+    gc_interval_seconds: float = 600.0
+    gc_terminating_pod_on_ready_node: bool = True
+    gc_terminating_pod_on_not_ready_node: bool = True
+    gc_running_pod_on_empty_pod_ips: bool = False
+    gc_additional_grace_seconds: float = 0.0
+
+    @property
+    def cluster_mode(self) -> bool:
+        return self.store.startswith("kubernetes://")
+
+    @property
+    def tls_files(self) -> tuple[str, str, str] | None:
+        files = (self.tls_cert_file, self.tls_key_file, self.tls_ca_file)
+        return files if any(files) else None
 
     @property
     def required_families(self) -> frozenset[int]:
@@ -64,14 +102,45 @@ class ControllerSettings:
                 raise ValueError(f"setting metrics_listen: {exc}") from None
             if unix_path(metrics) is not None:
                 raise ValueError("setting metrics_listen: metrics are served over HTTP, on HOST:PORT only")
-        if unix_path(target) is None and not self.allow_insecure_tcp:
+        files = self.tls_files
+        if files is not None and not all(files):
+            raise ValueError("setting tls_cert_file, tls_key_file, tls_ca_file: give all three or none")
+        if files is not None and unix_path(target) is not None:
+            raise ValueError("setting listen: mutual TLS is served on HOST:PORT, not on a unix socket")
+        self._validate_cluster()
+        if unix_path(target) is None and not self.allow_insecure_tcp and files is None:
             raise ValueError(
                 f"setting listen: {self.listen} is plain TCP, which authenticates nobody: anyone who "
                 "reaches it could allocate or release any pod's address and delete pools (mutual TLS "
                 f"comes with the cluster mode); serve a unix socket (default {DEFAULT_LISTEN}, mode "
-                "0600), or accept the risk with --insecure-tcp"
+                "0600), serve mutual TLS (--tls-cert-file, --tls-key-file, --tls-ca-file), or "
+                "accept the risk with --insecure-tcp"
             )
         return self
+
+    def _validate_cluster(self) -> None:
+        if not self.cluster_mode:
+            for name in ("kubeconfig", "advertise"):
+                if getattr(self, name):
+                    raise ValueError(f"setting {name}: only used with --store kubernetes://")
+            return
+        if self.kubeconfig and not Path(self.kubeconfig).is_file():
+            raise ValueError(f"setting kubeconfig: {self.kubeconfig!r} is not a file")
+        timings = (self.leader_retry_period, self.leader_renew_deadline, self.leader_lease_duration)
+        if not 0 < timings[0] < timings[1] < timings[2]:
+            raise ValueError(
+                "setting leader_retry_period, leader_renew_deadline, leader_lease_duration: must satisfy "
+                f"0 < retry period < renew deadline < lease duration (got {', '.join(map(str, timings))})"
+            )
+        if self.gc_interval_seconds <= 0:
+            raise ValueError("setting gc_interval_seconds: must be positive")
+        if self.gc_additional_grace_seconds < 0:
+            raise ValueError("setting gc_additional_grace_seconds: must not be negative")
+        if self.advertise:
+            try:
+                parse_listen(self.advertise)
+            except ValueError as exc:
+                raise ValueError(f"setting advertise: {exc}") from None
 
 
 # Every setting is a dataclass field; its annotation says how to read it.
@@ -112,6 +181,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--conflict-quarantine-seconds",
         help="seconds a released conflicting address is not handed out again (default 600; 0: off)",
+    )
+    tls = p.add_argument_group("mutual TLS of the gRPC port (clients must present a certificate of the CA)")
+    tls.add_argument("--tls-cert-file", help="PEM certificate of this controller")
+    tls.add_argument("--tls-key-file", help="PEM private key")
+    tls.add_argument("--tls-ca-file", help="PEM CA that clients' certificates must chain to")
+    tls.add_argument("--tls-server-name", help="the name in the replicas' certificates (forwarded calls)")
+    cluster = p.add_argument_group("cluster mode (--store kubernetes://)")
+    cluster.add_argument("--kubeconfig", help="kubeconfig file (default: the in-cluster ServiceAccount)")
+    cluster.add_argument("--pod-name", help="this replica's pod name (downward API; the Lease identity)")
+    cluster.add_argument(
+        "--pod-namespace", help="namespace of the leader-election Lease (default kube-system)"
+    )
+    cluster.add_argument(
+        "--advertise", help="HOST:PORT or unix:PATH where agents and other replicas reach this one"
+    )
+    cluster.add_argument("--leader-lease-name", help="Lease name (default spiderpool-controller-leases)")
+    cluster.add_argument("--leader-lease-duration", help="seconds (default 15)")
+    cluster.add_argument("--leader-renew-deadline", help="seconds (default 10)")
+    cluster.add_argument("--leader-retry-period", help="seconds (default 2)")
+    cluster.add_argument("--gc-enabled", help="true|false: IP garbage collection (default true)")
+    cluster.add_argument("--gc-interval-seconds", help="full scan period (default 600)")
+    cluster.add_argument(
+        "--gc-terminating-pod-on-ready-node", help="true|false: release terminating pods past their grace"
+    )
+    cluster.add_argument(
+        "--gc-terminating-pod-on-not-ready-node", help="true|false: the same on NotReady (lost) nodes"
+    )
+    cluster.add_argument(
+        "--gc-running-pod-on-empty-pod-ips",
+        help="true|false: release running pods without podIPs (default false)",
+    )
+    cluster.add_argument(
+        "--gc-additional-grace-seconds", help="added to a terminating pod's deadline (default 0)"
     )
     return p
 

@@ -29,6 +29,7 @@ from spiderpool_common import bounded_yaml
 from spiderpool_common.addresses import DEFAULT_CONTROLLER
 from spiderpool_common.channels import channel_target, open_sync_channel
 from spiderpool_common.errors import InvalidObject, from_rpc_error
+from spiderpool_common.tls import TlsFiles
 from spiderpool_controller.domain import models
 
 ENV_CONTROLLER = "SPIDERPOOL_CONTROLLER"
@@ -88,10 +89,12 @@ def _translate(exc: grpc.RpcError, address: str) -> Exception:
 class Client:
     """A blocking ResourceService client; every call has a deadline and fails fast."""
 
-    def __init__(self, address: str, timeout: float) -> None:
+    def __init__(
+        self, address: str, timeout: float, tls: TlsFiles | None = None, server_name: str = ""
+    ) -> None:
         self.address = address
         self._timeout = timeout
-        self._channel = open_sync_channel(address)
+        self._channel = open_sync_channel(address, tls, server_name)
         self._stub = resource_pb2_grpc.ResourceServiceStub(self._channel)
 
     def close(self) -> None:
@@ -386,6 +389,20 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"unix:PATH or HOST:PORT of the controller (env {ENV_CONTROLLER}; default {DEFAULT_CONTROLLER})",
     )
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each request")
+    tls = parser.add_argument_group("mutual TLS to a controller on HOST:PORT (env SPIDERPOOL_TLS_*)")
+    for name, what in (
+        ("cert", "PEM certificate"),
+        ("key", "PEM private key"),
+        ("ca", "PEM CA of the controller"),
+    ):
+        tls.add_argument(
+            f"--tls-{name}", default=os.environ.get(f"SPIDERPOOL_TLS_{name.upper()}", ""), help=what
+        )
+    tls.add_argument(
+        "--tls-server-name",
+        default=os.environ.get("SPIDERPOOL_TLS_SERVER_NAME", ""),
+        help="the name the controller's certificate carries",
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     apply = commands.add_parser("apply", help="create or update objects from YAML/JSON manifests")
@@ -427,7 +444,15 @@ def run(
     except ValueError as exc:
         print(f"error: --controller: {exc}", file=err)
         return EXIT_USAGE
-    client = Client(args.controller, args.timeout)
+    files = (args.tls_cert, args.tls_key, args.tls_ca)
+    tls = TlsFiles(*files) if any(files) else None
+    if tls is not None:
+        try:
+            tls.validate()
+        except ValueError as exc:
+            print(f"error: --tls-*: {exc}", file=err)
+            return EXIT_USAGE
+    client = Client(args.controller, args.timeout, tls, args.tls_server_name)
     try:
         code: int = args.run(args, client, out, err, stdin)
         return code

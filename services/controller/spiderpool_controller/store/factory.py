@@ -4,7 +4,8 @@ Owns the URL scheme table, so wiring code never imports a backend directly:
 
 - ``sqlite:///abs/path/state.db``: the embedded store at an absolute path;
 - ``sqlite://relative/state.db``: relative to the working directory;
-- ``kubernetes://``: custom resources in a cluster (not available yet).
+- ``kubernetes://``: the custom resources of a cluster (``kubeconfig``: a file, else the
+  in-cluster ServiceAccount).
 
 Parent directories of a SQLite file are created, since a fresh machine has none.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from spiderpool_controller.store.contract import Store
+from spiderpool_controller.store.kubernetes import KubernetesStore
 from spiderpool_controller.store.sqlite import SqliteStore
 
 SQLITE_PREFIX = "sqlite://"
@@ -32,16 +34,16 @@ def sqlite_path(url: str) -> Path:
     return Path(rest)
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, kubeconfig: str = "") -> Store:
     """Open the store a URL names; raise ``ValueError`` for a URL no backend serves."""
     if url.startswith(SQLITE_PREFIX):
         path = sqlite_path(url)
         path.parent.mkdir(parents=True, exist_ok=True)
         return SqliteStore(path)
     if url.startswith(KUBERNETES_PREFIX):
-        raise ValueError(
-            f"store URL {url!r}: the Kubernetes backend is not available yet; use sqlite:///path/to/state.db"
-        )
+        if url != KUBERNETES_PREFIX:
+            raise ValueError(f"store URL {url!r}: the Kubernetes store takes no path; use kubernetes://")
+        return KubernetesStore(kubeconfig=kubeconfig or None)
     scheme = url.split("://", 1)[0] if "://" in url else ""
     raise ValueError(
         f"unknown store URL {url!r} (scheme {scheme!r}); expected sqlite:///abs/path.db, "
