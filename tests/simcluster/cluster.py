@@ -525,6 +525,19 @@ class SimCluster:
 
     # --- controllers, agents, nodes -----------------------------------------------------------------------
 
+    def controller(self, index: int) -> Proc:
+        """Replica ``index`` (kill, pause/resume with SIGSTOP/SIGCONT, or ``restart`` it)."""
+        return self.controllers[index]
+
+    def agent(self, node: str) -> Proc:
+        agent = self.nodes[node].agent
+        if agent is None:
+            raise ClusterError("a plain cluster has no agents")
+        return agent
+
+    def kubelet(self, node: str) -> Proc:
+        return self.nodes[node].kubelet
+
     def leader(self) -> str:
         """The Lease holder's identity ("" when nobody holds it)."""
         lease = self.api.get_or_none(f"/apis/coordination.k8s.io/v1/namespaces/{LEASE[0]}/leases/{LEASE[1]}")
