@@ -52,7 +52,7 @@ from .api import ApiError, SyncApi
 from .commands import ClusterPaths
 from .kubelet import KILL_SANDBOX, SANDBOX_ID, SANDBOX_NETNS
 from .node_host import NodeHost
-from .processes import Proc, ProcessError, die_with_parent, ready_file, sweep_stale, wait_ready
+from .processes import Proc, ProcessError, die_with_parent, ready_file, stop_all, sweep_stale, wait_ready
 from .topology import MASTERS, NodeSpec, build_node, build_switch, default_nodes
 
 REPO = Path(__file__).resolve().parents[2]
@@ -374,12 +374,9 @@ class SimCluster:
             except Exception as exc:
                 errors.append(f"{what}: {exc}")
 
-        for node in self.nodes.values():
-            for proc in node.procs():
-                attempt(proc.name, proc.stop)
-        for other in [self.control_plane, self.service, *self.controllers, self.api_server]:
-            if other is not None:
-                attempt(other.name, other.stop)
+        nodes = [p for n in self.nodes.values() for p in n.procs()]
+        errors += stop_all(nodes)  # first, so that nothing acts on the cluster while it goes
+        errors += stop_all(self.processes())
         for name in sorted(n for n in list_netns() if n.startswith(f"{self.netns_prefix}-")):
             if self.switch is None or name != self.switch.name:
                 attempt(f"netns {name}", NetNs(name).delete)

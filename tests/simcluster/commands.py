@@ -20,6 +20,8 @@ the harness has a single table of what runs where.
 
 from __future__ import annotations
 
+import functools
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,9 +81,33 @@ def controller_name(index: int) -> str:
     return f"spiderpool-controller-{index}"
 
 
+@functools.cache
+def controller_has_cluster_mode() -> bool:
+    """Whether ``spiderpool-controller`` offers its cluster mode flags yet (``--kubeconfig``)."""
+    proc = subprocess.run(
+        [str(SCRIPTS / "spiderpool-controller"), "--help"], capture_output=True, text=True, check=False
+    )
+    return "--kubeconfig" in proc.stdout
+
+
 def controller(paths: ClusterPaths, index: int, log_level: str = "info") -> tuple[list[str], dict[str, str]]:
-    """The controller replica ``index``: arguments and extra environment."""
+    """The controller replica ``index``: arguments and extra environment. Until the command has its cluster
+    mode, controller_preview.py wires the same library code (the one line to drop then is marked)."""
     socket = paths.controller_socket(index)
+    env = {
+        "SPIDERPOOL_POD_NAME": controller_name(index),
+        "SPIDERPOOL_POD_NAMESPACE": LEASE_NAMESPACE,
+    }
+    if not controller_has_cluster_mode():  # interim: drop with controller_preview.py
+        args = [
+            PYTHON, "-m", "tests.simcluster.controller_preview",
+            "--kubeconfig", str(paths.kubeconfig),
+            "--listen", f"unix:{socket}",
+            "--identity", controller_name(index),
+            "--lease-namespace", LEASE_NAMESPACE,
+            "--log-level", log_level,
+        ]  # fmt: skip
+        return args, env
     args = [
         str(SCRIPTS / "spiderpool-controller"),
         "--store", "kubernetes://",
@@ -90,12 +116,7 @@ def controller(paths: ClusterPaths, index: int, log_level: str = "info") -> tupl
         "--log-level", log_level,
         "--log-format", "json",
     ]  # fmt: skip
-    env = {
-        "SPIDERPOOL_POD_NAME": controller_name(index),
-        "SPIDERPOOL_POD_NAMESPACE": LEASE_NAMESPACE,
-        "SPIDERPOOL_ADVERTISE": f"unix:{socket}",
-    }
-    return args, env
+    return args, {**env, "SPIDERPOOL_ADVERTISE": f"unix:{socket}"}
 
 
 def agent(paths: ClusterPaths, node: str, log_level: str = "info") -> tuple[list[str], dict[str, str]]:

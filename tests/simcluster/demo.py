@@ -6,7 +6,7 @@ the example pools (demo-v4/-v6, cluster defaults on the shared underlay, deploy/
 node (`nodeAffinity` on the node's hostname label, the node's own subnet); a Deployment `web` (3 replicas,
 default pools) and a StatefulSet `db` (3 members, the node pools named in its pod annotation
 `ipam.spidernet.io/ippool`, so each member gets the pool of the node it landed on); `kubectl get pods -o
-wide`, `kubectl get sp`, `kubectl get se`, the Lease naming the leading controller; pings between pods on
+wide`, `kubectl get sp`, `kubectl get se`, the Lease's holder (the leading controller); pings between pods on
 different nodes, on the shared subnet and across the node subnets (routed by the switch). Then it keeps
 running until Ctrl-C (or exits with `--exit-after-demo`), and removes everything it made, also on SIGINT or
 SIGTERM (the signal becomes an exception; the cleanup runs with further signals deferred). A failed step
@@ -93,15 +93,16 @@ def workloads(nodes: Sequence[NodeSpec]) -> list[dict[str, Any]]:
 
 
 def ping_across_nodes(console: Console, cluster: SimCluster, pods: list[dict[str, Any]]) -> None:
-    """Every pod pings one pod on each other node, every address family it has; all must answer."""
+    """Every pod pings every pod on another node, in each address family both have; all must answer."""
     failures = []
     for src in pods:
         netns = NetNs(src["metadata"]["annotations"]["sim.spiderpool.io/netns"])
+        families = {":" in entry["ip"] for entry in src["status"]["podIPs"]}
         for dst in pods:
             if dst["spec"]["nodeName"] == src["spec"]["nodeName"]:
                 continue
             cells = []
-            for entry in dst["status"]["podIPs"]:
+            for entry in [e for e in dst["status"]["podIPs"] if (":" in e["ip"]) in families]:
                 ok = netns.ping(entry["ip"], count=1, wait_s=2)
                 cells.append(f"{entry['ip']} {'ok' if ok else 'UNREACHABLE'}")
                 if not ok:
@@ -159,7 +160,10 @@ def run_demo(
         show(console, cluster, "get", "pods", "-n", APP_NAMESPACE, "-o", "wide")
         show(console, cluster, "get", "sp")
         show(console, cluster, "get", "se", "-n", APP_NAMESPACE)
-        show(console, cluster, "get", "lease", "-n", "kube-system")
+        lease = ["get", "lease", "-n", "kube-system", "spiderpool-controller-leases"]
+        console.detail(f"$ kubectl {' '.join(lease)} -o jsonpath='{{.spec.holderIdentity}}'")
+        holder = cluster.kubectl(*lease, "-o", "jsonpath={.spec.holderIdentity}").stdout
+        console.detail(f"leader: {holder}")
     with console.step("Ping between pods on different nodes"):
         ping_across_nodes(console, cluster, running_pods(cluster))
     hold(cluster)

@@ -101,6 +101,26 @@ class Proc:
             return ""
 
 
+def stop_all(procs: Iterable[Proc], grace_s: float = 3.0) -> list[str]:
+    """SIGTERM every running process at once, then SIGKILL those still running after ``grace_s`` (a teardown
+    that stopped them one by one would wait for each one's shutdown in turn); returns what failed."""
+    errors = []
+    running = [p for p in procs if p.alive()]
+    for proc in running:
+        try:
+            proc.resume()
+            os.killpg(proc.pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+    deadline = time.monotonic() + grace_s
+    for proc in running:
+        try:
+            proc.stop(grace_s=max(0.1, deadline - time.monotonic()))
+        except Exception as exc:
+            errors.append(f"{proc.name}: {exc}")
+    return errors
+
+
 def ready_file(path: Path) -> Callable[[Proc], bool]:
     """Ready once the process wrote its own pid into ``path`` (a restarted process writes it anew)."""
 
