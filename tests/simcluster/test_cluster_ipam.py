@@ -23,17 +23,13 @@ pytestmark = pytest.mark.netns
 
 Obj = dict[str, Any]
 POOL_API = "spiderpool.spidernet.io/v2beta1"
-FAST_LEASE = (
-    ("SPIDERPOOL_LEASE_DURATION", "3"),
-    ("SPIDERPOOL_LEASE_RENEW_DEADLINE", "2"),
-    ("SPIDERPOOL_LEASE_RETRY_PERIOD", "0.5"),
-    ("SPIDERPOOL_GC_INTERVAL", "2"),
-)
+# Leader election scaled down (upstream's 15/10/2 s) so that a killed leader is replaced within seconds.
+FAST_LEASE = ("--leader-lease-duration", "3", "--leader-renew-deadline", "2", "--leader-retry-period", "0.5")
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[SimCluster]:
-    with SimCluster(SimOptions(controller_env=FAST_LEASE)) as sim:
+    with SimCluster(SimOptions(controller_args=FAST_LEASE)) as sim:
         for name in ("ippool-demo-v4.yaml", "ippool-demo-v6.yaml"):
             sim.kubectl("apply", "-f", str(EXAMPLES / name))
         yield sim
@@ -347,3 +343,14 @@ def test_the_leader_killed_mid_storm_leaves_no_duplicate_no_leak_and_every_pod_a
     )
     assert set(records) == set(ips)
     assert {r["podUid"] for r in records.values()} == {p["metadata"]["uid"] for p in pods}
+
+
+def test_an_invalid_pool_is_refused_by_the_webhook(cluster: SimCluster) -> None:
+    """kubectl apply of a pool whose range lies outside its subnet is refused by our admission webhook, naming
+    the field; nothing is stored."""
+    bad = pool("bad-range", "172.30.0.0/24", "172.31.0.10", "172.31.0.20")
+    result = cluster.apply([bad], ok=False)
+    assert result.returncode != 0
+    assert 'admission webhook "spiderippool.spiderpool.spidernet.io" denied the request' in result.stderr
+    assert "spec.ips" in result.stderr and "172.30.0.0/24" in result.stderr
+    assert cluster.pool("bad-range") is None

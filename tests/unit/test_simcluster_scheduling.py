@@ -90,3 +90,11 @@ def test_node_info_reads_labels_readiness_and_cordon() -> None:
     }
     assert node_info(node) == NodeInfo("n", {"a": "b"}, ready=True, unschedulable=True)
     assert not node_info({"metadata": {"name": "m"}}).ready
+
+
+def test_pods_of_one_workload_go_to_the_nodes_running_fewest_of_them() -> None:
+    """The node with the fewest pods of the same workload wins; ties fall back to round robin."""
+    rr = RoundRobin()
+    assert rr.pick(pod({}), NODES, {"node1": 2, "node2": 1, "node3": 1}) == "node2"
+    assert rr.pick(pod({}), NODES, {"node1": 2, "node2": 1, "node3": 1}) == "node3"
+    assert rr.pick(pod({"nodeSelector": {"rack": "a"}}), NODES, {"node1": 5}) == "node1"
