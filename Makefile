@@ -37,9 +37,10 @@ demo: setup ## the main job: controller + agent on SQLite, real macvlan pods in 
 demo-cluster: setup ## the Kubernetes mode without a cluster: simulated API server, 3 nodes, kubectl (Ctrl-C ends)
 	$(VENV)/bin/spiderpool-demo-cluster $(DEMO_ARGS)
 
-lint: setup ## ruff on our code (generated code excluded)
+lint: setup ## ruff on our code (generated code excluded), and the import-linter layering contracts
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-logo --no-cache
 
 type: setup ## mypy strict on our code
 	$(VENV)/bin/mypy services plugins bench tests

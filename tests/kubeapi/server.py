@@ -177,6 +177,10 @@ class KubeApiServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        # A closed transport releases its socket in a callback on a later loop iteration: run
+        # those now, or a caller that closes its loop next leaves the sockets to garbage collection.
+        for _ in range(3):
+            await asyncio.sleep(0)
         if self._own_state_dir:
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
@@ -645,6 +649,9 @@ class ServerThread:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="kubeapi", daemon=True)
         self.server: KubeApiServer = self._make_server(config)
+        # Coroutine functions run on the loop at stop, before the server's: helpers that serve on
+        # this loop (a test's webhook) close their sockets here, not at garbage collection.
+        self.on_stop: list[Callable[[], Coroutine[Any, Any, None]]] = []
 
     def _make_server(self, config: ServerConfig | None) -> KubeApiServer:
         """Build the server on its own loop (its asyncio objects belong there)."""
@@ -667,6 +674,8 @@ class ServerThread:
 
     def stop(self) -> None:
         if not self._loop.is_closed():
+            for cleanup in reversed(self.on_stop):
+                self.run(cleanup)
             self.run(self.server.stop)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)

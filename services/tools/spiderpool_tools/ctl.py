@@ -28,7 +28,8 @@ from spiderpool.controller.v1 import resource_pb2, resource_pb2_grpc
 from spiderpool_common import bounded_yaml
 from spiderpool_common.addresses import DEFAULT_CONTROLLER
 from spiderpool_common.channels import channel_target, open_sync_channel
-from spiderpool_common.errors import InvalidObject, from_rpc_error
+from spiderpool_common.errors import InvalidObject
+from spiderpool_common.grpc_errors import from_rpc_error
 from spiderpool_common.tls import TlsFiles
 from spiderpool_controller.domain import models
 

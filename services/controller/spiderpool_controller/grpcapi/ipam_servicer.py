@@ -21,6 +21,7 @@ from spiderpool_common.grpc_server import translate_errors
 
 from spiderpool_controller.domain.request import AllocationRequest
 from spiderpool_controller.engine_slot import EngineSlot
+from spiderpool_controller.grpcapi.log_fields import ipam_log_fields
 from spiderpool_controller.ipam_engine import Address, IpamEngine
 from spiderpool_controller.metrics import ControllerMetrics
 from spiderpool_controller.statefulset_reuse import STATEFUL_KINDS
@@ -87,6 +88,8 @@ def to_domain(req: ipam_pb2.AllocateRequest) -> AllocationRequest:
 
 
 class IpamServicer(ipam_pb2_grpc.IpamServiceServicer):
+    log_fields = staticmethod(ipam_log_fields)  # bound to each call's log context by translate_errors
+
     def __init__(
         self,
         engine: IpamEngine | EngineSlot,
