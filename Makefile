@@ -10,7 +10,7 @@ DEB_PACKAGES := containernetworking-plugins iproute2 iptables nftables procps ip
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help setup test demo lint type proto proto-verify crds crds-verify bench bench-alloc bench-cni clean
+.PHONY: help setup test demo demo-cluster lint type proto proto-verify crds crds-verify bench bench-alloc bench-cni clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ test: setup ## run the whole test suite (unit, component, netns as root, end to 
 
 demo: setup ## the main job: controller + agent on SQLite, real macvlan pods in namespaces getting IPs
 	$(VENV)/bin/spiderpool-demo
+
+demo-cluster: setup ## the Kubernetes mode without a cluster: simulated API server, 3 nodes, kubectl (Ctrl-C ends)
+	$(VENV)/bin/spiderpool-demo-cluster $(DEMO_ARGS)
 
 lint: setup ## ruff on our code (generated code excluded), and the import-linter layering contracts
 	$(VENV)/bin/ruff check .
