@@ -51,7 +51,9 @@ class ClusterApi:
         await self.rest.delete(path)
 
     async def namespace(self, name: str) -> None:
-        await self.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        await self.create(
+            "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+        )
 
     async def install_crd(self, crd: dict[str, Any]) -> None:
         await self.create(CRDS, crd)

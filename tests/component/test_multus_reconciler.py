@@ -166,7 +166,10 @@ async def test_a_users_nad_of_that_name_is_left_alone_with_an_event(running: Run
     assert event["involvedObject"]["name"] == "macvlan-f" and event["type"] == "Warning"
     assert "already exists and is managed by no SpiderMultusConfig: it is left as it is" in event["message"]
     untouched = await running.nad("macvlan-f")
-    assert untouched is not None and untouched["metadata"]["resourceVersion"] == mine["metadata"]["resourceVersion"]
+    assert (
+        untouched is not None
+        and untouched["metadata"]["resourceVersion"] == mine["metadata"]["resourceVersion"]
+    )
     await running.api.delete(nad_path("macvlan-f"))
     expected = await running.expected_config("macvlan-f")
     await eventually(lambda: _has_config(running, "macvlan-f", expected), "the generated NAD")
@@ -178,7 +181,9 @@ async def test_a_nad_another_configuration_generates_is_not_taken_over(running: 
     the first is deleted and its NAD collected."""
     await running.api.create(smc_path(), smc("first", annotations={mc.ANNO_CR_NAME: "shared"}))
     await eventually(lambda: running.nad("shared"), "the first's NAD")
-    await running.api.create(smc_path(), smc("second", master="ens224", annotations={mc.ANNO_CR_NAME: "shared"}))
+    await running.api.create(
+        smc_path(), smc("second", master="ens224", annotations={mc.ANNO_CR_NAME: "shared"})
+    )
     (event,) = await eventually(lambda: running.events(REASON_NOT_OURS), "the Event")
     assert event["involvedObject"]["name"] == "second"
     assert "managed by SpiderMultusConfig 'first'" in event["message"]

@@ -261,7 +261,7 @@ def test_an_unset_or_unknown_pod_cidr_type_is_not_ready(value: str | None, why: 
 def test_every_outcome_has_a_phase_both_lists_and_a_reason_unless_fully_synced() -> None:
     """Across every podCIDRType and source combination the status is complete (upstream #3015, #4307)."""
     kcm = static_pod("kube-controller-manager", "--cluster-cidr=10.244.0.0/16")
-    options = {
+    options: dict[str, list[Any]] = {
         "kubeadm_config": [None, SVC_KUBEADM, kubeadm({"serviceSubnet": "10.96.0.0/12"})],
         "control_plane_pods": [(), (kcm,)],
         "calico_served": [False, True],

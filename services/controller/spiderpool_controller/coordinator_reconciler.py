@@ -127,6 +127,7 @@ class CoordinatorReconciler:
             "service": _Optional(),
         }
         self.writes = 0
+        self.computed = 0
         self.last: cd.Discovery | None = None
         self._absent_logged = False
 
@@ -282,6 +283,7 @@ class CoordinatorReconciler:
                 self._absent_logged = True
             return None
         self._absent_logged = False
+        self.computed += 1
         result = cd.discover((scc.get("spec") or {}).get("podCIDRType"), self.sources())
         desired = result.status()
         current = dict(scc.get("status") or {})
