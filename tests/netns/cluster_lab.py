@@ -10,13 +10,14 @@ labels, its socket and state directory) and our CNI runtime executing plugins in
 
 ``attach`` is the kubelet-and-Multus stand-in: it reads the NetworkAttachmentDefinition from
 the API server and runs its ``spec.config`` through the node's runtime with Kubernetes'
-``CNI_ARGS``; a failed ADD is followed by DEL, as Multus and kubelet do. One adaptation, made by
-``node_local`` and checked by it: the generated configuration names no agent socket, log file or
-DEL spool (a real node has them at the defaults, under /var and /run); nodes here share the
-machine's filesystem, so the node's own paths are added to the spiderpool IPAM and coordinator entries and nothing else changes. (The
-simulated cluster under tests/simcluster gives every node its own /run and /var and runs the
-configuration byte for byte.) The controller's IP garbage collector is off: the pods here are
-network namespaces the API server does not know.
+``CNI_ARGS``; a failed ADD is followed by DEL, as Multus and kubelet do. One adaptation, made
+by ``node_local`` and checked by it: the generated configuration names no agent socket, log
+file or DEL spool (a real node has them at the defaults, under /var and /run); nodes here share
+the machine's filesystem, so the node's own paths are added to the spiderpool IPAM and
+coordinator entries and nothing else changes. (The simulated cluster under tests/simcluster
+gives every node its own /run and /var and runs the configuration byte for byte.) The
+controller's IP garbage collector is off: the pods here are network namespaces the API server
+does not know.
 """
 
 from __future__ import annotations
