@@ -11,7 +11,9 @@ byte for byte what upstream's controller writes for the same object:
   masters)] + the main plugin (with ``{"type": "spiderpool", default pools}`` as its IPAM
   unless ``disableIPAM``) + [``rdma`` (sriov with ``rdmaIsolation``)] + the
   ``chainCNIJsonData`` plugins + [``coordinator`` when ``enableCoordinator``] + [``tuning``
-  with the MTU (sriov with an MTU above 0): last, after the coordinator, as upstream appends it];
+  with the MTU (sriov with an MTU above 0): last, after the coordinator, as upstream appends it].
+  Upstream's code at v1.2 is the reference: its documentation still shows the chained plugins
+  after the coordinator, the order before upstream #5290 moved them;
 - keys in the order of upstream's Go structs, empty optional values left out as its
   ``omitempty`` tags do (an empty pool list is no key at all), the conflist's own keys sorted
   (a Go map), each ``chainCNIJsonData`` plugin re-encoded with sorted keys and Go's number
