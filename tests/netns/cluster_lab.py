@@ -313,6 +313,8 @@ class ClusterLab:
     def close(self) -> None:
         for proc in self.servers:
             stop_process(proc)
+            if proc.stdout is not None:
+                proc.stdout.close()
         for node in self.nodes.values():
             stop_process(node.agent.proc)
         if self.controller is not None:
