@@ -104,7 +104,7 @@ def test_unknown_kind_is_rejected_naming_the_supported_kinds() -> None:
     obj["kind"] = "SpiderPool"
     assert create_error(obj) == (
         "SpiderPool \"pool-a\": kind: 'SpiderPool' cannot be applied; supported kinds: "
-        "SpiderCoordinator, SpiderIPPool, SpiderReservedIP, SpiderSubnet"
+        "SpiderCoordinator, SpiderIPPool, SpiderMultusConfig, SpiderReservedIP, SpiderSubnet"
     )
 
 

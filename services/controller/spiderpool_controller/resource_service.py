@@ -95,10 +95,11 @@ class ResourceService:
         desired = validation.default_object(obj)
         validation.validate_create(desired, (), self._settings)  # shape and own fields, before any read
         kind, name = desired["kind"], desired["metadata"]["name"]
+        namespace = str(desired["metadata"].get("namespace") or "")
         async with self._lock:
             for _ in range(self._attempts):
                 try:
-                    existing: Obj | None = await self._store.get(kind, name)
+                    existing: Obj | None = await self._store.get(kind, name, namespace)
                 except ObjectNotFound:
                     existing = None
                 try:
@@ -107,7 +108,7 @@ class ResourceService:
                     return await self._update(existing, desired)
                 except (StaleResourceVersion, ObjectAlreadyExists):
                     continue  # written meanwhile (e.g. the IPAM engine's status): read again
-            raise Conflict(f"{_describe(kind, name)} kept changing during apply; try again")
+            raise Conflict(f"{_describe(kind, name, namespace)} kept changing during apply; try again")
 
     async def _peers(self, kind: str) -> Objs:
         """The stored objects the rules of ``kind`` compare against (``validation.peer_kinds``)."""

@@ -82,6 +82,11 @@ class ControllerSettings:
     gc_terminating_pod_on_not_ready_node: bool = True
     gc_running_pod_on_empty_pod_ips: bool = False
     gc_additional_grace_seconds: float = 0.0
+    # The SpiderCoordinator's CIDR discovery (upstream SPIDERPOOL_CNI_CONFIG_DIR and
+    # SPIDERPOOL_CILIUM_CONFIGMAP_NAMESPACE_NAME): the node's CNI configuration directory when
+    # mounted (podCIDRType auto reads the default CNI there; empty: ask the API), Cilium's ConfigMap.
+    cni_config_dir: str = ""
+    cilium_configmap_namespace_name: str = "kube-system/cilium-config"
 
     @property
     def validation(self) -> ValidationSettings:
@@ -167,6 +172,12 @@ class ControllerSettings:
             raise ValueError("setting gc_interval_seconds: must be positive")
         if self.gc_additional_grace_seconds < 0:
             raise ValueError("setting gc_additional_grace_seconds: must not be negative")
+        namespace, _, name = self.cilium_configmap_namespace_name.partition("/")
+        if not namespace or not name or "/" in name:
+            raise ValueError(
+                "setting cilium_configmap_namespace_name: "
+                f"{self.cilium_configmap_namespace_name!r} is not NAMESPACE/NAME"
+            )
         if self.advertise:
             try:
                 parse_listen(self.advertise)
@@ -261,6 +272,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cluster.add_argument(
         "--gc-additional-grace-seconds", help="added to a terminating pod's deadline (default 0)"
+    )
+    cluster.add_argument(
+        "--cni-config-dir",
+        help="the node's CNI configuration directory, if mounted: podCIDRType auto reads the default "
+        "CNI there (default: none, the API is asked)",
+    )
+    cluster.add_argument(
+        "--cilium-configmap-namespace-name",
+        help="Cilium's ConfigMap for podCIDRType cilium (default kube-system/cilium-config)",
     )
     return p
 

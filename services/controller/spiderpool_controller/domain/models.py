@@ -36,6 +36,7 @@ for _kind, _aliases in {
     KIND_RESERVED_IP: ("reservedip", "reservedips", "sr", "spiderreservedip", "spiderreservedips"),
     KIND_ENDPOINT: ("endpoint", "endpoints", "se", "spiderendpoint", "spiderendpoints"),
     KIND_COORDINATOR: ("coordinator", "coordinators", "scc", "spidercoordinator", "spidercoordinators"),
+    KIND_MULTUS_CONFIG: ("multusconfig", "multusconfigs", "smc", "spidermultusconfig", "spidermultusconfigs"),
 }.items():
     for _alias in (_kind.lower(), *_aliases):
         KIND_ALIASES[_alias] = _kind

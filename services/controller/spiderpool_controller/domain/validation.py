@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 
 from spiderpool_common.errors import Conflict, InvalidObject
 
-from spiderpool_controller.domain import coordinator_spec, crd_schema, models
+from spiderpool_controller.domain import coordinator_spec, crd_schema, models, multus_config
 from spiderpool_controller.domain import released_ips as reuse_delay
 from spiderpool_controller.domain import stranded as stranded_rule
 from spiderpool_controller.domain.ipset import IPSet, parse_ip, parse_range
@@ -41,7 +41,13 @@ LABEL_SUBNET_CIDR = "ipam.spidernet.io/subnet-cidr"
 
 # The kinds a user may write through apply; SpiderEndpoint is the agent's record of a pod.
 WRITABLE_KINDS = frozenset(
-    {models.KIND_IPPOOL, models.KIND_SUBNET, models.KIND_RESERVED_IP, models.KIND_COORDINATOR}
+    {
+        models.KIND_IPPOOL,
+        models.KIND_SUBNET,
+        models.KIND_RESERVED_IP,
+        models.KIND_COORDINATOR,
+        models.KIND_MULTUS_CONFIG,
+    }
 )
 READ_ONLY_KINDS = frozenset({models.KIND_ENDPOINT})
 # Kinds that carry an IP-count status; the finalizer goes on these and on the coordinator.
@@ -67,7 +73,13 @@ _SERVER_METADATA = frozenset(
 # The spec fields each kind accepts are its CRD's (crd_schema, reference 2.1-2.3 and 2.6).
 _SPEC_FIELDS: dict[str, frozenset[str]] = {
     kind: crd_schema.spec_field_names(kind)
-    for kind in (models.KIND_IPPOOL, models.KIND_SUBNET, models.KIND_RESERVED_IP, models.KIND_COORDINATOR)
+    for kind in (
+        models.KIND_IPPOOL,
+        models.KIND_SUBNET,
+        models.KIND_RESERVED_IP,
+        models.KIND_COORDINATOR,
+        models.KIND_MULTUS_CONFIG,
+    )
 }
 _SELECTOR_FIELDS = ("podAffinity", "namespaceAffinity", "nodeAffinity")
 _NAME_LIST_FIELDS = ("namespaceName", "nodeName", "multusName")
@@ -237,13 +249,15 @@ def default_object(obj: Obj) -> Obj:
     Drops ``status`` and server-managed metadata (status belongs to the IPAM engine), then
     applies ``apply_defaults``, the same defaulting the mutating webhook applies.
     """
-    manifest_kind(obj)
+    kind = manifest_kind(obj)
     out = copy.deepcopy(obj)
     out.pop("status", None)
     meta = out.get("metadata")
     if isinstance(meta, dict):
         for key in _SERVER_METADATA:
             meta.pop(key, None)
+    if kind == models.KIND_MULTUS_CONFIG and isinstance(meta, dict) and not meta.get("namespace"):
+        meta["namespace"] = "default"  # namespaced: kubectl's default namespace
     return apply_defaults(out)
 
 
@@ -258,6 +272,8 @@ def apply_defaults(obj: Obj) -> Obj:
     kind = manifest_kind(obj)
     out = copy.deepcopy(obj)
     meta = out.get("metadata")
+    if kind == models.KIND_MULTUS_CONFIG:  # its own webhook's defaults (domain/multus_config)
+        return multus_config.apply_defaults(out)
     spec = out.get("spec")
     if not isinstance(meta, dict) or not isinstance(spec, dict):
         return out  # validation reports the missing section
@@ -695,6 +711,10 @@ def _validate(obj: Obj, peers: Sequence[Obj], settings: ValidationSettings, *, u
         _check_structure(obj, kind)
         coordinator_spec.validate(obj)
         return
+    if kind == models.KIND_MULTUS_CONFIG:
+        _check_structure(obj, kind)
+        multus_config.validate(obj)
+        return
     fam, ips = _check_range_spec(obj, kind, settings)
     if kind == models.KIND_IPPOOL:
         spec = obj["spec"]
@@ -740,6 +760,10 @@ def validate_update(
     change (upstream: "cannot update a terminating IPPool"), since its IPs are being released.
     """
     kind = manifest_kind(new)
+    if kind == models.KIND_MULTUS_CONFIG:  # its immutable annotation, then the create rules
+        _check_structure(new, kind)
+        multus_config.validate(new, old)
+        return
     report = _reporter(new)
     new_meta = new.get("metadata")
     if isinstance(new_meta, dict) and new_meta.get("deletionTimestamp"):
