@@ -254,9 +254,7 @@ def install_from_bundle(
     return BundleInstall(installed, written, pybundle.prune(local_python, keep))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line: ``spiderpool-install-cni [--bin-dir DIR] [--python PATH | --bundle DIR
-    [--host-root ROOT] [--python-dir DIR]]``."""
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spiderpool-install-cni",
         description="Install the spiderpool and coordinator CNI plugins (stdlib-only shims).",
@@ -284,6 +282,13 @@ def main(argv: list[str] | None = None) -> int:
         default=pybundle.DEFAULT_PYTHON_DIR,
         help=f"with --bundle: host directory of the bundle versions (default {pybundle.DEFAULT_PYTHON_DIR})",
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``spiderpool-install-cni [--bin-dir DIR] [--python PATH | --bundle DIR
+    [--host-root ROOT] [--python-dir DIR]]``."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.bundle is None and (args.host_root != "/" or args.python_dir != pybundle.DEFAULT_PYTHON_DIR):
         parser.error("--host-root and --python-dir go with --bundle")

@@ -90,7 +90,7 @@ def probe_tls(
     _outcome(result, address)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spiderpool-health", description="Probe a spiderpool service's gRPC health (exit 0: SERVING)."
     )
@@ -103,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tls-server-name", default="", help="the name the server's certificate carries")
     parser.add_argument("--service", default="", help="service name to ask about (default: the server)")
     parser.add_argument("--timeout", type=float, default=2.0, help="seconds (default 2)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.socket:
