@@ -276,7 +276,7 @@ class Stack:
             ip: pool
             for pool in pools
             for ip, record in self.records(pool).items()
-            if record.get("containerID") == container_id
+            if record.get("cid") == container_id
         }
 
     def state(self) -> StoreState:

@@ -134,7 +134,7 @@ def test_the_pods_ippool_annotation_picks_the_pool(cluster: Cluster) -> None:
     (address,) = cluster.add(pod, "c-anno-1")
     assert address.startswith("10.71.0.")
     record = record_of(cluster, "anno-pool", address)
-    assert (record["pod"], record["podUid"], record["ownerKind"]) == (
+    assert (record["pod"], record["podUid"], record["kind"]) == (
         "apps/anno-1",
         pod["metadata"]["uid"],
         "Pod",
@@ -208,7 +208,7 @@ def test_workload_owners_are_resolved_and_recorded(cluster: Cluster) -> None:
     for i, (owner, pod) in enumerate(pods.items()):
         (address,) = cluster.add(pod, f"c-own-{i}")
         record = record_of(cluster, "fallback", address)
-        assert (record["ownerKind"], record["ownerName"]) == owner
+        assert (record["kind"], record["owner"]) == owner
         cluster.cni("DEL", pod, f"c-own-{i}").succeeded_silently()
 
 
@@ -220,7 +220,7 @@ def test_a_statefulset_member_keeps_its_address_until_the_set_is_scaled_down(clu
     pod = kube.pod(NS, "db-1", NODE, owner=sts)
     (address,) = cluster.add(pod, "c-db-1")
     record = record_of(cluster, "fallback", address)
-    assert (record["ownerKind"], record["ownerName"]) == ("StatefulSet", "db")
+    assert (record["kind"], record["owner"]) == ("StatefulSet", "db")
     cluster.cni("DEL", pod, "c-db-1").succeeded_silently()
     assert address.split("/")[0] in cluster.stack.records("fallback")
     kube.patch(f"{APPS}/namespaces/{NS}/statefulsets/db", {"spec": {"replicas": 1}})

@@ -140,7 +140,7 @@ async def test_add_check_del_lifecycle(env: Env, version: str) -> None:
     assert {"dst": "10.7.0.0/16", "gw": "10.6.0.254"} in result["routes"]
     assert "interfaces" not in result
     record = (await env.records())["10.6.168.101"]
-    assert (record["containerID"], record["interface"], record["node"], record["network"]) == (
+    assert (record["cid"], record["nic"], record["node"], record["net"]) == (
         "ctr-1", "eth0", "node-1", "macvlan-a",
     )  # fmt: skip
     assert record["pod"] == "default/web-0"
@@ -298,7 +298,7 @@ async def test_del_while_controller_down_is_journaled_and_replayed(env: Env) -> 
     assert b'"container_id":"ctr-1"' in env.agent.journal.path.read_bytes()
     await env.controller.start()
     await wait_until(lambda: not env.agent.journal.pending(), "journal replay")
-    assert [r["containerID"] for r in (await env.records()).values()] == ["ctr-2"]
+    assert [r["cid"] for r in (await env.records()).values()] == ["ctr-2"]
     assert env.agent.journal.path.read_bytes() == b""  # compacted
 
 
@@ -362,7 +362,7 @@ async def test_gc_releases_only_unlisted_attachments_of_this_node_and_network(en
     )  # fmt: skip
     gc_conf = {**net_conf("1.1.0"), key: [{"containerID": "c1", "ifname": "eth0"}]}
     assert await env.call("GC", cni_call("GC", gc_conf)) == b""
-    left = sorted(r["containerID"] for r in (await env.records()).values())
+    left = sorted(r["cid"] for r in (await env.records()).values())
     assert left == ["c1", "c4", "c5"]
 
 

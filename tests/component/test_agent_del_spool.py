@@ -60,7 +60,7 @@ class Node:
     def holder(self, ip: str) -> str | None:
         """The container ID the pool's record for ``ip`` names, or None when the address is free."""
         record = self.stack.records(POOL).get(ip)
-        return None if record is None else str(record.get("containerID"))
+        return None if record is None else str(record.get("cid"))
 
     def restart_agent(self) -> None:
         self.agent.stop()

@@ -105,7 +105,7 @@ async def test_container_id_is_the_identity_without_a_pod_uid(tmp_path: Path) ->
     assert x.ips[0].address != y.ips[0].address
     assert again.ips == x.ips
     records = await allocated_in_store(store, "p")
-    assert {r["containerID"] for r in records.values()} == {"cid-x", "cid-y"}
+    assert {r["cid"] for r in records.values()} == {"cid-x", "cid-y"}
 
 
 async def test_released_address_is_allocatable_again_and_release_is_idempotent(tmp_path: Path) -> None:
@@ -330,7 +330,7 @@ async def test_a_new_sandbox_takes_the_allocation_over_and_the_old_one_cannot_fr
     first = await engine.allocate(request(1))
     second = await engine.allocate(replace(request(1), container_id="cid-1-new"))
     assert [a.address for a in second.ips] == [a.address for a in first.ips]
-    assert {r["containerID"] for r in (await allocated_in_store(store, "p")).values()} == {"cid-1-new"}
+    assert {r["cid"] for r in (await allocated_in_store(store, "p")).values()} == {"cid-1-new"}
     outcome = await engine.release("uid-1", "eth0", container_id="cid-1")
     assert (outcome.released, outcome.holder) == ([], "cid-1-new")
     released, errors = await engine.release_unlisted("node-1", "net-a", {("cid-1-new", "eth0")})

@@ -66,7 +66,7 @@ async def test_sigkilled_agent_replays_its_journal_after_restart(workdir: Path) 
 
         async def only_ctr3_left() -> bool:
             records = await pool_records(controller.target, "v4-pool")
-            return [r["containerID"] for r in records.values()] == ["ctr-3"]
+            return [r["cid"] for r in records.values()] == ["ctr-3"]
 
         await wait_until(only_ctr3_left, "the restarted agent to replay its journal")
         await wait_until(lambda: read_journal(journal) == {}, "the journal to be compacted")

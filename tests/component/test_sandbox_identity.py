@@ -105,10 +105,10 @@ def test_a_new_sandbox_keeps_the_address_a_late_del_and_gc_of_the_old_one_free_n
     first = call(stack, "ADD", "sbx-a", "web", "uid-u", old).result()
     second = call(stack, "ADD", "sbx-b", "web", "uid-u", new).result()
     assert addresses(second) == addresses(first)
-    assert {rec["containerID"] for rec in held(stack, "uid-u").values()} == {"sbx-b"}
+    assert {rec["cid"] for rec in held(stack, "uid-u").values()} == {"sbx-b"}
     call(stack, "DEL", "sbx-a", "web", "uid-u", old).succeeded_silently()
     gc(stack, NET_A, [("sbx-b", "eth0")])
-    assert {rec["containerID"] for rec in held(stack, "uid-u").values()} == {"sbx-b"}
+    assert {rec["cid"] for rec in held(stack, "uid-u").values()} == {"sbx-b"}
     assert len(held(stack, "uid-u")) == 2
     bystander = call(stack, "ADD", "sbx-c", "db", "uid-v", other).result()
     assert not set(addresses(bystander)) & set(addresses(first))
@@ -142,7 +142,7 @@ def test_a_statefulset_member_across_two_sandboxes(stack: Stack, sandboxes: list
     assert addresses(second) == addresses(first)
     call(stack, "DEL", "sts-a", "db-0", "uid-db0", old, owner=scaled_down).succeeded_silently()
     gc(stack, NET_A, [("sts-b", "eth0")])
-    assert {rec["containerID"] for rec in held(stack, "uid-db0").values()} == {"sts-b"}
+    assert {rec["cid"] for rec in held(stack, "uid-db0").values()} == {"sts-b"}
     call(stack, "DEL", "sts-b", "db-0", "uid-db0", new, owner=scaled_down).succeeded_silently()
     assert held(stack, "uid-db0") == {}
 
@@ -169,7 +169,7 @@ def test_a_pod_with_two_nics_across_two_sandboxes(stack: Stack, sandboxes: list[
     gc(stack, NET_B, [("mn-b", "net1")])
     records = held(stack, uid)
     assert len(records) == 4
-    assert {(r["containerID"], r["interface"], r["network"]) for r in records.values()} == {
+    assert {(r["cid"], r["nic"], r["net"]) for r in records.values()} == {
         ("mn-b", "eth0", NET_A),
         ("mn-b", "net1", NET_B),
     }
@@ -185,7 +185,7 @@ def test_the_takeover_is_durable_before_the_add_answers(stack: Stack, sandboxes:
     call(stack, "ADD", "dur-b", "durable", "uid-dur", new).result()
     stack.controller.stop(9)
     start_service(stack.controller)
-    assert {rec["containerID"] for rec in held(stack, "uid-dur").values()} == {"dur-b"}
+    assert {rec["cid"] for rec in held(stack, "uid-dur").values()} == {"dur-b"}
     call(stack, "DEL", "dur-a", "durable", "uid-dur", old).succeeded_silently()
     assert len(held(stack, "uid-dur")) == 2
     call(stack, "DEL", "dur-b", "durable", "uid-dur", new).succeeded_silently()
@@ -197,7 +197,7 @@ def test_records_name_the_sandbox_in_the_pool_status(stack: Stack, sandboxes: li
     _, new, _ = sandboxes
     call(stack, "ADD", "rec-b", "recorded", "uid-rec", new).result()
     records = held(stack, "uid-rec")
-    assert {json.dumps([r["pod"], r["containerID"], r["interface"]]) for r in records.values()} == {
+    assert {json.dumps([r["pod"], r["cid"], r["nic"]]) for r in records.values()} == {
         json.dumps(["ns1/recorded", "rec-b", "eth0"])
     }
     call(stack, "DEL", "rec-b", "recorded", "uid-rec", new).succeeded_silently()

@@ -88,7 +88,7 @@ def test_a_statefulset_member_keeps_its_address_across_re_creation_and_loses_it_
     second = run(stack, "ADD", ["sts"], "db-0", "uid-db-0-b", "sts-2", owner=owner).result()
     assert addresses(second) == addresses(first)
     (record,) = (r for r in stack.records("sts").values() if r["pod"] == "ns1/db-0")
-    assert (record["podUid"], record["containerID"], record["ownerKind"]) == (
+    assert (record["podUid"], record["cid"], record["kind"]) == (
         "uid-db-0-b",
         "sts-2",
         "StatefulSet",

@@ -114,7 +114,7 @@ def test_add_prints_the_result_in_the_versions_format(stack: Stack, version: str
         "dns": {},
     }
     record = stack.records("conf-v4")[v4[0]]
-    assert (record["interface"], record["node"], record["network"], record["pod"]) == (
+    assert (record["nic"], record["node"], record["net"], record["pod"]) == (
         "eth0", NODE, "conformance-net", f"{POD_NAMESPACE}/{cid}",
     )  # fmt: skip
     stack.run("DEL", stack.net_conf(version), cid).succeeded_silently()

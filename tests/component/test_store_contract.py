@@ -573,3 +573,12 @@ async def test_concurrent_creates_of_one_name_have_one_winner(store: Store) -> N
 
     results = await asyncio.gather(*(attempt() for _ in range(10)))
     assert results.count(True) == 1
+
+
+async def test_create_keeps_status_for_a_kind_without_the_status_subresource(store: Store) -> None:
+    """A SpiderEndpoint (no status subresource in its CRD) is created with its status in one write."""
+    obj = endpoint("pod", "a")
+    obj["status"] = {"current": {"uid": "u1", "node": "n1", "ips": []}}
+    created = await store.create(obj)
+    assert created["status"] == obj["status"]
+    assert (await store.get(NS_KIND, "pod", "a"))["status"] == obj["status"]

@@ -140,7 +140,10 @@ class EndpointWriter:
                     return
                 status = view.status().to_dict()
                 if obj is None:
-                    obj = await self._store.create(new_object(KIND_ENDPOINT, pod, ns))
+                    created = await self._store.create(new_object(KIND_ENDPOINT, pod, ns, status=status))
+                    if created.get("status") == status:
+                        return  # no status subresource: one write (upstream's CRD has none)
+                    obj = created
                 elif obj.get("status") == status:
                     return
                 obj["status"] = status

@@ -57,7 +57,7 @@ from spiderpool_controller.domain.models import (
 )
 from spiderpool_controller.domain.object_names import endpoint_name
 from spiderpool_controller.domain.pool_selection import NicCandidates, select_candidates
-from spiderpool_controller.domain.pool_state import PoolState, reserved_sets
+from spiderpool_controller.domain.pool_state import MAX_STATUS_BYTES, PoolState, reserved_sets
 from spiderpool_controller.domain.request import AllocationRequest
 from spiderpool_controller.domain.statefulset import statefulset_replica_valid
 from spiderpool_controller.endpoint_view import describe
@@ -67,6 +67,8 @@ from spiderpool_controller.pool_writer import Change
 from spiderpool_controller.store.contract import ObjectNotFound, StaleResourceVersion, Store
 
 log = structlog.get_logger(__name__)
+
+ROUTE_MARGIN = 512  # bytes a record's annotation routes may add to its size estimate
 
 __all__ = ["Address", "Allocation", "EngineSettings", "IpamEngine", "ReleaseOutcome"]
 
@@ -122,9 +124,10 @@ class IpamEngine:
             self._ledger.install(PoolState.from_object(obj))
         for obj in pools:
             await self._ensure_status(obj)
-        await self.repair_endpoints()
-        if self.settings.endpoint_resync_s > 0:
-            self._resync = asyncio.create_task(self._resync_endpoints(), name="endpoint-resync")
+        # The endpoints are repaired off the start path: an engine holding 10,000 records
+        # serves at once, and the SpiderEndpoints (a view, never consulted to allocate)
+        # catch up a moment later.
+        self._resync = asyncio.create_task(self._resync_endpoints(), name="endpoint-resync")
         log.info("ipam_engine_started", pools=len(self._ledger.pools))
 
     async def pool_changed(self, obj: dict[str, Any]) -> None:
@@ -355,8 +358,9 @@ class IpamEngine:
         taken: list[tuple[str, Change]] = []
         try:
             for cand in wanted:
+                estimate = self._record(req, cand.nic, cand.clean_gateway, ())
                 picks = [
-                    (version, *self._pick(names, version, cand.nic))
+                    (version, *self._pick(names, version, cand.nic, estimate))
                     for version, names in ((4, cand.ipv4), (6, cand.ipv6))
                     if names
                 ]
@@ -372,7 +376,9 @@ class IpamEngine:
             raise
         return taken
 
-    def _pick(self, names: Iterable[str], version: int, nic: str) -> tuple[str, int]:
+    def _pick(
+        self, names: Iterable[str], version: int, nic: str, record: AllocationRecord
+    ) -> tuple[str, int]:
         tried = []
         for name in names:
             state = self._ledger.pools.get(name)
@@ -384,11 +390,16 @@ class IpamEngine:
             reserved = self._ledger.reserved(version)
             blocked = self._quarantine.blocked(name, version)
             ip = state.lowest_free(reserved | blocked if blocked else reserved)
-            if ip is not None:
-                return name, ip
+            if ip is None:
+                continue
+            # The record's routes come later; ROUTE_MARGIN stands in for them.
+            if state.stored_bytes() + state.record_bytes(ip, record) + ROUTE_MARGIN > MAX_STATUS_BYTES:
+                continue
+            return name, ip
         raise PoolExhausted(
             f"no free IPv{version} address for {nic} in IPPools [{', '.join(tried)}]",
-            details="every candidate pool is exhausted (or at its allocated-IP threshold)",
+            details="every candidate pool is exhausted, or at its threshold of allocated IPs "
+            f"({self.settings.max_allocated_ips} records or {MAX_STATUS_BYTES} bytes of status)",
         )
 
     # ------------------------------------------------------------------ release
@@ -540,12 +551,15 @@ class IpamEngine:
         return len(stale)
 
     async def _resync_endpoints(self) -> None:
+        """Repair now, then every ``endpoint_resync_s`` (0: only this first time)."""
         while True:
-            await asyncio.sleep(self.settings.endpoint_resync_s)
             try:
                 await self.repair_endpoints()
             except Exception as exc:  # the next round tries again
                 log.warning("endpoint_resync_failed", error=str(exc))
+            if self.settings.endpoint_resync_s <= 0:
+                return
+            await asyncio.sleep(self.settings.endpoint_resync_s)
 
     async def flush_endpoints(self) -> None:
         await self._endpoints.flush()

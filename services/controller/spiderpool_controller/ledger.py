@@ -105,7 +105,7 @@ class Ledger:
         state = self.pools[pool]
         old = state.allocated[ip]
         self.index.remove(pool, ip, old)
-        state.allocated[ip] = new
+        state.replace(ip, new)
         self.index.add(pool, ip, new)
         self._stamp(pool, ip)
         return Change(ip, new, "rebind", previous=old)

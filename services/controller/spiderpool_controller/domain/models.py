@@ -245,15 +245,29 @@ class IPPoolSpec:
         return out
 
 
+# The record's keys beyond upstream's ``pod``/``podUid`` are short on purpose: a pool's
+# status is one object under etcd's 1.5 MiB limit, and 5,000 records (upstream's cap) of
+# long keys, escaped inside the ``allocatedIPs`` string, would not fit. Records written
+# with the earlier long keys are still read.
+_LONG_KEYS = {
+    "cid": "containerID",
+    "nic": "interface",
+    "net": "network",
+    "kind": "ownerKind",
+    "owner": "ownerName",
+}
+
+
 @dataclass(frozen=True)
 class AllocationRecord:
     """One allocated address in ``status.allocatedIPs``: upstream's keys plus ours.
 
     Everything an ADD answered for the attachment is here, so a repeated ADD, a CHECK and
     the SpiderEndpoint read the same facts after any restart: the sandbox holding the
-    address now (``containerID``; a new sandbox of the same pod takes it over), the NIC,
-    node and CNI network, the workload owner, whether the gateway was cleaned for this
-    NIC, and the pod's ``ipam.spidernet.io/routes`` that apply to this NIC.
+    address now (``cid``, the container ID; a new sandbox of the same pod takes it over),
+    the NIC (``nic``), node and CNI network (``net``), the workload owner (``kind``,
+    ``owner``), whether the gateway was cleaned for this NIC (``cleanGateway``), and the
+    pod's ``ipam.spidernet.io/routes`` that apply to this NIC (``routes``).
     """
 
     pod: str  # "namespace/name" (upstream)
@@ -269,15 +283,18 @@ class AllocationRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AllocationRecord:
+        def get(key: str) -> str:  # the compact key, or the long one an earlier version wrote
+            return str(data.get(key, data.get(_LONG_KEYS.get(key, key), "")))
+
         return cls(
             pod=str(data.get("pod", "")),
             pod_uid=str(data.get("podUid", "")),
-            container_id=str(data.get("containerID", "")),
-            interface=str(data.get("interface", "")),
-            node=str(data.get("node", "")),
-            network=str(data.get("network", "")),
-            owner_kind=str(data.get("ownerKind", "")),
-            owner_name=str(data.get("ownerName", "")),
+            container_id=get("cid"),
+            interface=get("nic"),
+            node=get("node"),
+            network=get("net"),
+            owner_kind=get("kind"),
+            owner_name=get("owner"),
             clean_gateway=bool(data.get("cleanGateway", False)),
             routes=tuple(Route.from_dict(r) for r in data.get("routes") or () if isinstance(r, dict)),
         )
@@ -285,12 +302,12 @@ class AllocationRecord:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"pod": self.pod, "podUid": self.pod_uid}
         for key, value in (
-            ("containerID", self.container_id),
-            ("interface", self.interface),
+            ("cid", self.container_id),
+            ("nic", self.interface),
             ("node", self.node),
-            ("network", self.network),
-            ("ownerKind", self.owner_kind),
-            ("ownerName", self.owner_name),
+            ("net", self.network),
+            ("kind", self.owner_kind),
+            ("owner", self.owner_name),
         ):
             if value:
                 out[key] = value

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from functools import lru_cache
 
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -41,11 +42,13 @@ def _derive(text: str, limit: int, *, dots: bool) -> str:
     return f"{cleaned}-{digest}" if cleaned else f"x-{digest}"
 
 
+@lru_cache(maxsize=65536)
 def object_name(text: str) -> str:
     """``text`` if it is a valid object name (DNS-1123 subdomain), else a derived one."""
     return text if is_subdomain(text) else _derive(text, SUBDOMAIN_MAX, dots=True)
 
 
+@lru_cache(maxsize=4096)
 def namespace_name(text: str) -> str:
     """``text`` if it is a valid namespace name (DNS-1123 label), else a derived one."""
     if not text:

@@ -4,6 +4,12 @@ Owns "which address comes next": the lowest address of ``spec.ips - excludeIPs -
 SpiderReservedIPs - allocated`` (upstream: first free IP in ``spec.ips`` order, which the
 webhook keeps sorted). Everything is interval arithmetic (``ipset.IPSet``), so the cost
 does not depend on the pool's size. No I/O here: the allocation engine owns persistence.
+
+It also knows how large the pool's stored status is (``stored_bytes``): the status is one
+object written whole, and the API server refuses objects over its limit (etcd: 1.5 MiB),
+so the engine stops adding records to a pool near ``MAX_STATUS_BYTES`` even below the
+record-count cap (at upstream's 5,000 records, long pod names and container IDs reach the
+limit first).
 """
 
 from __future__ import annotations
@@ -15,6 +21,10 @@ from typing import Any
 
 from spiderpool_controller.domain.ipset import IPSet, int_to_ip, ip_to_int
 from spiderpool_controller.domain.models import AllocationRecord, IPPool, Route
+
+# Records stop being added to a pool whose status would pass this size: below etcd's
+# 1.5 MiB (1,572,864 bytes) value limit with room for the pool's spec and metadata.
+MAX_STATUS_BYTES = 1_540_000
 
 
 @dataclass
@@ -32,6 +42,7 @@ class PoolState:
         self._fragments: dict[int, str] = {}  # ip -> '"ip":{record}' (status JSON cache)
         self._fragment_of: dict[int, AllocationRecord] = {}  # the record each fragment encodes
         self._prefixlen: int | None = None
+        self._bytes: int | None = None  # stored size of the records (computed on first use)
 
     # construction -------------------------------------------------------------------
     @classmethod
@@ -46,6 +57,7 @@ class PoolState:
         fresh = PoolState.from_object(obj)
         fresh.allocated = dict(self.allocated)
         fresh.taken = IPSet.from_ints(fresh.version, fresh.allocated)
+        fresh._fragments, fresh._fragment_of = dict(self._fragments), dict(self._fragment_of)
         return fresh
 
     # facts --------------------------------------------------------------------------
@@ -87,17 +99,52 @@ class PoolState:
         blocked = self.taken | reserved if reserved else self.taken
         return self.usable.lowest_not_in(blocked)
 
+    def _fragment(self, ip: int, rec: AllocationRecord) -> str:
+        frag = self._fragments.get(ip)
+        if frag is None or self._fragment_of.get(ip) is not rec:
+            frag = json.dumps({int_to_ip(ip, self.version): rec.to_dict()}, separators=(",", ":"))[1:-1]
+            self._fragments[ip] = frag
+            self._fragment_of[ip] = rec
+        return frag
+
+    def record_bytes(self, ip: int, rec: AllocationRecord) -> int:
+        """What the record adds to the stored object: its fragment escaped inside the
+        ``allocatedIPs`` string, and a separator."""
+        return len(json.dumps(self._fragment(ip, rec))) - 1
+
+    def stored_bytes(self) -> int:
+        """The size the ``allocatedIPs`` string takes in the stored object."""
+        if self._bytes is None:
+            self._bytes = sum(self.record_bytes(ip, rec) for ip, rec in self.allocated.items())
+        return self._bytes
+
+    def _account(self, ip: int, rec: AllocationRecord, sign: int) -> None:
+        if self._bytes is not None:
+            self._bytes += sign * self.record_bytes(ip, rec)
+
     def take(self, ip: int, record: AllocationRecord) -> None:
         if ip in self.allocated:
             raise ValueError(f"{int_to_ip(ip, self.version)} is already allocated in {self.name}")
         self.allocated[ip] = record
         self.taken = self.taken.with_(ip)
+        self._account(ip, record, +1)
+
+    def replace(self, ip: int, record: AllocationRecord) -> None:
+        """Put another record on an allocated address (a sandbox takeover, a re-bind, an undo)."""
+        old = self.allocated.get(ip)
+        if old is not None:
+            self._account(ip, old, -1)
+        self.allocated[ip] = record
+        self._account(ip, record, +1)
 
     def give_back(self, ip: int) -> AllocationRecord | None:
         """Drop the record but keep the address blocked until the release is durable.
 
         Otherwise a new request could take it while the release might still be rolled
         back; ``forget`` unblocks it once the release is written."""
+        rec = self.allocated.get(ip)
+        if rec is not None:
+            self._account(ip, rec, -1)
         self._fragments.pop(ip, None)
         return self.allocated.pop(ip, None)
 
@@ -108,6 +155,7 @@ class PoolState:
     def restore(self, ip: int, record: AllocationRecord) -> None:
         self.allocated[ip] = record
         self.taken = self.taken.with_(ip)
+        self._account(ip, record, +1)
 
     def address(self, ip: int) -> str:
         return f"{int_to_ip(ip, self.version)}/{self.prefixlen}"
@@ -120,17 +168,7 @@ class PoolState:
             "totalIPCount": self.total(reserved),
         }
         if self.allocated:
-            parts = []
-            for ip in sorted(self.allocated):
-                rec = self.allocated[ip]
-                frag = self._fragments.get(ip)
-                if frag is None or self._fragment_of.get(ip) is not rec:
-                    frag = json.dumps({int_to_ip(ip, self.version): rec.to_dict()}, separators=(",", ":"))[
-                        1:-1
-                    ]
-                    self._fragments[ip] = frag
-                    self._fragment_of[ip] = rec
-                parts.append(frag)
+            parts = [self._fragment(ip, self.allocated[ip]) for ip in sorted(self.allocated)]
             status["allocatedIPs"] = "{" + ",".join(parts) + "}"
         return status
 

@@ -10,7 +10,9 @@ harder of the two and the controller must not care which it talks to:
   carry one are compare-and-swap and raise ``StaleResourceVersion`` (HTTP 409) on mismatch;
   a write without one is unconditional;
 - ``update`` changes everything but ``status``; ``update_status`` changes only ``status``
-  (the status subresource);
+  (the status subresource); ``create`` drops ``status`` for kinds whose CRD declares a status
+  subresource and keeps it for the others (a SpiderEndpoint is created with its status in
+  one write), as the API server does;
 - ``delete`` of an object with finalizers only sets ``metadata.deletionTimestamp``; the
   object disappears once an update leaves its finalizers empty;
 - ``create`` fills ``uid``, ``resourceVersion``, ``creationTimestamp`` and, for a
@@ -27,6 +29,8 @@ from typing import Any, Literal, Protocol
 
 import grpc
 from spiderpool_common.errors import AlreadyExists, Conflict, NotFound, SpiderpoolError, Unavailable
+
+from spiderpool_controller.domain.crd_schema import resource
 
 Obj = dict[str, Any]
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
@@ -111,3 +115,11 @@ class Store(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+def has_status_subresource(kind: str) -> bool:
+    """Whether the kind's CRD declares the status subresource (unknown kinds: assume it does)."""
+    try:
+        return resource(kind).status_subresource
+    except KeyError:
+        return True

@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 from spiderpool_common.errors import InvalidRequest
 from spiderpool_common.kube.config import api_client
 
+from spiderpool_controller.domain import crd_schema
 from spiderpool_controller.domain.models import (
     API_GROUP,
     KIND_COORDINATOR,
@@ -59,13 +60,11 @@ class Resource:
 
 
 RESOURCES: dict[str, Resource] = {
-    KIND_IPPOOL: Resource("spiderippools", namespaced=False, status_subresource=True),
-    KIND_SUBNET: Resource("spidersubnets", namespaced=False, status_subresource=True),
-    KIND_RESERVED_IP: Resource("spiderreservedips", namespaced=False, status_subresource=False),
-    KIND_ENDPOINT: Resource("spiderendpoints", namespaced=True, status_subresource=False),
-    KIND_MULTUS_CONFIG: Resource("spidermultusconfigs", namespaced=True, status_subresource=False),
-    KIND_COORDINATOR: Resource("spidercoordinators", namespaced=False, status_subresource=True),
-}
+    kind: Resource(res.plural, namespaced=res.namespaced, status_subresource=res.status_subresource)
+    for kind, res in ((k, crd_schema.resource(k)) for k in (
+        KIND_IPPOOL, KIND_SUBNET, KIND_RESERVED_IP, KIND_ENDPOINT, KIND_MULTUS_CONFIG, KIND_COORDINATOR
+    ))
+}  # fmt: skip
 
 
 def resource_of(kind: str) -> Resource:

@@ -63,6 +63,7 @@ from spiderpool_controller.store.contract import (
     StaleResourceVersion,
     StoreUnavailable,
     WatchEvent,
+    has_status_subresource,
 )
 from spiderpool_controller.store.file_lock import StoreLock
 
@@ -500,7 +501,8 @@ class SqliteStore:
         generate = meta.get("generateName") or ""
         if not meta.get("name") and not generate:
             raise InvalidRequest(f"{kind}: metadata.name or metadata.generateName is required")
-        new.pop("status", None)  # the status subresource: create ignores it, as the API server does
+        if has_status_subresource(kind):
+            new.pop("status", None)  # the status subresource: create ignores it, as the API server does
         for key in _SYSTEM_METADATA:
             meta.pop(key, None)
         meta["uid"] = str(uuid.uuid4())
