@@ -130,6 +130,16 @@ async def _delete(rest: KubeRest, path: str) -> bool:
     return True
 
 
+async def _list(rest: KubeRest, path: str) -> dict[str, Any]:
+    """The collection's objects; none when the resource is not served (its CRD is gone)."""
+    try:
+        return await rest.get(path)
+    except KubeError as err:
+        if err.not_found:
+            return {"items": []}
+        raise
+
+
 async def _drop_finalizers(rest: KubeRest, path: str) -> bool:
     try:
         await rest.merge_patch(path, {"metadata": {"finalizers": None}})
@@ -156,7 +166,7 @@ async def cleanup(
     for kind, res in RESOURCES.items():
         collection = f"/apis/{GROUP_VERSION}/{res.plural}"
         while True:
-            reply = await retrying(f"list {res.plural}", partial(rest.get, collection), deadline, out)
+            reply = await retrying(f"list {res.plural}", partial(_list, rest, collection), deadline, out)
             left = list(_items(reply))
             if not left:
                 break
