@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import base64
 import dataclasses
-import functools
 import re
 import socket
 import subprocess
@@ -34,7 +33,7 @@ from spiderpool_controller import settings as controller_settings
 from spiderpool_tools import cluster_init, pybundle_build
 
 from tests.chart.rendered import REPO, Container, EnvVar, Rendered, containers, render
-from tests.chart.value_sets import MONITORING, value_sets
+from tests.chart.value_sets import MONITORING, rendered_value_set, value_sets
 from tests.component.agent_harness import ServiceProcess
 from tests.component.conformance_stack import start_service
 from tests.kubeapi.certs import CertificateAuthority
@@ -55,12 +54,6 @@ GRPC_SECRETS_OF_THE_USER = {
 
 class Drift(AssertionError):
     """A rendered container the program does not accept as it is."""
-
-
-@functools.cache
-def rendered_set(name: str) -> Rendered:
-    """The value set rendered once per test session (tests only read it)."""
-    return render(VALUE_SETS[name])
 
 
 def option_strings(parser: argparse.ArgumentParser) -> set[str]:
@@ -229,7 +222,7 @@ def check(container: Container, rendered: Rendered, tmp: Path, bundle: Path) -> 
 
 def cases() -> Iterator[tuple[str, str]]:
     for name in sorted(VALUE_SETS):
-        for key in sorted(containers(rendered_set(name))):
+        for key in sorted(containers(rendered_value_set(name))):
             yield name, key
 
 
@@ -238,7 +231,7 @@ def test_every_rendered_container_is_accepted_by_its_program(
     value_set: str, key: str, tmp_path: Path, bundle: Path
 ) -> None:
     """The program parses the container's arguments, reads its mounted settings and knows its environment."""
-    rendered = rendered_set(value_set)
+    rendered = rendered_value_set(value_set)
     check(containers(rendered)[key], rendered, tmp_path, bundle)
 
 

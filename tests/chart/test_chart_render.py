@@ -14,7 +14,7 @@ import kubernetes_validate
 import pytest
 
 from tests.chart.rendered import CHART, containers, helm_home, parse_manifests, render
-from tests.chart.value_sets import value_sets
+from tests.chart.value_sets import rendered_value_set, value_sets
 
 KUBE_VERSION = kubernetes_validate.latest_version()
 EXTERNAL_KINDS = {
@@ -38,7 +38,7 @@ def test_lint_finds_nothing_to_fix() -> None:
 @pytest.mark.parametrize("name", sorted(VALUE_SETS))
 def test_every_value_set_renders_objects_that_pass_the_kubernetes_schemas(name: str) -> None:
     """Built-in objects pass kubernetes-validate --strict; the others are cert-manager/monitoring kinds."""
-    rendered = render(VALUE_SETS[name])
+    rendered = rendered_value_set(name)
     external = set()
     for obj in rendered.objects:
         key = (obj["apiVersion"], obj["kind"])

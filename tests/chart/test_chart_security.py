@@ -56,23 +56,26 @@ def test_no_role_has_a_wildcard_or_reads_secrets(rendered: Rendered) -> None:
 def test_the_controller_may_do_exactly_what_its_code_does(rendered: Rendered) -> None:
     """CRs through the store, status of the status kinds, reads of pods, nodes, StatefulSets and NADs; the
     Lease by name in its namespace only."""
-    crs = [
-        "spiderippools",
-        "spidersubnets",
-        "spiderreservedips",
-        "spiderendpoints",
-        "spidermultusconfigs",
-        "spidercoordinators",
-    ]
+    cr = "spiderpool.spidernet.io"
     assert rules(rendered, "ClusterRole", "spiderpool-controller") == [
         {
-            "apiGroups": ["spiderpool.spidernet.io"],
-            "resources": crs,
+            "apiGroups": [cr],
+            "resources": ["spiderippools", "spiderreservedips"],
             "verbs": ["get", "list", "watch", "create", "update", "delete"],
         },
         {
-            "apiGroups": ["spiderpool.spidernet.io"],
-            "resources": ["spiderippools/status", "spidersubnets/status", "spidercoordinators/status"],
+            "apiGroups": [cr],
+            "resources": ["spidersubnets", "spidercoordinators"],
+            "verbs": ["get", "list", "create", "update", "delete"],
+        },
+        {
+            "apiGroups": [cr],
+            "resources": ["spiderendpoints"],
+            "verbs": ["get", "list", "create", "update", "delete"],
+        },
+        {
+            "apiGroups": [cr],
+            "resources": ["spiderippools/status", "spidersubnets/status"],
             "verbs": ["update"],
         },
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},

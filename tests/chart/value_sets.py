@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from tests.chart.rendered import Rendered, render
 from tests.kubeapi.certs import CertificateAuthority
 
 DUAL_STACK_POOLS: dict[str, Any] = {
@@ -68,3 +69,10 @@ def value_sets() -> dict[str, dict[str, Any]]:
         "provided-tls": provided_tls(),
         "monitoring": MONITORING,
     }
+
+
+@functools.cache
+def rendered_value_set(name: str) -> Rendered:
+    """A value set rendered once per test process (Helm generates RSA keys at each render: seconds each);
+    callers only read it."""
+    return render(value_sets()[name])
