@@ -17,7 +17,6 @@ otherwise (unreachable, TLS refused, not serving, no answer within ``--timeout``
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 
 from spiderpool_cni import h2unary, wire
@@ -67,7 +66,8 @@ def probe_tls(
     address: str, files: tuple[str, str, str], server_name: str, service: str = "", timeout: float = 2.0
 ) -> None:
     cert, key, ca = files
-    import ssl  # noqa: PLC0415  (only the TCP probe needs it)
+    import socket  # noqa: PLC0415  (only the TCP probe needs them; the agent's probe runs every few seconds)
+    import ssl  # noqa: PLC0415
 
     host, _, port = address.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
