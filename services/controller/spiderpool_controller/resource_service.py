@@ -12,7 +12,8 @@ Owns what a user's write means (reference 1.7, 2.1-2.4), whatever keeps the stat
   it sets through ``update_status`` keeping everything else.
 - ``delete`` of a pool or subnet that still has allocations only marks it (the finalizer
   keeps it until the IPAM engine has released the last IP and removes the finalizer); an
-  idle one loses the finalizer here and disappears at once.
+  idle one loses the finalizer here and disappears at once. With ``validate_deletes`` on,
+  such a delete is refused instead (``validation.validate_delete``, as the webhook does).
 
 Writes through this service are serialised by one lock, so the cross-object rules
 (overlapping subnets, pools sharing IPs) are checked against a state no other apply changes
@@ -109,10 +110,12 @@ class ResourceService:
             raise Conflict(f"{_describe(kind, name)} kept changing during apply; try again")
 
     async def _peers(self, kind: str) -> Objs:
-        if kind not in validation.POOL_LIKE_KINDS:
-            return []
-        objs, _ = await self._store.list(kind)
-        return objs
+        """The stored objects the rules of ``kind`` compare against (``validation.peer_kinds``)."""
+        out: Objs = []
+        for peer_kind in validation.peer_kinds(kind):
+            objs, _ = await self._store.list(peer_kind)
+            out += objs
+        return out
 
     async def _create(self, desired: Obj) -> Obj:
         kind = desired["kind"]
@@ -193,6 +196,7 @@ class ResourceService:
         """
         async with self._lock:
             existing = await self.get(kind, name, namespace)
+            validation.validate_delete(existing, self._settings)
             scope = _meta(existing).get("namespace") or ""
             try:
                 marked = await self._store.delete(kind, name, scope)

@@ -30,7 +30,6 @@ from spiderpool_common.tls import ReloadingServerCredentials, TlsFiles
 from spiderpool_controller.change_feed import NotifyingStore
 from spiderpool_controller.cluster_mode import ClusterController, ClusterOptions
 from spiderpool_controller.domain.gc_policy import GcSettings
-from spiderpool_controller.domain.validation import ValidationSettings
 from spiderpool_controller.engine_slot import EngineSlot
 from spiderpool_controller.grpcapi import ipam_servicer, resource_servicer
 from spiderpool_controller.grpcapi.leader_forwarding import LeaderForwarding
@@ -42,6 +41,8 @@ from spiderpool_controller.settings import ControllerSettings
 from spiderpool_controller.store.contract import Store
 from spiderpool_controller.store.factory import open_store
 from spiderpool_controller.store.instrumented import InstrumentedStore
+from spiderpool_controller.webhook import WebhookServer
+from spiderpool_controller.webhook.nad_owners import KubeNadOwners
 
 log = structlog.get_logger(__name__)
 
@@ -57,6 +58,7 @@ class Controller:
     metrics: ControllerMetrics
     cluster: ClusterController | None = None
     forwarding: LeaderForwarding | None = None
+    webhook: WebhookServer | None = None
 
     @property
     def engine(self) -> IpamEngine:
@@ -64,6 +66,8 @@ class Controller:
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.server.stop(grace)
+        if self.webhook is not None:
+            await self.webhook.stop()
         if self.cluster is not None:
             await self.cluster.stop()
         elif self.slot.engine is not None:
@@ -108,9 +112,7 @@ async def start_controller(
         raise
     engine = IpamEngine(store, _engine_settings(settings))
     await engine.start()
-    resources = ResourceService(
-        NotifyingStore(store, engine), ValidationSettings(enable_ipv4=True, enable_ipv6=True)
-    )
+    resources = ResourceService(NotifyingStore(store, engine), settings.validation)
 
     metrics = ControllerMetrics(engine, store)
 
@@ -171,9 +173,7 @@ async def start_cluster_controller(settings: ControllerSettings) -> Controller:
     cluster = ClusterController(options, slot)
     await cluster.start()
     assert cluster.resource_store is not None
-    resources = ResourceService(
-        cluster.resource_store, ValidationSettings(enable_ipv4=True, enable_ipv6=True)
-    )
+    resources = ResourceService(cluster.resource_store, settings.validation)
     metrics = ControllerMetrics(slot, lambda: cluster.stores)
     forwarding = LeaderForwarding(
         cluster.is_leader,
@@ -199,6 +199,23 @@ async def start_cluster_controller(settings: ControllerSettings) -> Controller:
     except BaseException:
         await cluster.stop()
         raise
+    webhook = None
+    if settings.webhook_listen:
+        assert cluster.rest is not None
+        webhook = WebhookServer.from_settings(
+            settings.webhook_listen,
+            settings.webhook_cert_file,
+            settings.webhook_key_file,
+            cluster.resource_store,
+            settings.validation,
+            nad_owners=KubeNadOwners(cluster.rest),
+        )
+        try:
+            await webhook.start()
+        except BaseException:
+            await server.stop(0)
+            await cluster.stop()
+            raise
     metrics_port = metrics.serve(settings.metrics_listen) if settings.metrics_listen else None
     log.info(
         "controller_serving",
@@ -206,9 +223,12 @@ async def start_cluster_controller(settings: ControllerSettings) -> Controller:
         store=settings.store,
         identity=identity,
         metrics_port=metrics_port,
+        webhook=webhook.url if webhook is not None else None,
     )
     store = cluster.resource_store
-    return Controller(server, address, slot, store, metrics, cluster=cluster, forwarding=forwarding)
+    return Controller(
+        server, address, slot, store, metrics, cluster=cluster, forwarding=forwarding, webhook=webhook
+    )
 
 
 async def run(settings: ControllerSettings) -> None:

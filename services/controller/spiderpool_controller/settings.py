@@ -27,6 +27,8 @@ from spiderpool_common import bounded_yaml
 from spiderpool_common.addresses import DEFAULT_CONTROLLER, parse_listen, unix_path
 from spiderpool_common.setting_values import convert
 
+from spiderpool_controller.domain.validation import ValidationSettings
+
 DEFAULT_STORE = "sqlite:///var/lib/spiderpool/controller.db"
 DEFAULT_LISTEN = DEFAULT_CONTROLLER
 
@@ -54,6 +56,14 @@ class ControllerSettings:
     tls_ca_file: str = ""
     # The name the replicas' certificates carry (the forwarded call's TLS server name).
     tls_server_name: str = ""
+    # Upstream's enableSpiderSubnet (a pool stays inside the SpiderSubnet of its CIDR) and
+    # enableValidatingResourcesDeletedWebhook (deleting a pool or subnet in use is refused).
+    enable_spider_subnet: bool = True
+    validate_resource_deletion: bool = False
+    # The admission webhooks (every replica): HTTPS on HOST:PORT with this certificate.
+    webhook_listen: str = ""  # empty: off (upstream port 5722)
+    webhook_cert_file: str = ""
+    webhook_key_file: str = ""
     # --- the cluster mode (store kubernetes://) ---
     kubeconfig: str = ""  # empty: the in-cluster ServiceAccount
     pod_name: str = ""  # this replica's pod (downward API); with a random suffix, the Lease identity
@@ -69,6 +79,20 @@ class ControllerSettings:
     gc_terminating_pod_on_not_ready_node: bool = True
     gc_running_pod_on_empty_pod_ips: bool = False
     gc_additional_grace_seconds: float = 0.0
+
+    @property
+    def validation(self) -> ValidationSettings:
+        """The rules' switches: the families this installation serves (both when neither
+        is required), subnets, deletion validation."""
+        families = {4: self.enable_ipv4, 6: self.enable_ipv6}
+        if not any(families.values()):
+            families = {4: True, 6: True}
+        return ValidationSettings(
+            enable_ipv4=families[4],
+            enable_ipv6=families[6],
+            enable_spider_subnet=self.enable_spider_subnet,
+            validate_deletes=self.validate_resource_deletion,
+        )
 
     @property
     def cluster_mode(self) -> bool:
@@ -108,6 +132,8 @@ class ControllerSettings:
         if files is not None and unix_path(target) is not None:
             raise ValueError("setting listen: mutual TLS is served on HOST:PORT, not on a unix socket")
         self._validate_cluster()
+        if self.webhook_listen and not (self.webhook_cert_file and self.webhook_key_file):
+            raise ValueError("setting webhook_listen: needs webhook_cert_file and webhook_key_file (HTTPS)")
         if unix_path(target) is None and not self.allow_insecure_tcp and files is None:
             raise ValueError(
                 f"setting listen: {self.listen} is plain TCP, which authenticates nobody: anyone who "
@@ -187,6 +213,17 @@ def build_parser() -> argparse.ArgumentParser:
     tls.add_argument("--tls-key-file", help="PEM private key")
     tls.add_argument("--tls-ca-file", help="PEM CA that clients' certificates must chain to")
     tls.add_argument("--tls-server-name", help="the name in the replicas' certificates (forwarded calls)")
+    p.add_argument(
+        "--enable-spider-subnet", help="true|false: pools stay inside their SpiderSubnet (default true)"
+    )
+    p.add_argument(
+        "--validate-resource-deletion",
+        help="true|false: refuse deleting a pool or subnet with allocated IPs (default false: it waits)",
+    )
+    hooks = p.add_argument_group("admission webhooks (HTTPS, every replica)")
+    hooks.add_argument("--webhook-listen", help="HOST:PORT (default: off; upstream port 5722)")
+    hooks.add_argument("--webhook-cert-file", help="PEM certificate of the webhook server")
+    hooks.add_argument("--webhook-key-file", help="PEM private key")
     cluster = p.add_argument_group("cluster mode (--store kubernetes://)")
     cluster.add_argument("--kubeconfig", help="kubeconfig file (default: the in-cluster ServiceAccount)")
     cluster.add_argument("--pod-name", help="this replica's pod name (downward API; the Lease identity)")

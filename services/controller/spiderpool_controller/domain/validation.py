@@ -3,11 +3,14 @@
 Owns the rules a SpiderIPPool, SpiderSubnet or SpiderReservedIP must satisfy before it is
 stored (reference 1.7 and 2.1-2.4), as pure functions over manifest dicts so that the
 embedded mode (``spiderpoolctl apply``) and the cluster mode's admission webhooks apply the
-same rules. ``default_object`` is the mutating webhook (ipVersion, CIDR label, finalizer,
-merged ``ips``/``excludeIPs``, the CRD schema's defaults from ``crd_schema``);
-``validate_create`` and ``validate_update`` are the validating webhook. The rules that need
-other objects (overlapping subnets, pools sharing a subnet) take those objects as arguments:
-the caller reads them, this module never does I/O.
+same rules. ``apply_defaults`` is the mutating webhook (ipVersion, CIDR label, finalizer,
+merged ``ips``/``excludeIPs``, the CRD schema's defaults from ``crd_schema``), and
+``default_object`` is the same for a manifest given to the embedded mode's apply (which also
+drops status and server-set metadata); ``validate_create``, ``validate_update`` and
+``validate_delete`` are the validating webhook. The rules that need other objects
+(overlapping subnets, pools sharing a subnet, a pool inside the SpiderSubnet of its CIDR) take
+those objects as arguments, of the kinds ``peer_kinds`` names: the caller reads them, this
+module never does I/O.
 
 Every failure is an ``InvalidObject`` whose message names the object and the field, e.g.
 ``SpiderIPPool "pool-a": spec.gateway: 10.0.1.1 is not inside spec.subnet 10.0.0.0/24``, so a
@@ -24,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from spiderpool_common.errors import InvalidObject
+from spiderpool_common.errors import Conflict, InvalidObject
 
 from spiderpool_controller.domain import coordinator_spec, crd_schema, models
 from spiderpool_controller.domain.ipset import IPSet, parse_ip, parse_range
@@ -45,7 +48,7 @@ _FINALIZED_KINDS = POOL_LIKE_KINDS | {models.KIND_COORDINATOR}
 
 _TOP_LEVEL_FIELDS = frozenset({"apiVersion", "kind", "metadata", "spec", "status"})
 # Metadata a user may write, and what the server sets (tolerated so `get -o yaml` re-applies).
-_USER_METADATA = frozenset({"name", "namespace", "labels", "annotations", "finalizers"})
+_USER_METADATA = frozenset({"name", "generateName", "namespace", "labels", "annotations", "finalizers"})
 _SERVER_METADATA = frozenset(
     {
         "uid",
@@ -79,10 +82,19 @@ _SUBDOMAIN_RULE = (
 
 @dataclass(frozen=True)
 class ValidationSettings:
-    """Which IP families this installation serves (upstream ``enableIPv4``/``enableIPv6``)."""
+    """The installation's switches the rules depend on (upstream's ``spiderpool-conf`` keys).
+
+    ``enable_ipv4``/``enable_ipv6``: the families served (``enableIPv4``/``enableIPv6``);
+    ``enable_spider_subnet``: a pool must stay inside the SpiderSubnet of its CIDR
+    (``enableSpiderSubnet``, Helm default on); ``validate_deletes``: deleting a pool or subnet
+    that still has allocated IPs is refused instead of waiting on the finalizer
+    (``enableValidatingResourcesDeletedWebhook``, Helm default off).
+    """
 
     enable_ipv4: bool = True
     enable_ipv6: bool = True
+    enable_spider_subnet: bool = True
+    validate_deletes: bool = False
 
 
 class _Reporter:
@@ -218,21 +230,37 @@ def manifest_kind(obj: Any) -> str:
 
 
 def default_object(obj: Obj) -> Obj:
-    """Return a defaulted copy (upstream mutating webhook + CRD schema defaults).
+    """Return a defaulted copy of a manifest given to the embedded mode's apply.
 
-    Drops ``status`` and server-managed metadata (status belongs to the IPAM engine). Values
-    that do not parse are left as written, so validation can name them.
+    Drops ``status`` and server-managed metadata (status belongs to the IPAM engine), then
+    applies ``apply_defaults``, the same defaulting the mutating webhook applies.
     """
-    kind = manifest_kind(obj)
+    manifest_kind(obj)
     out = copy.deepcopy(obj)
     out.pop("status", None)
     meta = out.get("metadata")
     if isinstance(meta, dict):
         for key in _SERVER_METADATA:
             meta.pop(key, None)
+    return apply_defaults(out)
+
+
+def apply_defaults(obj: Obj) -> Obj:
+    """Return a defaulted copy (upstream mutating webhook + CRD schema defaults).
+
+    Everything the defaults do not touch is kept (status, server-set metadata), so the
+    mutating webhook can answer the difference as a patch. An object being deleted is
+    returned unchanged: defaulting it would put back the finalizer its owner is removing.
+    Values that do not parse are left as written, so validation can name them.
+    """
+    kind = manifest_kind(obj)
+    out = copy.deepcopy(obj)
+    meta = out.get("metadata")
     spec = out.get("spec")
     if not isinstance(meta, dict) or not isinstance(spec, dict):
         return out  # validation reports the missing section
+    if meta.get("deletionTimestamp"):
+        return out
     out = crd_schema.apply_defaults(kind, out)
     meta, spec = out["metadata"], out["spec"]
     if kind in _FINALIZED_KINDS:
@@ -581,6 +609,60 @@ def _check_peers(obj: Obj, kind: str, fam: _Family, ips: IPSet, peers: Sequence[
             )
 
 
+def _same_subnet(peers: Sequence[Obj], kind: str, version: int, subnet_text: str) -> list[Obj]:
+    """The stored objects of ``kind`` (the other kind: never the object itself) with exactly this subnet."""
+    return [
+        peer
+        for peer in peers
+        if peer.get("kind") == kind
+        and spec_version(peer) == version
+        and (peer.get("spec") or {}).get("subnet") == subnet_text
+    ]
+
+
+def _check_subnet_members(
+    kind: str, fam: _Family, ips: IPSet, peers: Sequence[Obj], settings: ValidationSettings, *, updating: bool
+) -> None:
+    """A pool's IPs lie inside the SpiderSubnet of the same CIDR (reference 2.1-2.2, 3.8).
+
+    Upstream's mutating webhook makes that subnet the pool's controller; a subnet created
+    later adopts the pools of its CIDR, so it must contain their IPs, and an update of the
+    subnet may not drop IPs its pools hold. The pool side follows ``enable_spider_subnet``.
+    """
+    report = fam.report
+    if kind == models.KIND_IPPOOL and settings.enable_spider_subnet:
+        for owner in _same_subnet(peers, models.KIND_SUBNET, fam.version, fam.subnet_text):
+            try:
+                outside = ips - effective_ips(owner)
+            except ValueError:
+                continue
+            if outside:
+                owner_name = (owner.get("metadata") or {}).get("name", "")
+                report.fail(
+                    "spec.ips",
+                    f'{", ".join(outside.to_ranges())} are not inside SpiderSubnet "{owner_name}" of the '
+                    "same subnet (its spec.ips minus spec.excludeIPs); a pool's IPs are spec.ips minus "
+                    "spec.excludeIPs",
+                )
+    if kind == models.KIND_SUBNET:
+        for pool in _same_subnet(peers, models.KIND_IPPOOL, fam.version, fam.subnet_text):
+            try:
+                outside = effective_ips(pool) - ips
+            except ValueError:
+                continue
+            if outside:
+                pool_name = (pool.get("metadata") or {}).get("name", "")
+                ranges = ", ".join(outside.to_ranges())
+                if updating:
+                    message = f'cannot remove {ranges}: SpiderIPPool "{pool_name}" of this subnet holds them'
+                else:
+                    message = (
+                        f'SpiderIPPool "{pool_name}" of this subnet holds {ranges}, which spec.ips minus '
+                        "spec.excludeIPs does not contain"
+                    )
+                report.fail("spec.ips", message)
+
+
 def _check_reserved_ip(obj: Obj, settings: ValidationSettings) -> int:
     report = _reporter(obj)
     spec = _check_structure(obj, models.KIND_RESERVED_IP)
@@ -595,9 +677,14 @@ def _check_reserved_ip(obj: Obj, settings: ValidationSettings) -> int:
 # the validating webhook
 
 
-def validate_create(obj: Obj, peers: Sequence[Obj] = (), settings: ValidationSettings | None = None) -> None:
-    """Validate a defaulted object about to be created; ``peers`` are the stored objects of its kind."""
-    settings = settings or ValidationSettings()
+def peer_kinds(kind: str) -> tuple[str, ...]:
+    """The kinds of stored objects the rules of ``kind`` compare against (the caller lists them)."""
+    if kind in POOL_LIKE_KINDS:
+        return (models.KIND_IPPOOL, models.KIND_SUBNET)
+    return ()
+
+
+def _validate(obj: Obj, peers: Sequence[Obj], settings: ValidationSettings, *, updating: bool) -> None:
     kind = manifest_kind(obj)
     if kind == models.KIND_RESERVED_IP:
         _check_reserved_ip(obj, settings)
@@ -613,6 +700,15 @@ def validate_create(obj: Obj, peers: Sequence[Obj] = (), settings: ValidationSet
         for key in _SELECTOR_FIELDS:
             _check_selector(report, f"spec.{key}", spec.get(key), non_empty=key == "podAffinity")
     _check_peers(obj, kind, fam, ips, peers)
+    _check_subnet_members(kind, fam, ips, peers, settings, updating=updating)
+
+
+def validate_create(obj: Obj, peers: Sequence[Obj] = (), settings: ValidationSettings | None = None) -> None:
+    """Validate a defaulted object about to be created.
+
+    ``peers`` are the stored objects of the kinds ``peer_kinds`` names (others are ignored).
+    """
+    _validate(obj, peers, settings or ValidationSettings(), updating=False)
 
 
 def _holder(record: models.AllocationRecord) -> str:
@@ -629,10 +725,22 @@ def validate_update(
 ) -> None:
     """Validate a change of a stored object: immutable fields, the create rules, IPs in use.
 
-    ``old`` is the stored object with its status (allocations are read from it).
+    ``old`` is the stored object with its status (allocations are read from it). A change of
+    an object being deleted passes unchecked once it drops our finalizer (that is how its
+    deletion completes); while the finalizer stays, a pool or subnet being deleted cannot
+    change (upstream: "cannot update a terminating IPPool"), since its IPs are being released.
     """
     kind = manifest_kind(new)
     report = _reporter(new)
+    new_meta = new.get("metadata")
+    if isinstance(new_meta, dict) and new_meta.get("deletionTimestamp"):
+        if models.FINALIZER not in (new_meta.get("finalizers") or []):
+            return
+        if kind in POOL_LIKE_KINDS:
+            raise Conflict(
+                f'{kind} "{report.name}" is being deleted: it cannot change until it is gone '
+                f"(only the removal of the finalizer {models.FINALIZER} is allowed)"
+            )
     old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
     if isinstance(new_spec, dict):
         old_v, new_v = old_spec.get("ipVersion"), new_spec.get("ipVersion")
@@ -644,7 +752,7 @@ def validate_update(
                 f"is immutable (stored: {old_spec.get('subnet')}, requested: {new_spec.get('subnet')}); "
                 "create a new object for another subnet",
             )
-    validate_create(new, peers, settings)
+    _validate(new, peers, settings or ValidationSettings(), updating=True)
     if kind == models.KIND_IPPOOL:
         ips = effective_ips(new)
         for ip, record in sorted(models.IPPool.from_dict(old).allocated.items()):
@@ -654,3 +762,31 @@ def validate_update(
                     f"remove an IP address {ip} that is being used by {_holder(record)}; "
                     "a pool's IPs are spec.ips minus spec.excludeIPs",
                 )
+
+
+def allocated_count(obj: Obj) -> int:
+    """How many IPs a pool has handed out (its records), or a subnet has handed to pools."""
+    status = obj.get("status") or {}
+    if obj.get("kind") == models.KIND_IPPOOL:
+        records = models.IPPool.from_dict(obj).allocated
+        return max(len(records), int(status.get("allocatedIPCount") or 0))
+    return int(status.get("allocatedIPCount") or 0)
+
+
+def validate_delete(obj: Obj, settings: ValidationSettings | None = None) -> None:
+    """Refuse deleting a pool or subnet with allocated IPs when ``validate_deletes`` is on.
+
+    ``obj`` is the stored object with its status. Off (upstream's default), the deletion
+    goes ahead and the finalizer keeps the object until the last IP is released.
+    """
+    settings = settings or ValidationSettings()
+    kind = str(obj.get("kind") or "")
+    if not settings.validate_deletes or kind not in POOL_LIKE_KINDS:
+        return
+    count = allocated_count(obj)
+    if count > 0:
+        noun = "an IPPool" if kind == models.KIND_IPPOOL else "a Subnet"
+        raise Conflict(
+            f'{kind} "{_reporter(obj).name}": cannot delete {noun} with allocated IPs({count}); '
+            "release them first (deleting their pods frees them)"
+        )
