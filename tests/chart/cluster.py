@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import helm_python
+from aiohttp import web
 
 from tests.chart.rendered import NAMESPACE, RELEASE, Rendered, containers, helm_home, parse_manifests
 from tests.kubeapi import ServerThread
@@ -103,3 +104,37 @@ def admin(srv: ServerThread, method: str, path: str, body: Any = None) -> tuple[
             return resp.status, json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read() or b"null")
+
+
+def serve_webhooks(srv: ServerThread, cert: bytes, key: bytes, directory: Path) -> list[str]:
+    """An HTTPS server with ``cert``/``key`` answering every AdmissionReview "allowed"; the controller
+    Service resolves to it. Returns the list the request paths are appended to."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "tls.crt").write_bytes(cert)
+    (directory / "tls.key").write_bytes(key)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(directory / "tls.crt", directory / "tls.key")
+    paths: list[str] = []
+
+    async def review(request: web.Request) -> web.Response:
+        body: dict[str, Any] = await request.json()
+        paths.append(request.path)
+        response = {"uid": body["request"]["uid"], "allowed": True}
+        return web.json_response(
+            {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
+        )
+
+    async def start() -> int:
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", review)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+        await site.start()
+        server = site._server
+        assert server is not None
+        return int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
+
+    port = srv.run(start)
+    srv.server.admission.service_urls[(NAMESPACE, "spiderpool-controller")] = f"https://127.0.0.1:{port}"
+    return paths

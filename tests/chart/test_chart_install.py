@@ -4,18 +4,28 @@ Helm runs in-process (helm-python-sdk) with its default release storage (protobu
 kstatus (``wait="watcher"``; the server fakes workload status, and Jobs complete at once since nothing runs
 pods). Because nothing runs the hook Jobs' pods, the test runs each hook's container itself, as its
 ServiceAccount, from the release's own manifests: the post-install job after install and after upgrade,
-the pre-delete cleanup before uninstall. After each step the test reads what the cluster holds.
+the pre-delete cleanup before uninstall. After each step the test reads what the cluster holds. The
+registered admission webhooks reach an allow-all HTTPS server holding the chart's serving certificate
+(tests/chart/test_rbac.py runs the controller's own).
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.chart.cluster import admin, helm_config, hook_phases, release_rendered, run_container
+from tests.chart.cluster import (
+    admin,
+    helm_config,
+    hook_phases,
+    release_rendered,
+    run_container,
+    serve_webhooks,
+)
 from tests.chart.rendered import CHART, NAMESPACE, RELEASE, settings_file
 from tests.chart.value_sets import DUAL_STACK_POOLS
 from tests.kubeapi import ServerConfig, ServerThread
@@ -54,6 +64,14 @@ def srv() -> Iterator[ServerThread]:
         yield s
 
 
+def allow_webhooks(srv: ServerThread, directory: Path) -> list[str]:
+    """The controller Service's webhooks answered "allowed" by a server with the chart's certificate."""
+    data = secret_data(srv, "spiderpool-controller-server-certs")
+    return serve_webhooks(
+        srv, base64.b64decode(data["tls.crt"]), base64.b64decode(data["tls.key"]), directory
+    )
+
+
 def secret_data(srv: ServerThread, name: str) -> dict[str, str]:
     secret = srv.get("v1", "Secret", name, NAMESPACE)
     assert secret is not None, name
@@ -86,12 +104,7 @@ def test_install_upgrade_and_uninstall_leave_the_cluster_as_the_chart_says(
             ]
         for api_version, kind, name, ns in RELEASE_OBJECTS:
             assert srv.get(api_version, kind, name, ns) is not None, (kind, name)
-        assert (
-            srv.get(
-                "admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration", "spiderpool-controller"
-            )
-            is None
-        )
+        reviews = allow_webhooks(srv, tmp_path / "webhooks")
         assert hook_phases(helm)["spiderpool-init"] == "Succeeded"
         assert srv.get("batch/v1", "Job", "spiderpool-init", NAMESPACE) is None  # hook-succeeded: deleted
         certs = {
@@ -145,6 +158,7 @@ def test_install_upgrade_and_uninstall_leave_the_cluster_as_the_chart_says(
             "SpiderIPPool default-v6-ippool: created",
         ]
         assert pools(srv) == ["default-v4-ippool", "default-v6-ippool"]
+        assert reviews.count("/validate-spiderpool-spidernet-io-v2beta1-spiderippool") == 2
         kept = srv.get(GROUP, "SpiderCoordinator", "default")
         assert kept is not None and kept["spec"]["podRPFilter"] == 2
         assert [(h["revision"], h["status"]) for h in helm.history(RELEASE)] == [
@@ -173,6 +187,7 @@ def test_cleanup_removes_objects_whose_finalizers_nobody_will_remove(
     with helm_config(srv) as helm:
         helm.install(str(CHART), RELEASE, {}, wait="watcher", timeout=60)
         rendered = release_rendered(helm)
+        allow_webhooks(srv, tmp_path / "webhooks")
         pool = {
             "apiVersion": GROUP,
             "kind": "SpiderIPPool",

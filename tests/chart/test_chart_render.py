@@ -82,6 +82,9 @@ def test_the_default_render_holds_what_the_issue_lists() -> None:
         ("Service", "spiderpool-controller"),
         ("PodDisruptionBudget", "spiderpool-controller"),
         ("Secret", "spiderpool-controller-grpc-tls"),
+        ("Secret", "spiderpool-controller-server-certs"),
+        ("MutatingWebhookConfiguration", "spiderpool-controller"),
+        ("ValidatingWebhookConfiguration", "spiderpool-controller"),
         ("Secret", "spiderpool-agent-grpc-tls"),
         ("ServiceAccount", "spiderpool-controller"),
         ("ServiceAccount", "spiderpool-agent"),
@@ -173,7 +176,11 @@ def test_values_of_the_wrong_shape_are_refused_by_the_schema(values: dict[str, o
         ({"multus": {"multusCNI": {"install": True}}}, "does not bundle Multus"),
         ({"ipam": {"enableIPv4": False, "enableIPv6": False}}, "enable at least one family"),
         ({"clusterDefaultPool": {"installIPv4IPPool": True}}, "needs clusterDefaultPool.ipv4Subnet"),
-        ({"spiderpoolController": {"tls": {"method": "provided"}}}, "grpcControllerSecret is required"),
+        ({"spiderpoolController": {"tls": {"method": "provided"}}}, "tls.provided.tlsCa is required"),
+        (
+            {"spiderpoolController": {"tls": {"method": "provided"}, "webhook": {"enabled": False}}},
+            "grpcControllerSecret is required",
+        ),
     ],
     ids=[
         "statefulset",
@@ -181,7 +188,8 @@ def test_values_of_the_wrong_shape_are_refused_by_the_schema(values: dict[str, o
         "multus",
         "no-family",
         "pool-without-subnet",
-        "provided-without-secrets",
+        "provided-without-webhook-pem",
+        "provided-without-grpc-secrets",
     ],
 )
 def test_settings_this_implementation_does_not_do_are_refused_with_a_reason(

@@ -9,23 +9,24 @@ controller mounts them), and verifies it against the ``caBundle`` for the name
 that server on the mutating and the validating path; a server with another CA's certificate is refused.
 An upgrade keeps the certificates and the bundle.
 
-The server here answers every review with "allowed": it stands in for the controller's admission server
-(branch webhook), which replaces it once it serves on the controller's flags.
+The server here answers every review with "allowed": the TLS wiring is the subject; tests/chart/test_rbac.py
+runs the controller's own admission server from the chart's arguments. The rendered configurations are
+also compared with the controller's own table of what it serves (webhook/registration.py).
 """
 
 from __future__ import annotations
 
 import base64
-import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
+from spiderpool_controller.webhook import registration
 
-from tests.chart.cluster import admin, helm_config
+from tests.chart.cluster import admin, helm_config, serve_webhooks
 from tests.chart.rendered import CHART, NAMESPACE, RELEASE
+from tests.chart.value_sets import rendered_value_set
 from tests.kubeapi import ServerConfig, ServerThread
 from tests.kubeapi.certs import CertificateAuthority
 
@@ -43,40 +44,6 @@ POOL = {
 def srv() -> Iterator[ServerThread]:
     with ServerThread(ServerConfig(rbac_enforce=True)) as s:
         yield s
-
-
-def serve_webhooks(srv: ServerThread, cert: bytes, key: bytes, directory: Path) -> list[str]:
-    """An HTTPS server with ``cert``/``key`` answering every AdmissionReview "allowed"; the controller
-    Service resolves to it. Returns the list the request paths are appended to."""
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "tls.crt").write_bytes(cert)
-    (directory / "tls.key").write_bytes(key)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(directory / "tls.crt", directory / "tls.key")
-    paths: list[str] = []
-
-    async def review(request: web.Request) -> web.Response:
-        body: dict[str, Any] = await request.json()
-        paths.append(request.path)
-        response = {"uid": body["request"]["uid"], "allowed": True}
-        return web.json_response(
-            {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
-        )
-
-    async def start() -> int:
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", review)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
-        await site.start()
-        server = site._server
-        assert server is not None
-        return int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
-
-    port = srv.run(start)
-    srv.server.admission.service_urls[(NAMESPACE, "spiderpool-controller")] = f"https://127.0.0.1:{port}"
-    return paths
 
 
 def webhook_secret(srv: ServerThread) -> dict[str, bytes]:
@@ -146,3 +113,18 @@ def test_a_server_without_the_chart_s_certificate_is_refused(srv: ServerThread, 
         assert status >= 400
         assert "failed calling webhook" in body["message"]
         assert paths == []
+
+
+@pytest.mark.parametrize("name", ["default", "provided-tls", "cert-manager"])
+def test_the_rendered_configurations_are_the_controller_s_own_table(name: str) -> None:
+    """Names, paths, rules, port, failure policy: what the controller's registration module says it serves."""
+    rendered = rendered_value_set(name)
+    mutating, validating = registration.webhook_configurations(b"ca", (NAMESPACE, "spiderpool-controller"))
+    for expected in (mutating, validating):
+        got = rendered.get(expected["kind"], "spiderpool-controller")
+        for webhook in got["webhooks"]:
+            webhook["clientConfig"].pop("caBundle", None)
+        for webhook in expected["webhooks"]:
+            webhook["clientConfig"].pop("caBundle")
+        assert got["webhooks"] == expected["webhooks"]
+        assert got["apiVersion"] == expected["apiVersion"]

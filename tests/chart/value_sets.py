@@ -65,7 +65,7 @@ def value_sets() -> dict[str, dict[str, Any]]:
             "spiderpoolController": {"webhook": {"enabled": True}, "tls": {"method": "certmanager"}}
         },
         "detection-on": {"ipam": {"enableIPConflictDetection": True, "enableGatewayDetection": True}},
-        "webhook-auto-tls": {"spiderpoolController": {"webhook": {"enabled": True}}},
+        "webhooks-off": {"spiderpoolController": {"webhook": {"enabled": False}}},
         "provided-tls": provided_tls(),
         "monitoring": MONITORING,
     }
