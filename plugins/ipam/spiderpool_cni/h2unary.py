@@ -199,7 +199,7 @@ def call_on(
 ) -> tuple[int, str, bytes, bytes]:
     """``unary_call`` over a socket the caller connected (a TLS socket to a TCP server, for
     ``spiderpool-health``); the caller closes it. Not used by the shims."""
-    return _Exchange(sock, time.monotonic() + timeout, timeout).run(method, message, authority)
+    return _Exchange(sock, MONOTONIC.now() + timeout, timeout, MONOTONIC).run(method, message, authority)
 
 
 class _Exchange:
