@@ -281,7 +281,11 @@ class KubeApiServer:
             user,
             request.headers.get("User-Agent", ""),
         )
-        return await self._resource(request, ctx, verb)
+        try:
+            return await self._resource(request, ctx, verb)
+        except ApiError as exc:
+            self.faults.count_error(verb, resource, exc.code)
+            raise
 
     def _inject(self, verb: str, path: str, namespace: str, name: str) -> None:
         decision = self.faults.decide(verb, path, namespace, name)

@@ -37,6 +37,28 @@ def test_armed_conflicts_answer_409_for_the_next_n_matching_writes(srv: ServerTh
     assert srv.faults.count("create", "configmaps") == 3 and srv.faults.count("list", "configmaps") == 1
 
 
+def test_the_servers_own_error_answers_are_counted_by_status_verb_and_resource(
+    srv: ServerThread, http: Http
+) -> None:
+    """A stale compare-and-swap and a duplicate create count as 409s, a missing object as 404; injected faults
+    and successes do not count; resetting the counts clears them."""
+    srv.faults.conflicts(1, resource="configmaps")
+    assert http("POST", CMS, {"metadata": {"name": "c"}})[0] == 409  # injected
+    _, made, _ = http("POST", CMS, {"metadata": {"name": "c"}})
+    assert http("POST", CMS, {"metadata": {"name": "c"}})[0] == 409  # exists
+    stale = {**made, "data": {"k": "v"}}
+    assert http("PUT", f"{CMS}/c", stale)[0] == 200
+    assert http("PUT", f"{CMS}/c", stale)[0] == 409  # the resourceVersion moved on
+    assert http("GET", f"{CMS}/gone")[0] == 404
+    assert srv.faults.errors_answered() == {
+        "404 get configmaps": 1,
+        "409 create configmaps": 1,
+        "409 update configmaps": 1,
+    }
+    srv.faults.reset_counts()
+    assert srv.faults.errors_answered() == {}
+
+
 def test_armed_errors_and_delays_apply_to_matching_requests(srv: ServerThread, http: Http) -> None:
     srv.faults.errors(1, 503, verb="get", resource="namespaces", name="default")
     code, body, _ = http("GET", "/api/v1/namespaces/default")
@@ -192,6 +214,9 @@ def test_the_command_serves_until_sigterm_and_obeys_the_admin_endpoint(tmp_path:
         assert err.value.status == 409
         core.create_namespaced_config_map("default", {"metadata": {"name": "c"}})
         assert admin.counts()["create configmaps"] == 2
+        with pytest.raises(ApiException):
+            core.create_namespaced_config_map("default", {"metadata": {"name": "c"}})
+        assert admin.errors() == {"409 create configmaps": 1}  # the injected 409 is not the server's own
         env = {"HOME": str(tmp_path), "KUBECONFIG": str(tmp_path / "kubeconfig"), "PATH": os.environ["PATH"]}
         out = subprocess.run(
             [KUBECTL, "get", "cm", "c", "-o", "name"], env=env, capture_output=True, text=True, check=True

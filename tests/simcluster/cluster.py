@@ -78,6 +78,7 @@ class SimOptions:
     log_level: str = "info"
     history: int = 100_000  # watch events the API server keeps
     kubelet_parallel: int = 8
+    kubelet_args: tuple[str, ...] = ()  # extra flags for the kubelets (e.g. --cni agent: IPAM calls only)
     ready_timeout_s: float = 90.0
     keep_workdir: bool = False
     controller_args: tuple[str, ...] = ()  # extra flags for the controllers (e.g. short lease timings)
@@ -378,6 +379,9 @@ class SimCluster:
 
     def _agent(self, spec: NodeSpec, host: NodeHost) -> Proc:
         args, env = commands.agent(self.paths, spec.name, self.options.log_level)
+        return self._agent_proc(spec, host, args, env)
+
+    def _agent_proc(self, spec: NodeSpec, host: NodeHost, args: Sequence[str], env: dict[str, str]) -> Proc:
         target = f"unix:{host.outside(commands.AGENT_SOCKET)}"
         return self._node_proc(
             f"agent-{spec.name}", host, args, env={**env, **dict(self.options.agent_env)},
@@ -388,7 +392,7 @@ class SimCluster:
         labels = ",".join(f"{k}={v}" for k, v in spec.labels)
         args = commands.kubelet(
             self.paths, spec.name, f"{self.netns_prefix}-{spec.name}-pod", spec.host_ips, labels,
-            self.options.kubelet_parallel,
+            self.options.kubelet_parallel, self.options.kubelet_args,
         )  # fmt: skip
         return self._node_proc(
             f"kubelet-{spec.name}", host, args, ready=self._ready_file(f"kubelet-{spec.name}"), env={}
@@ -614,6 +618,21 @@ class SimCluster:
                 }
             },
         )
+
+    def replace_agents(
+        self, command: Callable[[str], tuple[Sequence[str], dict[str, str]]], deadline_s: float = 90
+    ) -> None:
+        """Every node's agent stopped and ``command(node)`` (argv, environment) run in its place, inside the
+        node, serving the same socket (ready once its gRPC health answers there): another agent program on the
+        same nodes, e.g. a benchmark's baseline. The agent's own command line is ``commands.agent``."""
+        nodes = list(self.nodes.values())
+        errors = stop_all([self.agent(node.name) for node in nodes])
+        if errors:
+            raise ClusterError("stopping the agents failed: " + "; ".join(errors))
+        for node in nodes:
+            args, env = command(node.name)
+            node.agent = self._agent_proc(node.spec, node.host, args, env).start()
+        wait_ready([self.agent(node.name) for node in nodes], deadline_s)
 
     def restart_node(self, name: str, deadline_s: float = 60) -> None:
         """The node is back: agent and kubelet start again (the kubelet GCs what was deleted meanwhile)."""

@@ -138,8 +138,15 @@ def install_cni(paths: ClusterPaths, node: str) -> list[str]:
 
 
 def kubelet(
-    paths: ClusterPaths, node: str, netns_prefix: str, host_ips: tuple[str, ...], labels: str, parallel: int
+    paths: ClusterPaths,
+    node: str,
+    netns_prefix: str,
+    host_ips: tuple[str, ...],
+    labels: str,
+    parallel: int,
+    extra: Sequence[str] = (),
 ) -> list[str]:
+    """The kubelet stand-in of ``node``; ``extra`` (e.g. ``--cni agent``) last."""
     args = [
         PYTHON, "-m", "tests.simcluster.kubelet",
         "--node", node,
@@ -154,7 +161,7 @@ def kubelet(
     ]  # fmt: skip
     for ip in host_ips:
         args += ["--host-ip", ip]
-    return args
+    return [*args, *extra]
 
 
 def control_plane(paths: ClusterPaths) -> list[str]:
