@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -79,6 +80,34 @@ def running_ips(sim: SimCluster, namespace: str) -> dict[str, str]:
     return out
 
 
+def _stat(pid: int) -> list[str]:
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2 :].split()  # the fields after "(comm)", from the state on
+
+
+def cpu_and_rss(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) and RSS in MB of a process and its descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                children.setdefault(int(_stat(int(entry.name))[1]), []).append(int(entry.name))
+            except (OSError, ValueError):
+                continue
+    ticks, pages = 0, 0
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = _stat(current)
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+        pages += int(fields[21])
+        todo.extend(children.get(current, []))
+    return ticks / os.sysconf("SC_CLK_TCK"), pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def progress(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
@@ -116,11 +145,14 @@ def storm(sim: SimCluster, pods: int, namespace: str) -> Obj:
     per = 10
     manifests = deployments(namespace, max(1, pods // per), per, "storm")
     sim.admin.reset_counts()
+    leader = sim.controllers[sim.leader_index()]
+    cpu_before, _ = cpu_and_rss(leader.pid)
     progress(f"storm: {pods} pods in {len(manifests)} Deployments")
     t0 = time.monotonic()
     sim.apply(manifests)
     ips = wait_running(sim, namespace, pods, 900)
     seconds = time.monotonic() - t0
+    cpu_after, rss_mb = cpu_and_rss(leader.pid)
     writes = ipam_writes(sim.admin.counts())
     records = sim.pool_records(POOL)
     duplicates = len(ips) - len(set(ips.values()))
@@ -134,6 +166,8 @@ def storm(sim: SimCluster, pods: int, namespace: str) -> Obj:
         "writes_per_pod": round(writes / len(ips), 2),
         "duplicates": duplicates,
         "records_not_pods": mismatched,
+        "leader_cpu_ms_per_pod": round((cpu_after - cpu_before) * 1000 / max(1, len(ips)), 2),
+        "leader_rss_mb": round(rss_mb, 1),
         "leaks": left_records + left_endpoints,
     }
 
@@ -194,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"storm: {result['pods']} pods in {result['seconds']} s ({result['pods_per_s']} pods/s), "
         f"{result['writes_per_pod']} IPAM API writes per pod, {result['duplicates']} duplicates, "
-        f"{result['leaks']} leaks; failover {result['failover_s']} s (lease {args.lease_duration:g} s), "
+        f"{result['leaks']} leaks; the leader used {result['leader_cpu_ms_per_pod']} ms of CPU per pod "
+        f"(RSS {result['leader_rss_mb']} MB); failover {result['failover_s']} s (lease {args.lease_duration:g} s), "
         f"{result['failover_duplicates']} duplicates, {result['failover_leaks']} leaks"
     )
     print(json.dumps(result))
