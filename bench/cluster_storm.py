@@ -229,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         f"storm: {result['pods']} pods in {result['seconds']} s ({result['pods_per_s']} pods/s), "
         f"{result['writes_per_pod']} IPAM API writes per pod, {result['duplicates']} duplicates, "
         f"{result['leaks']} leaks; the leader used {result['leader_cpu_ms_per_pod']} ms of CPU per pod "
-        f"(RSS {result['leader_rss_mb']} MB); failover {result['failover_s']} s (lease {args.lease_duration:g} s), "
+        f"(RSS {result['leader_rss_mb']} MB); "
+        f"failover {result['failover_s']} s (lease {args.lease_duration:g} s), "
         f"{result['failover_duplicates']} duplicates, {result['failover_leaks']} leaks"
     )
     print(json.dumps(result))
