@@ -479,14 +479,22 @@ class KubeApiServer:
         try:
             await resp.prepare(request)
 
-            async def send(ev_type: str, obj: Obj) -> None:
+            def encode(ev_type: str, obj: Obj) -> bytes:
                 if ev_type not in ("ERROR", "BOOKMARK"):
                     obj = self.api.present(rt, obj)
                     if table:
                         obj = tables.table(rt, [obj], meta(obj).get("resourceVersion", ""), include)
-                await resp.write(
-                    json.dumps({"type": ev_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
-                )
+                return json.dumps({"type": ev_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
+
+            async def send(ev_type: str, obj: Obj, ev: Event | None = None) -> None:
+                if ev is None or table:
+                    await resp.write(encode(ev_type, obj))
+                    return
+                key = f"{rt.group_version} {ev_type}"  # a watch at another served version differs
+                line = ev.encoded.get(key)
+                if line is None:
+                    line = ev.encoded[key] = encode(ev_type, obj)
+                await resp.write(line)
 
             def bookmark(rv_now: int, initial_end: bool = False) -> Obj:
                 md: Obj = {"resourceVersion": str(rv_now)}
@@ -501,7 +509,7 @@ class KubeApiServer:
             for ev in backlog:
                 translated = _translate(ev, match)
                 if translated:
-                    await send(*translated)
+                    await send(*translated, ev=ev)
             last_bookmark = time.monotonic()
             while True:
                 remaining = deadline - time.monotonic()
@@ -521,7 +529,7 @@ class KubeApiServer:
                     continue  # a watch from a future resourceVersion starts after it
                 translated = _translate(ev_or_none, match)
                 if translated:
-                    await send(*translated)
+                    await send(*translated, ev=ev_or_none)
             await resp.write_eof()
         except (ConnectionResetError, asyncio.CancelledError):
             pass
