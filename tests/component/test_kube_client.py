@@ -151,3 +151,25 @@ async def test_an_informer_caches_and_hands_out_the_transformed_objects(srv: Ser
         task.cancel()
         await asyncio.wait([task], timeout=5)
         await client.close()
+
+
+async def test_the_proxy_is_read_once_and_requests_do_not_consult_the_environment(
+    srv: ServerThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTPS_PROXY is honoured from the start (NO_PROXY too), and the session no longer looks the
+    environment and ~/.netrc up on every request."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "")
+    client = await api_client(str(srv.kubeconfig_path))
+    try:
+        assert client.configuration.proxy == "http://proxy.example:3128"
+        assert client.rest_client.pool_manager.trust_env is False
+    finally:
+        await client.close()
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    bypassed = await api_client(str(srv.kubeconfig_path))
+    try:
+        assert bypassed.configuration.proxy is None
+        assert await KubeRest(bypassed, timeout_s=5.0).get("/api/v1/namespaces/default")
+    finally:
+        await bypassed.close()
