@@ -149,7 +149,12 @@ def test_a_list_or_watch_pinned_to_one_name_is_authorized_as_that_name(srv: Serv
     role = {
         "metadata": {"name": "one-cm"},
         "rules": [
-            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list", "watch"], "resourceNames": ["a"]}
+            {
+                "apiGroups": [""],
+                "resources": ["configmaps"],
+                "verbs": ["list", "watch"],
+                "resourceNames": ["a"],
+            }
         ],
     }
     binding = {
