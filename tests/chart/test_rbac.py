@@ -581,7 +581,7 @@ def reconcilers(kube: Kube) -> None:
     wait_until(lambda: '"eth1"' in nad_config("rbac-net"), "the NAD of rbac-net")
     kube.patch(f"{smcs}/rbac-net", {"spec": {"macvlan": {"master": ["eth2"]}}})
     wait_until(lambda: '"eth2"' in nad_config("rbac-net"), "the NAD of rbac-net replaced")
-    # A NAD of the user's own under the name a SpiderMultusConfig would generate: left alone, an Event says so.
+    # A user's own NAD under the name a SpiderMultusConfig would generate: left alone, an Event says so.
     kube.create(
         nads,
         {
