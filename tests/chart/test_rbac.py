@@ -74,7 +74,7 @@ NOT_FORCED = {
         "ready only after that list, so only a Node created after the agent started can take this path"
     ),
 }
-KUBEVIRT_CRD = {
+KUBEVIRT_CRD: dict[str, Any] = {
     "apiVersion": "apiextensions.k8s.io/v1",
     "kind": "CustomResourceDefinition",
     "metadata": {"name": "virtualmachineinstances.kubevirt.io"},
