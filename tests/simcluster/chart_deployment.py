@@ -52,8 +52,13 @@ AGENT = "DaemonSet/spiderpool-agent/spiderpool-agent"
 NAMESPACE = "kube-system"
 RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
 WEBHOOK_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
-# What the simulated cluster sets beyond the chart's defaults: the default network every node's net.d holds.
-SIM_VALUES: dict[str, Any] = {"multus": {"multusCNI": {"defaultCniCRName": commands.CLUSTER_NETWORK}}}
+# What the simulated cluster sets beyond the chart's defaults: the default network every node's net.d holds,
+# and IPv6 not required of every pod (the tests give some pods IPv4-only pools; a pod with an IPv6 pool still
+# gets its IPv6 address).
+SIM_VALUES: dict[str, Any] = {
+    "multus": {"multusCNI": {"defaultCniCRName": commands.CLUSTER_NETWORK}},
+    "ipam": {"enableIPv6": False},
+}
 _ANY_OR_LOOPBACK = re.compile(r"(?<![0-9.])(?:0\.0\.0\.0|127\.0\.0\.1)(?=:[0-9]+$)")
 
 Obj = dict[str, Any]

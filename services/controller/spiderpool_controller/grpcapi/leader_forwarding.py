@@ -72,7 +72,9 @@ class LeaderForwarding(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             try:
                 reply: bytes = await call(request, timeout=timeout, metadata=((FORWARDED, "1"),))
             except grpc.aio.AioRpcError as err:
-                await context.abort(err.code(), err.details() or "", err.trailing_metadata())
+                # abort takes the metadata as a tuple of pairs (an aio Metadata object is refused: UNKNOWN).
+                trailing = tuple((k, v) for k, v in (err.trailing_metadata() or ()))
+                await context.abort(err.code(), err.details() or "", trailing)
                 raise  # unreachable
             self.forwarded += 1
             return reply
