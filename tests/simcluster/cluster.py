@@ -511,6 +511,8 @@ class SimCluster:
         errors += stop_all(self.processes())
         for sock in self._service_socks:
             sock.close()
+        if self._api is not None:
+            self._api.close()
         for name in sorted(n for n in list_netns() if n.startswith(f"{self.netns_prefix}-")):
             if self.switch is None or name != self.switch.name:
                 attempt(f"netns {name}", NetNs(name).delete)

@@ -374,6 +374,7 @@ def test_the_chart_s_rbac_denied_nothing_the_programs_asked_for(cluster: SimClus
     agent_api = SyncApi.from_kubeconfig(kubeconfig)
     with pytest.raises(ApiError) as refused:
         agent_api.get("/api/v1/namespaces/kube-system/secrets")
+    agent_api.close()
     assert refused.value.status == 403
     assert [(d["user"], d["verb"], d["resource"]) for d in cluster.denied()] == [
         ("system:serviceaccount:kube-system:spiderpool-agent", "list", "secrets")
