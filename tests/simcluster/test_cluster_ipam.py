@@ -396,7 +396,6 @@ def test_a_pod_whose_multus_selection_asks_for_an_address_gets_exactly_it(
     assert record.get("requested") is True
 
 
-
 def test_the_chart_s_rbac_denied_nothing_the_programs_asked_for(cluster: SimCluster) -> None:
     """Last in the module: in the whole run the API server, enforcing the chart's roles per ServiceAccount
     token, denied no request of the controllers and agents. Enforcement is on (a request outside the agent's
