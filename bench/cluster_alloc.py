@@ -55,7 +55,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,7 +69,6 @@ from spiderpool_common.kube.config import api_client  # noqa: E402
 from spiderpool_common.kube.informer import Informer  # noqa: E402
 from spiderpool_common.kube.rest import KubeRest  # noqa: E402
 
-from tests.simcluster import commands  # noqa: E402
 from tests.simcluster.cluster import SimCluster, SimOptions  # noqa: E402
 from tests.simcluster.topology import default_nodes  # noqa: E402
 
@@ -456,15 +455,17 @@ def sim_options(w: Workload) -> SimOptions:
     )
 
 
-def baseline_agent(sim: SimCluster, tally_dir: Path) -> Callable[[str], tuple[list[str], dict[str, str]]]:
-    """The baseline agent's command for a node: the agent's own flags, its program cas_cluster_agent.py."""
+def baseline_agent(
+    tally_dir: Path,
+) -> Callable[[str, Sequence[str], dict[str, str]], tuple[list[str], dict[str, str]]]:
+    """The baseline agent's command for a node: the agent's own flags (as the chart gives them), its program
+    cas_cluster_agent.py."""
 
-    def command(node: str) -> tuple[list[str], dict[str, str]]:
-        args, env = commands.agent(sim.paths, node)
+    def command(node: str, argv: Sequence[str], env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
         return [
             sys.executable,
             str(BENCH / "cas_cluster_agent.py"),
-            *args[1:],
+            *argv[1:],
             "--tally-file",
             str(tally_dir / f"{node}.json"),
         ], env
@@ -501,7 +502,7 @@ def run_all(w: Workload) -> tuple[list[RunResult], float]:
         tally_dir.mkdir()
         for index in range(len(sim.controllers)):
             sim.controller(index).stop()
-        sim.replace_agents(baseline_agent(sim, tally_dir))
+        sim.replace_agents(baseline_agent(tally_dir))
         print("  running the baseline ...", flush=True)
         base = asyncio.run(run_phase(sim, w, "baseline (CAS per agent)", "bench-cas", "bench-cas", False))
         for node in sim.nodes:

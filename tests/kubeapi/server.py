@@ -40,6 +40,7 @@ from .kubeconfig import write_in_cluster, write_kubeconfig
 from .multus import NAD_CRD
 from .rbac import Attributes, Authenticator, Authorizer, User, bootstrap_objects
 from .rest import Api, Ctx, Result
+from .selectors import exact_name
 from .store import Event, Obj, Store, TooOld, meta
 
 T = TypeVar("T")
@@ -267,10 +268,11 @@ class KubeApiServer:
             await asyncio.sleep(decision.delay)
         if decision.status:
             raise _injected(decision.status, decision.message, route)
+        name = route.name
+        if not name and verb in ("list", "watch"):
+            name = exact_name(query.get("fieldSelector"))
         self.authorizer.check(
-            Attributes(
-                user, verb, route.rt.group, route.rt.plural, route.subresource, route.namespace, route.name
-            )
+            Attributes(user, verb, route.rt.group, route.rt.plural, route.subresource, route.namespace, name)
         )
         ctx = Ctx(
             route.rt,

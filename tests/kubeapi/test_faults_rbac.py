@@ -163,6 +163,40 @@ def test_rbac_enforcement_allows_what_roles_grant_and_records_denials(srv: Serve
     assert http.as_token("bogus")("GET", "/api")[0] == 401
 
 
+def test_a_list_or_watch_pinned_to_one_name_is_authorized_as_that_name(srv: ServerThread, http: Http) -> None:
+    """As a real API server: ``fieldSelector=metadata.name=X`` lists and watches are allowed by a rule with
+    ``resourceNames: [X]``; another name, or no selector, is not."""
+    srv.server.authorizer.enforce = True
+    token = srv.server.auth.service_account_token("default", "one-cm")
+    role = {
+        "metadata": {"name": "one-cm"},
+        "rules": [
+            {
+                "apiGroups": [""],
+                "resources": ["configmaps"],
+                "verbs": ["list", "watch"],
+                "resourceNames": ["a"],
+            }
+        ],
+    }
+    binding = {
+        "metadata": {"name": "one-cm"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "one-cm"},
+        "subjects": [{"kind": "ServiceAccount", "name": "one-cm", "namespace": "default"}],
+    }
+    assert http("POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/default/roles", role)[0] == 201
+    assert (
+        http("POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings", binding)[0] == 201
+    )
+    reader = http.as_token(token)
+    assert reader("GET", CMS + "?fieldSelector=metadata.name%3Da")[0] == 200
+    assert reader("GET", CMS + "?fieldSelector=metadata.name%3D%3Da&watch=true&timeoutSeconds=1")[0] == 200
+    assert reader("GET", CMS + "?fieldSelector=metadata.name%3Db")[0] == 403
+    assert reader("GET", CMS)[0] == 403
+    denied = srv.server.authorizer.take_denied()
+    assert [(d["verb"], d["name"]) for d in denied] == [("list", "b"), ("list", "")]
+
+
 def test_kubectl_auth_can_i_as_a_service_account(srv: ServerThread, kubectl: Kubectl, tmp_path: Path) -> None:
     srv.server.authorizer.enforce = True
     token = srv.server.auth.service_account_token("default", "sa1")
