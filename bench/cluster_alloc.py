@@ -456,16 +456,19 @@ def sim_options(w: Workload) -> SimOptions:
 
 
 def baseline_agent(
-    tally_dir: Path,
+    tally_dir: Path, kubeconfig: Path
 ) -> Callable[[str, Sequence[str], dict[str, str]], tuple[list[str], dict[str, str]]]:
     """The baseline agent's command for a node: the agent's own flags (as the chart gives them), its program
-    cas_cluster_agent.py."""
+    cas_cluster_agent.py, and ``kubeconfig``'s identity: upstream's agents write the pools themselves, which
+    this project's chart does not let its agents do."""
 
     def command(node: str, argv: Sequence[str], env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+        flags = [a for a in argv[1:] if not a.startswith("--kubeconfig")]
         return [
             sys.executable,
             str(BENCH / "cas_cluster_agent.py"),
-            *argv[1:],
+            *flags,
+            f"--kubeconfig={kubeconfig}",
             "--tally-file",
             str(tally_dir / f"{node}.json"),
         ], env
@@ -502,7 +505,7 @@ def run_all(w: Workload) -> tuple[list[RunResult], float]:
         tally_dir.mkdir()
         for index in range(len(sim.controllers)):
             sim.controller(index).stop()
-        sim.replace_agents(baseline_agent(tally_dir))
+        sim.replace_agents(baseline_agent(tally_dir, sim.paths.kubeconfig))
         print("  running the baseline ...", flush=True)
         base = asyncio.run(run_phase(sim, w, "baseline (CAS per agent)", "bench-cas", "bench-cas", False))
         for node in sim.nodes:
