@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from spiderpool_common.kube.config import api_client
+from spiderpool_common.kube.config import api_client, user_agent
 from spiderpool_common.kube.rest import KubeRest
 
 from spiderpool_controller.domain.gc_policy import GcSettings
@@ -77,7 +77,9 @@ class ClusterController:
         self.leader_changes = 0
 
     async def start(self) -> None:
-        self.client = await api_client(self.options.kubeconfig)
+        self.client = await api_client(
+            self.options.kubeconfig, user_agent("spiderpool-controller", self.options.identity)
+        )
         self.rest = KubeRest(self.client)
         self.resource_store = KubernetesStore(api_client=self.client)
         self.elector = LeaderElector(
