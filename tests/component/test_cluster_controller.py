@@ -163,6 +163,43 @@ def test_one_replica_leads_and_a_standby_forwards_allocations_to_it(cluster: Clu
     assert {r["podUid"] for r in records.values()} >= {"uid-1", "uid-2"}
 
 
+def test_a_leaders_error_comes_back_through_the_standby_unchanged(cluster: Cluster) -> None:
+    """An allocation the leader refuses (a pool that does not exist) is refused alike through the standby:
+    the same status code, message and ErrorInfo details (it was UNKNOWN, a TypeError of the forwarder,
+    found by the cluster chaos storm)."""
+    wait_for(lambda: cluster.leader() in ("ctl-a", "ctl-b"), "a leader")
+    leader = cluster.leader()
+    standby = "ctl-b" if leader == "ctl-a" else "ctl-a"
+    request = ipam_pb2.AllocateRequest(
+        pod=ipam_pb2.PodRef(namespace="default", name="p", uid="u", container_id="c", node="n1"),
+        ifname="eth0",
+        network="net",
+        default_ipv4_ippools=["no-such-pool"],
+    )
+
+    def refusal(replica: str) -> tuple[Any, ...] | None:
+        with grpc.insecure_channel(cluster.replicas[replica].target) as channel:
+            try:
+                ipam_pb2_grpc.IpamServiceStub(channel).Allocate(request, timeout=DEADLINE)
+            except grpc.RpcError as err:
+                if err.code() == grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
+                    return None  # the leader's engine is starting
+                metadata = dict(err.trailing_metadata() or ())  # type: ignore[attr-defined]
+                return (err.code(), err.details(), metadata.get("grpc-status-details-bin"))  # type: ignore[attr-defined]
+        raise AssertionError("an allocation from a pool that does not exist succeeded")
+
+    refusals = []
+    for replica in (leader, standby):
+        end = time.monotonic() + DEADLINE
+        while (found := refusal(replica)) is None:
+            assert time.monotonic() < end, f"{replica} kept answering UNAVAILABLE"
+            time.sleep(0.1)
+        refusals.append(found)
+    assert refusals[0][0] not in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.UNAVAILABLE), refusals
+    assert "no-such-pool" in refusals[0][1] and refusals[0][2], refusals
+    assert refusals[1] == refusals[0]
+
+
 def wait_allocate(cluster: Cluster, replica: str, n: int) -> list[str]:
     """Allocate through ``replica``, retrying while a leader's engine is starting (code 11)."""
     end = time.monotonic() + DEADLINE

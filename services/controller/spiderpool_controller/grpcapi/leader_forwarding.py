@@ -72,7 +72,8 @@ class LeaderForwarding(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             try:
                 reply: bytes = await call(request, timeout=timeout, metadata=((FORWARDED, "1"),))
             except grpc.aio.AioRpcError as err:
-                await context.abort(err.code(), err.details() or "", err.trailing_metadata())
+                # abort() takes the metadata as a tuple of pairs; the call gives an aio.Metadata.
+                await context.abort(err.code(), err.details() or "", tuple(err.trailing_metadata() or ()))
                 raise  # unreachable
             self.forwarded += 1
             return reply
