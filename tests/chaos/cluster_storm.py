@@ -29,6 +29,7 @@ starts its own cluster and prints the counts and a final JSON line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import re
@@ -99,6 +100,7 @@ class ClusterCounts(Counts):
     endpoint_leaks: int = 0
     endpoint_missing: int = 0
     gc_released: int = 0  # leaked at the first settled look, released since (by GC)
+    settle_parts: dict[str, float] = field(default_factory=dict)  # seconds after the restart each held
     settled: bool = False
 
     @property
@@ -176,8 +178,11 @@ def pod_manifest(name: str) -> Obj:
 class Storm:
     """The harness's bookkeeping, shared by the worker, chaos and sampler threads."""
 
-    def __init__(self, cluster: SimCluster, counts: ClusterCounts, seed: int) -> None:
+    def __init__(
+        self, cluster: SimCluster, counts: ClusterCounts, seed: int, faults: tuple[str, ...] = FAULTS
+    ) -> None:
         self.cluster = cluster
+        self.faults = faults
         self.counts = counts
         self.lock = threading.Lock()
         self.existing: set[str] = set()  # pods created and not deleted
@@ -230,6 +235,7 @@ class Storm:
                 with self.lock:
                     self.counts.failures.append(f"worker: {exc!r}")
             self.stop.wait(rng.uniform(0.05, 0.3))
+        self.cluster.api.close()
 
     # --- sampling -----------------------------------------------------------------------------------------
 
@@ -252,6 +258,7 @@ class Storm:
                     with self.lock:
                         self.counts.duplicates_seen += 1
                         self.counts.failures.append(f"{ip} reported by Running pods {names}")
+        self.cluster.api.close()
 
     # --- faults -------------------------------------------------------------------------------------------
 
@@ -260,7 +267,7 @@ class Storm:
         deck: list[str] = []
         while not self.stop.wait(rng.uniform(0.8, 2.0)):
             if not deck:
-                deck = list(FAULTS)
+                deck = list(self.faults)
                 rng.shuffle(deck)
             fault = deck.pop()
             try:
@@ -268,6 +275,7 @@ class Storm:
             except Exception as exc:
                 with self.lock:
                     self.counts.failures.append(f"chaos {fault}: {exc!r}")
+        self.cluster.api.close()
 
     def inject(self, fault: str, rng: random.Random) -> None:
         cluster, counts, admin = self.cluster, self.counts, self.cluster.admin
@@ -280,7 +288,8 @@ class Storm:
         elif fault == "pause-leader":
             self.pause_leader()
         elif fault == "drop-connections":
-            retrying(admin.drop_connections)
+            with contextlib.suppress(OSError):  # the admin call's own connection is dropped too
+                admin.drop_connections()
             counts.drops += 1
         elif fault == "drop-watches":
             retrying(admin.drop_watches)
@@ -339,17 +348,19 @@ class Snapshot:
     journal: int
     spool: int
 
-    def settled(self, existing: set[str]) -> bool:
+    def parts(self, existing: set[str]) -> dict[str, bool]:
+        """Each part of being settled, on its own (the time each first held is reported)."""
         running = {n for n, p in self.pods.items() if (p.get("status") or {}).get("phase") == "Running"}
-        return (
-            set(self.pods) == existing == running
-            and len(self.live) == len(existing)
-            and self.sandboxes == set(self.live)
-            and {str(r.get("cid", "")): ip for ip, r in self.records.items()} == self.live
-            and self.endpoints == existing
-            and self.journal == 0
-            and self.spool == 0
-        )
+        return {
+            "pods_running": set(self.pods) == existing == running and len(self.live) == len(existing),
+            "sandboxes": self.sandboxes == set(self.live),
+            "records": {str(r.get("cid", "")): ip for ip, r in self.records.items()} == self.live,
+            "endpoints": self.endpoints == existing,
+            "journal_spool": self.journal == 0 and self.spool == 0,
+        }
+
+    def settled(self, existing: set[str]) -> bool:
+        return all(self.parts(existing).values())
 
 
 def observe(cluster: SimCluster) -> Snapshot:
@@ -439,11 +450,12 @@ def run_cluster_storm(
     target: int = 24,
     seed: int = 1,
     settle_s: float = 90.0,
+    faults: tuple[str, ...] = FAULTS,
 ) -> ClusterCounts:
     """Storm for ``seconds`` with every fault of FAULTS, restart everything, wait until the cluster settles
     (or ``settle_s`` passes), let GC run a full scan, and judge."""
     counts = ClusterCounts()
-    storm = Storm(cluster, counts, seed)
+    storm = Storm(cluster, counts, seed, faults)
     transitions_before = lease_transitions(cluster)
     threads = [
         threading.Thread(target=storm.worker, args=(n, target), name=f"storm-{n}") for n in range(workers)
@@ -462,6 +474,9 @@ def run_cluster_storm(
     snapshot = observe(cluster)
     while time.monotonic() - settle_started < settle_s:
         snapshot = observe(cluster)
+        for part, holds in snapshot.parts(storm.existing).items():
+            if holds and part not in counts.settle_parts:
+                counts.settle_parts[part] = round(time.monotonic() - settle_started, 2)
         if first is None and snapshot.sandboxes == set(snapshot.live) and len(snapshot.live) == len(storm.existing):
             first = snapshot
         if snapshot.settled(storm.existing):

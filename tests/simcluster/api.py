@@ -64,6 +64,13 @@ class SyncApi:
             self._local.conn = conn
         return conn
 
+    def close(self) -> None:
+        """Close the calling thread's connection (a thread that ends should, or its socket lingers)."""
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
     def request(
         self, method: str, path: str, body: Any = None, content_type: str = "application/json", **query: Any
     ) -> Any:
