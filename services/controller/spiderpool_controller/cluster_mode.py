@@ -20,6 +20,7 @@ from typing import Any
 
 import structlog
 from spiderpool_common.kube.config import api_client, user_agent
+from spiderpool_common.kube import write_fence
 from spiderpool_common.kube.rest import KubeRest
 
 from spiderpool_controller.domain.gc_policy import GcSettings
@@ -80,6 +81,7 @@ class ClusterController:
         self.client = await api_client(
             self.options.kubeconfig, user_agent("spiderpool-controller", self.options.identity)
         )
+        write_fence.install(self.client)  # the fenced store's gate, checked again as each write leaves
         self.rest = KubeRest(self.client)
         self.resource_store = KubernetesStore(api_client=self.client)
         self.elector = LeaderElector(
