@@ -65,9 +65,14 @@ CONTROLLER_ARGS = (
 )  # fmt: skip
 GC_INTERVAL_S = 5.0
 AGENT_ENV = (("SPIDERPOOL_SPOOL_REPLAY_INTERVAL", "1"),)
+MIN_AGE_S = 4.0  # a pod deleted at random is mostly one older than this
 FAULTS = ("kill-agent", "kill-leader", "pause-leader", "drop-connections", "drop-watches", "409", "500")
 # What the injected faults hit: the project's own requests (verb, resource).
-CONFLICT_TARGETS = (("update", "spiderippools/status"), ("update", "spiderendpoints/status"), ("update", "leases"))
+CONFLICT_TARGETS = (
+    ("update", "spiderippools/status"),
+    ("update", "spiderendpoints/status"),
+    ("update", "leases"),
+)
 ERROR_TARGETS = (
     ("update", "spiderippools/status"), ("create", "spiderendpoints"), ("delete", "spiderendpoints"),
     ("get", "pods"), ("update", "leases"), ("list", "pods"),
@@ -185,7 +190,7 @@ class Storm:
         self.faults = faults
         self.counts = counts
         self.lock = threading.Lock()
-        self.existing: set[str] = set()  # pods created and not deleted
+        self.existing: dict[str, float] = {}  # pods created and not deleted -> when created
         self.next_id = 0
         self.seed = seed
         self.stop = threading.Event()
@@ -205,14 +210,13 @@ class Storm:
             if exc.status != 409:  # created by an attempt whose answer was lost
                 raise
         with self.lock:
-            self.existing.add(name)
+            self.existing[name] = time.monotonic()
             self.counts.pod_creates += 1
 
     def delete(self, name: str) -> None:
         with self.lock:
-            if name not in self.existing:
+            if self.existing.pop(name, None) is None:
                 return
-            self.existing.discard(name)
         try:
             retrying(lambda: self.cluster.api.delete(f"/api/v1/namespaces/{NAMESPACE}/pods/{name}"))
         except ApiError as exc:
@@ -227,14 +231,16 @@ class Storm:
             try:
                 with self.lock:
                     existing = sorted(self.existing)
+                    # Mostly pods that had time to start; now and then one still starting (DEL racing ADD).
+                    grown = [n for n in existing if time.monotonic() - self.existing[n] > MIN_AGE_S]
                 if len(existing) < target and rng.random() < 0.7 or not existing:
                     self.create()
                 else:
-                    self.delete(rng.choice(existing))
+                    self.delete(rng.choice(grown if grown and rng.random() < 0.8 else existing))
             except Exception as exc:  # a harness failure is a finding, not a crash
                 with self.lock:
                     self.counts.failures.append(f"worker: {exc!r}")
-            self.stop.wait(rng.uniform(0.05, 0.3))
+            self.stop.wait(rng.uniform(0.1, 0.5))
         self.cluster.api.close()
 
     # --- sampling -----------------------------------------------------------------------------------------
@@ -296,11 +302,15 @@ class Storm:
             counts.drops += 1
         elif fault == "409":
             verb, resource = rng.choice(CONFLICT_TARGETS)
-            retrying(lambda: admin.add_fault(verb=verb, resource=resource, status=409, count=rng.randint(5, 20)))
+            retrying(
+                lambda: admin.add_fault(verb=verb, resource=resource, status=409, count=rng.randint(5, 20))
+            )
             counts.conflicts_armed += 1
         elif fault == "500":
             verb, resource = rng.choice(ERROR_TARGETS)
-            retrying(lambda: admin.add_fault(verb=verb, resource=resource, status=500, count=rng.randint(3, 10)))
+            retrying(
+                lambda: admin.add_fault(verb=verb, resource=resource, status=500, count=rng.randint(3, 10))
+            )
             counts.errors_armed += 1
 
     def _kill_and_restart(self, proc: Proc, rng: random.Random) -> None:
@@ -437,7 +447,9 @@ def restart_everything(cluster: SimCluster) -> int:
 
 def lease_transitions(cluster: SimCluster) -> int:
     lease = retrying(
-        lambda: cluster.api.get_or_none(f"/apis/coordination.k8s.io/v1/namespaces/{LEASE[0]}/leases/{LEASE[1]}")
+        lambda: cluster.api.get_or_none(
+            f"/apis/coordination.k8s.io/v1/namespaces/{LEASE[0]}/leases/{LEASE[1]}"
+        )
     )
     return int(((lease or {}).get("spec") or {}).get("leaseTransitions") or 0)
 
@@ -474,12 +486,16 @@ def run_cluster_storm(
     snapshot = observe(cluster)
     while time.monotonic() - settle_started < settle_s:
         snapshot = observe(cluster)
-        for part, holds in snapshot.parts(storm.existing).items():
+        for part, holds in snapshot.parts(set(storm.existing)).items():
             if holds and part not in counts.settle_parts:
                 counts.settle_parts[part] = round(time.monotonic() - settle_started, 2)
-        if first is None and snapshot.sandboxes == set(snapshot.live) and len(snapshot.live) == len(storm.existing):
+        if (
+            first is None
+            and snapshot.sandboxes == set(snapshot.live)
+            and len(snapshot.live) == len(storm.existing)
+        ):
             first = snapshot
-        if snapshot.settled(storm.existing):
+        if snapshot.settled(set(storm.existing)):
             counts.settled = True
             break
         time.sleep(0.25)
@@ -487,14 +503,16 @@ def run_cluster_storm(
     if counts.settled:  # GC's full scan runs on the settled cluster: it must change nothing
         time.sleep(GC_INTERVAL_S + 1)
         snapshot = observe(cluster)
-        counts.settled = snapshot.settled(storm.existing)
+        counts.settled = snapshot.settled(set(storm.existing))
     judge(counts, snapshot.live, snapshot.records)
     if first is not None:
         counts.gc_released = len(set(first.records) - set(snapshot.records) - set(snapshot.live.values()))
     log_counts, deleted = kubelet_log_counts(cluster)
     for key, value in log_counts.items():
         setattr(counts, key, value)
-    counts.dels_dishonoured = sum(1 for r in snapshot.records.values() if str(r.get("cid", ""))[:12] in deleted)
+    counts.dels_dishonoured = sum(
+        1 for r in snapshot.records.values() if str(r.get("cid", ""))[:12] in deleted
+    )
     counts.endpoint_leaks = len(snapshot.endpoints - set(snapshot.pods))
     counts.endpoint_missing = len(set(snapshot.pods) - snapshot.endpoints)
     counts.journal_left, counts.spool_left = snapshot.journal, snapshot.spool
@@ -503,16 +521,25 @@ def run_cluster_storm(
     counts.split_brain_writes = len(counts.split_brain)
     counts.leader_transitions = lease_transitions(cluster) - transitions_before
     if not counts.settled:
-        counts.failures.append(f"not settled after {settle_s:g}s: {describe(snapshot, storm.existing)}")
+        counts.failures.append(f"not settled after {settle_s:g}s: {describe(snapshot, set(storm.existing))}")
     return counts
 
 
 def describe(snapshot: Snapshot, existing: set[str]) -> str:
     phases = {n: (p.get("status") or {}).get("phase") for n, p in snapshot.pods.items()}
+    why = {
+        n: [
+            str(c.get("message", ""))[-240:]
+            for c in (p.get("status") or {}).get("conditions") or []
+            if c.get("message")
+        ]
+        for n, p in snapshot.pods.items()
+        if phases[n] != "Running"
+    }
     held = {str(r.get("cid", ""))[:12]: ip for ip, r in snapshot.records.items()}
     return json.dumps(
         {
-            "pods_not_running": {n: ph for n, ph in phases.items() if ph != "Running"},
+            "pods_not_running": {n: [ph, *why.get(n, [])] for n, ph in phases.items() if ph != "Running"},
             "pods_missing": sorted(existing - set(snapshot.pods)),
             "pods_unexpected": sorted(set(snapshot.pods) - existing),
             "sandboxes_extra": sorted(s[:12] for s in snapshot.sandboxes - set(snapshot.live)),

@@ -23,7 +23,7 @@ kubelet's networking part through the API:
   `no-del`: ADD of the new one, the old namespace removed without any DEL (the CNI cache keeps the old
   attachments, which the next start's GC deletes);
 - at start, before handling any event: sandboxes whose pod is gone (deleted while the kubelet was down) get
-  their DEL, retired ones too, then CNI GC of the runtime's cache with the live sandboxes' attachments as
+  their DEL, retired ones too, and ones it died making (not ready: the pod gets a new one), then CNI GC of the runtime's cache with the live sandboxes' attachments as
   the valid ones (libcni: a DEL for every other cached attachment, and GC for 1.1.0 configurations);
 - stopping (SIGTERM) leaves every sandbox as it is (a kubelet restart does not tear pods down).
 
@@ -394,11 +394,20 @@ class Kubelet:
     # --- start --------------------------------------------------------------------------------------------
 
     async def gc_at_start(self) -> None:
-        """DEL of sandboxes whose pod is gone (or retired), then CNI GC with the live ones as valid."""
+        """DEL of sandboxes whose pod is gone, retired ones and ones never finished (the kubelet died mid-ADD:
+        their pods get a new sandbox), then CNI GC with the live ones as valid."""
         live = []
         for record in self.store.all():
             pod = self.pods.get(record.uid)
-            if pod is None or record.retired:
+            if pod is not None and not record.retired and not record.ready:
+                log.info(
+                    "start: sandbox %s of %s/%s was never finished",
+                    record.sandbox_id[:12],
+                    record.namespace,
+                    record.name,
+                )
+                await self.teardown(record)
+            elif pod is None or record.retired:
                 log.info(
                     "start: sandbox %s of a gone pod %s/%s",
                     record.sandbox_id[:12],

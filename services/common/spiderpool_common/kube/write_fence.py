@@ -53,7 +53,9 @@ def check() -> None:
     """Raise ``FenceClosed`` when a gate is set and closed (what the hooks do)."""
     gate = _GATE.get()
     if gate is not None and not gate():
-        raise FenceClosed("the write fence closed before the request was sent: this replica is not the leader")
+        raise FenceClosed(
+            "the write fence closed before the request was sent: this replica is not the leader"
+        )
 
 
 async def _hook(_session: Any, _ctx: Any, _params: Any) -> None:
