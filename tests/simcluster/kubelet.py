@@ -10,7 +10,8 @@ kubelet's networking part through the API:
   its NetworkAttachmentDefinition), creates the sandbox (sandbox.py: namespace, ADD in order, undo on
   failure), writes the `k8s.v1.cni.cncf.io/network-status` annotation (and `sim.spiderpool.io/sandbox` and
   `sim.spiderpool.io/netns`, the current sandbox's ID and network namespace, for tests), then the status
-  (`podIPs`, `Running`, Ready: pod_status.py). A failure leaves the pod Pending with the error in its
+  (`podIPs`, `Running`, Ready: pod_status.py), again whenever the pod does not show its sandbox running
+  (the kubelet died before writing it). A failure leaves the pod Pending with the error in its
   condition and a `FailedCreatePodSandBox` Event, and is retried with backoff (1 s doubling to 10 s), as the
   kubelet retries sandbox creation;
 - a pod deleted (gone from the watch: the test API server removes pods at once) or terminating: DEL in
@@ -97,6 +98,16 @@ def pod_path(namespace: str, name: str) -> str:
     return f"/api/v1/namespaces/{namespace}/pods/{name}"
 
 
+def reported(pod: Mapping[str, Any], record: SandboxRecord) -> bool:
+    """The pod shows its current sandbox as running (not so when the kubelet died between the ADDs and
+    the status write: the restarted kubelet owes it)."""
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    return (
+        annotations.get(SANDBOX_ID) == record.sandbox_id
+        and (pod.get("status") or {}).get("phase") == "Running"
+    )
+
+
 def finishes(pod: Mapping[str, Any]) -> bool:
     return (pod.get("spec") or {}).get("restartPolicy", "Always") in ("Never", "OnFailure")
 
@@ -172,7 +183,7 @@ class Kubelet:
         if kill and kill != record.kill_handled:
             await self.recreate(pod, record, kill)
             return
-        if uid in self._status_owed:
+        if uid in self._status_owed or not reported(pod, record):
             await self.report_running(pod, record, None)
             return
         if finishes(pod):

@@ -295,6 +295,26 @@ def test_a_sandbox_the_kubelet_died_making_is_torn_down_and_made_anew_at_its_res
     assert calls_of(cluster, first) == [("ADD", "eth0"), ("ADD", "net1"), ("DEL", "net1"), ("DEL", "eth0")]
 
 
+def test_a_status_the_kubelet_died_before_writing_is_written_by_the_restarted_kubelet(
+    cluster: SimCluster, ns: str
+) -> None:
+    """The kubelet killed between a sandbox's ADDs and the pod's status write: restarted, it reports the
+    sandbox it has (no new ADD) instead of leaving the pod Pending for good (found by the cluster chaos
+    storm's restart-everything)."""
+    cluster.apply([pod("unreported", ns, nodeSelector={"kubernetes.io/hostname": "node1"})])
+    running = cluster.running_pod(ns, "unreported")
+    sandbox = cluster.sandbox_id(running)
+    kubelet = cluster.kubelet("node1")
+    kubelet.kill()
+    path = f"/api/v1/namespaces/{ns}/pods/unreported"
+    cluster.api.merge_patch(path, {"metadata": {"annotations": {SANDBOX_ID: None}}})
+    cluster.api.merge_patch(path + "/status", {"status": {"phase": "Pending", "podIPs": None, "podIP": None}})
+    cluster.restart(kubelet)
+    again = cluster.running_pod(ns, "unreported", deadline_s=30)
+    assert cluster.sandbox_id(again) == sandbox
+    assert calls_of(cluster, sandbox) == [("ADD", "eth0")]
+
+
 def test_workloads_make_owned_pods_that_come_and_go_with_them(cluster: SimCluster, ns: str) -> None:
     """A StatefulSet's members are re-created under their names and removed highest first on scale-down; a
     Deployment's pods are owned through its ReplicaSet and go with it; a Job's pods finish and are torn
