@@ -121,8 +121,8 @@ class ClusterCounts(Counts):
 
     def summary(self) -> str:
         return (
-            f"operations {self.operations} (pods created {self.pod_creates}, deleted {self.pod_deletes}; "
-            f"CNI ADD {self.adds} ({self.add_failures} failed), DEL {self.dels} ({self.del_failures} failed)); "
+            f"operations {self.operations} (pods created {self.pod_creates}, deleted {self.pod_deletes}; CNI "
+            f"ADD {self.adds} ({self.add_failures} failed), DEL {self.dels} ({self.del_failures} failed)); "
             f"kills {self.kills}, pauses {self.pauses} ({self.pauses_taken_over} taken over), drops "
             f"{self.drops}, 409 storms {self.conflicts_armed}, 500 bursts {self.errors_armed}, restarts "
             f"{self.restarts}, leader transitions {self.leader_transitions}; duplicates {self.duplicates} "
@@ -143,7 +143,7 @@ def retrying(call: Callable[[], T], attempts: int = 20) -> T:
         try:
             return call()
         except (OSError, ApiError) as exc:
-            if isinstance(exc, ApiError) and exc.status < 500 or attempt == attempts - 1:
+            if (isinstance(exc, ApiError) and exc.status < 500) or attempt == attempts - 1:
                 raise
             time.sleep(0.1)
     raise AssertionError("unreachable")
@@ -233,7 +233,7 @@ class Storm:
                     existing = sorted(self.existing)
                     # Mostly pods that had time to start; now and then one still starting (DEL racing ADD).
                     grown = [n for n in existing if time.monotonic() - self.existing[n] > MIN_AGE_S]
-                if len(existing) < target and rng.random() < 0.7 or not existing:
+                if (len(existing) < target and rng.random() < 0.7) or not existing:
                     self.create()
                 else:
                     self.delete(rng.choice(grown if grown and rng.random() < 0.8 else existing))
@@ -249,7 +249,7 @@ class Storm:
         while not self.stop.wait(1.0):
             try:
                 pods = retrying(lambda: self.cluster.api.pods(NAMESPACE))
-            except Exception:  # noqa: S112 (a sample missed under faults is no finding)
+            except Exception:
                 continue
             by_ip: dict[str, list[str]] = {}
             for pod in pods:
@@ -289,7 +289,7 @@ class Storm:
             agent = cluster.agent(rng.choice(sorted(cluster.nodes)))
             self._kill_and_restart(agent, rng)
         elif fault == "kill-leader":
-            leader = retrying(lambda: cluster.leader_index())
+            leader = retrying(cluster.leader_index)
             self._kill_and_restart(cluster.controller(leader), rng)
         elif fault == "pause-leader":
             self.pause_leader()
@@ -322,7 +322,7 @@ class Storm:
     def pause_leader(self) -> None:
         """SIGSTOP the Lease holder until another replica holds the Lease (past its lease), then SIGCONT."""
         cluster = self.cluster
-        index = retrying(lambda: cluster.leader_index())
+        index = retrying(cluster.leader_index)
         identity = retrying(cluster.leader)
         proc = cluster.controller(index)
         proc.pause()
@@ -423,7 +423,8 @@ def split_brain_writes(cluster: SimCluster, pauses: list[tuple[str, float]]) -> 
     again (a Lease write is a compare-and-swap: one accepted means it won the Lease fairly)."""
     found = []
     for identity, resumed in pauses:
-        for entry in retrying(lambda: cluster.admin.writes(resumed, f"({identity})")):
+        entries = retrying(lambda at=resumed, who=identity: cluster.admin.writes(at, f"({who})"))  # type: ignore[misc]
+        for entry in entries:
             if entry["resource"] == "leases":
                 break
             found.append(
@@ -522,6 +523,7 @@ def run_cluster_storm(
     counts.leader_transitions = lease_transitions(cluster) - transitions_before
     if not counts.settled:
         counts.failures.append(f"not settled after {settle_s:g}s: {describe(snapshot, set(storm.existing))}")
+    cluster.api.close()  # this thread's connection (the cluster reconnects when used again)
     return counts
 
 

@@ -10,7 +10,8 @@ what was accepted.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 from spiderpool_common.kube import write_fence
@@ -43,11 +44,12 @@ async def test_a_write_whose_gate_closes_before_it_leaves_is_not_sent_and_report
             store = KubernetesStore(api_client=client)
             pool = await store.create(pool_manifest("fenced", "10.20.0.0/24", ["10.20.0.1-10.20.0.9"]))
             written = {**pool, "status": {"allocatedIPCount": 0}}
-            for write in (
+            writes: list[Callable[[FencedStore], Awaitable[Any]]] = [
                 lambda s: s.update_status(written),
                 lambda s: s.create(pool_manifest("fenced-2", "10.21.0.0/24", ["10.21.0.1"])),
                 lambda s: s.delete("SpiderIPPool", "fenced"),
-            ):
+            ]
+            for write in writes:
                 before = time.time()
                 with pytest.raises(NotLeader):
                     await write(FencedStore(store, open_then_closed()))

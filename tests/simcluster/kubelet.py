@@ -24,8 +24,9 @@ kubelet's networking part through the API:
   `no-del`: ADD of the new one, the old namespace removed without any DEL (the CNI cache keeps the old
   attachments, which the next start's GC deletes);
 - at start, before handling any event: sandboxes whose pod is gone (deleted while the kubelet was down) get
-  their DEL, retired ones too, and ones it died making (not ready: the pod gets a new one), then CNI GC of the runtime's cache with the live sandboxes' attachments as
-  the valid ones (libcni: a DEL for every other cached attachment, and GC for 1.1.0 configurations);
+  their DEL, retired ones too, and ones it died making (not ready: the pod gets a new one), then CNI GC of
+  the runtime's cache with the live sandboxes' attachments as the valid ones (libcni: a DEL for every other
+  cached attachment, and GC for 1.1.0 configurations);
 - stopping (SIGTERM) leaves every sandbox as it is (a kubelet restart does not tear pods down).
 
 At most `--max-parallel` sandboxes are created or deleted at once (threads: the CNI runtime blocks); events

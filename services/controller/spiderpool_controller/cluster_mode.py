@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from spiderpool_common.kube.config import api_client, user_agent
 from spiderpool_common.kube import write_fence
+from spiderpool_common.kube.config import api_client, user_agent
 from spiderpool_common.kube.rest import KubeRest
 
 from spiderpool_controller.domain.gc_policy import GcSettings

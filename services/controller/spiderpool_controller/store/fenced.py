@@ -23,7 +23,6 @@ from spiderpool_common.kube.write_fence import gated
 
 from spiderpool_controller.store.contract import Obj, Store, WatchEvent
 
-
 T = TypeVar("T")
 
 
