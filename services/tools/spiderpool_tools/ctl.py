@@ -2,7 +2,7 @@
 
 Owns the command line a user meets without Kubernetes: the same manifests, the same
 resource names (``spiderippool.spiderpool.spidernet.io/NAME created``), the same table
-columns as upstream's CRD printer columns (reference 2.1-2.4) and kubectl's habits
+columns as upstream's CRD printer columns (charts/spiderpool/crds upstream) and kubectl's habits
 (``-f -``, ``-o wide|json|yaml|name``, ``-n``/``-A``, ``Error from server (NotFound): ...``).
 Validation happens in the controller, so its message (naming the object and the field)
 is what the user reads.
