@@ -10,7 +10,7 @@ DEB_PACKAGES := containernetworking-plugins iproute2 iptables nftables procps ip
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help setup test demo demo-cluster lint type proto proto-verify crds crds-verify bench bench-alloc bench-cni bench-scale bench-storm bench-cluster dist clean
+.PHONY: help setup test demo demo-cluster lint type proto proto-verify crds crds-verify bench bench-alloc bench-cni bench-scale bench-storm bench-cluster bench-chaos dist clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -70,7 +70,7 @@ crds: setup ## regenerate the CustomResourceDefinitions from the domain's field 
 crds-verify: setup ## fail when the committed CRDs are not what the field tables generate
 	$(CRDGEN) --check
 
-bench: bench-alloc bench-cni bench-scale bench-storm bench-cluster ## run every benchmark (prints figures and a JSON line each)
+bench: bench-alloc bench-cni bench-scale bench-storm bench-cluster bench-chaos ## run every benchmark (prints figures and a JSON line each)
 
 bench-alloc: setup ## allocation throughput: group commit vs upstream's CAS per agent, one shared store (BENCH_ARGS=--quick)
 	$(PY) bench/alloc_throughput.py $(BENCH_ARGS)
@@ -87,6 +87,11 @@ bench-cluster: setup ## upstream's 1000-pod scenario in the simulated cluster, o
 bench-cni: setup ## CNI ADD+DEL latency in network namespaces, ours vs host-local, also on the bundle (root)
 	$(PY) -m spiderpool_tools.pybundle_build --python $(BUNDLE_PYTHON) --out $(DIST)/pybundle
 	$(PY) bench/cni_latency.py --bundle $(DIST)/pybundle $(BENCH_ARGS)
+
+CHAOS_SECONDS ?= 120
+bench-chaos: setup ## the long chaos storms (root): embedded mode, then the simulated cluster (CHAOS_SECONDS=120)
+	$(PY) -m tests.chaos.embedded_storm --seconds $(CHAOS_SECONDS)
+	$(PY) -m tests.chaos.cluster_storm --seconds $(CHAOS_SECONDS)
 
 # The packaged artefacts deploy/Dockerfile copies: the wheel, its runtime dependencies pinned to the
 # versions tested here, and the interpreter bundle the shims run on at the node (its own CPython,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from spiderpool_common.kube.config import KubeConfigError, api_client
+from spiderpool_common.kube.config import KubeConfigError, api_client, user_agent
 from spiderpool_common.kube.informer import Informer
 from spiderpool_common.kube.rest import KubeRest
 
@@ -117,6 +117,22 @@ async def test_no_in_cluster_environment_is_a_clear_error(monkeypatch: pytest.Mo
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     with pytest.raises(KubeConfigError, match=r"^in-cluster configuration: Service host/port is not set"):
         await api_client(None)
+
+
+async def test_a_client_named_by_its_user_agent_is_named_in_the_servers_write_log(srv: ServerThread) -> None:
+    """``user_agent("spiderpool-controller", identity)`` goes out on every request, so the API server's
+    audit trail tells which replica wrote."""
+    agent = user_agent("spiderpool-controller", "spiderpool-controller-0_ab12")
+    assert agent.startswith("spiderpool-controller/") and agent.endswith(" (spiderpool-controller-0_ab12)")
+    client = await api_client(str(srv.kubeconfig_path), agent)
+    try:
+        made = await KubeRest(client).create(
+            "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "named"}}
+        )
+    finally:
+        await client.close()
+    (entry,) = [e for e in srv.server.writes.entries() if e["name"] == "named"]
+    assert (entry["user_agent"], entry["resource_version"]) == (agent, made["metadata"]["resourceVersion"])
 
 
 async def test_an_informer_caches_and_hands_out_the_transformed_objects(srv: ServerThread) -> None:

@@ -34,7 +34,7 @@ from . import admin, discovery, openapi, protobuf, tables
 from .admission import Admission
 from .certs import CertificateAuthority
 from .errors import MODIFIED, ApiError, bad_request, conflict
-from .faults import Faults
+from .faults import WRITE_VERBS, Faults
 from .kinds import Registry, ResourceType
 from .kubeconfig import write_in_cluster, write_kubeconfig
 from .multus import NAD_CRD
@@ -42,6 +42,7 @@ from .rbac import Attributes, Authenticator, Authorizer, User, bootstrap_objects
 from .rest import Api, Ctx, Result
 from .selectors import exact_name
 from .store import Event, Obj, Store, TooOld, meta
+from .write_log import WriteEntry, WriteLog
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ class KubeApiServer:
         self.store = Store(self.config.history_size)
         self.registry = Registry()
         self.faults = Faults()
+        self.writes = WriteLog()
         self.auth = Authenticator()
         self.auth.add(
             self.config.admin_token, User("kubernetes-admin", ("system:masters", "system:authenticated"))
@@ -251,6 +253,7 @@ class KubeApiServer:
             return _json(500, err.status())
 
     async def _serve(self, request: web.Request) -> web.StreamResponse:
+        received = time.time()
         user = self.auth.authenticate(request.headers.get("Authorization"))
         while self.faults.paused:
             await asyncio.sleep(0.01)
@@ -284,7 +287,7 @@ class KubeApiServer:
             request.headers.get("User-Agent", ""),
         )
         try:
-            return await self._resource(request, ctx, verb)
+            return await self._resource(request, ctx, verb, received)
         except ApiError as exc:
             self.faults.count_error(verb, resource, exc.code)
             raise
@@ -376,7 +379,9 @@ class KubeApiServer:
             "platform": "linux/amd64",
         }
 
-    async def _resource(self, request: web.Request, ctx: Ctx, verb: str) -> web.StreamResponse:
+    async def _resource(
+        self, request: web.Request, ctx: Ctx, verb: str, received: float = 0.0
+    ) -> web.StreamResponse:
         table = _wants_table(request.headers.get("Accept", ""))
         include = ctx.query.get("includeObject", "Metadata")
         rt = ctx.rt
@@ -416,6 +421,16 @@ class KubeApiServer:
             result = await self.api.delete_collection(ctx, await _delete_options(request))
         else:
             raise ApiError(405, "the server does not allow this method on the requested resource")
+        if verb in WRITE_VERBS and not ctx.dry_run:
+            written = result.body.get("metadata") or {}
+            self.writes.record(
+                WriteEntry(
+                    received, time.time(), verb,
+                    f"{rt.plural}/{ctx.subresource}" if ctx.subresource else rt.plural,
+                    ctx.namespace, ctx.name or str(written.get("name", "")), ctx.user.name, ctx.user_agent,
+                    result.status, str(written.get("resourceVersion", "")),
+                )
+            )  # fmt: skip
         headers = [("Warning", "299 - " + json.dumps(w)) for w in result.warnings]
         return _json(result.status, result.body, headers=headers)
 

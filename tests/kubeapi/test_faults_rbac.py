@@ -309,3 +309,35 @@ def test_server_side_apply_with_strict_validation_refuses_undeclared_fields(http
         "application/apply-patch+yaml",
     )
     assert code == 400 and resp["message"].endswith(".spec.x: field not declared in schema")
+
+
+def test_the_write_log_records_accepted_writes_with_their_user_agent_and_nothing_else(
+    srv: ServerThread, http: Http
+) -> None:
+    """Accepted writes are logged with who (user, User-Agent), what, when and the resourceVersion made;
+    refused (injected 409), dry-run writes and reads are not; the admin endpoint filters by time and
+    User-Agent."""
+    before = time.time()
+    srv.faults.conflicts(1, resource="configmaps")
+    mine = {"User-Agent": "replica-a/1 (a_1)"}
+    assert http("POST", CMS, {"metadata": {"name": "w"}}, headers=mine)[0] == 409
+    assert http("POST", CMS + "?dryRun=All", {"metadata": {"name": "w"}}, headers=mine)[0] == 201
+    code, made, _ = http("POST", CMS, {"metadata": {"name": "w"}}, headers=mine)
+    assert code == 201
+    http("GET", f"{CMS}/w", headers=mine)
+    patch = {"data": {"k": "v"}}
+    http("PATCH", f"{CMS}/w", patch, "application/merge-patch+json", headers={"User-Agent": "replica-b/1"})
+    ca = srv.server.ca_pem
+    admin = AdminClient(srv.url, srv.server.config.admin_token, ca_pem=ca)
+    entries = admin.writes(before)
+    assert [(e["verb"], e["resource"], e["name"], e["user_agent"]) for e in entries] == [
+        ("create", "configmaps", "w", "replica-a/1 (a_1)"),
+        ("patch", "configmaps", "w", "replica-b/1"),
+    ]
+    assert entries[0]["resource_version"] == made["metadata"]["resourceVersion"]
+    assert entries[0]["user"] == "kubernetes-admin" and entries[0]["code"] == 201
+    assert before <= entries[0]["received"] <= entries[0]["at"] <= entries[1]["received"]
+    assert [e["verb"] for e in admin.writes(before, "replica-b")] == ["patch"]
+    assert admin.writes(entries[1]["received"] + 1) == []
+    admin.clear_writes()
+    assert admin.writes() == []

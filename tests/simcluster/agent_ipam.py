@@ -129,6 +129,8 @@ class AgentIpamRunner:
             undo = f" (and undoing it: {'; '.join(errors)})" if errors else ""
             message = rpc_message(exc) if isinstance(exc, grpc.RpcError) else str(exc)
             raise SandboxError(f"IPAM ADD through the agent: {message}{undo}") from exc
+        record = replace(record, ready=True)  # every ADD done (a record left not ready: died mid-ADD)
+        self.store.save(record)
         with self._lock:
             self._results[record.sandbox_id] = results
         return record, results

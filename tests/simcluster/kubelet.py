@@ -10,9 +10,10 @@ kubelet's networking part through the API:
   its NetworkAttachmentDefinition), creates the sandbox (sandbox.py: namespace, ADD in order, undo on
   failure), writes the `k8s.v1.cni.cncf.io/network-status` annotation (and `sim.spiderpool.io/sandbox` and
   `sim.spiderpool.io/netns`, the current sandbox's ID and network namespace, for tests), then the status
-  (`podIPs`, `Running`, Ready: pod_status.py). A failure leaves the pod Pending with the error in its
-  condition and a `FailedCreatePodSandBox` Event, and is retried with backoff (1 s doubling to 10 s, the first
-  wait `--retry-initial-seconds`), as the kubelet retries sandbox creation;
+  (`podIPs`, `Running`, Ready: pod_status.py), again whenever the pod does not show its sandbox running
+  (the kubelet died before writing it). A failure leaves the pod Pending with the error in its condition and
+  a `FailedCreatePodSandBox` Event, and is retried with backoff (1 s doubling to 10 s, the first wait
+  `--retry-initial-seconds`), as the kubelet retries sandbox creation;
 - a pod deleted (gone from the watch: the test API server removes pods at once) or terminating: DEL in
   reverse, namespace removed;
 - a pod with restartPolicy Never or OnFailure (a Job's) finishes after `sim.spiderpool.io/run-seconds`
@@ -23,8 +24,9 @@ kubelet's networking part through the API:
   `no-del`: ADD of the new one, the old namespace removed without any DEL (the CNI cache keeps the old
   attachments, which the next start's GC deletes);
 - at start, before handling any event: sandboxes whose pod is gone (deleted while the kubelet was down) get
-  their DEL, retired ones too, then CNI GC of the runtime's cache with the live sandboxes' attachments as
-  the valid ones (libcni: a DEL for every other cached attachment, and GC for 1.1.0 configurations);
+  their DEL, retired ones too, and ones it died making (not ready: the pod gets a new one), then CNI GC of
+  the runtime's cache with the live sandboxes' attachments as the valid ones (libcni: a DEL for every other
+  cached attachment, and GC for 1.1.0 configurations);
 - stopping (SIGTERM) leaves every sandbox as it is (a kubelet restart does not tear pods down).
 
 `--cni agent` (agent_ipam.py, for benchmarks at scale) replaces the sandboxes' kernel and plugin work by each
@@ -108,6 +110,16 @@ def pod_path(namespace: str, name: str) -> str:
     return f"/api/v1/namespaces/{namespace}/pods/{name}"
 
 
+def reported(pod: Mapping[str, Any], record: SandboxRecord) -> bool:
+    """The pod shows its current sandbox as running (not so when the kubelet died between the ADDs and
+    the status write: the restarted kubelet owes it)."""
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    return (
+        annotations.get(SANDBOX_ID) == record.sandbox_id
+        and (pod.get("status") or {}).get("phase") == "Running"
+    )
+
+
 def finishes(pod: Mapping[str, Any]) -> bool:
     return (pod.get("spec") or {}).get("restartPolicy", "Always") in ("Never", "OnFailure")
 
@@ -189,7 +201,7 @@ class Kubelet:
         if kill and kill != record.kill_handled:
             await self.recreate(pod, record, kill)
             return
-        if uid in self._status_owed:
+        if uid in self._status_owed or not reported(pod, record):
             await self.report_running(pod, record, None)
             return
         if finishes(pod):
@@ -407,11 +419,20 @@ class Kubelet:
     # --- start --------------------------------------------------------------------------------------------
 
     async def gc_at_start(self) -> None:
-        """DEL of sandboxes whose pod is gone (or retired), then CNI GC with the live ones as valid."""
+        """DEL of sandboxes whose pod is gone, retired ones and ones never finished (the kubelet died mid-ADD:
+        their pods get a new sandbox), then CNI GC with the live ones as valid."""
         live = []
         for record in self.store.all():
             pod = self.pods.get(record.uid)
-            if pod is None or record.retired:
+            if pod is not None and not record.retired and not record.ready:
+                log.info(
+                    "start: sandbox %s of %s/%s was never finished",
+                    record.sandbox_id[:12],
+                    record.namespace,
+                    record.name,
+                )
+                await self.teardown(record)
+            elif pod is None or record.retired:
                 log.info(
                     "start: sandbox %s of a gone pod %s/%s",
                     record.sandbox_id[:12],

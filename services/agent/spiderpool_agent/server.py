@@ -26,7 +26,7 @@ import grpc
 import structlog
 from spiderpool.agent.v1 import cni_pb2_grpc
 from spiderpool_common.grpc_server import start_server
-from spiderpool_common.kube.config import api_client
+from spiderpool_common.kube.config import api_client, user_agent
 from spiderpool_common.kube.rest import KubeRest
 from spiderpool_coordinator.host_records import HostRecords
 
@@ -111,7 +111,9 @@ class Agent:
 
     async def start(self) -> None:
         if self.kube_context is not None:
-            self._kube_client = await api_client(self.settings.kubeconfig or None)
+            self._kube_client = await api_client(
+                self.settings.kubeconfig or None, user_agent("spiderpool-agent", self.settings.node_name)
+            )
             await self.kube_context.start(KubeRest(self._kube_client, timeout_s=self.settings.kube_timeout))
         await self.journal.load()
         await asyncio.to_thread(self.spool.prepare)

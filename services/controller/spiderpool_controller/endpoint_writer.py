@@ -10,7 +10,10 @@ the request path, a short delay after the first mark (``delay_s``, 0.1 s by defa
 an endpoint write never competes with the next allocation for the store, a burst costs
 one write per pod, and a pod deleted within the delay costs none. ``flush`` skips the
 delay and waits (tests, shutdown); at start every endpoint is marked, which repairs what
-a crash left behind.
+a crash left behind. A write that fails (the API server refused or was away, the leader's
+fence closed for a moment) is marked again after a backoff (``retry_s`` doubling up to
+``max_retry_s``) until it succeeds or the writer is closed, so a pod's endpoint does not
+wait for the engine's next full resync.
 """
 
 from __future__ import annotations
@@ -78,11 +81,22 @@ class EndpointView:
 
 class EndpointWriter:
     def __init__(
-        self, store: Store, describe: Callable[[EndpointName], EndpointView | None], *, delay_s: float = 0.1
+        self,
+        store: Store,
+        describe: Callable[[EndpointName], EndpointView | None],
+        *,
+        delay_s: float = 0.1,
+        retry_s: float = 0.5,
+        max_retry_s: float = 30.0,
     ) -> None:
         self._store = store
         self._describe = describe
         self._delay = delay_s
+        self._retry_s = retry_s
+        self._max_retry_s = max_retry_s
+        self._failures: dict[EndpointName, int] = {}  # consecutive failed writes, for the backoff
+        self._retries: dict[EndpointName, asyncio.TimerHandle] = {}
+        self._closed = False
         self._now = asyncio.Event()  # set by flush: write without waiting for the delay
         self._dirty: dict[EndpointName, None] = {}
         self._task: asyncio.Task[None] | None = None
@@ -90,6 +104,8 @@ class EndpointWriter:
         self._idle.set()
 
     def mark(self, names: Iterable[EndpointName]) -> None:
+        if self._closed:
+            return
         for name in names:
             self._dirty[name] = None
         if self._dirty and (self._task is None or self._task.done()):
@@ -100,6 +116,26 @@ class EndpointWriter:
         self._now.set()
         await self._idle.wait()
 
+    def close(self) -> None:
+        """No more writes: pending retries are dropped (the next leader repairs at its start)."""
+        self._closed = True
+        for handle in self._retries.values():
+            handle.cancel()
+        self._retries.clear()
+        self._dirty.clear()
+
+    def _retry_later(self, name: EndpointName) -> None:
+        failures = self._failures[name] = self._failures.get(name, 0) + 1
+        if self._closed or name in self._retries:
+            return
+        delay = min(self._max_retry_s, self._retry_s * 2 ** (failures - 1))
+
+        def again() -> None:
+            self._retries.pop(name, None)
+            self.mark([name])
+
+        self._retries[name] = asyncio.get_running_loop().call_later(delay, again)
+
     async def _run(self) -> None:
         sem = asyncio.Semaphore(PARALLEL_WRITES)
 
@@ -107,8 +143,11 @@ class EndpointWriter:
             async with sem:
                 try:
                     await self._sync(name)
-                except Exception as exc:  # keep the view eventually right: retry on next mark/resync
+                except Exception as exc:  # keep the view eventually right: try again after a backoff
                     log.warning("endpoint_write_failed", endpoint="/".join(name), error=str(exc))
+                    self._retry_later(name)
+                else:
+                    self._failures.pop(name, None)
 
         try:
             while self._dirty:

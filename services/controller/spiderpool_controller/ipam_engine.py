@@ -100,6 +100,7 @@ class EngineSettings:
     conflict_quarantine_s: float = 600.0  # a conflicting address is not handed out again for this long
     ip_reuse_delay_s: float = 0.0  # a released address waits this long (pools' annotation overrides)
     endpoint_resync_s: float = 30.0  # how often the SpiderEndpoints are compared with the records
+    endpoint_retry_s: float = 0.5  # first backoff of a failed SpiderEndpoint write (doubling to the resync)
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,12 @@ class IpamEngine:
         self._quarantine = ConflictQuarantine(self.settings.conflict_quarantine_s, clock)
         self._ledger = Ledger(store, on_written=self._written)
         self._inflight: dict[AttachmentKey, asyncio.Future[Allocation]] = {}
-        self._endpoints = EndpointWriter(store, lambda name: describe(self._ledger, name))
+        self._endpoints = EndpointWriter(
+            store,
+            lambda name: describe(self._ledger, name),
+            retry_s=self.settings.endpoint_retry_s,
+            max_retry_s=max(self.settings.endpoint_retry_s, self.settings.endpoint_resync_s or 30.0),
+        )
         self._resync: asyncio.Task[None] | None = None
         # In a cluster: the controller's own view of a StatefulSet ((namespace, name) ->
         # facts, None when it does not exist), for releases whose caller could not name the
@@ -664,6 +670,7 @@ class IpamEngine:
                 await self._resync
         await self._ledger.drain()
         await self._endpoints.flush()
+        self._endpoints.close()
 
 
 def _pod_key(req: AllocationRequest) -> str:
