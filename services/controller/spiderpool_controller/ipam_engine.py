@@ -114,6 +114,8 @@ class IpamEngine:
         # facts, None when it does not exist), for releases whose caller could not name the
         # owner (the pod was already gone when the agent looked).
         self.statefulsets: Callable[[str, str], StatefulSetFacts | None] | None = None
+        # Hears the size (changes) of every durable pool write: the group-commit metric.
+        self.on_batch: Callable[[int], None] | None = None
 
     # ------------------------------------------------------------------ state loading
     async def start(self) -> None:
@@ -376,6 +378,16 @@ class IpamEngine:
             raise
         return taken
 
+    def next_free(self, name: str, version: int) -> int | None:
+        """The address an ADD would take from pool ``name`` now; None when it has none free
+        or is at its allocated-IP threshold (``spiderpoolctl explain`` shows it too)."""
+        state = self._ledger.pools[name]
+        if len(state.allocated) >= self.settings.max_allocated_ips:
+            return None
+        reserved = self._ledger.reserved(version)
+        blocked = self._quarantine.blocked(name, version)
+        return state.lowest_free(reserved | blocked if blocked else reserved)
+
     def _pick(
         self, names: Iterable[str], version: int, nic: str, record: AllocationRecord
     ) -> tuple[str, int]:
@@ -385,11 +397,7 @@ class IpamEngine:
             if state is None or state.terminating:
                 continue
             tried.append(name)
-            if len(state.allocated) >= self.settings.max_allocated_ips:
-                continue
-            reserved = self._ledger.reserved(version)
-            blocked = self._quarantine.blocked(name, version)
-            ip = state.lowest_free(reserved | blocked if blocked else reserved)
+            ip = self.next_free(name, version)
             if ip is None:
                 continue
             # The record's routes come later; ROUTE_MARGIN stands in for them.
@@ -522,6 +530,8 @@ class IpamEngine:
     # ------------------------------------------------------------------ endpoints
     def _written(self, changes: list[Change]) -> None:
         """A durable batch: every SpiderEndpoint its records name needs a look."""
+        if self.on_batch is not None:
+            self.on_batch(len(changes))
         names: list[EndpointName] = []
         for change in changes:
             names.append(endpoint_name(change.record.pod, change.record.identity))
