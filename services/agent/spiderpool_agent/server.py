@@ -35,9 +35,10 @@ from spiderpool_agent.cni_servicer import SERVICE_NAME, CniServicer
 from spiderpool_agent.controller_client import GrpcControllerClient
 from spiderpool_agent.coordinator_handlers import CoordinatorHandlers
 from spiderpool_agent.coordinator_source import CoordinatorSource
-from spiderpool_agent.del_spool import DelSpool
+from spiderpool_agent.del_spool import QUARANTINE, DelSpool
 from spiderpool_agent.ipam_handlers import IpamHandlers, release_via
 from spiderpool_agent.kube_pod_context import KubernetesPodContext
+from spiderpool_agent.metrics import AgentMetrics
 from spiderpool_agent.pod_context import CniArgsContext, PodContextSource
 from spiderpool_agent.release_journal import ReleaseJournal
 from spiderpool_agent.settings import POD_SOURCE_KUBERNETES, AgentSettings
@@ -93,6 +94,7 @@ class Agent:
             {"ipam": self.handlers.delete, "coordinator": self.coordinator.delete},
             interval=settings.spool_replay_interval,
         )
+        self.metrics = AgentMetrics(lambda: len(self.journal.pending()), self._spool_backlog)
         self._server: grpc.aio.Server | None = None
         self._replay: asyncio.Task[None] | None = None
         self._spool_loop: asyncio.Task[None] | None = None
@@ -104,7 +106,9 @@ class Agent:
         await self.journal.load()
         await asyncio.to_thread(self.spool.prepare)
         spooled = await self.spool.replay_once()
-        servicer = CniServicer(self.handlers, self.coordinator, settle=self.spool.settle)
+        servicer = CniServicer(
+            self.handlers, self.coordinator, settle=self.spool.settle, metrics=self.metrics
+        )
 
         def register(server: grpc.aio.Server) -> list[str]:
             cni_pb2_grpc.add_CniServiceServicer_to_server(servicer, server)
@@ -115,6 +119,9 @@ class Agent:
         )
         self._replay = asyncio.create_task(self.journal.run(), name="release-journal-replay")
         self._spool_loop = asyncio.create_task(self.spool.run(), name="del-spool-replay")
+        metrics_port = (
+            self.metrics.serve(self.settings.metrics_listen) if self.settings.metrics_listen else None
+        )
         log.info(
             "agent_started",
             socket=bound,
@@ -125,7 +132,16 @@ class Agent:
             spooled_dels_replayed=len(spooled.done),
             spooled_dels_pending=len(spooled.kept),
             spool=str(self.spool.directory),
+            metrics_port=metrics_port,
         )
+
+    def _spool_backlog(self) -> tuple[int, int]:
+        quarantine = self.spool.directory / QUARANTINE
+        try:
+            quarantined = sum(1 for _ in quarantine.iterdir())
+        except OSError:
+            quarantined = 0
+        return len(self.spool.pending()), quarantined
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -137,6 +153,7 @@ class Agent:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._replay = self._spool_loop = None
+        await asyncio.to_thread(self.metrics.close)
         if self.kube_context is not None:
             await self.kube_context.stop()
         if self._kube_client is not None:

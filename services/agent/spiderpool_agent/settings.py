@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from spiderpool_common import bounded_yaml
-from spiderpool_common.addresses import DEFAULT_CONTROLLER, parse_listen
+from spiderpool_common.addresses import DEFAULT_CONTROLLER, parse_listen, unix_path
 from spiderpool_common.setting_values import convert
 from spiderpool_common.tls import TlsFiles
 
@@ -69,6 +69,7 @@ class AgentSettings:
     controller_tls_key_file: str = ""
     controller_tls_ca_file: str = ""
     controller_tls_server_name: str = ""
+    metrics_listen: str = ""  # HOST:PORT for Prometheus /metrics; empty: off (upstream's agent port 5711)
 
     @property
     def controller_tls(self) -> TlsFiles | None:
@@ -125,6 +126,13 @@ class AgentSettings:
         if self.replay_max_backoff < self.replay_initial_backoff:
             raise ValueError("setting replay_max_backoff: must not be below replay_initial_backoff")
         self._validate_pod_source()
+        if self.metrics_listen:
+            try:
+                metrics = parse_listen(self.metrics_listen, allow_port_zero=True)  # the bound port is logged
+            except ValueError as exc:
+                raise ValueError(f"setting metrics_listen: {exc}") from None
+            if unix_path(metrics) is not None:
+                raise ValueError("setting metrics_listen: metrics are served over HTTP, on HOST:PORT only")
         tls = self.controller_tls
         if tls is not None:
             try:

@@ -530,7 +530,7 @@ class IpamEngine:
     # ------------------------------------------------------------------ endpoints
     def _written(self, changes: list[Change]) -> None:
         """A durable batch: every SpiderEndpoint its records name needs a look."""
-        if self.on_batch is not None:
+        if self.on_batch is not None and changes:
             self.on_batch(len(changes))
         names: list[EndpointName] = []
         for change in changes:

@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.registry import Collector
+from spiderpool_common.metrics_http import LoopCollector, MetricsServer, serve
 
 from spiderpool_controller.domain.ipset import IPSet
 from spiderpool_controller.domain.models import KIND_SUBNET
@@ -39,39 +39,8 @@ log = structlog.get_logger(__name__)
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 SUBNET_LIST_TIMEOUT_S = 2.0
-COLLECT_TIMEOUT_S = 5.0
 
 Stores = Callable[[], list[InstrumentedStore]]
-
-
-class _StateCollector(Collector):
-    """Reads the controller's state on its own event loop (the scrape runs in the HTTP
-    server's thread; the engine's dictionaries are only ever touched by the loop)."""
-
-    def __init__(self, owner: ControllerMetrics) -> None:
-        self._owner = owner
-
-    def collect(self) -> Iterator[Metric]:
-        owner = self._owner
-        loop = owner.loop
-        if loop is None or loop.is_closed() or _on(loop):
-            yield from owner.state_metrics(None)
-            return
-        future = asyncio.run_coroutine_threadsafe(owner.gather(), loop)
-        try:
-            metrics = future.result(timeout=COLLECT_TIMEOUT_S)
-        except Exception as exc:  # a stalled loop: this scrape has the request counters only
-            future.cancel()
-            log.warning("metrics_collect_failed", error=str(exc) or type(exc).__name__)
-            return
-        yield from metrics
-
-
-def _on(loop: asyncio.AbstractEventLoop) -> bool:
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False
 
 
 def _store_metrics(stores: list[InstrumentedStore]) -> Iterator[Metric]:
@@ -215,8 +184,9 @@ class ControllerMetrics:
         self.stores: Stores = store if callable(store) else (lambda: [store])
         self._leader_changes = leader_changes
         self._objects = objects
-        self.loop: asyncio.AbstractEventLoop | None = None
-        r.register(_StateCollector(self))
+        self._collector = LoopCollector(self.gather, lambda: self.state_metrics(None))
+        self._server: MetricsServer | None = None
+        r.register(self._collector)
 
     def _engine_changed(self, engine: IpamEngine | None) -> None:
         if engine is not None:
@@ -254,12 +224,11 @@ class ControllerMetrics:
 
     def serve(self, listen: str) -> int:
         """Serve ``/metrics`` on ``HOST:PORT`` (port 0 picks one); return the bound port.
-
         Called on the controller's event loop, where every scrape reads the state."""
-        try:
-            self.loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.loop = None
-        host, _, port = listen.rpartition(":")
-        server, _thread = start_http_server(int(port), addr=host or "127.0.0.1", registry=self.registry)
-        return int(server.server_port)
+        self._server = serve(self.registry, self._collector, listen)
+        return self._server.port
+
+    async def close(self) -> None:
+        if self._server is not None:
+            server, self._server = self._server, None
+            await asyncio.to_thread(server.close)

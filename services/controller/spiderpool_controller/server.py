@@ -70,6 +70,7 @@ class Controller:
         await self.server.stop(grace)
         if self.webhook is not None:
             await self.webhook.stop()
+        await self.metrics.close()
         if self.cluster is not None:
             await self.cluster.stop()
         elif self.slot.engine is not None:

@@ -1,0 +1,51 @@
+"""Reading a service's Prometheus endpoint in tests: its bound port from the log, one scrape.
+
+The services log the port their ``--metrics-listen HOST:0`` bound (``metrics_port=N`` in the
+console log); ``scrape`` reads ``/metrics`` over HTTP and parses it with prometheus_client's
+own parser, so a sample is looked up by name and labels exactly as Prometheus stores it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import urllib.request
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.component.agent_harness import DEADLINE
+
+Sample = tuple[str, frozenset[tuple[str, str]]]
+
+
+def metrics_port(log_path: Path, deadline: float = DEADLINE) -> int:
+    """The port of the service's latest start (the last ``metrics_port=`` in its log)."""
+    end = time.monotonic() + deadline
+    while True:
+        found = re.findall(r"metrics_port=(\d+)", log_path.read_text()) if log_path.exists() else []
+        if found:
+            return int(found[-1])
+        assert time.monotonic() < end, f"no metrics_port in {log_path}"
+        time.sleep(0.05)
+
+
+class Scrape:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.samples: dict[Sample, float] = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                self.samples[(s.name, frozenset(s.labels.items()))] = s.value
+
+    def value(self, name: str, **labels: str) -> float:
+        """The sample's value; 0 when the series does not exist (a counter never incremented)."""
+        return self.samples.get((name, frozenset(labels.items())), 0.0)
+
+    def names(self) -> set[str]:
+        return {name for name, _ in self.samples}
+
+
+def scrape(port: int) -> Scrape:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=DEADLINE) as response:
+        return Scrape(response.read().decode())
