@@ -256,8 +256,9 @@ def _endpoint_findings(snapshot: Snapshot) -> list[Finding]:
                 f"{key[0]}/{key[1]} does not exist",
                 action="none: the controller rewrites endpoints from the records every 30 s "
                 "(restart it if this persists)",
-                pod=h.record.pod,
+                pod=h.record.pod if h.record.pod.strip("/") else "",
                 pod_uid=h.record.pod_uid,
+                container_id=h.record.container_id,
             )
         )
     for key, endpoint in sorted(stored.items()):
