@@ -16,6 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.component.agent_harness import DEADLINE
 
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
+
 Sample = tuple[str, frozenset[tuple[str, str]]]
 
 
@@ -34,7 +36,9 @@ class Scrape:
     def __init__(self, text: str) -> None:
         self.text = text
         self.samples: dict[Sample, float] = {}
+        self.families: set[str] = set()  # as in the TYPE lines (a counter without its _total)
         for family in text_string_to_metric_families(text):
+            self.families.add(family.name)
             for s in family.samples:
                 self.samples[(s.name, frozenset(s.labels.items()))] = s.value
 
@@ -44,6 +48,21 @@ class Scrape:
 
     def names(self) -> set[str]:
         return {name for name, _ in self.samples}
+
+
+def documented(section: str, modes: tuple[str, ...] = ()) -> list[str]:
+    """The metric names docs/metrics.md lists in ``section`` (``Controller`` or ``Agent``), as
+    family names (a counter without ``_total``); with ``modes``, only rows of those modes."""
+    text = DOCS.read_text().split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    names = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.startswith("| `spiderpool_"):
+            continue
+        if modes and cells[3] not in modes:
+            continue
+        names.append(cells[0].strip("`").removesuffix("_total"))
+    return names
 
 
 def scrape(port: int) -> Scrape:

