@@ -1,4 +1,5 @@
-"""The README's grpcurl examples run as written against a live controller and agent.
+"""The README's grpcurl examples (and docs/troubleshooting.md's) run as written against a live
+controller and agent.
 
 The first ``sh`` block of the README's "Debugging" section is read from README.md: each
 ``grpcurl`` command (continuation lines joined) is run through bash with the two default
@@ -40,12 +41,12 @@ class Example:
     expected: list[str] = field(default_factory=list)
 
 
-def readme_examples() -> list[Example]:
+def readme_examples(path: Path = README, section: str = SECTION) -> list[Example]:
     """The grpcurl commands of the section's sh block, each with the ``# `` lines right below it
     (a blank line ends them; comments after a blank line describe the next command)."""
-    text = README.read_text()
-    block = re.search(r"```sh\n(.*?)```", text[text.index(SECTION) :], re.S)
-    assert block is not None, "the Debugging section has no sh block"
+    text = path.read_text()
+    block = re.search(r"```sh\n(.*?)```", text[text.index(section) :], re.S)
+    assert block is not None, f"{path.name}: the {section} section has no sh block"
     examples: list[Example] = []
     pending = ""
     collecting = False
@@ -98,3 +99,25 @@ def test_the_readme_grpcurl_examples_print_what_the_readme_shows(stack: Stack) -
             reply = json.loads(proc.stdout)
             assert (reply["namespace"], reply["name"], reply["pod_uid"]) == ("default", "web-0", POD_UID)
             assert [a["address"] for a in reply["interfaces"][0]["addresses"]] == ["172.30.0.10/24"]
+
+
+def test_the_troubleshooting_pages_grpcurl_examples_run(stack: Stack) -> None:
+    """docs/troubleshooting.md's grpcurl block (the pod's UID put in for ``UID``): every call
+    succeeds and answers what it asked about."""
+    examples = readme_examples(ROOT / "docs" / "troubleshooting.md", "## Are the services up? grpcurl")
+    assert len(examples) >= 8
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    answers = {}
+    for example in examples:
+        line = example.line.replace(CONTROLLER_SOCKET, str(stack.controller.socket_path))
+        line = line.replace(AGENT_SOCKET, str(stack.agent.socket_path)).replace('"UID"', f'"{POD_UID}"')
+        proc = subprocess.run(
+            ["bash", "-c", line], env=env, capture_output=True, text=True, timeout=DEADLINE, check=False
+        )
+        assert proc.returncode == 0, f"{example.line}\n{proc.stderr}"
+        answers[line.split()[-1].rsplit("/", 1)[-1]] = proc.stdout
+    assert json.loads(answers["GetEndpoint"])["ips"][0]["address"] == "172.30.0.10/24"
+    assert json.loads(answers["DescribeEndpoint"])["pod_uid"] == POD_UID
+    assert json.loads(answers["Check"])["addresses"] == 1
+    explained = json.loads(answers["Explain"])
+    assert explained["nics"][0]["held"][0]["address"] == "172.30.0.10/24"
