@@ -43,7 +43,7 @@ def rec(
 
 
 def held(pool: str, ip: str, record: AllocationRecord, sequence: int = 0) -> HeldAddress:
-    return HeldAddress(pool, ip, 6 if ":" in ip else 4, record, sequence)
+    return HeldAddress.of(pool, ip, record, sequence)
 
 
 def endpoint(pod: str, pairs: Iterable[tuple[str, str]], uid: str = "") -> EndpointFacts:
@@ -221,6 +221,18 @@ def test_records_newer_than_the_pod_data_are_skipped_and_counted() -> None:
     report = check(snapshot(records, pods=view({}, mark=10)))
     assert [(f.kind, f.pod) for f in report.findings] == [("leaked", "ns/old")]
     assert report.skipped_newer == 1
+
+
+def test_held_addresses_are_read_from_the_engines_record_copies() -> None:
+    """Each (pool, version, ip -> record) copy becomes one value per record with its number."""
+    a, b = rec("ns/a"), rec("ns/b")
+    values = consistency.held_addresses(
+        [("p4", 4, {167772170: a}), ("p6", 6, {0xFD00 << 112 | 0x10: b})], {("p6", 0xFD00 << 112 | 0x10): 7}
+    )
+    assert [(h.pool, h.ip, h.record, h.sequence) for h in values] == [
+        ("p4", "10.0.0.10", a, 0),
+        ("p6", "fd00::10", b, 7),
+    ]
 
 
 def test_without_pods_no_address_is_called_leaked() -> None:

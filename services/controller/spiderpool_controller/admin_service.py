@@ -1,11 +1,13 @@
 """What ``spiderpoolctl check``, ``explain`` and ``get endpoint`` ask of the controller.
 
 Owns the gathering around three pure functions, and the one rule they share: nothing here
-waits for anything an allocation waits for. The engine's records are copied in one
-synchronous step (no await in between, so the copy is one moment of the ledger), every
-read that awaits (the SpiderEndpoints, the API server) happens outside the engine, and the
-consistency check itself runs in a worker thread on the immutable snapshot, so a check of
-a hundred thousand records leaves the event loop, and with it every ADD, free.
+holds anything an allocation waits for, and the event loop (which serves every ADD) is held
+as briefly as possible. The engine's records are copied in one synchronous step of dict
+copies (``IpamEngine.records_snapshot``: one moment of the ledger, about a millisecond for
+20,000 records), the pods' caches as lists of references; turning those copies into values
+and judging them runs in a worker thread. The reads that await (the SpiderEndpoints, the API
+server) happen outside the engine; the SpiderEndpoint listing is the store's ``list``, which
+on the embedded SQLite store decodes on the loop, as every listing does.
 
 - ``check``: records read twice around the endpoint listing (``domain.consistency`` says
   why), pool ranges, reserved addresses, and in a cluster the live pods from the garbage
@@ -27,22 +29,29 @@ from spiderpool_common.errors import NotFound, SpiderpoolError
 
 from spiderpool_controller.allocation_answer import Address, nic_routes
 from spiderpool_controller.domain import consistency, selection_explain
-from spiderpool_controller.domain.consistency import EndpointFacts, HeldAddress, PodView, PoolRanges, Snapshot
+from spiderpool_controller.domain.consistency import (
+    EndpointFacts,
+    PodView,
+    PoolRanges,
+    Snapshot,
+    held_addresses,
+)
 from spiderpool_controller.domain.ipset import IPSet, int_to_ip
-from spiderpool_controller.domain.models import KIND_ENDPOINT, AllocationRecord, EndpointStatus, Route
+from spiderpool_controller.domain.models import KIND_ENDPOINT, EndpointStatus, Route
 from spiderpool_controller.domain.object_names import endpoint_name
 from spiderpool_controller.domain.request import AllocationRequest
 from spiderpool_controller.domain.selection_explain import SelectionPlan
 from spiderpool_controller.engine_slot import EngineSlot
-from spiderpool_controller.ipam_engine import IpamEngine
+from spiderpool_controller.ipam_engine import IpamEngine, RecordsSnapshot
 from spiderpool_controller.store.contract import Store
 
 
 class ClusterFacts(Protocol):
     """The API server as ``check`` and ``explain`` need it (``cluster_facts.ApiFacts``)."""
 
-    def pod_view(self, mark: int) -> PodView | None:
-        """The live pods from the caches, or None while they have not synced."""
+    def pod_view(self, mark: int) -> Callable[[], PodView] | None:
+        """The live pods copied from the caches now, as a function that builds their view
+        (run in the check's thread); None while the caches have not synced."""
         ...
 
     async def selection_inputs(self, req: AllocationRequest) -> AllocationRequest:
@@ -117,15 +126,16 @@ class EndpointDetail:
 Compute = Callable[[Snapshot], consistency.Report]
 
 
-def held_addresses(engine: IpamEngine) -> tuple[HeldAddress, ...]:
-    """Every record now, as immutable values (synchronous: one moment of the ledger)."""
-    states = engine.pool_states()
-    return tuple(
-        HeldAddress(
-            e.pool, int_to_ip(e.ip, states[e.pool].version), states[e.pool].version, e.record, e.sequence
-        )
-        for e in engine.held_records()
-    )
+@dataclass(frozen=True)
+class Readings:
+    """What a check copied on the event loop, for its worker thread to judge."""
+
+    before: RecordsSnapshot
+    after: RecordsSnapshot
+    pools: tuple[PoolRanges, ...]
+    reserved: dict[int, IPSet]
+    endpoints: list[dict[str, Any]]
+    pods: Callable[[], PodView] | None
 
 
 def pool_ranges(engine: IpamEngine) -> tuple[PoolRanges, ...]:
@@ -172,16 +182,28 @@ class AdminService:
         facts = self._cluster()
         mark = engine.allocation_sequence()  # before the pods: newer records are not judged
         pods = facts.pod_view(mark) if facts is not None else None
-        before = held_addresses(engine)
+        before = engine.records_snapshot()
         pools = pool_ranges(engine)
         reserved = {v: engine.reserved(v) for v in (4, 6)}
         objects, _ = await self._store.list(KIND_ENDPOINT)
-        endpoints = tuple(endpoint_facts(obj) for obj in objects)
         engine = self._slot.get()  # leadership may have moved while we listed
-        after = held_addresses(engine)
-        snapshot = Snapshot(before, after, pools, reserved, endpoints, pods)
-        report = await asyncio.to_thread(self._compute, snapshot)
-        return CheckOutcome(report, len(pools), len(after), len(endpoints), pods)
+        after = engine.records_snapshot()
+        readings = Readings(before, after, pools, reserved, objects, pods)
+        return await asyncio.to_thread(self._judge, readings)
+
+    def _judge(self, r: Readings) -> CheckOutcome:
+        """In the worker thread: the copies become the snapshot, the snapshot a report."""
+        view = r.pods() if r.pods is not None else None
+        snapshot = Snapshot(
+            held_addresses(r.before.pools, r.before.sequences),
+            held_addresses(r.after.pools, r.after.sequences),
+            r.pools,
+            r.reserved,
+            tuple(endpoint_facts(obj) for obj in r.endpoints),
+            view,
+        )
+        report = self._compute(snapshot)
+        return CheckOutcome(report, len(r.pools), len(snapshot.held_after), len(r.endpoints), view)
 
     # -- explain --------------------------------------------------------------------------
     async def explain(self, req: AllocationRequest) -> Explanation:
@@ -229,54 +251,47 @@ class AdminService:
 
     @staticmethod
     def _held_by_nic(engine: IpamEngine, req: AllocationRequest) -> dict[str, list[Address]]:
+        """What the pod holds already: by its identity, else by the endpoint of its name."""
         if req.identity:
             found = engine.attachments_of(req.identity)
             if found:
                 return found
         if not req.pod_name:
             return {}
-        identities = {e.record.identity for e in engine.held_records(req.pod_key)}
-        out: dict[str, list[Address]] = {}
-        for identity in sorted(identities):
-            for nic, addresses in engine.attachments_of(identity).items():
-                out.setdefault(nic, []).extend(addresses)
-        return out
+        held = engine.endpoint_records(*endpoint_name(req.pod_key, req.identity))
+        return {
+            nic: engine.attachment(entries[0].record.identity, nic)
+            for nic, entries in held.items()
+            if entries
+        }
 
     # -- describe_endpoint ----------------------------------------------------------------
     def describe_endpoint(self, namespace: str, name: str) -> EndpointDetail:
         engine = self._slot.get()
         states = engine.pool_states()
-        wanted = (namespace, name)
-        by_attachment: dict[tuple[str, str], list[tuple[Any, int, AllocationRecord]]] = {}
-        for entry in engine.held_records():
-            rec = entry.record
-            if endpoint_name(rec.pod, rec.identity) != wanted:
-                continue
-            by_attachment.setdefault((rec.identity, rec.interface), []).append(
-                (states[entry.pool], entry.ip, rec)
-            )
-        if not by_attachment:
+        held = {nic: entries for nic, entries in engine.endpoint_records(namespace, name).items() if entries}
+        if not held:
             raise NotFound(
                 f"no allocation of pod {namespace}/{name}: no pool's records name it "
                 f"(spiderpoolctl get endpoints -n {namespace} lists the pods that hold addresses)"
             )
         interfaces: list[InterfaceView] = []
         owner_kind = owner_name = pod_uid = ""
-        for (identity, nic), held in sorted(by_attachment.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-            first = held[0][2]
+        for nic, entries in sorted(held.items()):
+            first = entries[0].record
             owner_kind, owner_name = owner_kind or first.owner_kind, owner_name or first.owner_name
             pod_uid = pod_uid or first.pod_uid
-            addresses = engine.attachment(identity, nic)
+            records = [(states[e.pool], e.ip, e.record) for e in entries]
             interfaces.append(
                 InterfaceView(
                     interface=nic,
-                    identity=identity,
+                    identity=first.identity,
                     container_id=first.container_id,
                     network=first.network,
                     node=first.node,
                     clean_gateway=first.clean_gateway,
-                    addresses=addresses,
-                    routes=nic_routes(held),
+                    addresses=engine.attachment(first.identity, nic),
+                    routes=nic_routes(records),
                 )
             )
         return EndpointDetail(namespace, name, pod_uid, owner_kind or "Pod", owner_name, interfaces)

@@ -19,10 +19,19 @@ from spiderpool_common.errors import NotFound, Unavailable
 from spiderpool_common.kube.rest import KubeError, KubeRest
 
 from spiderpool_controller.domain.consistency import PodView
-from spiderpool_controller.domain.gc_policy import StatefulSetFacts
 from spiderpool_controller.domain.request import AllocationRequest
 from spiderpool_controller.engine_slot import EngineSlot
 from spiderpool_controller.ip_gc import IpGarbageCollector, node_ready, pod_facts
+
+
+def _key(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+
+
+def _namespaced(obj: dict[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return (str(meta.get("namespace", "")), str(meta.get("name", "")))
 
 
 def _strings(value: Any) -> dict[str, str]:
@@ -40,23 +49,29 @@ class ApiFacts:
         self._rest = rest
         self._now = now
 
-    def pod_view(self, mark: int) -> PodView | None:
+    def pod_view(self, mark: int) -> Callable[[], PodView] | None:
+        """The caches' objects copied now (lists of references: the informers replace an
+        object on change, never edit it), and the function that turns them into a view."""
         gc = self._slot.gc
         if not isinstance(gc, IpGarbageCollector):
             return None
         if not (gc.pods.synced.is_set() and gc.nodes.synced.is_set() and gc.statefulsets.synced.is_set()):
             return None
-        pods = {}
-        for obj in gc.pods.items():
-            meta = obj.get("metadata") or {}
-            pods[f"{meta.get('namespace', '')}/{meta.get('name', '')}"] = pod_facts(obj)
-        nodes = {str((n.get("metadata") or {}).get("name", "")): node_ready(n) for n in gc.nodes.items()}
-        statefulsets: dict[tuple[str, str], StatefulSetFacts] = {}
-        for obj in gc.statefulsets.items():
-            meta = obj.get("metadata") or {}
-            key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
-            statefulsets[key] = gc.statefulset(*key)
-        return PodView(pods, nodes, statefulsets, self._now(), mark, gc.settings)
+        pods, nodes = gc.pods.items(), gc.nodes.items()
+        statefulsets = {_namespaced(o): gc.statefulset(*_namespaced(o)) for o in gc.statefulsets.items()}
+        now, settings = self._now(), gc.settings
+
+        def view() -> PodView:
+            return PodView(
+                {_key(obj): pod_facts(obj) for obj in pods},
+                {str((n.get("metadata") or {}).get("name", "")): node_ready(n) for n in nodes},
+                statefulsets,
+                now,
+                mark,
+                settings,
+            )
+
+        return view
 
     async def _get(self, path: str, what: str) -> dict[str, Any]:
         rest = self._rest()

@@ -70,7 +70,7 @@ log = structlog.get_logger(__name__)
 
 ROUTE_MARGIN = 512  # bytes a record's annotation routes may add to its size estimate
 
-__all__ = ["Address", "Allocation", "EngineSettings", "IpamEngine", "ReleaseOutcome"]
+__all__ = ["Address", "Allocation", "EngineSettings", "IpamEngine", "RecordsSnapshot", "ReleaseOutcome"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,12 @@ class HeldEntry:
     ip: int
     record: AllocationRecord
     sequence: int  # 0 for records loaded at start
+
+
+@dataclass(frozen=True)
+class RecordsSnapshot:
+    pools: list[tuple[str, int, dict[int, AllocationRecord]]]  # (pool, IP version, ip -> record)
+    sequences: dict[tuple[str, int], int]  # (pool, ip) -> take/rebind number; absent: 0
 
 
 @dataclass
@@ -226,6 +232,27 @@ class IpamEngine:
                 if pod_key is None or rec.pod == pod_key:
                     out.append(HeldEntry(state.name, ip, rec, self._ledger.record_sequence(state.name, ip)))
         return out
+
+    def endpoint_records(self, namespace: str, name: str) -> dict[str, list[HeldEntry]]:
+        """Per interface, the records of the pod (or container) that SpiderEndpoint
+        ``namespace/name`` describes (the attachment index: no scan of the pools)."""
+        identity = self._ledger.index.identity_of((namespace, name))
+        if identity is None:
+            return {}
+        return {
+            nic: [
+                HeldEntry(state.name, ip, rec, self._ledger.record_sequence(state.name, ip))
+                for state, ip, rec in self._ledger.records(identity, nic)
+            ]
+            for nic in self._ledger.index.nics(identity)
+        }
+
+    def records_snapshot(self) -> RecordsSnapshot:
+        """Every pool's records and their take/rebind numbers as they are at this moment, copied
+        without per-record work (dict copies), so a reader of a large state (the consistency
+        check) holds the event loop for as little as possible and converts them elsewhere."""
+        pools = [(s.name, s.version, dict(s.allocated)) for s in self._ledger.pools.values()]
+        return RecordsSnapshot(pools, self._ledger.record_sequences())
 
     def lookup(self, identity: str, nic: str) -> list[Address]:
         found = self.attachment(identity, nic)

@@ -24,13 +24,14 @@ the check started and still was when it ended.
 
 from __future__ import annotations
 
+import socket
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from spiderpool_controller.domain.gc_policy import GcSettings, PodFacts, StatefulSetFacts, verdict
-from spiderpool_controller.domain.ipset import IPSet
+from spiderpool_controller.domain.ipset import IPSet, int_to_ip, ip_to_int
 from spiderpool_controller.domain.models import AllocationRecord
 from spiderpool_controller.domain.object_names import endpoint_name
 
@@ -56,13 +57,34 @@ KINDS = (
 
 @dataclass(frozen=True)
 class HeldAddress:
-    """One record of a pool: the address (no prefix length) and who holds it."""
+    """One record of a pool: the address and who holds it."""
 
     pool: str
-    ip: str
+    value: int  # the address as an integer
     version: int
     record: AllocationRecord
     sequence: int = 0  # the engine's take/rebind number (0: loaded at start)
+
+    @property
+    def ip(self) -> str:
+        return int_to_ip(self.value, self.version)
+
+    @classmethod
+    def of(cls, pool: str, ip: str, record: AllocationRecord, sequence: int = 0) -> HeldAddress:
+        version = 6 if ":" in ip else 4
+        return cls(pool, ip_to_int(ip, version), version, record, sequence)
+
+
+def held_addresses(
+    pools: Iterable[tuple[str, int, Mapping[int, AllocationRecord]]],
+    sequences: Mapping[tuple[str, int], int],
+) -> tuple[HeldAddress, ...]:
+    """The records of ``(pool, IP version, ip -> record)`` copies, with their numbers."""
+    return tuple(
+        HeldAddress(name, ip, version, rec, sequences.get((name, ip), 0))
+        for name, version, records in pools
+        for ip, rec in records.items()
+    )
 
 
 @dataclass(frozen=True)
@@ -154,9 +176,9 @@ def _release_action(record: AllocationRecord) -> str:
 
 
 def stable(snapshot: Snapshot) -> list[HeldAddress]:
-    """Records present, unchanged, in both readings, in pool and address order."""
-    after = {(h.pool, h.ip): h.record for h in snapshot.held_after}
-    return [h for h in snapshot.held if after.get((h.pool, h.ip)) == h.record]
+    """Records present, unchanged, in both readings."""
+    after = {(h.pool, h.value): h.record for h in snapshot.held_after}
+    return [h for h in snapshot.held if after.get((h.pool, h.value)) == h.record]
 
 
 def check(snapshot: Snapshot) -> Report:
@@ -170,8 +192,15 @@ def check(snapshot: Snapshot) -> Report:
     if snapshot.pods is not None:
         report.findings += _leaks(held, snapshot.pods, report)
     order = {kind: i for i, kind in enumerate(KINDS)}
-    report.findings.sort(key=lambda f: (order[f.kind], f.pool, f.pod, f.interface, f.ip))
+    report.findings.sort(key=lambda f: (order[f.kind], f.pool, f.pod, f.interface, _ip_key(f.ip)))
     return report
+
+
+def _ip_key(text: str) -> tuple[int, int]:
+    if not text:
+        return (0, 0)
+    version = 6 if ":" in text else 4
+    return (version, ip_to_int(text, version))
 
 
 def _range_findings(
@@ -184,23 +213,23 @@ def _range_findings(
         if pool is None:
             continue
         action = f"nothing urgent: it stays with its pod until released ({_release_action(h.record)})"
-        if h.ip not in pool.ips:
+        if not pool.ips.contains_int(h.value):
             out.append(_finding(STRANDED, h, f"{h.ip} is outside spec.ips of IPPool {h.pool}", action))
-        elif h.ip in pool.excluded:
+        elif pool.excluded.contains_int(h.value):
             out.append(_finding(STRANDED, h, f"{h.ip} is in spec.excludeIPs of IPPool {h.pool}", action))
-        elif h.ip in reserved.get(h.version, IPSet.empty(h.version)):
+        elif reserved.get(h.version, IPSet.empty(h.version)).contains_int(h.value):
             out.append(_finding(RESERVED, h, f"{h.ip} is reserved by a SpiderReservedIP", action))
     return out
 
 
 def _duplicates(held: list[HeldAddress]) -> list[Finding]:
     out: list[Finding] = []
-    by_ip: defaultdict[str, list[HeldAddress]] = defaultdict(list)
+    by_ip: defaultdict[tuple[int, int], list[HeldAddress]] = defaultdict(list)
     by_family: defaultdict[tuple[str, str, int], list[HeldAddress]] = defaultdict(list)
     for h in held:
-        by_ip[h.ip].append(h)
+        by_ip[(h.version, h.value)].append(h)
         by_family[(h.record.identity, h.record.interface, h.version)].append(h)
-    for ip, holders in sorted(by_ip.items()):
+    for holders in by_ip.values():
         if len(holders) < 2:
             continue
         pools = ", ".join(f"{h.pool} ({_holder(h.record)})" for h in holders)
@@ -209,11 +238,11 @@ def _duplicates(held: list[HeldAddress]) -> list[Finding]:
                 _finding(
                     DUPLICATE_ADDRESS,
                     h,
-                    f"{ip} is held in {len(holders)} pools: {pools}",
+                    f"{h.ip} is held in {len(holders)} pools: {pools}",
                     "make the pools' ranges disjoint, then release all but one holder",
                 )
             )
-    for (_, nic, version), holders in sorted(by_family.items()):
+    for (_, nic, version), holders in by_family.items():
         if len(holders) < 2:
             continue
         addresses = ", ".join(f"{h.ip} ({h.pool})" for h in holders)
@@ -230,10 +259,35 @@ def _duplicates(held: list[HeldAddress]) -> list[Finding]:
     return out
 
 
-def _expected_endpoints(held: Iterable[HeldAddress]) -> dict[tuple[str, str], set[tuple[str, str]]]:
-    out: defaultdict[tuple[str, str], set[tuple[str, str]]] = defaultdict(set)
+Pair = tuple[str, int, int]  # (interface, IP version, address as an integer)
+Expected = dict[tuple[str, str], tuple[set[Pair], HeldAddress]]
+
+
+def _expected_endpoints(held: Iterable[HeldAddress]) -> Expected:
+    """Each endpoint the records imply: its (interface, address) pairs and one of its records."""
+    out: Expected = {}
+    names: dict[tuple[str, str], tuple[str, str]] = {}
     for h in held:
-        out[endpoint_name(h.record.pod, h.record.identity)].add((h.record.interface, h.ip))
+        owner = (h.record.pod, h.record.identity)
+        name = names.get(owner)
+        if name is None:
+            name = names[owner] = endpoint_name(*owner)
+        entry = out.get(name)
+        if entry is None:
+            entry = out[name] = (set(), h)
+        entry[0].add((h.record.interface, h.version, h.value))
+    return out
+
+
+def _pairs(endpoint: EndpointFacts) -> set[Pair]:
+    """The endpoint's (interface, address) pairs as integers (inet_pton: no per-address objects)."""
+    out: set[Pair] = set()
+    for nic, text in endpoint.addresses:
+        family, version = (socket.AF_INET6, 6) if ":" in text else (socket.AF_INET, 4)
+        try:
+            out.add((nic, version, int.from_bytes(socket.inet_pton(family, text), "big")))
+        except OSError:
+            out.add((nic, 0, -1))  # not an address: matches no record
     return out
 
 
@@ -242,17 +296,14 @@ def _endpoint_findings(snapshot: Snapshot) -> list[Finding]:
     after = _expected_endpoints(snapshot.held_after)
     stored = {(e.namespace, e.name): e for e in snapshot.endpoints}
     out: list[Finding] = []
-    first_holder: dict[tuple[str, str], HeldAddress] = {}
-    for h in snapshot.held_after:
-        first_holder.setdefault(endpoint_name(h.record.pod, h.record.identity), h)
     for key in sorted(set(before) & set(after)):
         if key in stored:
             continue
-        h = first_holder[key]
+        pairs, h = after[key]
         out.append(
             Finding(
                 kind=ENDPOINT_MISSING,
-                detail=f"{_holder(h.record)} holds {_list(after[key])} but SpiderEndpoint "
+                detail=f"{_holder(h.record)} holds {_list(pairs)} but SpiderEndpoint "
                 f"{key[0]}/{key[1]} does not exist",
                 action="none: the controller rewrites endpoints from the records every 30 s "
                 "(restart it if this persists)",
@@ -262,7 +313,7 @@ def _endpoint_findings(snapshot: Snapshot) -> list[Finding]:
             )
         )
     for key, endpoint in sorted(stored.items()):
-        listed = set(endpoint.addresses)
+        listed = _pairs(endpoint)
         if key not in before and key not in after:
             out.append(
                 Finding(
@@ -275,9 +326,10 @@ def _endpoint_findings(snapshot: Snapshot) -> list[Finding]:
                 )
             )
             continue
-        if listed in (before.get(key), after.get(key)):
+        readings = [entry[0] for entry in (before.get(key), after.get(key)) if entry is not None]
+        if listed in readings:
             continue
-        expected = after.get(key) or before.get(key) or set()
+        expected = readings[-1]
         out.append(
             Finding(
                 kind=ENDPOINT_MISMATCH,
@@ -292,8 +344,11 @@ def _endpoint_findings(snapshot: Snapshot) -> list[Finding]:
     return out
 
 
-def _list(pairs: Iterable[tuple[str, str]]) -> str:
-    return ", ".join(f"{ip} on {nic}" for nic, ip in sorted(pairs))
+def _list(pairs: Iterable[Pair]) -> str:
+    return ", ".join(
+        f"{int_to_ip(value, version) if version else '(invalid)'} on {nic}"
+        for nic, version, value in sorted(pairs)
+    )
 
 
 def _leaks(held: Iterable[HeldAddress], view: PodView, report: Report) -> list[Finding]:
