@@ -139,3 +139,24 @@ async def test_a_pod_is_described_per_interface_from_the_records(tmp_path: Path)
     finally:
         await engine.close()
         await store.close()
+
+
+async def test_the_records_snapshot_is_a_copy_of_one_moment(tmp_path: Path) -> None:
+    """Allocations and releases after the snapshot do not change it; it carries each record's
+    take number, which the check compares with the number read before the pods."""
+    engine, store = await started(tmp_path)
+    try:
+        await engine.allocate(request(1, default_ipv4_pools=("a4",)))
+        snapshot = engine.records_snapshot()
+        mark = engine.allocation_sequence()
+        await engine.allocate(request(2, default_ipv4_pools=("a4",)))
+        await engine.release("uid-1", "eth0", container_id="cid-1")
+        pools = {name: records for name, _, records in snapshot.pools}
+        assert [r.pod for r in pools["a4"].values()] == ["ns/pod-1"]
+        assert pools["a6"] == {}
+        assert list(snapshot.sequences.values()) == [mark]
+        after = {name: records for name, _, records in engine.records_snapshot().pools}
+        assert [r.pod for r in after["a4"].values()] == ["ns/pod-2"]
+    finally:
+        await engine.close()
+        await store.close()
