@@ -8,28 +8,26 @@ own parser, so a sample is looked up by name and labels exactly as Prometheus st
 from __future__ import annotations
 
 import re
-import time
 import urllib.request
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.component.agent_harness import DEADLINE
+from tests.waiting import wait_for
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 
 Sample = tuple[str, frozenset[tuple[str, str]]]
 
 
-def metrics_port(log_path: Path, deadline: float = DEADLINE) -> int:
+def metrics_port(log_path: Path) -> int:
     """The port of the service's latest start (the last ``metrics_port=`` in its log)."""
-    end = time.monotonic() + deadline
-    while True:
-        found = re.findall(r"metrics_port=(\d+)", log_path.read_text()) if log_path.exists() else []
-        if found:
-            return int(found[-1])
-        assert time.monotonic() < end, f"no metrics_port in {log_path}"
-        time.sleep(0.05)
+
+    def found() -> list[str]:
+        return re.findall(r"metrics_port=(\d+)", log_path.read_text()) if log_path.exists() else []
+
+    return int(wait_for(found, f"metrics_port in {log_path}")[-1])
 
 
 class Scrape:

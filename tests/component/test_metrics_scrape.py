@@ -5,16 +5,16 @@ every metric docs/metrics.md lists for the embedded mode is served."""
 from __future__ import annotations
 
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from spiderpool_cni import codes
 
-from tests.component.agent_harness import DEADLINE, pool_manifest
+from tests.component.agent_harness import pool_manifest
 from tests.component.conformance_stack import Stack, running_stack, start_service
 from tests.component.prometheus_text import Scrape, documented, metrics_port, scrape
+from tests.waiting import wait_for
 
 POOLS = [
     pool_manifest("met-v4", "10.91.0.0/24", ["10.91.0.10-10.91.0.19"]),
@@ -33,13 +33,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         agent_args=["--metrics-listen", "127.0.0.1:0", "--config", str(config)],
     ) as running:
         yield running
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def controller_scrape(stack: Stack) -> Scrape:
@@ -128,7 +121,6 @@ def test_the_agent_reports_its_journal_and_spool_backlogs(stack: Stack) -> None:
     wait_for(
         lambda: agent_scrape(stack).value("spiderpool_agent_release_journal_pending") == 0,
         "the journal to drain",
-        timeout=DEADLINE,
     )
 
     spooled = conf(stack)

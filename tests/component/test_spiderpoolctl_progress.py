@@ -72,22 +72,24 @@ def run_with_terminal_stderr(argv: list[str]) -> tuple[int, str, str]:
     """Run with stderr on a pseudo-terminal; return the exit code, stdout and what the terminal got."""
     leader, follower = pty.openpty()
     try:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=follower, stdin=subprocess.DEVNULL)
-        os.close(follower)
-        terminal = b""
-        while True:
-            ready, _, _ = select.select([leader], [], [], 30)
-            if not ready:
-                break
-            try:
-                chunk = os.read(leader, 4096)
-            except OSError:  # the child closed its end
-                break
-            if not chunk:
-                break
-            terminal += chunk
-        out = proc.stdout.read() if proc.stdout else b""
-        code = proc.wait(timeout=30)
+        with subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=follower, stdin=subprocess.DEVNULL
+        ) as proc:
+            os.close(follower)
+            terminal = b""
+            while True:
+                ready, _, _ = select.select([leader], [], [], 30)
+                if not ready:
+                    break
+                try:
+                    chunk = os.read(leader, 4096)
+                except OSError:  # the child closed its end
+                    break
+                if not chunk:
+                    break
+                terminal += chunk
+            out = proc.stdout.read() if proc.stdout else b""
+            code = proc.wait(timeout=30)
     finally:
         os.close(leader)
     return code, out.decode(), terminal.decode()

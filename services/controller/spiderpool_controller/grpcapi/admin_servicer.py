@@ -8,6 +8,7 @@ requests into its calls and its values into messages. Errors leave through
 from __future__ import annotations
 
 import grpc
+from google.protobuf.message import Message
 from spiderpool.controller.v1 import admin_pb2, admin_pb2_grpc, ipam_pb2
 from spiderpool_common.errors import InvalidRequest
 from spiderpool_common.grpc_server import translate_errors
@@ -16,6 +17,7 @@ from spiderpool_controller.admin_service import AdminService, Explanation
 from spiderpool_controller.allocation_answer import Address
 from spiderpool_controller.domain.consistency import Finding
 from spiderpool_controller.grpcapi.ipam_servicer import to_domain
+from spiderpool_controller.grpcapi.log_fields import ipam_log_fields
 
 SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
 
@@ -82,7 +84,18 @@ def _explanation(e: Explanation) -> admin_pb2.ExplainResponse:
     )
 
 
+def admin_log_fields(request: Message) -> dict[str, str]:
+    """The pod an Explain or DescribeEndpoint is about, under the keys IpamService uses."""
+    if isinstance(request, admin_pb2.ExplainRequest):
+        return ipam_log_fields(request.request)
+    if isinstance(request, admin_pb2.DescribeEndpointRequest) and request.name:
+        return {"pod": f"{request.namespace or 'default'}/{request.name}"}
+    return {}
+
+
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
+    log_fields = staticmethod(admin_log_fields)  # bound to each call's log context by translate_errors
+
     def __init__(self, service: AdminService) -> None:
         self._service = service
 
