@@ -6,11 +6,11 @@ STAMP := $(VENV)/.installed
 # A real interpreter, never a version-manager shim (its start costs ~80 ms per CNI call).
 BASE_PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3; do \
 	  command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; assert sys.version_info >= (3, 11); print(sys.executable)' 2>/dev/null && break; done)
-DEB_PACKAGES := containernetworking-plugins iproute2 iptables nftables procps iputils-ping util-linux python3-venv
+DEB_PACKAGES := containernetworking-plugins iproute2 iptables nftables procps iputils-ping util-linux python3-venv patchelf
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help setup test demo lint type proto proto-verify crds crds-verify docs docs-verify bench bench-alloc bench-cni clean
+.PHONY: help setup test demo demo-cluster lint type proto proto-verify crds crds-verify docs docs-verify bench bench-alloc bench-cni bench-scale bench-storm dist clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ test: setup ## run the whole test suite (unit, component, netns as root, end to 
 
 demo: setup ## the main job: controller + agent on SQLite, real macvlan pods in namespaces getting IPs
 	$(VENV)/bin/spiderpool-demo
+
+demo-cluster: setup ## the Kubernetes mode without a cluster: simulated API server, 3 nodes, kubectl (Ctrl-C ends)
+	$(VENV)/bin/spiderpool-demo-cluster $(DEMO_ARGS)
 
 lint: setup ## ruff on our code (generated code excluded), and the import-linter layering contracts
 	$(VENV)/bin/ruff check .
@@ -75,13 +78,31 @@ docs: setup ## regenerate docs/configuration.md from the settings code
 docs-verify: setup ## fail when docs/configuration.md is not what the settings code generates
 	$(DOCGEN) --check
 
-bench: bench-alloc bench-cni ## run every benchmark (prints figures and a JSON line each)
+bench: bench-alloc bench-cni bench-scale bench-storm ## run every benchmark (prints figures and a JSON line each)
 
 bench-alloc: setup ## allocation throughput: group commit vs upstream's CAS per agent, one shared store (BENCH_ARGS=--quick)
 	$(PY) bench/alloc_throughput.py $(BENCH_ARGS)
 
-bench-cni: setup ## CNI ADD+DEL latency in network namespaces, ours vs host-local (root)
-	$(PY) bench/cni_latency.py $(BENCH_ARGS)
+bench-scale: setup ## allocation cost by pool size (/24, /16, /8, v6 /64), memory, restart with 10,000 allocations
+	$(PY) bench/pool_scale.py $(BENCH_ARGS)
 
-clean: ## remove the virtualenv and caches
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+bench-storm: setup ## 300 pods over 3 nodes in the simulated cluster: pods/s, API writes, leaks, leader failover (root)
+	$(PY) bench/cluster_storm.py $(BENCH_ARGS)
+
+bench-cni: setup ## CNI ADD+DEL latency in network namespaces, ours vs host-local, also on the bundle (root)
+	$(PY) -m spiderpool_tools.pybundle_build --python $(BUNDLE_PYTHON) --out $(DIST)/pybundle
+	$(PY) bench/cni_latency.py --bundle $(DIST)/pybundle $(BENCH_ARGS)
+
+# The packaged artefacts deploy/Dockerfile copies: the wheel, its runtime dependencies pinned to the
+# versions tested here, and the interpreter bundle the shims run on at the node (its own CPython,
+# loader and libc, the stdlib modules the shims import and the shims' modules).
+DIST ?= dist
+BUNDLE_PYTHON ?= $(shell $(PY) -c 'from spiderpool_cni.install import default_interpreter as d; print(d())' 2>/dev/null)
+dist: setup ## build dist/: the wheel, requirements.txt (pinned), pybundle/ (interpreter + shims for the nodes)
+	rm -rf $(DIST) && mkdir -p $(DIST)
+	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w $(DIST) .
+	$(PY) -m spiderpool_tools.pin_requirements > $(DIST)/requirements.txt
+	$(PY) -m spiderpool_tools.pybundle_build --python $(BUNDLE_PYTHON) --out $(DIST)/pybundle
+
+clean: ## remove the virtualenv, caches and dist/
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(DIST)

@@ -3,9 +3,8 @@ addresses allocated through the installed shim: get endpoint NS/NAME, check, rel
 
 from __future__ import annotations
 
-import asyncio
+import copy
 import json
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,10 +13,10 @@ from typing import Any
 
 import pytest
 import yaml
-from spiderpool_controller.store.sqlite import SqliteStore
+from spiderpool_controller.domain.stranded import FORCE_ANNOTATION
 
 from tests.component.agent_harness import pool_manifest
-from tests.component.conformance_stack import POD_NAMESPACE, Stack, running_stack, start_service
+from tests.component.conformance_stack import POD_NAMESPACE, Stack, running_stack
 
 CTL = Path(sys.executable).parent / "spiderpoolctl"
 POOLS = [
@@ -182,54 +181,65 @@ def test_gc_without_kubernetes_says_why_in_one_line(stack: Stack) -> None:
     ]
 
 
-async def _exclude(db: Path, pool: str, address: str) -> None:
-    store = SqliteStore(db)
-    try:
-        obj = await store.get("SpiderIPPool", pool)
-        obj["spec"]["excludeIPs"] = [address]
-        await store.update(obj)
-    finally:
-        await store.close()
+def excluding(addresses: list[str], *, force: bool) -> str:
+    """ctl-v4 with ``addresses`` excluded, with the force annotation when ``force``."""
+    manifest: dict[str, Any] = copy.deepcopy(POOLS[0])
+    manifest["spec"]["excludeIPs"] = addresses
+    if force:
+        manifest["metadata"]["annotations"] = {FORCE_ANNOTATION: "true"}
+    return json.dumps(manifest)
 
 
-def test_check_is_clean_then_lists_a_reserved_and_a_stranded_address(stack: Stack) -> None:
-    """A consistent store checks clean (exit 0). A SpiderReservedIP over a held address, and a range
-    change written behind the controller's back (as a forced one would be): check lists both with
-    pod, sandbox and the safe action (exit 1), and -o json has the same findings."""
+def test_check_is_clean_then_lists_a_reserved_and_stranded_addresses(stack: Stack) -> None:
+    """A consistent store checks clean (exit 0). Excluding two held addresses is refused naming both
+    pods and changes nothing; forced with the annotation it applies. check then lists them as stranded,
+    and a SpiderReservedIP over a third held address as reserved, with pod, sandbox and the safe action
+    (exit 1); -o json has the same findings; once the pods are released check is clean again."""
     clean = ctl(stack, "check")
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert clean.stdout.strip() == "No inconsistencies in 3 IPPool(s)."
     assert "0 finding(s)" in clean.stderr
-    pod_r, result_r = add(stack, "reserved")
-    pod_s, result_s = add(stack, "stranded")
-    v4_r = next(a for a in addresses(result_r) if "." in a).split("/")[0]
-    v4_s = next(a for a in addresses(result_s) if "." in a).split("/")[0]
+    held = {}
+    for tag in ("reserved", "stranded", "stranded"):
+        pod, result = add(stack, tag)
+        held[pod] = next(a for a in addresses(result) if "." in a).split("/")[0]
+    pod_r, *stranded_pods = held
     reserved = {"apiVersion": "spiderpool.spidernet.io/v2beta1", "kind": "SpiderReservedIP",
-                "metadata": {"name": "ctl-hold"}, "spec": {"ipVersion": 4, "ips": [v4_r]}}  # fmt: skip
+                "metadata": {"name": "ctl-hold"}, "spec": {"ipVersion": 4, "ips": [held[pod_r]]}}  # fmt: skip
     assert ctl(stack, "apply", "-f", "-", stdin=json.dumps(reserved)).returncode == 0
-    stack.controller.stop(signal.SIGTERM)
-    try:
-        asyncio.run(_exclude(stack.workdir / "controller.db", "ctl-v4", v4_s))
-    finally:
-        start_service(stack.controller)
+    stranded_ips = [held[pod] for pod in stranded_pods]
+
+    before = stack.state()
+    refused = ctl(stack, "apply", "-f", "-", stdin=excluding(stranded_ips, force=False))
+    assert refused.returncode == 1
+    assert "remove 2 IP addresses that are being used" in refused.stderr
+    for pod in stranded_pods:
+        assert f"{held[pod]} (Pod {POD_NAMESPACE}/{pod}, excluded by spec.excludeIPs)" in refused.stderr
+    assert stack.state() == before
+    forced = ctl(stack, "apply", "-f", "-", stdin=excluding(stranded_ips, force=True))
+    assert forced.returncode == 0, forced.stderr
+
     found = ctl(stack, "check")
     assert found.returncode == 1, found.stderr
     lines = found.stdout.splitlines()
     assert lines[0].split() == ["KIND", "POOL", "IP", "POD", "CONTAINER", "INTERFACE", "DETAIL"]
-    assert [line.split()[:6] for line in lines[1:3]] == [
-        ["stranded", "ctl-v4", v4_s, f"{POD_NAMESPACE}/{pod_s}", pod_s, "eth0"],
-        ["reserved", "ctl-v4", v4_r, f"{POD_NAMESPACE}/{pod_r}", pod_r, "eth0"],
+    expected = [("stranded", pod) for pod in sorted(stranded_pods, key=lambda p: f"{POD_NAMESPACE}/{p}")]
+    expected.append(("reserved", pod_r))
+    assert [line.split()[:6] for line in lines[1:4]] == [
+        [kind, "ctl-v4", held[pod], f"{POD_NAMESPACE}/{pod}", pod, "eth0"] for kind, pod in expected
     ]
-    assert f"{v4_s} is in spec.excludeIPs of IPPool ctl-v4" in lines[1]
-    assert f"spiderpoolctl release --pod {POD_NAMESPACE}/{pod_s} --interface eth0" in found.stdout
-    assert "2 finding(s)" in found.stderr
+    assert f"{held[expected[0][1]]} is excluded by spec.excludeIPs of IPPool ctl-v4" in lines[1]
+    for pod in stranded_pods:
+        assert f"spiderpoolctl release --pod {POD_NAMESPACE}/{pod} --interface eth0" in found.stdout
+    assert "3 finding(s)" in found.stderr
     doc = json.loads(ctl(stack, "check", "-o", "json").stdout)
     assert [(f["kind"], f["ip"], f["containerID"]) for f in doc["findings"]] == [
-        ("stranded", v4_s, pod_s),
-        ("reserved", v4_r, pod_r),
+        (kind, held[pod], pod) for kind, pod in expected
     ]
     assert doc["podsChecked"] is False
-    for pod in (pod_r, pod_s):
+
+    for pod in held:
         assert ctl(stack, "release", "--pod", f"{POD_NAMESPACE}/{pod}", "--yes").returncode == 0
     assert ctl(stack, "delete", "reservedip", "ctl-hold").returncode == 0
     assert ctl(stack, "check").returncode == 0
+    assert ctl(stack, "apply", "-f", "-", stdin=json.dumps(POOLS[0])).returncode == 0

@@ -181,10 +181,15 @@ async def test_removing_an_allocated_ip_is_denied_naming_the_pod(
     new["spec"]["ips"] = ["10.6.0.10-10.6.0.19"]
     verdict = await Admission(store).validate(models.KIND_IPPOOL, request("UPDATE", new, old))
     assert not verdict.allowed and verdict.code == 422
-    assert verdict.message == (
+    assert verdict.message.startswith(
         'SpiderIPPool "pool-a": spec.ips: remove an IP address 10.6.0.20 that is being used by '
-        "Pod team-a/web-0; a pool's IPs are spec.ips minus spec.excludeIPs"
+        "Pod team-a/web-0; a pool's IPs are spec.ips minus spec.excludeIPs."
     )
+    # The pool annotation that forces a range change lets the same UPDATE through
+    # (issue 12: the pod keeps its address; spiderpoolctl check reports it).
+    new["metadata"].setdefault("annotations", {})["ipam.spidernet.io/ippool-force-range-change"] = "true"
+    forced = await Admission(store).validate(models.KIND_IPPOOL, request("UPDATE", new, old))
+    assert forced.allowed, forced.message
 
 
 async def test_immutable_subnet_is_denied_on_update(store: SqliteStore) -> None:

@@ -17,6 +17,7 @@ import json
 import logging
 import secrets
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -80,6 +81,11 @@ class ServerConfig:
         37,
         1,
     )  # /version: minor follows the pinned kubectl (skew warning otherwise)
+    # Already-listening TCP sockets to serve instead of binding host:port, e.g. sockets made inside other
+    # network namespaces (a socket stays in the namespace it was created in), so that clients there reach
+    # this server at the same address; `python -m tests.kubeapi --listen-fd FD` passes inherited ones. The
+    # URL and the kubeconfig name `host` and the first socket's port; the certificate is for `host`.
+    sockets: tuple[socket.socket, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -142,26 +148,32 @@ class KubeApiServer:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self.store.accept_watches()
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
         await self._runner.setup()
         ssl_ctx = None
         if self.ca is not None:
             ssl_ctx = self.ca.server_pair((self.config.host,)).server_context(self.state_dir / "pki")
             (self.state_dir / "pki" / "ca.crt").write_bytes(self.ca.cert_pem)
-        site = web.TCPSite(
-            self._runner, self.config.host, self.config.port, ssl_context=ssl_ctx, reuse_address=True
-        )
-        await site.start()
-        server = site._server
-        assert server is not None
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1]
+        if self.config.sockets:
+            for sock in self.config.sockets:
+                await web.SockSite(self._runner, sock, ssl_context=ssl_ctx).start()
+            self.port = self.config.sockets[0].getsockname()[1]
+        else:
+            site = web.TCPSite(
+                self._runner, self.config.host, self.config.port, ssl_context=ssl_ctx, reuse_address=True
+            )
+            await site.start()
+            server = site._server
+            assert server is not None
+            sockets = getattr(server, "sockets", None) or []
+            self.port = sockets[0].getsockname()[1]
         write_kubeconfig(self.kubeconfig_path, self.url, self.config.admin_token, self.ca_pem)
 
     async def stop(self) -> None:
-        self.store.close_watchers()
+        self.store.close_watchers(for_good=True)
         await self.admission.close()
         if self._runner is not None:
             await self._runner.cleanup()

@@ -194,6 +194,14 @@ def unary_call(
         sock.close()
 
 
+def call_on(
+    sock: _socket.socket, method: str, message: bytes, timeout: float, *, authority: str = "localhost"
+) -> tuple[int, str, bytes, bytes]:
+    """``unary_call`` over a socket the caller connected (a TLS socket to a TCP server, for
+    ``spiderpool-health``); the caller closes it. Not used by the shims."""
+    return _Exchange(sock, MONOTONIC.now() + timeout, timeout, MONOTONIC).run(method, message, authority)
+
+
 class _Exchange:
     """The state of the one stream and its connection while the call is in flight."""
 

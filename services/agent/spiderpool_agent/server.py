@@ -96,6 +96,7 @@ class Agent:
         )
         self.metrics = AgentMetrics(lambda: len(self.journal.pending()), self._spool_backlog)
         self._server: grpc.aio.Server | None = None
+        self.metrics_port: int | None = None  # the bound /metrics port when --metrics-listen is set
         self._replay: asyncio.Task[None] | None = None
         self._spool_loop: asyncio.Task[None] | None = None
 
@@ -119,9 +120,8 @@ class Agent:
         )
         self._replay = asyncio.create_task(self.journal.run(), name="release-journal-replay")
         self._spool_loop = asyncio.create_task(self.spool.run(), name="del-spool-replay")
-        metrics_port = (
-            self.metrics.serve(self.settings.metrics_listen) if self.settings.metrics_listen else None
-        )
+        if self.settings.metrics_listen:
+            self.metrics_port = self.metrics.serve(self.settings.metrics_listen)
         log.info(
             "agent_started",
             socket=bound,
@@ -132,7 +132,7 @@ class Agent:
             spooled_dels_replayed=len(spooled.done),
             spooled_dels_pending=len(spooled.kept),
             spool=str(self.spool.directory),
-            metrics_port=metrics_port,
+            metrics_port=self.metrics_port,
         )
 
     def _spool_backlog(self) -> tuple[int, int]:

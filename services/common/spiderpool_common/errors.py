@@ -127,6 +127,22 @@ class InvalidAnnotation(SpiderpoolError):
     reason = "INVALID_ANNOTATION"
 
 
+class RequestedIPNotAllowed(SpiderpoolError):
+    """A requested address is in no pool the pod may use, outside its ranges, excluded or reserved."""
+
+    category = Category.PRECONDITION
+    cni_code = codes.REQUESTED_IP_NOT_ALLOWED
+    reason = "REQUESTED_IP_NOT_ALLOWED"
+
+
+class RequestedIPInUse(SpiderpoolError):
+    """A requested address is held by another attachment."""
+
+    category = Category.PRECONDITION
+    cni_code = codes.REQUESTED_IP_IN_USE
+    reason = "REQUESTED_IP_IN_USE"
+
+
 class AllocationNotFound(SpiderpoolError):
     """No reservation for an attachment: DEL and CHECK ask, and "none" is an answer (info)."""
 
@@ -171,6 +187,8 @@ BY_REASON: dict[str, type[SpiderpoolError]] = {
         PoolExhausted,
         NoPoolMatched,
         InvalidAnnotation,
+        RequestedIPNotAllowed,
+        RequestedIPInUse,
         AllocationNotFound,
         Unavailable,
     )

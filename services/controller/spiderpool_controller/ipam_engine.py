@@ -21,6 +21,12 @@ and the SpiderEndpoint view is ``endpoint_view``. Decisions it encodes:
   so after a restart a repeated ADD, CHECK and the SpiderEndpoints say exactly the same.
 - StatefulSet members are found by ``namespace/name`` and keep their addresses while the
   replica is valid.
+- Reuse delay (``domain/released_ips``): a released address stays out of circulation for
+  the pool's delay unless nothing else is free. Its clock is ``wall_clock`` (Unix time),
+  because the release times are persisted in the pool's status and must mean the same
+  after a restart; the conflict quarantine, kept in memory only, uses ``clock``. A
+  rollback of an allocation that never reached a pod (a failed multi-pool write) leaves
+  no delay behind: no neighbour ever learned that address.
 """
 
 from __future__ import annotations
@@ -34,7 +40,13 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 import structlog
-from spiderpool_common.errors import AllocationNotFound, InvalidRequest, PoolExhausted, Unavailable
+from spiderpool_common.errors import (
+    AllocationNotFound,
+    InvalidRequest,
+    PoolExhausted,
+    RequestedIPNotAllowed,
+    Unavailable,
+)
 
 from spiderpool_controller import statefulset_reuse
 from spiderpool_controller.allocation_answer import (
@@ -58,7 +70,14 @@ from spiderpool_controller.domain.models import (
 from spiderpool_controller.domain.object_names import endpoint_name
 from spiderpool_controller.domain.pool_selection import NicCandidates, select_candidates
 from spiderpool_controller.domain.pool_state import MAX_STATUS_BYTES, PoolState, reserved_sets
+from spiderpool_controller.domain.released_ips import reuse_delay_seconds
 from spiderpool_controller.domain.request import AllocationRequest
+from spiderpool_controller.domain.requested_ips import (
+    RequestedIP,
+    judge_for,
+    matches_held,
+    requested_for_nic,
+)
 from spiderpool_controller.domain.statefulset import statefulset_replica_valid
 from spiderpool_controller.endpoint_view import describe
 from spiderpool_controller.endpoint_writer import EndpointName, EndpointWriter
@@ -78,6 +97,7 @@ class EngineSettings:
     required_families: frozenset[int] = frozenset()  # upstream enableIPv4/enableIPv6
     max_allocated_ips: int = 5000  # upstream SPIDERPOOL_IPPOOL_MAX_ALLOCATED_IPS
     conflict_quarantine_s: float = 600.0  # a conflicting address is not handed out again for this long
+    ip_reuse_delay_s: float = 0.0  # a released address waits this long (pools' annotation overrides)
     endpoint_resync_s: float = 30.0  # how often the SpiderEndpoints are compared with the records
 
 
@@ -108,9 +128,11 @@ class IpamEngine:
         store: Store,
         settings: EngineSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self.settings = settings or EngineSettings()
+        self._wall_clock = wall_clock
         self._quarantine = ConflictQuarantine(self.settings.conflict_quarantine_s, clock)
         self._ledger = Ledger(store, on_written=self._written)
         self._inflight: dict[AttachmentKey, asyncio.Future[Allocation]] = {}
@@ -295,30 +317,43 @@ class IpamEngine:
             self._inflight.pop(key, None)
 
     async def _allocate(self, req: AllocationRequest) -> Allocation:
+        asked = requested_for_nic(req, req.ifname)  # bad input fails before anything changes
+        self._refuse_other_addresses(req, asked)
         await self._take_over(req)
         if (req.identity, req.ifname) in self._ledger.index:
             return self._answer(req.identity)
         candidates = select_candidates(req, self._ledger.models, self.settings.required_families)
         if req.owner_kind == "StatefulSet" and req.pod_name:
+            wanted_ips = {v: w.value for v, w in asked.items()}
             reused = await self._guard(
                 statefulset_reuse.reuse(
                     self._ledger,
                     req,
                     candidates,
-                    lambda old: self._record(req, req.ifname, old.clean_gateway, old.routes),
+                    lambda old, ip: replace(
+                        self._record(req, req.ifname, old.clean_gateway, old.routes),
+                        requested=old.requested or ip in wanted_ips.values(),
+                    ),
                     self._release_held,
+                    requested=wanted_ips,
                 ),
                 "re-bind StatefulSet addresses",
             )
             if reused:
                 return self._answer(req.identity)
+        else:
+            await self._guard(
+                statefulset_reuse.release_predecessors(self._ledger, req, candidates, self._release_held),
+                "release the addresses of the pod's predecessor",
+            )
         wanted = [c for c in candidates if (req.identity, c.nic) not in self._ledger.index]
         taken = self._take(req, wanted)
         try:
             await self._ledger.commit(group(taken))
         except CommitFailed as exc:
             # all-or-nothing: give back what did get written
-            await self._release_held([Held(p, c.ip) for p, changes in exc.written.items() for c in changes])
+            written = [Held(p, c.ip) for p, changes in exc.written.items() for c in changes]
+            await self._release_held(written, delay=False)
             raise Unavailable(f"could not persist the allocation: {exc}") from exc
         log.info(
             "ip_allocated",
@@ -327,6 +362,19 @@ class IpamEngine:
             ips=[self._ledger.pools[p].address(c.ip) for p, c in taken],
         )
         return self._answer(req.identity)
+
+    def _refuse_other_addresses(self, req: AllocationRequest, asked: dict[int, RequestedIP]) -> None:
+        """A repeated ADD asking for addresses other than the ones the attachment holds fails
+        (code 108) and changes nothing: an ADD never moves a live attachment's address."""
+        held = self._ledger.records(req.identity, req.ifname)
+        if not held or not asked or matches_held(asked, ((s.version, ip) for s, ip, _ in held)):
+            return
+        holds = ", ".join(state.address(ip) for state, ip, _ in held)
+        wants = ", ".join(w.text for w in asked.values())
+        raise RequestedIPNotAllowed(
+            f"{req.ifname} already holds {holds}, not the requested {wants}; "
+            "an ADD does not change a held address (DEL the attachment first)"
+        )
 
     async def _take_over(self, req: AllocationRequest) -> None:
         """Bring the identity's existing records in line with this ADD, durably: a new
@@ -387,18 +435,13 @@ class IpamEngine:
         taken: list[tuple[str, Change]] = []
         try:
             for cand in wanted:
-                estimate = self._record(req, cand.nic, cand.clean_gateway, ())
-                picks = [
-                    (version, *self._pick(names, version, cand.nic, estimate))
-                    for version, names in ((4, cand.ipv4), (6, cand.ipv6))
-                    if names
-                ]
-                subnets = [self._ledger.pools[pool].pool.spec.subnet for _, pool, _ in picks]
+                picks = self._picks(req, cand)
+                subnets = [self._ledger.pools[pool].pool.spec.subnet for pool, _, _ in picks]
                 rec = self._record(
                     req, cand.nic, cand.clean_gateway, annotation_routes_for(req.pod_annotations, subnets)
                 )
-                for _, pool, ip in picks:
-                    taken.append((pool, self._ledger.take(pool, ip, rec)))
+                for pool, ip, requested in picks:
+                    taken.append((pool, self._ledger.take(pool, ip, replace(rec, requested=requested))))
         except BaseException:
             for pool, change in reversed(taken):
                 self._ledger.revert(pool, [change])
@@ -406,14 +449,47 @@ class IpamEngine:
         return taken
 
     def next_free(self, name: str, version: int) -> int | None:
-        """The address an ADD would take from pool ``name`` now; None when it has none free
-        or is at its allocated-IP threshold (``spiderpoolctl explain`` shows it too)."""
+        """The address an ADD would take from pool ``name`` now (its reuse delay honoured);
+        None when it has none free or is at its allocated-IP threshold (``spiderpoolctl
+        explain`` shows it too)."""
         state = self._ledger.pools[name]
         if len(state.allocated) >= self.settings.max_allocated_ips:
             return None
         reserved = self._ledger.reserved(version)
         blocked = self._quarantine.blocked(name, version)
-        return state.lowest_free(reserved | blocked if blocked else reserved)
+        return state.pick(reserved | blocked if blocked else reserved, self._wall_clock(), self._delay(state))
+
+    def _picks(self, req: AllocationRequest, cand: NicCandidates) -> list[tuple[str, int, bool]]:
+        """``(pool, address, requested)`` per family of one NIC: the requested address where
+        the NIC asked for one (judged by ``requested_ips``), else the pool's next free one."""
+        estimate = self._record(req, cand.nic, cand.clean_gateway, ())
+        asked = requested_for_nic(req, cand.nic)
+        judge = None
+        if asked:
+            judge = judge_for(
+                req,
+                cand,
+                self._ledger.pools,
+                self._ledger.reserved,
+                self.settings.max_allocated_ips,
+                fits=lambda state, ip: self._fits(state, ip, estimate),
+            )
+            for version in sorted(set(asked) - set(cand.families)):
+                judge.grant(asked[version])  # raises: the NIC has no pool of that family
+        picks: list[tuple[str, int, bool]] = []
+        for version in cand.families:
+            want = asked.get(version)
+            if want is not None and judge is not None:
+                picks.append((judge.grant(want), want.value, True))
+            else:
+                picks.append((*self._pick(cand.for_family(version), version, cand.nic, estimate), False))
+        return picks
+
+    @staticmethod
+    def _fits(state: PoolState, ip: int, record: AllocationRecord) -> bool:
+        """Whether the pool's stored status stays below ``MAX_STATUS_BYTES`` with this record
+        (its routes come later; ROUTE_MARGIN stands in for them)."""
+        return state.stored_bytes() + state.record_bytes(ip, record) + ROUTE_MARGIN <= MAX_STATUS_BYTES
 
     def _pick(
         self, names: Iterable[str], version: int, nic: str, record: AllocationRecord
@@ -425,10 +501,7 @@ class IpamEngine:
                 continue
             tried.append(name)
             ip = self.next_free(name, version)
-            if ip is None:
-                continue
-            # The record's routes come later; ROUTE_MARGIN stands in for them.
-            if state.stored_bytes() + state.record_bytes(ip, record) + ROUTE_MARGIN > MAX_STATUS_BYTES:
+            if ip is None or not self._fits(state, ip, record):
                 continue
             return name, ip
         raise PoolExhausted(
@@ -501,8 +574,22 @@ class IpamEngine:
         log.info("ip_released", identity=identity, nic=nic, ips=[a.address for a in released])
         return ReleaseOutcome(released=released)
 
-    async def _release_held(self, held: list[Held]) -> None:
-        changes = [(h.pool, c) for h in held if (c := self._ledger.give_back(h.pool, h.ip)) is not None]
+    def _delay(self, state: PoolState) -> float:
+        return reuse_delay_seconds(state.pool.meta.annotations, self.settings.ip_reuse_delay_s)
+
+    def _released_at(self, pool: str, *, delay: bool) -> float | None:
+        state = self._ledger.pools.get(pool)
+        if not delay or state is None or self._delay(state) <= 0:
+            return None
+        return self._wall_clock()
+
+    async def _release_held(self, held: list[Held], *, delay: bool = True) -> None:
+        """Release ``held`` durably; ``delay`` starts each address's reuse delay."""
+        changes = [
+            (h.pool, c)
+            for h in held
+            if (c := self._ledger.give_back(h.pool, h.ip, self._released_at(h.pool, delay=delay))) is not None
+        ]
         by_pool: ChangesByPool = group(changes)
         try:
             await self._ledger.commit(by_pool)

@@ -1,6 +1,7 @@
 """kubectl-like apply, get, list and delete of the spiderpool objects over the Store.
 
-Owns what a user's write means (reference 1.7, 2.1-2.4), whatever keeps the state:
+Owns what a user's write means (upstream's pkg/ippoolmanager, pkg/subnetmanager,
+pkg/reservedipmanager webhooks), whatever keeps the state:
 
 - ``apply`` has ``kubectl apply`` semantics: create when absent, else replace the spec,
   labels and annotations of the stored object, after the same defaulting and validation
@@ -95,10 +96,11 @@ class ResourceService:
         desired = validation.default_object(obj)
         validation.validate_create(desired, (), self._settings)  # shape and own fields, before any read
         kind, name = desired["kind"], desired["metadata"]["name"]
+        namespace = str(desired["metadata"].get("namespace") or "")
         async with self._lock:
             for _ in range(self._attempts):
                 try:
-                    existing: Obj | None = await self._store.get(kind, name)
+                    existing: Obj | None = await self._store.get(kind, name, namespace)
                 except ObjectNotFound:
                     existing = None
                 try:
@@ -107,7 +109,7 @@ class ResourceService:
                     return await self._update(existing, desired)
                 except (StaleResourceVersion, ObjectAlreadyExists):
                     continue  # written meanwhile (e.g. the IPAM engine's status): read again
-            raise Conflict(f"{_describe(kind, name)} kept changing during apply; try again")
+            raise Conflict(f"{_describe(kind, name, namespace)} kept changing during apply; try again")
 
     async def _peers(self, kind: str) -> Objs:
         """The stored objects the rules of ``kind`` compare against (``validation.peer_kinds``)."""

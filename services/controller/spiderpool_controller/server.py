@@ -30,7 +30,8 @@ from spiderpool_common.tls import ReloadingServerCredentials, TlsFiles
 from spiderpool_controller.admin_service import AdminService
 from spiderpool_controller.change_feed import NotifyingStore
 from spiderpool_controller.cluster_facts import ApiFacts
-from spiderpool_controller.cluster_mode import ClusterController, ClusterOptions
+from spiderpool_controller.cluster_mode import ClusterController, ClusterOptions, LeaderContext, Reconciler
+from spiderpool_controller.coordinator_reconciler import CoordinatorReconciler
 from spiderpool_controller.domain.gc_policy import GcSettings
 from spiderpool_controller.engine_slot import EngineSlot
 from spiderpool_controller.grpcapi import admin_servicer, ipam_servicer, resource_servicer
@@ -38,6 +39,7 @@ from spiderpool_controller.grpcapi.leader_forwarding import LeaderForwarding
 from spiderpool_controller.ipam_engine import EngineSettings, IpamEngine
 from spiderpool_controller.leader import LeaseTiming
 from spiderpool_controller.metrics import ControllerMetrics
+from spiderpool_controller.multus_reconciler import MultusConfigReconciler
 from spiderpool_controller.resource_service import ResourceService
 from spiderpool_controller.settings import ControllerSettings
 from spiderpool_controller.store.contract import Store
@@ -91,6 +93,7 @@ def _engine_settings(settings: ControllerSettings) -> EngineSettings:
         required_families=settings.required_families,
         max_allocated_ips=settings.max_allocated_ips,
         conflict_quarantine_s=settings.conflict_quarantine_seconds,
+        ip_reuse_delay_s=settings.ip_reuse_delay_seconds,
     )
 
 
@@ -150,6 +153,23 @@ async def start_controller(
     return Controller(server, address, slot, store, metrics)
 
 
+def leader_reconcilers(settings: ControllerSettings) -> tuple[tuple[str, Reconciler], ...]:
+    """The leader-only loops beside the pool watcher and GC: Multus configs, coordinator CIDRs."""
+
+    async def multus_configs(ctx: LeaderContext) -> None:
+        await MultusConfigReconciler(ctx.rest).run()
+
+    async def coordinator_cidrs(ctx: LeaderContext) -> None:
+        await CoordinatorReconciler(
+            ctx.rest,
+            ctx.store,
+            cni_config_dir=settings.cni_config_dir or None,
+            cilium_configmap=settings.cilium_configmap_namespace_name,
+        ).run()
+
+    return (("multus-configs", multus_configs), ("coordinator-cidrs", coordinator_cidrs))
+
+
 async def start_cluster_controller(settings: ControllerSettings) -> Controller:
     """Every replica: gRPC (forwarding to the leader while standing by) and the election."""
     slot = EngineSlot()
@@ -174,6 +194,7 @@ async def start_cluster_controller(settings: ControllerSettings) -> Controller:
             additional_grace_s=settings.gc_additional_grace_seconds,
         ),
         gc_interval_s=settings.gc_interval_seconds,
+        reconcilers=leader_reconcilers(settings),
     )
     claim_listen(settings.listen)
     cluster = ClusterController(options, slot)

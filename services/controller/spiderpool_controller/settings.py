@@ -45,11 +45,15 @@ class ControllerSettings:
     max_allocated_ips: int = 5000
     metrics_listen: str = ""  # HOST:PORT for Prometheus /metrics; empty: off (upstream port 5721)
     # Upstream's configmap enableIPConflictDetection / enableGatewayDetection (Helm default
-    # false): stamped on every allocated IP, the agent probes before ADD succeeds (reference 5.9).
+    # false): stamped on every allocated IP, the agent probes before ADD succeeds (upstream's
+    # pkg/networking/networking/ipam_detection.go).
     enable_ip_conflict_detection: bool = False
     enable_gateway_detection: bool = False
     # How long an address another host answered for stays out of allocation.
     conflict_quarantine_seconds: float = 600.0
+    # A released address stays out of circulation this long, unless nothing else is free
+    # (a pool's ipam.spidernet.io/ip-reuse-delay-seconds annotation overrides it).
+    ip_reuse_delay_seconds: float = 0.0
     # Mutual TLS of the gRPC port (all three, or none): PEM files, re-read when they change.
     tls_cert_file: str = ""
     tls_key_file: str = ""
@@ -79,6 +83,11 @@ class ControllerSettings:
     gc_terminating_pod_on_not_ready_node: bool = True
     gc_running_pod_on_empty_pod_ips: bool = False
     gc_additional_grace_seconds: float = 0.0
+    # The SpiderCoordinator's CIDR discovery (upstream SPIDERPOOL_CNI_CONFIG_DIR and
+    # SPIDERPOOL_CILIUM_CONFIGMAP_NAMESPACE_NAME): the node's CNI configuration directory when
+    # mounted (podCIDRType auto reads the default CNI there; empty: ask the API), Cilium's ConfigMap.
+    cni_config_dir: str = ""
+    cilium_configmap_namespace_name: str = "kube-system/cilium-config"
 
     @property
     def validation(self) -> ValidationSettings:
@@ -115,6 +124,8 @@ class ControllerSettings:
             raise ValueError("setting max_allocated_ips: must be at least 1")
         if self.conflict_quarantine_seconds < 0:
             raise ValueError("setting conflict_quarantine_seconds: must not be negative")
+        if not 0 <= self.ip_reuse_delay_seconds <= 86_400:
+            raise ValueError("setting ip_reuse_delay_seconds: must be between 0 and 86400 (one day)")
         try:
             target = parse_listen(self.listen)
         except ValueError as exc:
@@ -162,6 +173,12 @@ class ControllerSettings:
             raise ValueError("setting gc_interval_seconds: must be positive")
         if self.gc_additional_grace_seconds < 0:
             raise ValueError("setting gc_additional_grace_seconds: must not be negative")
+        namespace, _, name = self.cilium_configmap_namespace_name.partition("/")
+        if not namespace or not name or "/" in name:
+            raise ValueError(
+                "setting cilium_configmap_namespace_name: "
+                f"{self.cilium_configmap_namespace_name!r} is not NAMESPACE/NAME"
+            )
         if self.advertise:
             try:
                 parse_listen(self.advertise)
@@ -208,6 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--conflict-quarantine-seconds",
         help="seconds a released conflicting address is not handed out again (default 600; 0: off)",
     )
+    p.add_argument(
+        "--ip-reuse-delay-seconds",
+        help="seconds a released address waits before another pod gets it, unless no other is free "
+        "(default 0: at once; a pool's ipam.spidernet.io/ip-reuse-delay-seconds annotation overrides)",
+    )
     tls = p.add_argument_group("mutual TLS of the gRPC port (clients must present a certificate of the CA)")
     tls.add_argument("--tls-cert-file", help="PEM certificate of this controller")
     tls.add_argument("--tls-key-file", help="PEM private key")
@@ -251,6 +273,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cluster.add_argument(
         "--gc-additional-grace-seconds", help="added to a terminating pod's deadline (default 0)"
+    )
+    cluster.add_argument(
+        "--cni-config-dir",
+        help="the node's CNI configuration directory, if mounted: podCIDRType auto reads the default "
+        "CNI there (default: none, the API is asked)",
+    )
+    cluster.add_argument(
+        "--cilium-configmap-namespace-name",
+        help="Cilium's ConfigMap for podCIDRType cilium (default kube-system/cilium-config)",
     )
     return p
 

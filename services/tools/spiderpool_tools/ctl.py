@@ -3,7 +3,7 @@ explain, get endpoint NS/NAME), against the controller.
 
 Owns the command line a user meets without Kubernetes: the same manifests, the same
 resource names (``spiderippool.spiderpool.spidernet.io/NAME created``), the same table
-columns as upstream's CRD printer columns (reference 2.1-2.4) and kubectl's habits
+columns as upstream's CRD printer columns (charts/spiderpool/crds upstream) and kubectl's habits
 (``-f -``, ``-o wide|json|yaml|name``, ``-n``/``-A``, ``Error from server (NotFound): ...``).
 Validation happens in the controller, so its message (naming the object and the field)
 is what the user reads.
@@ -27,11 +27,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+import yaml
 from spiderpool_common import bounded_yaml
 from spiderpool_common.addresses import DEFAULT_CONTROLLER
 from spiderpool_common.channels import channel_target
+from spiderpool_common.errors import InvalidObject
 from spiderpool_common.tls import TlsFiles
-from spiderpool_controller.domain import models
+from spiderpool_controller.domain import models, multus_config, nad_render
 
 from spiderpool_tools.ctl_client import (
     EXIT_FAILED,
@@ -211,6 +213,7 @@ COLUMNS: dict[str, list[Column]] = {
         ("NODE", lambda o: _path(o, "status", "current", "node")),
     ],
     models.KIND_COORDINATOR: [("AGE", age)],
+    models.KIND_MULTUS_CONFIG: [("AGE", age)],  # upstream's CRD has no printer columns
 }
 WIDE_COLUMNS: dict[str, list[Column]] = {
     models.KIND_IPPOOL: [
@@ -300,6 +303,41 @@ def cmd_delete(args: argparse.Namespace, client: Client, out: TextIO, err: TextI
 
 
 # ---------------------------------------------------------------------------------------
+# multus render: the network configuration a SpiderMultusConfig generates
+
+
+def cmd_multus_render(
+    args: argparse.Namespace, client: Client, out: TextIO, err: TextIO, stdin: TextIO
+) -> int:
+    """Print the conflist (or the whole NetworkAttachmentDefinition) a SpiderMultusConfig generates.
+
+    Without Kubernetes there is no Multus to read a NetworkAttachmentDefinition: the conflist is
+    what a CNI runtime takes (``/etc/cni/net.d/NAME.conflist``), byte for byte what the cluster
+    mode's controller writes into ``spec.config``.
+    """
+    obj = client.get(models.KIND_MULTUS_CONFIG, args.name, args.namespace or "default")
+    try:
+        nad = nad_render.render(multus_config.apply_defaults(obj))
+    except InvalidObject as exc:
+        print(f"error: {exc.message}", file=err)
+        return EXIT_FAILED
+    if args.output == "json":
+        print(json.dumps(nad, indent=4), file=out)
+    elif args.output == "yaml":
+        print(yaml.safe_dump(nad, default_flow_style=False, sort_keys=False).rstrip("\n"), file=out)
+    else:
+        config = (nad.get("spec") or {}).get("config")
+        if config is None:
+            print(
+                f'error: SpiderMultusConfig "{args.name}" generates no configuration (custom, empty)',
+                file=err,
+            )
+            return EXIT_FAILED
+        print(config, file=out)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------
 # command line
 
 
@@ -340,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply.set_defaults(run=cmd_apply)
 
     get = commands.add_parser(
-        "get", help="show objects (ippool|sp, subnet|ss, reservedip|sr, endpoint|se, ...)"
+        "get", help="show objects (ippool|sp, subnet|ss, reservedip|sr, endpoint|se, coordinator|scc, smc)"
     )
     get.add_argument("kind")
     get.add_argument("name", nargs="?")
@@ -383,6 +421,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_explain_arguments(explain)
     explain.set_defaults(run=cmd_explain)
+    multus = commands.add_parser("multus", help="SpiderMultusConfig tools")
+    multus_commands = multus.add_subparsers(dest="multus_command", required=True, parser_class=_Parser)
+    render = multus_commands.add_parser(
+        "render", help="print the CNI conflist a SpiderMultusConfig generates (its NAD's spec.config)"
+    )
+    render.add_argument("name")
+    render.add_argument("-n", "--namespace", help="namespace of the SpiderMultusConfig (default: default)")
+    render.add_argument(
+        "-o", "--output", choices=("json", "yaml"), help="the whole NetworkAttachmentDefinition instead"
+    )
+    render.set_defaults(run=cmd_multus_render)
     return parser
 
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#spiderpool/controller/v1/ipam.proto\x12\x18spiderpool.controller.v1\"Z\n\x06PodRef\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontainer_id\x18\x04 \x01(\t\x12\x0c\n\x04node\x18\x05 \x01(\t\"R\n\x05Owner\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x10\n\x08replicas\x18\x04 \x01(\x05\x12\x0e\n\x06\x65xists\x18\x05 \x01(\x08\"-\n\x05Route\x12\x0b\n\x03nic\x18\x01 \x01(\t\x12\x0b\n\x03\x64st\x18\x02 \x01(\t\x12\n\n\x02gw\x18\x03 \x01(\t\"\xb1\x01\n\x08IPConfig\x12\x0b\n\x03nic\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x0f\n\x07gateway\x18\x04 \x01(\t\x12\x0c\n\x04pool\x18\x05 \x01(\t\x12\x0c\n\x04vlan\x18\x06 \x01(\x05\x12\x15\n\rclean_gateway\x18\x07 \x01(\x08\x12\x1a\n\x12\x64\x65tect_ip_conflict\x18\x08 \x01(\x08\x12\x16\n\x0e\x64\x65tect_gateway\x18\t \x01(\x08\"\xbe\x07\n\x0f\x41llocateRequest\x12-\n\x03pod\x18\x01 \x01(\x0b\x32 .spiderpool.controller.v1.PodRef\x12\x0e\n\x06ifname\x18\x02 \x01(\t\x12\x0f\n\x07network\x18\x03 \x01(\t\x12L\n\npod_labels\x18\x04 \x03(\x0b\x32\x38.spiderpool.controller.v1.AllocateRequest.PodLabelsEntry\x12V\n\x0fpod_annotations\x18\x05 \x03(\x0b\x32=.spiderpool.controller.v1.AllocateRequest.PodAnnotationsEntry\x12X\n\x10namespace_labels\x18\x06 \x03(\x0b\x32>.spiderpool.controller.v1.AllocateRequest.NamespaceLabelsEntry\x12\x62\n\x15namespace_annotations\x18\x07 \x03(\x0b\x32\x43.spiderpool.controller.v1.AllocateRequest.NamespaceAnnotationsEntry\x12N\n\x0bnode_labels\x18\x08 \x03(\x0b\x32\x39.spiderpool.controller.v1.AllocateRequest.NodeLabelsEntry\x12\x1c\n\x14\x64\x65\x66\x61ult_ipv4_ippools\x18\t \x03(\t\x12\x1c\n\x14\x64\x65\x66\x61ult_ipv6_ippools\x18\n \x03(\t\x12\x15\n\rclean_gateway\x18\x0b \x01(\x08\x12.\n\x05owner\x18\x0c \x01(\x0b\x32\x1f.spiderpool.controller.v1.Owner\x12\x13\n\x0bmultus_name\x18\r \x01(\t\x1a\x30\n\x0ePodLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x35\n\x13PodAnnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x36\n\x14NamespaceLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a;\n\x19NamespaceAnnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x31\n\x0fNodeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"t\n\x10\x41llocateResponse\x12/\n\x03ips\x18\x01 \x03(\x0b\x32\".spiderpool.controller.v1.IPConfig\x12/\n\x06routes\x18\x02 \x03(\x0b\x32\x1f.spiderpool.controller.v1.Route\"\xc1\x01\n\x0eReleaseRequest\x12-\n\x03pod\x18\x01 \x01(\x0b\x32 .spiderpool.controller.v1.PodRef\x12\x0e\n\x06ifname\x18\x02 \x01(\t\x12.\n\x05owner\x18\x03 \x01(\x0b\x32\x1f.spiderpool.controller.v1.Owner\x12\r\n\x05\x66orce\x18\x04 \x01(\x08\x12\x18\n\x10\x64\x65tection_failed\x18\x05 \x01(\x08\x12\x17\n\x0f\x63onflicting_ips\x18\x06 \x03(\t\"r\n\x0fReleaseResponse\x12\x34\n\x08released\x18\x01 \x03(\x0b\x32\".spiderpool.controller.v1.IPConfig\x12\x0c\n\x04kept\x18\x02 \x01(\x08\x12\x1b\n\x13holder_container_id\x18\x03 \x01(\t\"S\n\x12GetEndpointRequest\x12-\n\x03pod\x18\x01 \x01(\x0b\x32 .spiderpool.controller.v1.PodRef\x12\x0e\n\x06ifname\x18\x02 \x01(\t\"\x9e\x01\n\x13GetEndpointResponse\x12/\n\x03ips\x18\x01 \x03(\x0b\x32\".spiderpool.controller.v1.IPConfig\x12/\n\x06routes\x18\x02 \x03(\x0b\x32\x1f.spiderpool.controller.v1.Route\x12\x0f\n\x07network\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontainer_id\x18\x04 \x01(\t\"2\n\nAttachment\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0e\n\x06ifname\x18\x02 \x01(\t\"l\n\x16ReleaseUnlistedRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07network\x18\x02 \x01(\t\x12\x33\n\x05valid\x18\x03 \x03(\x0b\x32$.spiderpool.controller.v1.Attachment\"_\n\x17ReleaseUnlistedResponse\x12\x34\n\x08released\x18\x01 \x03(\x0b\x32\".spiderpool.controller.v1.IPConfig\x12\x0e\n\x06\x65rrors\x18\x02 \x03(\t\"`\n\x14\x43heckCapacityRequest\x12\x1c\n\x14\x64\x65\x66\x61ult_ipv4_ippools\x18\x01 \x03(\t\x12\x1c\n\x14\x64\x65\x66\x61ult_ipv6_ippools\x18\x02 \x03(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\"6\n\x15\x43heckCapacityResponse\x12\r\n\x05ready\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x17\n\x15GarbageCollectRequest\"\xd1\x01\n\x16GarbageCollectResponse\x12\x0e\n\x06judged\x18\x01 \x01(\x05\x12\x10\n\x08released\x18\x02 \x01(\x05\x12\x15\n\rskipped_newer\x18\x03 \x01(\x05\x12N\n\x07reasons\x18\x04 \x03(\x0b\x32=.spiderpool.controller.v1.GarbageCollectResponse.ReasonsEntry\x1a.\n\x0cReasonsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\x32\x9b\x05\n\x0bIpamService\x12\x61\n\x08\x41llocate\x12).spiderpool.controller.v1.AllocateRequest\x1a*.spiderpool.controller.v1.AllocateResponse\x12^\n\x07Release\x12(.spiderpool.controller.v1.ReleaseRequest\x1a).spiderpool.controller.v1.ReleaseResponse\x12j\n\x0bGetEndpoint\x12,.spiderpool.controller.v1.GetEndpointRequest\x1a-.spiderpool.controller.v1.GetEndpointResponse\x12v\n\x0fReleaseUnlisted\x12\x30.spiderpool.controller.v1.ReleaseUnlistedRequest\x1a\x31.spiderpool.controller.v1.ReleaseUnlistedResponse\x12p\n\rCheckCapacity\x12..spiderpool.controller.v1.CheckCapacityRequest\x1a/.spiderpool.controller.v1.CheckCapacityResponse\x12s\n\x0eGarbageCollect\x12/.spiderpool.controller.v1.GarbageCollectRequest\x1a\x30.spiderpool.controller.v1.GarbageCollectResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#spiderpool/controller/v1/ipam.proto\x12\x18spiderpool.controller.v1\"Z\n\x06PodRef\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontainer_id\x18\x04 \x01(\t\x12\x0c\n\x04node\x18\x05 \x01(\t\"R\n\x05Owner\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x10\n\x08replicas\x18\x04 \x01(\x05\x12\x0e\n\x06\x65xists\x18\x05 \x01(\x08\"-\n\x05Route\x12\x0b\n\x03nic\x18\x01 \x01(\t\x12\x0b\n\x03\x64st\x18\x02 \x01(\t\x12\n\n\x02gw\x18\x03 \x01(\t\"\xb1\x01\n\x08IPConfig\x12\x0b\n\x03nic\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x0f\n\x07gateway\x18\x04 \x01(\t\x12\x0c\n\x04pool\x18\x05 \x01(\t\x12\x0c\n\x04vlan\x18\x06 \x01(\x05\x12\x15\n\rclean_gateway\x18\x07 \x01(\x08\x12\x1a\n\x12\x64\x65tect_ip_conflict\x18\x08 \x01(\x08\x12\x16\n\x0e\x64\x65tect_gateway\x18\t \x01(\x08\"\xd5\x07\n\x0f\x41llocateRequest\x12-\n\x03pod\x18\x01 \x01(\x0b\x32 .spiderpool.controller.v1.PodRef\x12\x0e\n\x06ifname\x18\x02 \x01(\t\x12\x0f\n\x07network\x18\x03 \x01(\t\x12L\n\npod_labels\x18\x04 \x03(\x0b\x32\x38.spiderpool.controller.v1.AllocateRequest.PodLabelsEntry\x12V\n\x0fpod_annotations\x18\x05 \x03(\x0b\x32=.spiderpool.controller.v1.AllocateRequest.PodAnnotationsEntry\x12X\n\x10namespace_labels\x18\x06 \x03(\x0b\x32>.spiderpool.controller.v1.AllocateRequest.NamespaceLabelsEntry\x12\x62\n\x15namespace_annotations\x18\x07 \x03(\x0b\x32\x43.spiderpool.controller.v1.AllocateRequest.NamespaceAnnotationsEntry\x12N\n\x0bnode_labels\x18\x08 \x03(\x0b\x32\x39.spiderpool.controller.v1.AllocateRequest.NodeLabelsEntry\x12\x1c\n\x14\x64\x65\x66\x61ult_ipv4_ippools\x18\t \x03(\t\x12\x1c\n\x14\x64\x65\x66\x61ult_ipv6_ippools\x18\n \x03(\t\x12\x15\n\rclean_gateway\x18\x0b \x01(\x08\x12.\n\x05owner\x18\x0c \x01(\x0b\x32\x1f.spiderpool.controller.v1.Owner\x12\x13\n\x0bmultus_name\x18\r \x01(\t\x12\x15\n\rrequested_ips\x18\x0e \x03(\t\x1a\x30\n\x0ePodLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x35\n\x13PodAnnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x36\n\x14NamespaceLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a;\n\x19NamespaceAnnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x31\n\x0fNodeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"t\n\x10\x41llocateResponse\x12/\n\x03ips\x18\x01 \x03(\x0b\x32\".spiderpool.controller.v1.IPConfig\x12/\n\x06routes\x18\x02 \x03(\x0b\x32\x1f.spiderpool.controller.v1.Route\"\xc1\x01\n\x0eReleaseRequest\x12-\n\x03pod\x18\x01 \x01(\x0b\x32 .spiderpool.controller.v1.PodRef\x12\x0e\n\x06ifname\x18\x02 \x01(\t\x12.\n\x05owner\x18\x03 \x01(\x0b\x32\x1f.spiderpool.controller.v1.Owner\x12\r\n\x05\x66orce\x18\x04 \x01(\x08\x12\x18\n\x10\x64\x65tection_failed\x18\x05 \x01(\x08\x12\x17\n\x0f\x63onflicting_ips\x18\x06 \x03(\t\"r\n\x0fReleaseResponse\x12\x34\n\x08released\x18\x01 \x03(\x0b\x32\".spiderpool.controller.v1.IPConfig\x12\x0c\n\x04kept\x18\x02 \x01(\x08\x12\x1b\n\x13holder_container_id\x18\x03 \x01(\t\"S\n\x12GetEndpointRequest\x12-\n\x03pod\x18\x01 \x01(\x0b\x32 .spiderpool.controller.v1.PodRef\x12\x0e\n\x06ifname\x18\x02 \x01(\t\"\x9e\x01\n\x13GetEndpointResponse\x12/\n\x03ips\x18\x01 \x03(\x0b\x32\".spiderpool.controller.v1.IPConfig\x12/\n\x06routes\x18\x02 \x03(\x0b\x32\x1f.spiderpool.controller.v1.Route\x12\x0f\n\x07network\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontainer_id\x18\x04 \x01(\t\"2\n\nAttachment\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0e\n\x06ifname\x18\x02 \x01(\t\"l\n\x16ReleaseUnlistedRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07network\x18\x02 \x01(\t\x12\x33\n\x05valid\x18\x03 \x03(\x0b\x32$.spiderpool.controller.v1.Attachment\"_\n\x17ReleaseUnlistedResponse\x12\x34\n\x08released\x18\x01 \x03(\x0b\x32\".spiderpool.controller.v1.IPConfig\x12\x0e\n\x06\x65rrors\x18\x02 \x03(\t\"`\n\x14\x43heckCapacityRequest\x12\x1c\n\x14\x64\x65\x66\x61ult_ipv4_ippools\x18\x01 \x03(\t\x12\x1c\n\x14\x64\x65\x66\x61ult_ipv6_ippools\x18\x02 \x03(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\"6\n\x15\x43heckCapacityResponse\x12\r\n\x05ready\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x17\n\x15GarbageCollectRequest\"\xd1\x01\n\x16GarbageCollectResponse\x12\x0e\n\x06judged\x18\x01 \x01(\x05\x12\x10\n\x08released\x18\x02 \x01(\x05\x12\x15\n\rskipped_newer\x18\x03 \x01(\x05\x12N\n\x07reasons\x18\x04 \x03(\x0b\x32=.spiderpool.controller.v1.GarbageCollectResponse.ReasonsEntry\x1a.\n\x0cReasonsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\x32\x9b\x05\n\x0bIpamService\x12\x61\n\x08\x41llocate\x12).spiderpool.controller.v1.AllocateRequest\x1a*.spiderpool.controller.v1.AllocateResponse\x12^\n\x07Release\x12(.spiderpool.controller.v1.ReleaseRequest\x1a).spiderpool.controller.v1.ReleaseResponse\x12j\n\x0bGetEndpoint\x12,.spiderpool.controller.v1.GetEndpointRequest\x1a-.spiderpool.controller.v1.GetEndpointResponse\x12v\n\x0fReleaseUnlisted\x12\x30.spiderpool.controller.v1.ReleaseUnlistedRequest\x1a\x31.spiderpool.controller.v1.ReleaseUnlistedResponse\x12p\n\rCheckCapacity\x12..spiderpool.controller.v1.CheckCapacityRequest\x1a/.spiderpool.controller.v1.CheckCapacityResponse\x12s\n\x0eGarbageCollect\x12/.spiderpool.controller.v1.GarbageCollectRequest\x1a\x30.spiderpool.controller.v1.GarbageCollectResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -52,43 +52,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_IPCONFIG']._serialized_start=289
   _globals['_IPCONFIG']._serialized_end=466
   _globals['_ALLOCATEREQUEST']._serialized_start=469
-  _globals['_ALLOCATEREQUEST']._serialized_end=1427
-  _globals['_ALLOCATEREQUEST_PODLABELSENTRY']._serialized_start=1156
-  _globals['_ALLOCATEREQUEST_PODLABELSENTRY']._serialized_end=1204
-  _globals['_ALLOCATEREQUEST_PODANNOTATIONSENTRY']._serialized_start=1206
-  _globals['_ALLOCATEREQUEST_PODANNOTATIONSENTRY']._serialized_end=1259
-  _globals['_ALLOCATEREQUEST_NAMESPACELABELSENTRY']._serialized_start=1261
-  _globals['_ALLOCATEREQUEST_NAMESPACELABELSENTRY']._serialized_end=1315
-  _globals['_ALLOCATEREQUEST_NAMESPACEANNOTATIONSENTRY']._serialized_start=1317
-  _globals['_ALLOCATEREQUEST_NAMESPACEANNOTATIONSENTRY']._serialized_end=1376
-  _globals['_ALLOCATEREQUEST_NODELABELSENTRY']._serialized_start=1378
-  _globals['_ALLOCATEREQUEST_NODELABELSENTRY']._serialized_end=1427
-  _globals['_ALLOCATERESPONSE']._serialized_start=1429
-  _globals['_ALLOCATERESPONSE']._serialized_end=1545
-  _globals['_RELEASEREQUEST']._serialized_start=1548
-  _globals['_RELEASEREQUEST']._serialized_end=1741
-  _globals['_RELEASERESPONSE']._serialized_start=1743
-  _globals['_RELEASERESPONSE']._serialized_end=1857
-  _globals['_GETENDPOINTREQUEST']._serialized_start=1859
-  _globals['_GETENDPOINTREQUEST']._serialized_end=1942
-  _globals['_GETENDPOINTRESPONSE']._serialized_start=1945
-  _globals['_GETENDPOINTRESPONSE']._serialized_end=2103
-  _globals['_ATTACHMENT']._serialized_start=2105
-  _globals['_ATTACHMENT']._serialized_end=2155
-  _globals['_RELEASEUNLISTEDREQUEST']._serialized_start=2157
-  _globals['_RELEASEUNLISTEDREQUEST']._serialized_end=2265
-  _globals['_RELEASEUNLISTEDRESPONSE']._serialized_start=2267
-  _globals['_RELEASEUNLISTEDRESPONSE']._serialized_end=2362
-  _globals['_CHECKCAPACITYREQUEST']._serialized_start=2364
-  _globals['_CHECKCAPACITYREQUEST']._serialized_end=2460
-  _globals['_CHECKCAPACITYRESPONSE']._serialized_start=2462
-  _globals['_CHECKCAPACITYRESPONSE']._serialized_end=2516
-  _globals['_GARBAGECOLLECTREQUEST']._serialized_start=2518
-  _globals['_GARBAGECOLLECTREQUEST']._serialized_end=2541
-  _globals['_GARBAGECOLLECTRESPONSE']._serialized_start=2544
-  _globals['_GARBAGECOLLECTRESPONSE']._serialized_end=2753
-  _globals['_GARBAGECOLLECTRESPONSE_REASONSENTRY']._serialized_start=2707
-  _globals['_GARBAGECOLLECTRESPONSE_REASONSENTRY']._serialized_end=2753
-  _globals['_IPAMSERVICE']._serialized_start=2756
-  _globals['_IPAMSERVICE']._serialized_end=3423
+  _globals['_ALLOCATEREQUEST']._serialized_end=1450
+  _globals['_ALLOCATEREQUEST_PODLABELSENTRY']._serialized_start=1179
+  _globals['_ALLOCATEREQUEST_PODLABELSENTRY']._serialized_end=1227
+  _globals['_ALLOCATEREQUEST_PODANNOTATIONSENTRY']._serialized_start=1229
+  _globals['_ALLOCATEREQUEST_PODANNOTATIONSENTRY']._serialized_end=1282
+  _globals['_ALLOCATEREQUEST_NAMESPACELABELSENTRY']._serialized_start=1284
+  _globals['_ALLOCATEREQUEST_NAMESPACELABELSENTRY']._serialized_end=1338
+  _globals['_ALLOCATEREQUEST_NAMESPACEANNOTATIONSENTRY']._serialized_start=1340
+  _globals['_ALLOCATEREQUEST_NAMESPACEANNOTATIONSENTRY']._serialized_end=1399
+  _globals['_ALLOCATEREQUEST_NODELABELSENTRY']._serialized_start=1401
+  _globals['_ALLOCATEREQUEST_NODELABELSENTRY']._serialized_end=1450
+  _globals['_ALLOCATERESPONSE']._serialized_start=1452
+  _globals['_ALLOCATERESPONSE']._serialized_end=1568
+  _globals['_RELEASEREQUEST']._serialized_start=1571
+  _globals['_RELEASEREQUEST']._serialized_end=1764
+  _globals['_RELEASERESPONSE']._serialized_start=1766
+  _globals['_RELEASERESPONSE']._serialized_end=1880
+  _globals['_GETENDPOINTREQUEST']._serialized_start=1882
+  _globals['_GETENDPOINTREQUEST']._serialized_end=1965
+  _globals['_GETENDPOINTRESPONSE']._serialized_start=1968
+  _globals['_GETENDPOINTRESPONSE']._serialized_end=2126
+  _globals['_ATTACHMENT']._serialized_start=2128
+  _globals['_ATTACHMENT']._serialized_end=2178
+  _globals['_RELEASEUNLISTEDREQUEST']._serialized_start=2180
+  _globals['_RELEASEUNLISTEDREQUEST']._serialized_end=2288
+  _globals['_RELEASEUNLISTEDRESPONSE']._serialized_start=2290
+  _globals['_RELEASEUNLISTEDRESPONSE']._serialized_end=2385
+  _globals['_CHECKCAPACITYREQUEST']._serialized_start=2387
+  _globals['_CHECKCAPACITYREQUEST']._serialized_end=2483
+  _globals['_CHECKCAPACITYRESPONSE']._serialized_start=2485
+  _globals['_CHECKCAPACITYRESPONSE']._serialized_end=2539
+  _globals['_GARBAGECOLLECTREQUEST']._serialized_start=2541
+  _globals['_GARBAGECOLLECTREQUEST']._serialized_end=2564
+  _globals['_GARBAGECOLLECTRESPONSE']._serialized_start=2567
+  _globals['_GARBAGECOLLECTRESPONSE']._serialized_end=2776
+  _globals['_GARBAGECOLLECTRESPONSE_REASONSENTRY']._serialized_start=2730
+  _globals['_GARBAGECOLLECTRESPONSE_REASONSENTRY']._serialized_end=2776
+  _globals['_IPAMSERVICE']._serialized_start=2779
+  _globals['_IPAMSERVICE']._serialized_end=3446
 # @@protoc_insertion_point(module_scope)

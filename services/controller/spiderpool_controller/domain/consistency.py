@@ -34,6 +34,7 @@ from spiderpool_controller.domain.gc_policy import GcSettings, PodFacts, Statefu
 from spiderpool_controller.domain.ipset import IPSet, int_to_ip, ip_to_int
 from spiderpool_controller.domain.models import AllocationRecord
 from spiderpool_controller.domain.object_names import endpoint_name
+from spiderpool_controller.domain.stranded import stranded_reason
 
 LEAKED = "leaked"
 STRANDED = "stranded"
@@ -213,10 +214,9 @@ def _range_findings(
         if pool is None:
             continue
         action = f"nothing urgent: it stays with its pod until released ({_release_action(h.record)})"
-        if not pool.ips.contains_int(h.value):
-            out.append(_finding(STRANDED, h, f"{h.ip} is outside spec.ips of IPPool {h.pool}", action))
-        elif pool.excluded.contains_int(h.value):
-            out.append(_finding(STRANDED, h, f"{h.ip} is in spec.excludeIPs of IPPool {h.pool}", action))
+        reason = stranded_reason(pool.ips, pool.excluded, h.value)
+        if reason is not None:
+            out.append(_finding(STRANDED, h, f"{h.ip} is {reason} of IPPool {h.pool}", action))
         elif reserved.get(h.version, IPSet.empty(h.version)).contains_int(h.value):
             out.append(_finding(RESERVED, h, f"{h.ip} is reserved by a SpiderReservedIP", action))
     return out

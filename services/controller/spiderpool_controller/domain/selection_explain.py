@@ -25,10 +25,10 @@ from spiderpool_controller.domain.models import IPPool
 from spiderpool_controller.domain.pool_selection import (
     FAMILIES,
     _expand,
-    _multus_resolver,
     _priority,
     _Rule,
     _winning_rule,
+    multus_resolver,
     rejection,
 )
 from spiderpool_controller.domain.request import AllocationRequest
@@ -98,7 +98,7 @@ def explain(
     if not required_families <= set(FAMILIES):
         raise ValueError(f"required IP families must be among {FAMILIES}, got {sorted(required_families)}")
     rule = _winning_rule(req, pools)
-    multus_of = _multus_resolver(req)
+    multus_of = multus_resolver(req)
     nics: list[NicPlan] = []
     for item in rule.items:
         families: list[FamilyPlan] = []

@@ -1,7 +1,7 @@
 """Defaulting and validation of user manifests: upstream's mutating and validating webhooks.
 
 Owns the rules a SpiderIPPool, SpiderSubnet or SpiderReservedIP must satisfy before it is
-stored (reference 1.7 and 2.1-2.4), as pure functions over manifest dicts so that the
+stored (upstream's pkg/*manager/*_webhook.go), as pure functions over manifest dicts so that the
 embedded mode (``spiderpoolctl apply``) and the cluster mode's admission webhooks apply the
 same rules. ``apply_defaults`` is the mutating webhook (ipVersion, CIDR label, finalizer,
 merged ``ips``/``excludeIPs``, the CRD schema's defaults from ``crd_schema``), and
@@ -29,7 +29,9 @@ from typing import Any, NoReturn
 
 from spiderpool_common.errors import Conflict, InvalidObject
 
-from spiderpool_controller.domain import coordinator_spec, crd_schema, models
+from spiderpool_controller.domain import coordinator_spec, crd_schema, models, multus_config
+from spiderpool_controller.domain import released_ips as reuse_delay
+from spiderpool_controller.domain import stranded as stranded_rule
 from spiderpool_controller.domain.ipset import IPSet, parse_ip, parse_range
 
 Obj = dict[str, Any]
@@ -39,7 +41,13 @@ LABEL_SUBNET_CIDR = "ipam.spidernet.io/subnet-cidr"
 
 # The kinds a user may write through apply; SpiderEndpoint is the agent's record of a pod.
 WRITABLE_KINDS = frozenset(
-    {models.KIND_IPPOOL, models.KIND_SUBNET, models.KIND_RESERVED_IP, models.KIND_COORDINATOR}
+    {
+        models.KIND_IPPOOL,
+        models.KIND_SUBNET,
+        models.KIND_RESERVED_IP,
+        models.KIND_COORDINATOR,
+        models.KIND_MULTUS_CONFIG,
+    }
 )
 READ_ONLY_KINDS = frozenset({models.KIND_ENDPOINT})
 # Kinds that carry an IP-count status; the finalizer goes on these and on the coordinator.
@@ -62,10 +70,16 @@ _SERVER_METADATA = frozenset(
         "selfLink",
     }
 )
-# The spec fields each kind accepts are its CRD's (crd_schema, reference 2.1-2.3 and 2.6).
+# The spec fields each kind accepts are its CRD's (crd_schema, upstream's charts/spiderpool/crds).
 _SPEC_FIELDS: dict[str, frozenset[str]] = {
     kind: crd_schema.spec_field_names(kind)
-    for kind in (models.KIND_IPPOOL, models.KIND_SUBNET, models.KIND_RESERVED_IP, models.KIND_COORDINATOR)
+    for kind in (
+        models.KIND_IPPOOL,
+        models.KIND_SUBNET,
+        models.KIND_RESERVED_IP,
+        models.KIND_COORDINATOR,
+        models.KIND_MULTUS_CONFIG,
+    )
 }
 _SELECTOR_FIELDS = ("podAffinity", "namespaceAffinity", "nodeAffinity")
 _NAME_LIST_FIELDS = ("namespaceName", "nodeName", "multusName")
@@ -235,13 +249,15 @@ def default_object(obj: Obj) -> Obj:
     Drops ``status`` and server-managed metadata (status belongs to the IPAM engine), then
     applies ``apply_defaults``, the same defaulting the mutating webhook applies.
     """
-    manifest_kind(obj)
+    kind = manifest_kind(obj)
     out = copy.deepcopy(obj)
     out.pop("status", None)
     meta = out.get("metadata")
     if isinstance(meta, dict):
         for key in _SERVER_METADATA:
             meta.pop(key, None)
+    if kind == models.KIND_MULTUS_CONFIG and isinstance(meta, dict) and not meta.get("namespace"):
+        meta["namespace"] = "default"  # namespaced: kubectl's default namespace
     return apply_defaults(out)
 
 
@@ -256,6 +272,8 @@ def apply_defaults(obj: Obj) -> Obj:
     kind = manifest_kind(obj)
     out = copy.deepcopy(obj)
     meta = out.get("metadata")
+    if kind == models.KIND_MULTUS_CONFIG:  # its own webhook's defaults (domain/multus_config)
+        return multus_config.apply_defaults(out)
     spec = out.get("spec")
     if not isinstance(meta, dict) or not isinstance(spec, dict):
         return out  # validation reports the missing section
@@ -623,7 +641,8 @@ def _same_subnet(peers: Sequence[Obj], kind: str, version: int, subnet_text: str
 def _check_subnet_members(
     kind: str, fam: _Family, ips: IPSet, peers: Sequence[Obj], settings: ValidationSettings, *, updating: bool
 ) -> None:
-    """A pool's IPs lie inside the SpiderSubnet of the same CIDR (reference 2.1-2.2, 3.8).
+    """A pool's IPs lie inside the SpiderSubnet of the same CIDR (upstream's
+    pkg/ippoolmanager/ippool_validate.go).
 
     Upstream's mutating webhook makes that subnet the pool's controller; a subnet created
     later adopts the pools of its CIDR, so it must contain their IPs, and an update of the
@@ -693,12 +712,17 @@ def _validate(obj: Obj, peers: Sequence[Obj], settings: ValidationSettings, *, u
         _check_structure(obj, kind)
         coordinator_spec.validate(obj)
         return
+    if kind == models.KIND_MULTUS_CONFIG:
+        _check_structure(obj, kind)
+        multus_config.validate(obj)
+        return
     fam, ips = _check_range_spec(obj, kind, settings)
     if kind == models.KIND_IPPOOL:
         spec = obj["spec"]
         report = _reporter(obj)
         for key in _SELECTOR_FIELDS:
             _check_selector(report, f"spec.{key}", spec.get(key), non_empty=key == "podAffinity")
+        _check_pool_annotations(report, obj["metadata"].get("annotations") or {})
     _check_peers(obj, kind, fam, ips, peers)
     _check_subnet_members(kind, fam, ips, peers, settings, updating=updating)
 
@@ -711,13 +735,19 @@ def validate_create(obj: Obj, peers: Sequence[Obj] = (), settings: ValidationSet
     _validate(obj, peers, settings or ValidationSettings(), updating=False)
 
 
-def _holder(record: models.AllocationRecord) -> str:
-    """Who holds an address, for messages: the pod, else (outside Kubernetes) the container."""
-    if record.pod.strip("/"):
-        return f"Pod {record.pod}"
-    if record.container_id:
-        return f"container {record.container_id}"
-    return f"allocation {record.identity or '(unknown owner)'}"
+def _check_pool_annotations(report: _Reporter, annotations: dict[str, str]) -> None:
+    """This project's pool annotations: the reuse delay and the forced range change."""
+    delay = annotations.get(reuse_delay.ANNOTATION)
+    if delay is not None:
+        try:
+            reuse_delay.parse_delay(delay)
+        except ValueError as err:
+            report.fail(f"metadata.annotations[{reuse_delay.ANNOTATION}]", str(err))
+    force = annotations.get(stranded_rule.FORCE_ANNOTATION)
+    if force is not None and force.lower() not in ("true", "false"):
+        report.fail(
+            f"metadata.annotations[{stranded_rule.FORCE_ANNOTATION}]", f'{force!r} is not "true" or "false"'
+        )
 
 
 def validate_update(
@@ -731,6 +761,10 @@ def validate_update(
     change (upstream: "cannot update a terminating IPPool"), since its IPs are being released.
     """
     kind = manifest_kind(new)
+    if kind == models.KIND_MULTUS_CONFIG:  # its immutable annotation, then the create rules
+        _check_structure(new, kind)
+        multus_config.validate(new, old)
+        return
     report = _reporter(new)
     new_meta = new.get("metadata")
     if isinstance(new_meta, dict) and new_meta.get("deletionTimestamp"):
@@ -753,15 +787,26 @@ def validate_update(
                 "create a new object for another subnet",
             )
     _validate(new, peers, settings or ValidationSettings(), updating=True)
-    if kind == models.KIND_IPPOOL:
-        ips = effective_ips(new)
-        for ip, record in sorted(models.IPPool.from_dict(old).allocated.items()):
-            if ip not in ips:
-                report.fail(
-                    "spec.ips",
-                    f"remove an IP address {ip} that is being used by {_holder(record)}; "
-                    "a pool's IPs are spec.ips minus spec.excludeIPs",
-                )
+    if kind == models.KIND_IPPOOL and not stranded_rule.forced(new.get("metadata") or {}):
+        _check_nothing_stranded(report, old, new)
+
+
+def _check_nothing_stranded(report: _Reporter, old: Obj, new: Obj) -> None:
+    """Refuse ranges that would leave allocated addresses outside the pool, naming them all
+    (``stranded``; the pool annotation ``ippool-force-range-change: "true"`` lets it pass)."""
+    found = stranded_rule.stranded(models.IPPool.from_dict(new), models.IPPool.from_dict(old).allocated)
+    if not found:
+        return
+    if len(found) == 1:  # upstream's words for its one address
+        head = f"remove an IP address {found[0].ip} that is being used by {found[0].holder}"
+    else:
+        head = f"remove {len(found)} IP addresses that are being used: {stranded_rule.describe(found)}"
+    report.fail(
+        "spec.ips",
+        f"{head}; a pool's IPs are spec.ips minus spec.excludeIPs. To change the ranges anyway, "
+        f'annotate the pool {stranded_rule.FORCE_ANNOTATION}: "true" (the pods keep their '
+        "addresses; spiderpoolctl check lists them)",
+    )
 
 
 def allocated_count(obj: Obj) -> int:

@@ -5,7 +5,7 @@ results become messages, and errors leave through ``translate_errors``. Two sett
 along without entering the engine: the detection switches are stamped on every allocated
 IP (``Detection``), and a release after a failed detection is a forced release unless the
 allocation belongs to a StatefulSet member (``stateful_owner``), upstream's
-isReleaseConflictIPs rule (reference 3.5 step 8).
+isReleaseConflictIPs rule (upstream's pkg/ipam/allocate.go).
 """
 
 from __future__ import annotations
@@ -84,6 +84,7 @@ def to_domain(req: ipam_pb2.AllocateRequest) -> AllocationRequest:
         owner_replicas=req.owner.replicas,
         owner_exists=req.owner.exists,
         multus_name=req.multus_name,
+        requested_ips=tuple(req.requested_ips),
     )
 
 
