@@ -54,9 +54,9 @@ def test_a_row_names_flag_environment_type_default_and_description() -> None:
 
 
 def test_spiderpoolctl_commands_are_listed_with_their_options() -> None:
-    """Every command has a heading and its options, e.g. release's --yes."""
+    """Every command, nested ones too, has a heading and its options, e.g. release's --yes."""
     text = config_reference.render()
-    for command in ("apply", "get", "delete", "gc", "check", "release", "explain"):
+    for command in ("apply", "get", "delete", "gc", "check", "release", "explain", "multus", "multus render"):
         assert f"### `spiderpoolctl {command}`" in text
     release = text.split("### `spiderpoolctl release`", 1)[1].split("###", 1)[0]
     assert "- `-y`, `--yes`: do not ask for confirmation" in release

@@ -97,23 +97,33 @@ def _usage_options(parser: argparse.ArgumentParser) -> Iterator[str]:
         if isinstance(action, argparse._SubParsersAction | argparse._HelpAction):
             continue
         names = ", ".join(f"`{o}`" for o in action.option_strings) or f"`{action.dest.upper()}`"
-        choices = f" (one of {', '.join(map(str, action.choices))})" if action.choices else ""
-        yield f"- {names}: {_cell(action.help or '')}{choices}"
+        choices = f"(one of {', '.join(map(str, action.choices))})" if action.choices else ""
+        yield f"- {names}: {' '.join(filter(None, (_cell(action.help or ''), choices)))}"
 
 
 def ctl_reference(parser: argparse.ArgumentParser) -> Iterator[str]:
     yield "Global options:"
     yield ""
     yield from _usage_options(parser)
-    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    yield from _commands("spiderpoolctl", parser)
+
+
+def _commands(prefix: str, parser: argparse.ArgumentParser) -> Iterator[str]:
+    """A section per command, nested commands (``multus render``) after their parent's."""
+    commands = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    if commands is None:
+        return
     helps = {choice.dest: choice.help for choice in commands._choices_actions}
     for name, sub in commands.choices.items():
         yield ""
-        yield f"### `spiderpoolctl {name}`"
+        yield f"### `{prefix} {name}`"
         yield ""
         yield _cell(helps.get(name) or "")
-        yield ""
-        yield from _usage_options(sub)
+        options = list(_usage_options(sub))
+        if options:
+            yield ""
+            yield from options
+        yield from _commands(f"{prefix} {name}", sub)
 
 
 def render() -> str:

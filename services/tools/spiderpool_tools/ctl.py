@@ -380,8 +380,10 @@ def build_parser() -> argparse.ArgumentParser:
     get = commands.add_parser(
         "get", help="show objects (ippool|sp, subnet|ss, reservedip|sr, endpoint|se, coordinator|scc, smc)"
     )
-    get.add_argument("kind")
-    get.add_argument("name", nargs="?")
+    get.add_argument("kind", help="the kind, by name or short name")
+    get.add_argument(
+        "name", nargs="?", help="one object (default: all); endpoint NS/NAME shows a pod's addresses per NIC"
+    )
     get.add_argument("-o", "--output", choices=("wide", "json", "yaml", "name"))
     get.add_argument("-n", "--namespace", help="namespace of namespaced kinds (default: default)")
     get.add_argument("-A", "--all-namespaces", action="store_true", help="list across all namespaces")
@@ -389,8 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     get.set_defaults(run=cmd_get)
 
     delete = commands.add_parser("delete", help="delete objects by name")
-    delete.add_argument("kind")
-    delete.add_argument("names", nargs="+", metavar="NAME")
+    delete.add_argument("kind", help="the kind, by name or short name")
+    delete.add_argument("names", nargs="+", metavar="NAME", help="the objects to delete")
     delete.add_argument("-n", "--namespace", help="namespace of namespaced kinds (default: default)")
     delete.set_defaults(run=cmd_delete)
 
@@ -426,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     render = multus_commands.add_parser(
         "render", help="print the CNI conflist a SpiderMultusConfig generates (its NAD's spec.config)"
     )
-    render.add_argument("name")
+    render.add_argument("name", help="the SpiderMultusConfig")
     render.add_argument("-n", "--namespace", help="namespace of the SpiderMultusConfig (default: default)")
     render.add_argument(
         "-o", "--output", choices=("json", "yaml"), help="the whole NetworkAttachmentDefinition instead"
