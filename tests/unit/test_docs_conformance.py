@@ -14,6 +14,7 @@ FILES = (
     "tests/component/test_shim_conformance.py",
     "tests/component/test_shim_cni_errors.py",
     "tests/component/test_agent_del_spool.py",
+    "tests/component/test_requested_ips_shim.py",
     "tests/netns/test_coordinator_gc_and_del_spool.py",
 )
 

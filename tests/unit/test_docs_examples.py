@@ -1,5 +1,6 @@
 """Every manifest, annotation and network configuration the docs show is one the code accepts:
-spiderpool objects pass the controller's defaulting and validation, pod and namespace annotations
+spiderpool objects pass the controller's defaulting and validation (a SpiderMultusConfig's generated
+conflist the agent's parser too), pod and namespace annotations
 pass the parsers the controller and agent use, CNI configurations pass the agent's own parser."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import yaml
 from spiderpool_agent.cni_call import parse_network_config, parse_pod_metadata
 from spiderpool_agent.pod_annotations import check_pod_annotations
 from spiderpool_controller.domain import annotations as anno
-from spiderpool_controller.domain import validation
+from spiderpool_controller.domain import multus_config, nad_render, validation
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = sorted((ROOT / "docs").rglob("*.md"))
@@ -58,6 +59,10 @@ def check_document(doc: dict[str, Any]) -> None:
         validation.validate_create(validation.default_object(doc))
     elif kind == "NetworkAttachmentDefinition":
         check_network(json.loads(doc["spec"]["config"]))
+    elif kind == "SpiderMultusConfig":  # valid, and the conflist it generates is one the agent takes
+        defaulted = multus_config.apply_defaults(doc)
+        multus_config.validate(defaulted)
+        check_network(json.loads(nad_render.render(defaulted)["spec"]["config"]))
     check_annotations(meta.get("annotations") or {}, meta.get("namespace", "default"))
 
 
