@@ -114,6 +114,25 @@ async def test_explain_shows_the_address_the_allocation_then_takes(tmp_path: Pat
         await store.close()
 
 
+async def test_explain_skips_an_address_cooling_in_its_reuse_delay_as_the_allocation_does(
+    tmp_path: Path,
+) -> None:
+    """With a reuse delay, a just-released address is not the one explain shows, nor the one the ADD
+    takes: both say the next address (explain read the lowest free before it used the engine's pick)."""
+    engine, store = await started(tmp_path, ip_reuse_delay_s=300)
+    service = AdminService(EngineSlot(engine), store)
+    try:
+        await engine.allocate(request(1, default_ipv4_pools=("a4",)))
+        await engine.release("uid-1", "eth0", container_id="cid-1")
+        req = request(2, default_ipv4_pools=("a4",))
+        (pool,) = (await service.explain(req)).nics[0].families[0].pools
+        assert (pool.next_free, pool.free, pool.chosen) == ("10.1.0.11", 3, True)
+        assert [a.address for a in (await engine.allocate(req)).ips] == ["10.1.0.11/24"]
+    finally:
+        await engine.close()
+        await store.close()
+
+
 async def test_a_pod_is_described_per_interface_from_the_records(tmp_path: Path) -> None:
     """Both NICs of a pod with their addresses, pools, gateways, sandbox, network and node; a pod
     without allocations is NotFound naming it."""
