@@ -10,7 +10,7 @@ DEB_PACKAGES := containernetworking-plugins iproute2 iptables nftables procps ip
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help setup test demo demo-cluster lint type proto proto-verify crds crds-verify docs docs-verify bench bench-alloc bench-cni bench-scale bench-storm dist clean
+.PHONY: help setup test demo demo-cluster lint type proto proto-verify crds crds-verify docs docs-verify bench bench-alloc bench-cni bench-scale bench-storm bench-cluster dist clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: setup ## run the whole test suite (unit, component, netns as root, end to end)
-	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider --durations=25 $(PYTEST_ARGS)
 
 demo: setup ## the main job: controller + agent on SQLite, real macvlan pods in namespaces getting IPs
 	$(VENV)/bin/spiderpool-demo
@@ -78,7 +78,7 @@ docs: setup ## regenerate docs/configuration.md from the settings code
 docs-verify: setup ## fail when docs/configuration.md is not what the settings code generates
 	$(DOCGEN) --check
 
-bench: bench-alloc bench-cni bench-scale bench-storm ## run every benchmark (prints figures and a JSON line each)
+bench: bench-alloc bench-cni bench-scale bench-storm bench-cluster ## run every benchmark (prints figures and a JSON line each)
 
 bench-alloc: setup ## allocation throughput: group commit vs upstream's CAS per agent, one shared store (BENCH_ARGS=--quick)
 	$(PY) bench/alloc_throughput.py $(BENCH_ARGS)
@@ -88,6 +88,9 @@ bench-scale: setup ## allocation cost by pool size (/24, /16, /8, v6 /64), memor
 
 bench-storm: setup ## 300 pods over 3 nodes in the simulated cluster: pods/s, API writes, leaks, leader failover (root)
 	$(PY) bench/cluster_storm.py $(BENCH_ARGS)
+
+bench-cluster: setup ## upstream's 1000-pod scenario in the simulated cluster, ours vs upstream's CAS agents (root)
+	$(PY) bench/cluster_alloc.py $(BENCH_ARGS)
 
 bench-cni: setup ## CNI ADD+DEL latency in network namespaces, ours vs host-local, also on the bundle (root)
 	$(PY) -m spiderpool_tools.pybundle_build --python $(BUNDLE_PYTHON) --out $(DIST)/pybundle

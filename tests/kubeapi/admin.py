@@ -2,7 +2,8 @@
 
 Only `system:masters` users (the kubeconfig's admin token) may call it. Routes (JSON in and out):
 
-    GET    /_kubeapi/counts                 request counter {"create pods": 3, ...}; DELETE resets it
+    GET    /_kubeapi/counts                 request counter {"create pods": 3, ...}; DELETE resets both
+    GET    /_kubeapi/errors                 error answers {"409 update spiderippools/status": 2, ...}
     GET    /_kubeapi/faults                 armed rules; POST arms one (fields of faults.Rule); DELETE clears
     all
     POST   /_kubeapi/write-delay            {"seconds": 0.01}: delay every write
@@ -50,6 +51,8 @@ async def handle(server: KubeApiServer, request: web.Request) -> web.Response:
         if method == "DELETE":
             faults.reset_counts()
         return _ok(faults.counts())
+    if route == "errors" and method == "GET":
+        return _ok(faults.errors_answered())
     if route == "faults":
         if method == "POST":
             faults.add(Rule(**body))
@@ -107,6 +110,10 @@ class AdminClient:
 
     def reset_counts(self) -> None:
         self._call("DELETE", "counts")
+
+    def errors(self) -> dict[str, int]:
+        """The error answers the server gave by itself, by status, verb and resource."""
+        return self._call("GET", "errors")  # type: ignore[no-any-return]
 
     def add_fault(self, **rule: Any) -> None:
         self._call("POST", "faults", rule)

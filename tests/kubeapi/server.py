@@ -40,6 +40,7 @@ from .kubeconfig import write_in_cluster, write_kubeconfig
 from .multus import NAD_CRD
 from .rbac import Attributes, Authenticator, Authorizer, User, bootstrap_objects
 from .rest import Api, Ctx, Result
+from .selectors import exact_name
 from .store import Event, Obj, Store, TooOld, meta
 
 T = TypeVar("T")
@@ -267,10 +268,11 @@ class KubeApiServer:
             await asyncio.sleep(decision.delay)
         if decision.status:
             raise _injected(decision.status, decision.message, route)
+        name = route.name
+        if not name and verb in ("list", "watch"):
+            name = exact_name(query.get("fieldSelector"))
         self.authorizer.check(
-            Attributes(
-                user, verb, route.rt.group, route.rt.plural, route.subresource, route.namespace, route.name
-            )
+            Attributes(user, verb, route.rt.group, route.rt.plural, route.subresource, route.namespace, name)
         )
         ctx = Ctx(
             route.rt,
@@ -281,7 +283,11 @@ class KubeApiServer:
             user,
             request.headers.get("User-Agent", ""),
         )
-        return await self._resource(request, ctx, verb)
+        try:
+            return await self._resource(request, ctx, verb)
+        except ApiError as exc:
+            self.faults.count_error(verb, resource, exc.code)
+            raise
 
     def _inject(self, verb: str, path: str, namespace: str, name: str) -> None:
         decision = self.faults.decide(verb, path, namespace, name)
@@ -475,14 +481,22 @@ class KubeApiServer:
         try:
             await resp.prepare(request)
 
-            async def send(ev_type: str, obj: Obj) -> None:
+            def encode(ev_type: str, obj: Obj) -> bytes:
                 if ev_type not in ("ERROR", "BOOKMARK"):
                     obj = self.api.present(rt, obj)
                     if table:
                         obj = tables.table(rt, [obj], meta(obj).get("resourceVersion", ""), include)
-                await resp.write(
-                    json.dumps({"type": ev_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
-                )
+                return json.dumps({"type": ev_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
+
+            async def send(ev_type: str, obj: Obj, ev: Event | None = None) -> None:
+                if ev is None or table:
+                    await resp.write(encode(ev_type, obj))
+                    return
+                key = f"{rt.group_version} {ev_type}"  # a watch at another served version differs
+                line = ev.encoded.get(key)
+                if line is None:
+                    line = ev.encoded[key] = encode(ev_type, obj)
+                await resp.write(line)
 
             def bookmark(rv_now: int, initial_end: bool = False) -> Obj:
                 md: Obj = {"resourceVersion": str(rv_now)}
@@ -497,7 +511,7 @@ class KubeApiServer:
             for ev in backlog:
                 translated = _translate(ev, match)
                 if translated:
-                    await send(*translated)
+                    await send(*translated, ev=ev)
             last_bookmark = time.monotonic()
             while True:
                 remaining = deadline - time.monotonic()
@@ -517,7 +531,7 @@ class KubeApiServer:
                     continue  # a watch from a future resourceVersion starts after it
                 translated = _translate(ev_or_none, match)
                 if translated:
-                    await send(*translated)
+                    await send(*translated, ev=ev_or_none)
             await resp.write_eof()
         except (ConnectionResetError, asyncio.CancelledError):
             pass

@@ -217,6 +217,17 @@ class SandboxRunner:
         self.store.save(retired)
         return retired
 
+    def results(self, record: SandboxRecord) -> Mapping[str, Mapping[str, Any]]:
+        """Each attachment's ADD result, as the runtime's cache holds it (empty when it holds none)."""
+        cached = self.runtime.cached_result
+        return {
+            a.ifname: cached(str(a.config.get("name", "")), record.sandbox_id, a.ifname) or {}
+            for a in record.attachments
+        }
+
+    def close(self) -> None:
+        """Nothing to release: every plugin call is its own process."""
+
     def gc(self, keep: Sequence[SandboxRecord]) -> list[str]:
         """CNI GC of the runtime's cache: each cached attachment not of ``keep`` gets its DEL (as libcni)."""
         valid = [(r.sandbox_id, a.ifname) for r in keep for a in r.attachments]

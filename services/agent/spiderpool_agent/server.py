@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 import structlog
@@ -34,9 +34,9 @@ from spiderpool_agent import netns_probe
 from spiderpool_agent.cni_servicer import SERVICE_NAME, CniServicer
 from spiderpool_agent.controller_client import GrpcControllerClient
 from spiderpool_agent.coordinator_handlers import CoordinatorHandlers
-from spiderpool_agent.coordinator_source import CoordinatorSource
+from spiderpool_agent.coordinator_source import CoordinatorSource, ObjectReader
 from spiderpool_agent.del_spool import QUARANTINE, DelSpool
-from spiderpool_agent.ipam_handlers import IpamHandlers, release_via
+from spiderpool_agent.ipam_handlers import ControllerClient, IpamHandlers, release_via
 from spiderpool_agent.kube_pod_context import KubernetesPodContext
 from spiderpool_agent.metrics import AgentMetrics
 from spiderpool_agent.pod_context import CniArgsContext, PodContextSource
@@ -49,10 +49,19 @@ SOCKET_MODE = 0o600
 COORDINATOR_RECORDS = "coordinator"  # under the state directory: what each ADD left on the node
 
 
+class ControllerBackend(ControllerClient, ObjectReader, Protocol):
+    """What the agent needs of the controller: the IPAM calls, object reads (the coordinator's
+    configuration) and closing the connection (``GrpcControllerClient``)."""
+
+    async def close(self) -> None: ...
+
+
 class Agent:
-    def __init__(self, settings: AgentSettings) -> None:
+    def __init__(self, settings: AgentSettings, controller: ControllerBackend | None = None) -> None:
+        """``controller``: what serves the agent's allocations and object reads instead of the
+        controller at ``settings.controller`` (a benchmark's baseline); closed with the agent."""
         self.settings = settings
-        self.controller = GrpcControllerClient(
+        self.controller: ControllerBackend = controller or GrpcControllerClient(
             settings.controller,
             timeout=settings.controller_timeout,
             tls=settings.controller_tls,

@@ -73,7 +73,10 @@ class LeaderForwarding(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             try:
                 reply: bytes = await call(request, timeout=timeout, metadata=((FORWARDED, "1"),))
             except grpc.aio.AioRpcError as err:
-                await context.abort(err.code(), err.details() or "", err.trailing_metadata())
+                # The leader's status, message and trailing metadata (the error details the agent
+                # reads its CNI code from), passed on as they came; abort takes the metadata as a
+                # tuple of pairs, not grpc.aio's Metadata (a TypeError there lost all three).
+                await context.abort(err.code(), err.details() or "", tuple(err.trailing_metadata() or ()))
                 raise  # unreachable
             self.forwarded += 1
             return reply
