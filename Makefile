@@ -10,7 +10,7 @@ DEB_PACKAGES := containernetworking-plugins iproute2 iptables nftables procps ip
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help setup test demo demo-cluster lint type proto proto-verify crds crds-verify bench bench-alloc bench-cni bench-scale bench-storm bench-cluster bench-chaos dist clean
+.PHONY: help setup test demo demo-cluster lint type proto proto-verify crds crds-verify docs docs-verify bench bench-alloc bench-cni bench-scale bench-storm bench-cluster bench-chaos dist clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -69,6 +69,14 @@ crds: setup ## regenerate the CustomResourceDefinitions from the domain's field 
 
 crds-verify: setup ## fail when the committed CRDs are not what the field tables generate
 	$(CRDGEN) --check
+
+# docs/configuration.md is generated from the settings dataclasses and the programs' argparse help.
+DOCGEN := $(PY) -m spiderpool_tools.config_reference --out docs/configuration.md
+docs: setup ## regenerate docs/configuration.md from the settings code
+	$(DOCGEN)
+
+docs-verify: setup ## fail when docs/configuration.md is not what the settings code generates
+	$(DOCGEN) --check
 
 bench: bench-alloc bench-cni bench-scale bench-storm bench-cluster bench-chaos ## run every benchmark (prints figures and a JSON line each)
 

@@ -103,9 +103,9 @@ class Agent:
             {"ipam": self.handlers.delete, "coordinator": self.coordinator.delete},
             interval=settings.spool_replay_interval,
         )
+        self.metrics = AgentMetrics(lambda: len(self.journal.pending()), self._spool_backlog)
         self._server: grpc.aio.Server | None = None
-        self.metrics: AgentMetrics | None = None
-        self.metrics_port: int | None = None
+        self.metrics_port: int | None = None  # the bound /metrics port when --metrics-listen is set
         self._replay: asyncio.Task[None] | None = None
         self._spool_loop: asyncio.Task[None] | None = None
 
@@ -118,7 +118,9 @@ class Agent:
         await self.journal.load()
         await asyncio.to_thread(self.spool.prepare)
         spooled = await self.spool.replay_once()
-        servicer = CniServicer(self.handlers, self.coordinator, settle=self.spool.settle)
+        servicer = CniServicer(
+            self.handlers, self.coordinator, settle=self.spool.settle, metrics=self.metrics
+        )
 
         def register(server: grpc.aio.Server) -> list[str]:
             cni_pb2_grpc.add_CniServiceServicer_to_server(servicer, server)
@@ -127,16 +129,10 @@ class Agent:
         self._server, bound = await start_server(
             "unix:" + self.settings.socket, register, socket_mode=SOCKET_MODE
         )
-        if self.settings.metrics_listen:
-            quarantine = self.spool.directory / QUARANTINE
-            self.metrics = AgentMetrics(
-                lambda: len(self.journal.pending()),
-                lambda: len(self.spool.pending()),
-                lambda: sum(1 for _ in quarantine.iterdir()) if quarantine.is_dir() else 0,
-            )
-            self.metrics_port = self.metrics.serve(self.settings.metrics_listen)
         self._replay = asyncio.create_task(self.journal.run(), name="release-journal-replay")
         self._spool_loop = asyncio.create_task(self.spool.run(), name="del-spool-replay")
+        if self.settings.metrics_listen:
+            self.metrics_port = self.metrics.serve(self.settings.metrics_listen)
         log.info(
             "agent_started",
             socket=bound,
@@ -150,6 +146,14 @@ class Agent:
             metrics_port=self.metrics_port,
         )
 
+    def _spool_backlog(self) -> tuple[int, int]:
+        quarantine = self.spool.directory / QUARANTINE
+        try:
+            quarantined = sum(1 for _ in quarantine.iterdir())
+        except OSError:
+            quarantined = 0
+        return len(self.spool.pending()), quarantined
+
     async def stop(self) -> None:
         if self._server is not None:
             await self._server.stop(self.settings.shutdown_grace)
@@ -160,15 +164,13 @@ class Agent:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._replay = self._spool_loop = None
+        await asyncio.to_thread(self.metrics.close)
         if self.kube_context is not None:
             await self.kube_context.stop()
         if self._kube_client is not None:
             await self._kube_client.close()
             self._kube_client = None
         await self.controller.close()
-        if self.metrics is not None:
-            self.metrics.close()
-            self.metrics = None
         log.info("agent_stopped")
 
 

@@ -118,6 +118,7 @@ class IpGarbageCollector:
         self._pending: dict[str, asyncio.TimerHandle] = {}
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self.total = GcReport()
+        self.failures = 0  # scans and pod traces that raised (spiderpool_ip_gc_failure_counts)
         self._lock = asyncio.Lock()
 
     # -- facts --------------------------------------------------------------------------
@@ -258,6 +259,7 @@ class IpGarbageCollector:
             try:
                 await self._check_pod(pod_key)
             except Exception as exc:  # the periodic scan catches up
+                self.failures += 1
                 log.warning("ip_gc_trace_failed", pod=pod_key, error=str(exc))
 
     async def _periodic(self) -> None:
@@ -267,6 +269,7 @@ class IpGarbageCollector:
             try:
                 await self.run_once()
             except Exception as exc:
+                self.failures += 1
                 log.warning("ip_gc_scan_failed", error=str(exc))
 
     async def run(self) -> None:

@@ -1,7 +1,8 @@
 """A standby replica forwards IPAM calls to the leader, untouched.
 
 Agents reach the controller through its Service, i.e. any replica; only the leader runs the
-engine. This server interceptor hands every ``IpamService`` call that arrives at a replica
+engine. This server interceptor hands every ``IpamService`` and ``AdminService`` (the
+operators' views of the leader's records) call that arrives at a replica
 that is not the leader to the leader's gRPC address (from the Lease) as raw bytes, and
 passes the leader's answer or status back unchanged, ``ErrorInfo`` details included, so
 the agent cannot tell the difference. A forwarded call carries a marker; a replica that
@@ -21,7 +22,7 @@ import structlog
 log = structlog.get_logger(__name__)
 
 FORWARDED = "x-spiderpool-forwarded"
-FORWARDED_SERVICES = ("/spiderpool.controller.v1.IpamService/",)
+FORWARDED_SERVICES = ("/spiderpool.controller.v1.IpamService/", "/spiderpool.controller.v1.AdminService/")
 
 
 class LeaderForwarding(grpc.aio.ServerInterceptor):  # type: ignore[misc]
