@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
@@ -94,6 +97,7 @@ class EndpointWriter:
         self._delay = delay_s
         self._retry_s = retry_s
         self._max_retry_s = max_retry_s
+        self._known: dict[EndpointName, tuple[str, bytes]] = {}  # what the store holds, as last seen
         self._failures: dict[EndpointName, int] = {}  # consecutive failed writes, for the backoff
         self._retries: dict[EndpointName, asyncio.TimerHandle] = {}
         self._closed = False
@@ -103,11 +107,15 @@ class EndpointWriter:
         self._idle = asyncio.Event()
         self._idle.set()
 
-    def mark(self, names: Iterable[EndpointName]) -> None:
+    def mark(self, names: Iterable[EndpointName], *, reread: bool = False) -> None:
+        """``names`` need a look; ``reread``: their stored objects may have changed behind this writer
+        (a repair found them different), so read them instead of trusting what was last written."""
         if self._closed:
             return
         for name in names:
             self._dirty[name] = None
+            if reread:
+                self._known.pop(name, None)
         if self._dirty and (self._task is None or self._task.done()):
             self._idle.clear()
             self._task = asyncio.create_task(self._run(), name="endpoint-writer")
@@ -164,30 +172,46 @@ class EndpointWriter:
 
     async def _sync(self, name: EndpointName) -> None:
         ns, pod = name
-        for _ in range(RETRIES):
+        for attempt in range(RETRIES):
             view = self._describe(name)
-            try:
-                obj: dict[str, object] | None = await self._store.get(KIND_ENDPOINT, pod, ns)
-            except ObjectNotFound:
-                obj = None
+            # What this writer last wrote saves the read before a write (one API call per pod change,
+            # not two); a conflict, a repair or a first sight of the pod reads the object instead.
+            known = self._known.get(name) if attempt == 0 else None
+            obj: dict[str, object] | None = None
+            if known is None:
+                with contextlib.suppress(ObjectNotFound):
+                    obj = await self._store.get(KIND_ENDPOINT, pod, ns)
+                known = _fingerprint(obj) if obj is not None else None
             try:
                 if view is None or not view.nics:
-                    if obj is not None:
-                        meta = obj["metadata"]
-                        assert isinstance(meta, dict)
-                        await self._store.delete(KIND_ENDPOINT, pod, ns, meta.get("resourceVersion"))
+                    self._known.pop(name, None)
+                    if known is not None:
+                        await self._store.delete(KIND_ENDPOINT, pod, ns, known[0])
                     return
                 status = view.status().to_dict()
-                if obj is None:
+                digest = _digest(status)
+                if known is None:
                     created = await self._store.create(new_object(KIND_ENDPOINT, pod, ns, status=status))
-                    if created.get("status") == status:
-                        return  # no status subresource: one write (upstream's CRD has none)
-                    obj = created
-                elif obj.get("status") == status:
+                    if created.get("status") == status:  # no status subresource: one write
+                        self._known[name] = _fingerprint(created)
+                        return
+                    known = _fingerprint(created)
+                elif known[1] == digest:
                     return
-                obj["status"] = status
-                await self._store.update_status(obj)
+                body = new_object(KIND_ENDPOINT, pod, ns, status=status)
+                body["metadata"]["resourceVersion"] = known[0]
+                self._known[name] = _fingerprint(await self._store.update_status(body))
                 return
             except (StaleResourceVersion, ObjectAlreadyExists, ObjectNotFound):
+                self._known.pop(name, None)
                 continue
         raise StaleResourceVersion(f"SpiderEndpoint {ns}/{pod}: too many concurrent changes")
+
+
+def _digest(status: object) -> bytes:
+    return hashlib.blake2b(json.dumps(status, sort_keys=True).encode(), digest_size=16).digest()
+
+
+def _fingerprint(obj: dict[str, Any]) -> tuple[str, bytes]:
+    """(resourceVersion, digest of the status) of a stored endpoint: 150,000 of them cost a few MB."""
+    return str(obj["metadata"].get("resourceVersion", "")), _digest(obj.get("status"))

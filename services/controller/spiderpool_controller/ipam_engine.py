@@ -682,7 +682,7 @@ class IpamEngine:
                 stale.append(name)
         if stale:
             log.info("endpoints_repaired", count=len(stale))
-            self._endpoints.mark(stale)
+            self._endpoints.mark(stale, reread=True)
         return len(stale)
 
     async def _resync_endpoints(self) -> None:
