@@ -21,6 +21,10 @@ and the SpiderEndpoint view is ``endpoint_view``. Decisions it encodes:
   so after a restart a repeated ADD, CHECK and the SpiderEndpoints say exactly the same.
 - StatefulSet members are found by ``namespace/name`` and keep their addresses while the
   replica is valid.
+- A pod with a SpiderSubnet annotation gets its NIC's auto pools from ``auto_pools`` (the
+  subnet reconciler, in this process) before selection; that call may wait for the pool
+  to be created. Addresses a pool is about to lose (a shrink being written) are withheld
+  from allocation until the new spec is in place.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from spiderpool_common.errors import AllocationNotFound, InvalidRequest, PoolExhausted, Unavailable
@@ -46,8 +50,9 @@ from spiderpool_controller.allocation_answer import (
 )
 from spiderpool_controller.attachment_index import AttachmentKey, Held
 from spiderpool_controller.conflict_quarantine import ConflictQuarantine
+from spiderpool_controller.domain.auto_pools import AutoPoolChoice
 from spiderpool_controller.domain.gc_policy import StatefulSetFacts
-from spiderpool_controller.domain.ipset import ip_to_int
+from spiderpool_controller.domain.ipset import IPSet, ip_to_int
 from spiderpool_controller.domain.models import (
     FINALIZER,
     KIND_ENDPOINT,
@@ -60,6 +65,7 @@ from spiderpool_controller.domain.pool_selection import NicCandidates, select_ca
 from spiderpool_controller.domain.pool_state import MAX_STATUS_BYTES, PoolState, reserved_sets
 from spiderpool_controller.domain.request import AllocationRequest
 from spiderpool_controller.domain.statefulset import statefulset_replica_valid
+from spiderpool_controller.domain.subnet_annotations import has_subnet_annotation
 from spiderpool_controller.endpoint_view import describe
 from spiderpool_controller.endpoint_writer import EndpointName, EndpointWriter
 from spiderpool_controller.ledger import ChangesByPool, CommitFailed, Ledger, group
@@ -79,6 +85,12 @@ class EngineSettings:
     max_allocated_ips: int = 5000  # upstream SPIDERPOOL_IPPOOL_MAX_ALLOCATED_IPS
     conflict_quarantine_s: float = 600.0  # a conflicting address is not handed out again for this long
     endpoint_resync_s: float = 30.0  # how often the SpiderEndpoints are compared with the records
+
+
+class AutoPoolSource(Protocol):
+    async def pools_for(self, req: AllocationRequest, families: frozenset[int]) -> AutoPoolChoice:
+        """The auto pools of the request's NIC, created or waited for when needed."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -114,6 +126,11 @@ class IpamEngine:
         # facts, None when it does not exist), for releases whose caller could not name the
         # owner (the pod was already gone when the agent looked).
         self.statefulsets: Callable[[str, str], StatefulSetFacts | None] | None = None
+        # SpiderSubnet auto pools (the subnet reconciler); None: the subnet annotations are refused.
+        self.auto_pools: AutoPoolSource | None = None
+        # Told the name of a pool whose spec, metadata or records changed (a pool's deletion too).
+        self.pool_listeners: list[Callable[[str], None]] = []
+        self._withheld: dict[str, IPSet] = {}
 
     # ------------------------------------------------------------------ state loading
     async def start(self) -> None:
@@ -140,6 +157,7 @@ class IpamEngine:
             return
         state = current.with_spec_of(obj) if current is not None else PoolState.from_object(obj)
         self._ledger.install(state)
+        self._tell(name)
         await self._ensure_status(obj)
         await self._finalize_if_done(state)
 
@@ -156,6 +174,31 @@ class IpamEngine:
 
     async def pool_deleted(self, name: str) -> None:
         self._ledger.drop(name)
+        self._withheld.pop(name, None)
+        self._tell(name)
+
+    def _tell(self, pool: str) -> None:
+        for listener in self.pool_listeners:
+            listener(pool)
+
+    def withhold(self, pool: str, ips: IPSet) -> bool:
+        """Stop handing out ``ips`` of ``pool`` (a shrink about to be written); False, and
+        nothing withheld, when one of them is allocated (or the pool is unknown)."""
+        state = self._ledger.pools.get(pool)
+        if state is None or state.taken.overlaps(ips):
+            return False
+        current = self._withheld.get(pool)
+        self._withheld[pool] = ips if current is None else current | ips
+        return True
+
+    def unwithhold(self, pool: str, ips: IPSet) -> None:
+        current = self._withheld.get(pool)
+        if current is not None:
+            left = current - ips
+            if left:
+                self._withheld[pool] = left
+            else:
+                del self._withheld[pool]
 
     async def reserved_changed(self) -> None:
         reserved, _ = await self._store.list(KIND_RESERVED_IP)
@@ -269,7 +312,8 @@ class IpamEngine:
         await self._take_over(req)
         if (req.identity, req.ifname) in self._ledger.index:
             return self._answer(req.identity)
-        candidates = select_candidates(req, self._ledger.models, self.settings.required_families)
+        auto = await self._auto_pools_for(req)
+        candidates = select_candidates(req, self._ledger.models, self.settings.required_families, auto)
         if req.owner_kind == "StatefulSet" and req.pod_name:
             reused = await self._guard(
                 statefulset_reuse.reuse(
@@ -298,6 +342,17 @@ class IpamEngine:
             ips=[self._ledger.pools[p].address(c.ip) for p, c in taken],
         )
         return self._answer(req.identity)
+
+    async def _auto_pools_for(self, req: AllocationRequest) -> AutoPoolChoice | None:
+        """The subnet rule's pools (reference 3.2 rule 1), or None when the pod names no subnet."""
+        if not has_subnet_annotation(req.pod_annotations):
+            return None
+        if self.auto_pools is None:
+            raise InvalidRequest(
+                "the pod names a SpiderSubnet (ipam.spidernet.io/subnet or subnets) but automatic "
+                "pools are disabled on this controller (--enable-auto-pool false)"
+            )
+        return await self.auto_pools.pools_for(req, self.settings.required_families)
 
     async def _take_over(self, req: AllocationRequest) -> None:
         """Bring the identity's existing records in line with this ADD, durably: a new
@@ -389,7 +444,12 @@ class IpamEngine:
                 continue
             reserved = self._ledger.reserved(version)
             blocked = self._quarantine.blocked(name, version)
-            ip = state.lowest_free(reserved | blocked if blocked else reserved)
+            if blocked:
+                reserved = reserved | blocked
+            withheld = self._withheld.get(name)
+            if withheld is not None:
+                reserved = reserved | withheld
+            ip = state.lowest_free(reserved)
             if ip is None:
                 continue
             # The record's routes come later; ROUTE_MARGIN stands in for them.
@@ -477,6 +537,7 @@ class IpamEngine:
         for pool in by_pool:
             state = self._ledger.pools.get(pool)
             if state is not None:
+                self._tell(pool)
                 await self._finalize_if_done(state)
 
     async def release_unlisted(

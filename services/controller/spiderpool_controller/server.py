@@ -27,6 +27,7 @@ from spiderpool_common.channels import open_channel
 from spiderpool_common.grpc_server import claim_listen, start_server
 from spiderpool_common.tls import ReloadingServerCredentials, TlsFiles
 
+from spiderpool_controller.auto_pool_manager import AutoPoolSettings
 from spiderpool_controller.change_feed import NotifyingStore
 from spiderpool_controller.cluster_mode import ClusterController, ClusterOptions
 from spiderpool_controller.domain.gc_policy import GcSettings
@@ -42,6 +43,7 @@ from spiderpool_controller.settings import ControllerSettings
 from spiderpool_controller.store.contract import Store
 from spiderpool_controller.store.factory import open_store
 from spiderpool_controller.store.instrumented import InstrumentedStore
+from spiderpool_controller.subnet_reconciler import SubnetMachinery, cluster_reconciler, start_embedded
 
 log = structlog.get_logger(__name__)
 
@@ -57,6 +59,7 @@ class Controller:
     metrics: ControllerMetrics
     cluster: ClusterController | None = None
     forwarding: LeaderForwarding | None = None
+    subnets: SubnetMachinery | None = None  # embedded mode: subnet status and auto pools
 
     @property
     def engine(self) -> IpamEngine:
@@ -64,6 +67,8 @@ class Controller:
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.server.stop(grace)
+        if self.subnets is not None and self.slot.engine is not None:
+            await self.subnets.stop(self.slot.engine)
         if self.cluster is not None:
             await self.cluster.stop()
         elif self.slot.engine is not None:
@@ -84,6 +89,14 @@ def _engine_settings(settings: ControllerSettings) -> EngineSettings:
         required_families=settings.required_families,
         max_allocated_ips=settings.max_allocated_ips,
         conflict_quarantine_s=settings.conflict_quarantine_seconds,
+    )
+
+
+def _auto_pool_settings(settings: ControllerSettings) -> AutoPoolSettings:
+    return AutoPoolSettings(
+        default_flexible_ips=settings.auto_pool_default_flexible_ips,
+        wait_s=settings.auto_pool_wait_seconds,
+        families=settings.required_families,
     )
 
 
@@ -108,6 +121,9 @@ async def start_controller(
         raise
     engine = IpamEngine(store, _engine_settings(settings))
     await engine.start()
+    subnets = start_embedded(
+        store, engine, _auto_pool_settings(settings), auto_pools=settings.enable_auto_pool
+    )
     resources = ResourceService(
         NotifyingStore(store, engine), ValidationSettings(enable_ipv4=True, enable_ipv6=True)
     )
@@ -127,6 +143,7 @@ async def start_controller(
             settings.listen, register, socket_mode=SOCKET_MODE, credentials=credentials
         )
     except BaseException:
+        await subnets.stop(engine)
         await engine.close()
         await store.close()  # gives the store's lock up: this process will not serve
         raise
@@ -139,7 +156,7 @@ async def start_controller(
         ip_conflict_detection=settings.enable_ip_conflict_detection,
         gateway_detection=settings.enable_gateway_detection,
     )
-    return Controller(server, address, EngineSlot(engine), store, metrics)
+    return Controller(server, address, EngineSlot(engine), store, metrics, subnets=subnets)
 
 
 async def start_cluster_controller(settings: ControllerSettings) -> Controller:
@@ -166,6 +183,12 @@ async def start_cluster_controller(settings: ControllerSettings) -> Controller:
             additional_grace_s=settings.gc_additional_grace_seconds,
         ),
         gc_interval_s=settings.gc_interval_seconds,
+        reconcilers=(
+            (
+                "subnets",
+                cluster_reconciler(_auto_pool_settings(settings), auto_pools=settings.enable_auto_pool),
+            ),
+        ),
     )
     claim_listen(settings.listen)
     cluster = ClusterController(options, slot)

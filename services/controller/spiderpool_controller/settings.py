@@ -48,6 +48,13 @@ class ControllerSettings:
     enable_gateway_detection: bool = False
     # How long an address another host answered for stays out of allocation.
     conflict_quarantine_seconds: float = 600.0
+    # SpiderSubnet auto pools (upstream enableAutoPoolForApplication, Helm default on); off, a
+    # pod naming a subnet is refused. The flexible size when a workload sets no
+    # ippool-ip-number (upstream clusterSubnetDefaultFlexibleIPNumber), and how long an ADD
+    # waits for its workload's pool before code 11 (below the agent's 30 s call deadline).
+    enable_auto_pool: bool = True
+    auto_pool_default_flexible_ips: int = 1
+    auto_pool_wait_seconds: float = 20.0
     # Mutual TLS of the gRPC port (all three, or none): PEM files, re-read when they change.
     tls_cert_file: str = ""
     tls_key_file: str = ""
@@ -91,6 +98,10 @@ class ControllerSettings:
             raise ValueError("setting max_allocated_ips: must be at least 1")
         if self.conflict_quarantine_seconds < 0:
             raise ValueError("setting conflict_quarantine_seconds: must not be negative")
+        if self.auto_pool_default_flexible_ips < 0:
+            raise ValueError("setting auto_pool_default_flexible_ips: must not be negative")
+        if self.auto_pool_wait_seconds <= 0:
+            raise ValueError("setting auto_pool_wait_seconds: must be positive")
         try:
             target = parse_listen(self.listen)
         except ValueError as exc:
@@ -181,6 +192,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--conflict-quarantine-seconds",
         help="seconds a released conflicting address is not handed out again (default 600; 0: off)",
+    )
+    subnets = p.add_argument_group("SpiderSubnet automatic pools")
+    subnets.add_argument(
+        "--enable-auto-pool", help="true|false: pools made for workloads naming a SpiderSubnet (default true)"
+    )
+    subnets.add_argument(
+        "--auto-pool-default-flexible-ips",
+        help="addresses beyond the replicas when a workload sets no ippool-ip-number (default 1)",
+    )
+    subnets.add_argument(
+        "--auto-pool-wait-seconds", help="how long an ADD waits for its workload's pool (default 20)"
     )
     tls = p.add_argument_group("mutual TLS of the gRPC port (clients must present a certificate of the CA)")
     tls.add_argument("--tls-cert-file", help="PEM certificate of this controller")
