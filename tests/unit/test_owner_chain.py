@@ -63,7 +63,9 @@ async def test_a_replicaset_of_another_controller_answers_that_controller() -> N
     rollout = ref("argoproj.io/v1alpha1", "Rollout", "canary", "uid-ro")
     api = Api({RS + "canary-1": obj("canary-1", "uid-rs", rollout)})
     pod = obj("canary-1-x", "uid-pod", ref("apps/v1", "ReplicaSet", "canary-1", "uid-rs"))
-    assert await top_owner(pod, api) == OwnerRef("Rollout", "canary", "uid-ro", 0, True, "argoproj.io/v1alpha1")
+    assert await top_owner(pod, api) == OwnerRef(
+        "Rollout", "canary", "uid-ro", 0, True, "argoproj.io/v1alpha1"
+    )
 
 
 async def test_a_standalone_replicaset_is_the_top() -> None:
@@ -86,7 +88,9 @@ async def test_a_statefulset_member_answers_its_replicas_and_reads_fresh_when_as
     api = Api({STS + "db": obj("db", "uid-sts", replicas=3)})
     pod = obj("db-1", "uid-pod", ref("apps/v1", "StatefulSet", "db", "uid-sts"))
     assert await top_owner(pod, api) == OwnerRef("StatefulSet", "db", "uid-sts", 3, True, "apps/v1")
-    assert await top_owner(pod, api, fresh=True) == OwnerRef("StatefulSet", "db", "uid-sts", 3, True, "apps/v1")
+    assert await top_owner(pod, api, fresh=True) == OwnerRef(
+        "StatefulSet", "db", "uid-sts", 3, True, "apps/v1"
+    )
     assert api.reads == [(STS + "db", False), (STS + "db", True)]
 
 

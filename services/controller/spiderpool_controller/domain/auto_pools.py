@@ -207,13 +207,15 @@ def affinity_matches_app(selector: LabelSelector, app: AppRef) -> bool:
     return all(selector.match_labels.get(k) == v for k, v in wanted.items())
 
 
-def affinity_problem(selector: Mapping[str, Any] | None) -> str:
-    """Why an auto pool's podAffinity is not upstream's shape (only the five app labels), or ""."""
-    if not isinstance(selector, Mapping) or not selector:
-        return "an auto pool needs podAffinity with the five ipam.spidernet.io/app-* labels"
+def affinity_problem(selector: Any) -> str:
+    """Why an auto pool's podAffinity is not upstream's shape (only the five app labels), or ""
+    (upstream's webhook checks a podAffinity that is set)."""
+    if not isinstance(selector, Mapping):
+        return ""
     if selector.get("matchExpressions"):
         return "an auto pool's podAffinity takes no matchExpressions"
-    keys = set((selector.get("matchLabels") or {}).keys())
+    labels = selector.get("matchLabels")
+    keys = set(labels.keys()) if isinstance(labels, Mapping) else set()
     extra = sorted(keys - set(AFFINITY_KEYS))
     if extra:
         return f"an auto pool's podAffinity takes only the ipam.spidernet.io/app-* labels, not {extra}"

@@ -26,7 +26,7 @@ from typing import Any, NoReturn
 
 from spiderpool_common.errors import InvalidObject
 
-from spiderpool_controller.domain import coordinator_spec, crd_schema, models
+from spiderpool_controller.domain import auto_pools, coordinator_spec, crd_schema, models
 from spiderpool_controller.domain.ipset import IPSet, parse_ip, parse_range
 
 Obj = dict[str, Any]
@@ -612,6 +612,12 @@ def validate_create(obj: Obj, peers: Sequence[Obj] = (), settings: ValidationSet
         report = _reporter(obj)
         for key in _SELECTOR_FIELDS:
             _check_selector(report, f"spec.{key}", spec.get(key), non_empty=key == "podAffinity")
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        problem = (
+            auto_pools.affinity_problem(spec.get("podAffinity")) if auto_pools.is_auto_pool(labels) else ""
+        )
+        if problem:
+            report.fail("spec.podAffinity", problem)
     _check_peers(obj, kind, fam, ips, peers)
 
 
