@@ -24,9 +24,13 @@ and failed for two minutes).
   not seen yet reconciles it first (reading it directly when the informer has not seen it
   yet, once per ADD), so a pod that races its workload's watch event still gets its pool.
 - Third-party controllers' pools are made by the allocation path; this module reclaims
-  them: when such a pool has no allocation left (and every ``third_party_resync_s``), the
-  owner named by its labels is read (its resource guessed from the kind, as upstream's
-  ``UnsafeGuessKindToResource``); gone or re-created, the pool is deleted.
+  them (upstream's ``monitorThirdController``): an informer on each third-party kind that
+  owns an auto pool reports its deletions, and when such a pool has no allocation left
+  (after a deletion, after a release, and every ``third_party_resync_s``) the owner named by
+  its labels is read (its resource guessed from the kind, as upstream's
+  ``UnsafeGuessKindToResource``); gone or re-created, the pool is deleted. Decision: a 404
+  counts as "gone" only when the owner's collection exists, so a wrong guess of the
+  resource name (or a CRD no longer served) never deletes a pool that is in use.
 """
 
 from __future__ import annotations
@@ -90,17 +94,28 @@ def _uid(obj: Mapping[str, Any]) -> str:
     return str(_meta(obj).get("uid", ""))
 
 
-def object_path(api_version: str, kind: str, namespace: str, name: str) -> str:
-    """The REST path of a namespaced object, its resource guessed from the kind as upstream."""
+def _plural(kind: str) -> str:
+    """The resource of a kind, guessed as upstream (apimachinery's UnsafeGuessKindToResource)."""
     lower = kind.lower()
     if lower.endswith("s"):
-        plural = lower + "es"
-    elif lower.endswith("y"):
-        plural = lower[:-1] + "ies"
-    else:
-        plural = lower + "s"
-    root = f"/apis/{api_version}" if "/" in api_version else f"/api/{api_version}"
-    return f"{root}/namespaces/{namespace}/{plural}/{name}"
+        return lower + "es"
+    if lower.endswith("y"):
+        return lower[:-1] + "ies"
+    return lower + "s"
+
+
+def _root(api_version: str) -> str:
+    return f"/apis/{api_version}" if "/" in api_version else f"/api/{api_version}"
+
+
+def object_path(api_version: str, kind: str, namespace: str, name: str) -> str:
+    """The REST path of a namespaced object, its resource guessed from the kind."""
+    return f"{_root(api_version)}/namespaces/{namespace}/{_plural(kind)}/{name}"
+
+
+def collection_path(api_version: str, kind: str) -> str:
+    """The REST path of every namespace's objects of a kind (an informer's list and watch)."""
+    return f"{_root(api_version)}/{_plural(kind)}"
 
 
 def _describe(key: AppKey) -> str:
@@ -160,6 +175,9 @@ class WorkloadPools:
         self._parked: dict[str, set[AppKey]] = {}  # subnet or pool name -> workloads waiting on it
         self._third_party: asyncio.Queue[str] = asyncio.Queue()
         self._third_party_queued: set[str] = set()
+        self.third_party_informers: dict[str, Informer] = {}
+        self._watch_timeout = watch_timeout_s
+        self._tasks: list[asyncio.Task[None]] = []
         self.reconciles = 0
 
     # -- events --------------------------------------------------------------------------
@@ -189,10 +207,33 @@ class WorkloadPools:
         """The engine's pool listener: parked workloads, and third-party pools left empty."""
         self.poke(pool)
         state = self._manager.pool_states().get(pool)
-        if state is None or state.allocated or state.pool.terminating:
+        if state is None or state.pool.terminating or not _reclaimable_third_party(state.pool.meta.labels):
             return
-        if _reclaimable_third_party(state.pool.meta.labels):
+        self._watch_third_party(state.pool.meta.labels)
+        if not state.allocated:
             self._check_third_party(pool)
+
+    def _watch_third_party(self, labels: Mapping[str, str]) -> None:
+        """Watch the kind of a third-party owner (once per kind), for its deletions."""
+        app = auto_pools.owner_of_pool(labels)
+        if app is None or not self._tasks:
+            return
+        path = collection_path(app.api_version, app.kind)
+        if path in self.third_party_informers:
+            return
+        informer = Informer(
+            self._rest, path, handler=self._third_party_event, watch_timeout_s=self._watch_timeout
+        )
+        self.third_party_informers[path] = informer
+        self._tasks.append(asyncio.create_task(informer.run(), name=f"informer {path}"))
+
+    def _third_party_event(self, event: str, obj: Obj) -> None:
+        if event != "DELETED":
+            return
+        uid = _uid(obj)
+        for name, state in self._manager.pool_states().items():
+            if state.pool.meta.labels.get(auto_pools.LABEL_APP_UID) == uid:
+                self._check_third_party(name)
 
     def _park(self, key: AppKey, names: set[str]) -> None:
         for name in names:
@@ -337,27 +378,40 @@ class WorkloadPools:
             app = auto_pools.owner_of_pool(state.pool.meta.labels)
             if app is None:
                 continue
-            path = object_path(app.api_version, app.kind, app.namespace, app.name)
             try:
-                current = await self._rest.get(path)
+                current = await self._read_owner(app)
             except KubeError as exc:
-                if not exc.not_found:
-                    log.info("third_party_owner_unknown", pool=pool, owner=app.describe(), error=exc.message)
-                    continue
-                current = None
+                log.info("third_party_owner_unknown", pool=pool, owner=app.describe(), error=exc.message)
+                continue
             if current is None or _uid(current) != app.uid:
                 with contextlib.suppress(SpiderpoolError):
                     await self._manager.delete_pool(pool, f"its owner {app.describe()} no longer exists")
 
+    async def _read_owner(self, app: AppRef) -> Obj | None:
+        """A third-party owner, None when it does not exist. A 404 for the object is believed
+        only when its collection answers: a resource the guess got wrong (or a CRD not served)
+        raises instead, so no pool is deleted over a name guessed from the kind."""
+        path = object_path(app.api_version, app.kind, app.namespace, app.name)
+        try:
+            return await self._rest.get(path)
+        except KubeError as exc:
+            if not exc.not_found:
+                raise
+        await self._rest.get(path.rsplit("/", 1)[0], limit=1)  # raises 404 for an unknown resource
+        return None
+
     async def _third_party_resync(self) -> None:
         while True:
             for name, state in list(self._manager.pool_states().items()):
-                if not state.allocated and _reclaimable_third_party(state.pool.meta.labels):
-                    self._check_third_party(name)
+                if _reclaimable_third_party(state.pool.meta.labels) and not state.pool.terminating:
+                    self._watch_third_party(state.pool.meta.labels)
+                    if not state.allocated:
+                        self._check_third_party(name)
             await asyncio.sleep(self._resync)
 
     async def run(self) -> None:
-        tasks = [asyncio.create_task(i.run(), name=f"informer {i.path}") for i in self.informers.values()]
+        tasks = self._tasks  # third-party informers join it while running
+        tasks += [asyncio.create_task(i.run(), name=f"informer {i.path}") for i in self.informers.values()]
         tasks += [asyncio.create_task(self._worker(), name="workload-pools") for _ in range(self._workers)]
         tasks.append(asyncio.create_task(self._reclaim_orphans(), name="orphan-auto-pools"))
         tasks.append(asyncio.create_task(self._third_party_checker(), name="third-party-pools"))
@@ -370,3 +424,4 @@ class WorkloadPools:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            tasks.clear()
