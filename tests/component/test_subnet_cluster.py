@@ -67,7 +67,9 @@ CLONESET_CRD = {
         ],
     },
 }
-TIMINGS = ["--leader-lease-duration", "2", "--leader-renew-deadline", "1.4", "--leader-retry-period", "0.3"]
+# Longer than test_cluster_controller's: the restart test's new leader lists every workload and
+# pool of the module while the test API server (in this process) serves them.
+TIMINGS = ["--leader-lease-duration", "6", "--leader-renew-deadline", "4", "--leader-retry-period", "1"]
 
 
 def wait_for(predicate: Callable[[], Any], what: str, deadline: float = DEADLINE) -> Any:
@@ -85,16 +87,22 @@ def uid5(obj: dict[str, Any]) -> str:
 
 
 def workload_body(
-    kind: str, name: str, annotations: dict[str, str], *, replicas: int | None = None, **spec: Any
+    kind: str,
+    name: str,
+    annotations: dict[str, str],
+    *,
+    replicas: int | None = None,
+    host_network: bool = False,
+    **spec: Any,
 ) -> dict[str, Any]:
     """A workload whose pod template carries ``annotations``."""
-    template = {
-        "metadata": {"labels": {"app": name}, "annotations": annotations},
-        "spec": {
-            "containers": [{"name": "app", "image": "registry.example/app:1"}],
-            "restartPolicy": "Never",
-        },
+    pod_spec: dict[str, Any] = {
+        "containers": [{"name": "app", "image": "registry.example/app:1"}],
+        "restartPolicy": "Never",
     }
+    if host_network:
+        pod_spec["hostNetwork"] = True
+    template = {"metadata": {"labels": {"app": name}, "annotations": annotations}, "spec": pod_spec}
     body: dict[str, Any] = {"selector": {"matchLabels": {"app": name}}, "template": template, **spec}
     if kind == "CronJob":
         body = {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": template, **spec}}}
@@ -387,7 +395,7 @@ def test_a_statefulset_with_a_fixed_number_keeps_its_size_when_scaled(cluster: C
 
 def test_jobs_cronjobs_and_daemonsets_get_pools_sized_by_their_pods(cluster: Cluster) -> None:
     """Job completions 3 -> 4; CronJob parallelism 2 -> 3; DaemonSet on 1 node -> 2. A CronJob's
-    Job and a Deployment's ReplicaSet get no pool of their own."""
+    Job, a Deployment's ReplicaSet and a hostNetwork Deployment get no pool of their own."""
     cluster.subnet("sn-batch", "10.95.0.0/16", ["10.95.0.10-10.95.0.100"])
     anno = subnet_anno("sn-batch")
     job = cluster.workload("Job", "once", anno, completions=3, parallelism=2)
@@ -396,6 +404,7 @@ def test_jobs_cronjobs_and_daemonsets_get_pools_sized_by_their_pods(cluster: Clu
     cron_job = cluster.workload("Job", "nightly-1", anno, owner=cron, completions=7)
     dep = cluster.workload("Deployment", "front", anno, replicas=1)
     rs = cluster.workload("ReplicaSet", "front-1", anno, owner=dep, replicas=9)
+    host = cluster.workload("Deployment", "hostnet", anno, replicas=1, host_network=True)
     sizes = {
         f"auto4-once-eth0-{uid5(job)}": 4,
         f"auto4-nightly-eth0-{uid5(cron)}": 3,
@@ -417,6 +426,7 @@ def test_jobs_cronjobs_and_daemonsets_get_pools_sized_by_their_pods(cluster: Clu
     others = {p["metadata"]["name"] for p in cluster.pools()}
     assert f"auto4-nightly-1-eth0-{uid5(cron_job)}" not in others
     assert f"auto4-front-1-eth0-{uid5(rs)}" not in others
+    assert not any(n.startswith("auto4-hostnet-") for n in others), uid5(host)
 
 
 def test_a_third_party_controllers_first_pod_creates_its_pool(cluster: Cluster) -> None:
@@ -605,3 +615,33 @@ def test_a_third_party_pods_add_through_the_agent_carries_the_owners_api_version
     finally:
         agent.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_a_subnet_short_of_addresses_gives_what_it_has_and_the_pool_grows_when_it_has_more(
+    cluster: Cluster,
+) -> None:
+    """Five replicas (+1) from a subnet of four addresses: a pool of four; the subnet's ips
+    extended, the pool grows to six without any change of the workload."""
+    cluster.subnet("sn-short", "10.103.0.0/16", ["10.103.0.10-10.103.0.13"])
+    dep = cluster.workload("Deployment", "short", subnet_anno("sn-short"), replicas=5)
+    name = f"auto4-short-eth0-{uid5(dep)}"
+    wait_for(lambda: cluster.pool_ips(name) == ["10.103.0.10-10.103.0.13"], "the short pool")
+    cluster.kube.patch(f"{SP}/spidersubnets/sn-short", {"spec": {"ips": ["10.103.0.10-10.103.0.20"]}})
+    wait_for(lambda: cluster.pool_ips(name) == ["10.103.0.10-10.103.0.15"], "the pool grown to six")
+
+
+def test_pools_of_workloads_deleted_while_no_controller_ran_are_reclaimed_at_start(cluster: Cluster) -> None:
+    """The controller is killed, a Deployment deleted meanwhile; the next leader deletes its pool
+    (the last test here: it restarts the controller)."""
+    cluster.subnet("sn-offline", "10.104.0.0/16", ["10.104.0.10-10.104.0.100"])
+    dep = cluster.workload("Deployment", "offline", subnet_anno("sn-offline"), replicas=1)
+    name = f"auto4-offline-eth0-{uid5(dep)}"
+    wait_for(lambda: cluster.pool(name), f"pool {name}")
+    cluster.controller.stop(signal.SIGKILL)
+    cluster.delete("Deployment", "offline")
+    time.sleep(0.5)
+    assert cluster.pool(name) is not None
+    start_service(cluster.controller)
+    wait_for(
+        lambda: cluster.pool(name) is None, "the orphaned pool reclaimed by the next leader", deadline=20
+    )

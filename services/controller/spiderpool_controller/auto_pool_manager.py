@@ -274,6 +274,8 @@ class AutoPoolManager:
     async def ensure(self, wanted: WantedPool) -> Ensured:
         """Create or resize the workload's auto pool for (NIC, family) to the desired size."""
         app, nic, version = wanted.app, wanted.nic, wanted.version
+        if not self.subnets.synced.is_set():
+            raise SubnetNotReady("the controller has not listed the SpiderSubnets yet")
         async with self._lock(wanted.subnet):
             subnet = self._subnet(wanted.subnet, version, app)
             cidr = str((subnet.get("spec") or {}).get("subnet", ""))

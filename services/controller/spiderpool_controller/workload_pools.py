@@ -317,6 +317,7 @@ class WorkloadPools:
 
     # -- the loops -----------------------------------------------------------------------
     async def _worker(self) -> None:
+        await self._manager.subnets.synced.wait()  # a subnet not listed yet is not missing
         while True:
             key = await self._queue.get()
             if key not in self._queued:
