@@ -469,6 +469,25 @@ def test_a_third_party_pool_is_reclaimed_once_its_owner_is_gone_and_its_pods_rel
     wait_for(lambda: cluster.pool(name) is None, "the orphaned pool reclaimed")
 
 
+def test_a_third_party_pool_without_an_api_version_is_neither_watched_nor_read(cluster: Cluster) -> None:
+    """An agent that sends no apiVersion for a CloneSet owner: its pool is made (labelled with an
+    empty group/version) but, once empty, the controller neither watches nor reads an owner whose
+    REST path it cannot know (no requests to paths like /api//clonesets, retried for ever), and
+    does not delete the pool on a guess."""
+    cluster.subnet("sn-nogv", "10.105.0.0/16", ["10.105.0.10-10.105.0.100"])
+    owner = {**cluster.cloneset("legacy"), "apiVersion": ""}
+    name = f"auto4-legacy-eth0-{uid5(owner)}"
+    anno = subnet_anno("sn-nogv", **{"ipam.spidernet.io/ippool-ip-number": "1"})
+    reply = cluster.allocate(owner, "legacy-a", anno)
+    assert reply.ips[0].pool == name
+    assert cluster.pool(name)["metadata"]["labels"]["ipam.spidernet.io/owner-application-gv"] == ""  # type: ignore[index]
+    cluster.release("legacy-a")
+    time.sleep(1.5)
+    guessed = {k: n for k, n in cluster.api.faults.counts().items() if "//" in k}
+    assert guessed == {}, f"requests to owner paths without a group/version: {guessed}"
+    assert cluster.pool(name) is not None
+
+
 def test_an_allocate_before_its_pool_exists_waits_without_polling_and_then_succeeds(cluster: Cluster) -> None:
     """The Deployment names a subnet that does not exist yet: its pod's ADD waits; while it waits
     the controller sends the API server no request about pools, subnets or workloads; once the

@@ -216,8 +216,8 @@ class WorkloadPools:
     def _watch_third_party(self, labels: Mapping[str, str]) -> None:
         """Watch the kind of a third-party owner (once per kind), for its deletions."""
         app = auto_pools.owner_of_pool(labels)
-        if app is None or not self._tasks:
-            return
+        if app is None or not app.api_version or not self._tasks:
+            return  # no apiVersion (an agent that did not send it): nothing to watch
         path = collection_path(app.api_version, app.kind)
         if path in self.third_party_informers:
             return
@@ -377,7 +377,7 @@ class WorkloadPools:
             if state is None or state.allocated or state.pool.terminating:
                 continue
             app = auto_pools.owner_of_pool(state.pool.meta.labels)
-            if app is None:
+            if app is None or not app.api_version:
                 continue
             try:
                 current = await self._read_owner(app)
