@@ -6,11 +6,11 @@ STAMP := $(VENV)/.installed
 # A real interpreter, never a version-manager shim (its start costs ~80 ms per CNI call).
 BASE_PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3; do \
 	  command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; assert sys.version_info >= (3, 11); print(sys.executable)' 2>/dev/null && break; done)
-DEB_PACKAGES := containernetworking-plugins iproute2 iptables nftables procps iputils-ping util-linux python3-venv
+DEB_PACKAGES := containernetworking-plugins iproute2 iptables nftables procps iputils-ping util-linux python3-venv patchelf
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help setup test demo lint type proto proto-verify crds crds-verify bench bench-alloc bench-cni clean
+.PHONY: help setup test demo demo-cluster lint type proto proto-verify crds crds-verify bench bench-alloc bench-cni dist clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -34,9 +34,13 @@ test: setup ## run the whole test suite (unit, component, netns as root, end to 
 demo: setup ## the main job: controller + agent on SQLite, real macvlan pods in namespaces getting IPs
 	$(VENV)/bin/spiderpool-demo
 
-lint: setup ## ruff on our code (generated code excluded)
+demo-cluster: setup ## the Kubernetes mode without a cluster: simulated API server, 3 nodes, kubectl (Ctrl-C ends)
+	$(VENV)/bin/spiderpool-demo-cluster $(DEMO_ARGS)
+
+lint: setup ## ruff on our code (generated code excluded), and the import-linter layering contracts
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-logo --no-cache
 
 type: setup ## mypy strict on our code
 	$(VENV)/bin/mypy services plugins bench tests
@@ -71,8 +75,20 @@ bench: bench-alloc bench-cni ## run every benchmark (prints figures and a JSON l
 bench-alloc: setup ## allocation throughput: group commit vs upstream's CAS per agent, one shared store (BENCH_ARGS=--quick)
 	$(PY) bench/alloc_throughput.py $(BENCH_ARGS)
 
-bench-cni: setup ## CNI ADD+DEL latency in network namespaces, ours vs host-local (root)
-	$(PY) bench/cni_latency.py $(BENCH_ARGS)
+bench-cni: setup ## CNI ADD+DEL latency in network namespaces, ours vs host-local, also on the bundle (root)
+	$(PY) -m spiderpool_tools.pybundle_build --python $(BUNDLE_PYTHON) --out $(DIST)/pybundle
+	$(PY) bench/cni_latency.py --bundle $(DIST)/pybundle $(BENCH_ARGS)
 
-clean: ## remove the virtualenv and caches
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+# The packaged artefacts deploy/Dockerfile copies: the wheel, its runtime dependencies pinned to the
+# versions tested here, and the interpreter bundle the shims run on at the node (its own CPython,
+# loader and libc, the stdlib modules the shims import and the shims' modules).
+DIST ?= dist
+BUNDLE_PYTHON ?= $(shell $(PY) -c 'from spiderpool_cni.install import default_interpreter as d; print(d())' 2>/dev/null)
+dist: setup ## build dist/: the wheel, requirements.txt (pinned), pybundle/ (interpreter + shims for the nodes)
+	rm -rf $(DIST) && mkdir -p $(DIST)
+	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w $(DIST) .
+	$(PY) -m spiderpool_tools.pin_requirements > $(DIST)/requirements.txt
+	$(PY) -m spiderpool_tools.pybundle_build --python $(BUNDLE_PYTHON) --out $(DIST)/pybundle
+
+clean: ## remove the virtualenv, caches and dist/
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(DIST)

@@ -22,6 +22,11 @@ every read, whoever calls. Runs, each from a fresh store:
 - ``group commit, no added latency``: the first run with 0 ms added.
 - ``raw``: the production command (``spiderpool-controller``) on its own SQLite file,
   nothing of the benchmark between it and the disk.
+- ``group commit, reuse delay on``: the first run's controller with
+  ``--ip-reuse-delay-seconds 3600``, after an unmeasured round that allocated and released
+  the whole pool: every address is cooling down when the measured round starts, so every
+  pick takes the delay's slowest path (the oldest-released address when nothing else is
+  free) and every status write carries ``releasedIPs``. Compare it with the first run.
 
 Columns: allocations/s and releases/s (wall time of the phase), p50/p99 of one ADD
 (Allocate call, or the baseline agent's ADD including its ticket wait and retries), pool
@@ -43,7 +48,8 @@ equal the store's, and status writes equal allocations plus conflicts.
 The last line is one JSON object: ``allocs_per_s``, ``baseline_allocs_per_s``, ``speedup``,
 ``status_writes_per_alloc``, ``p50_ms``, ``p99_ms`` (group commit), ``duplicates`` (all
 runs), ``raw_allocs_per_s``, ``baseline_conflicts_per_alloc``, ``baseline_failed`` (failed
-ADDs) and ``leaks`` (all runs). ``--details FILE`` writes every run's figures and counts as
+ADDs), ``leaks`` (all runs), ``reuse_delay_allocs_per_s`` and ``reuse_delay_ratio`` (its
+rate over the first run's). ``--details FILE`` writes every run's figures and counts as
 JSON. ``--quick``: 100 addresses, 4 nodes of 2 concurrent ADDs (a few seconds per run).
 """
 
@@ -80,6 +86,7 @@ BIN = Path(sys.executable).parent
 POOL = "bench"
 START_TIMEOUT_S = 60.0
 PHASE_TIMEOUT_S = 1800.0
+REUSE_DELAY_S = 3600.0  # longer than any run: every released address stays cooling
 WRITE_OPS = ("create", "update", "update_status", "delete")
 CONFLICT = "StaleResourceVersion"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -421,8 +428,11 @@ async def get_pool(target: str) -> dict[str, Any]:
     return pool
 
 
-async def group_commit_run(label: str, w: Workload, workdir: Path, write_latency_ms: float) -> RunResult:
-    """The real controller, its store the bench store server."""
+async def group_commit_run(
+    label: str, w: Workload, workdir: Path, write_latency_ms: float, reuse_delay_s: float = 0.0
+) -> RunResult:
+    """The real controller, its store the bench store server; with a reuse delay, after an
+    unmeasured round that leaves every address cooling down."""
     result = RunResult(label)
     async with store_server(workdir, w, write_latency_ms) as server:
         store = server.client
@@ -439,6 +449,8 @@ async def group_commit_run(label: str, w: Workload, workdir: Path, write_latency
                 str(workdir / "unused.db"),
                 "--log",
                 str(workdir / "controller.log"),
+                "--ip-reuse-delay-seconds",
+                str(reuse_delay_s),
             ],
             workdir / "controller.err",
         )
@@ -447,6 +459,10 @@ async def group_commit_run(label: str, w: Workload, workdir: Path, write_latency
             target = f"unix:{sock}"
             await apply_pool(target, w.allocations)
             async with node_stubs(target, w) as stubs:
+                if reuse_delay_s > 0:
+                    priming = RunResult("priming")
+                    await grpc_release(stubs, w, await grpc_allocate(stubs, w, priming), priming)
+                    result.errors += [f"priming: {e}" for e in priming.errors]
                 before = await store.stats()
                 cpu, store_cpu = cpu_now([server.child, controller]), server.child.cpu_s()
                 grants = await grpc_allocate(stubs, w, result)
@@ -686,7 +702,9 @@ def table(runs: list[RunResult]) -> str:
     return "\n".join(lines)
 
 
-def summary(ours: RunResult, base: RunResult, raw: RunResult, runs: list[RunResult]) -> dict[str, Any]:
+def summary(
+    ours: RunResult, base: RunResult, raw: RunResult, runs: list[RunResult], delayed: RunResult
+) -> dict[str, Any]:
     def ratio(count: int | None, of: int, digits: int) -> float | None:
         return round((count or 0) / of, digits) if of else None
 
@@ -702,6 +720,10 @@ def summary(ours: RunResult, base: RunResult, raw: RunResult, runs: list[RunResu
         "baseline_conflicts_per_alloc": ratio(base.conflicts, base.allocations, 3),
         "baseline_failed": base.failed_adds,
         "leaks": sum(r.leaks for r in runs),
+        "reuse_delay_allocs_per_s": round(delayed.allocs_per_s, 1),
+        "reuse_delay_ratio": round(delayed.allocs_per_s / ours.allocs_per_s, 3)
+        if ours.allocs_per_s
+        else None,
     }
 
 
@@ -722,16 +744,18 @@ def details(w: Workload, runs: list[RunResult]) -> dict[str, Any]:
 
 
 async def run_all(w: Workload) -> list[RunResult]:
-    """The four runs, in order: group commit, baseline, group commit without latency, raw."""
+    """The five runs, in order: group commit, baseline, group commit without latency, raw,
+    group commit with the reuse delay on."""
 
-    def gc(latency_ms: float) -> Callable[[str, Path], Awaitable[RunResult]]:
-        return lambda label, d: group_commit_run(label, w, d, latency_ms)
+    def gc(latency_ms: float, reuse_delay_s: float = 0.0) -> Callable[[str, Path], Awaitable[RunResult]]:
+        return lambda label, d: group_commit_run(label, w, d, latency_ms, reuse_delay_s)
 
     plan: list[tuple[str, Callable[[str, Path], Awaitable[RunResult]]]] = [
         ("group commit", gc(w.write_latency_ms)),
         ("baseline (CAS per agent)", lambda label, d: baseline_run(label, w, d)),
         ("group commit, no added latency", gc(0.0)),
         ("raw (production command, own SQLite)", lambda label, d: raw_run(label, w, d)),
+        ("group commit, reuse delay on", gc(w.write_latency_ms, REUSE_DELAY_S)),
     ]
     runs: list[RunResult] = []
     for label, run in plan:
@@ -783,7 +807,7 @@ def main(argv: list[str] | None = None) -> int:
     if base.attempt_ms:
         parts = ", ".join(f"{part} {ms:.1f} ms" for part, ms in base.attempt_ms.items())
         print(f"baseline: one attempt (read, pick and encode, write) takes on average {parts}")
-    for r in runs[:3]:
+    for r in [*runs[:3], runs[4]]:
         store_ms = r.store_cpu_s * 1000 / r.allocations if r.allocations else float("nan")
         print(
             f"{r.label}: CPU per allocation {r.cpu_ms_per_alloc:.1f} ms, "
@@ -801,7 +825,7 @@ def main(argv: list[str] | None = None) -> int:
         out = details(w, runs)
         out["load_average"] = {"before": load_before, "after": load_after}
         args.details.write_text(json.dumps(out, indent=1))
-    result = summary(runs[0], base, runs[3], runs)
+    result = summary(runs[0], base, runs[3], runs, runs[4])
     print(json.dumps(result))
     ok = not failures and result["duplicates"] == 0 and result["leaks"] == 0
     return 0 if ok else 1

@@ -23,6 +23,13 @@ pair; the last line is one JSON object: {"hostlocal_p50_ms", "spiderpool_p50_ms"
 "ratio_p50", "chain_hostlocal_p50_ms", "chain_spiderpool_p50_ms", "chain_ratio_p50",
 "coordinator_veth0"}. Needs root (network namespaces). ``--rounds N`` (default 200),
 ``--quick`` (30 rounds).
+
+``--bundle DIR`` (``make bench-cni`` passes ``dist/pybundle``) adds a fifth configuration,
+``spiderpool(bundle)``: the same IPAM with the shims installed from the interpreter bundle
+(``spiderpool-install-cni --bundle``, into the bench's directory), i.e. what a node without
+Python runs, alternating with the others; the JSON line then also has ``bundle_p50_ms``,
+``bundle_ratio_p50`` (against host-local) and ``bundle_vs_system_p50`` (against the shims on
+this machine's own interpreter).
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spiderpool_cni.install import InstallError, install_from_bundle
 from spiderpool_tools.cni_runtime import (
     CniRuntime,
     CniRuntimeError,
@@ -63,7 +71,8 @@ POOL_MANIFEST = {
     "metadata": {"name": POOL},
     "spec": {"subnet": "10.250.0.0/16", "ips": ["10.250.0.10-10.250.3.250"], "gateway": "10.250.0.1"},
 }
-# Like for like: a gateway and a default route, as our pool's result carries (upstream §4.1).
+# Like for like: a gateway and a default route, as our pool's result carries (upstream's
+# cmd/spiderpool/cmd/command_add.go).
 HOSTLOCAL_RANGE = {
     "subnet": "10.251.0.0/16",
     "rangeStart": "10.251.0.10",
@@ -76,6 +85,7 @@ WARMUP_ROUNDS = 5
 QUICK_ROUNDS = 30
 HOSTLOCAL, SPIDERPOOL = "host-local", "spiderpool"
 CHAIN_HOSTLOCAL, CHAIN_SPIDERPOOL = "host-local+tuning", "spiderpool+coord"
+BUNDLE = "spiderpool(bundle)"
 # What Debian's tuning does in the baseline chain: the same sysctl the coordinator writes.
 TUNING: dict[str, object] = {"type": "tuning", "sysctl": {"net.ipv4.conf.eth0.rp_filter": "0"}}
 
@@ -186,7 +196,7 @@ def verify_coordinator(runtime: CniRuntime, config: NetworkConfigList, pod: NetN
     return veth0
 
 
-def run(rounds: int, out: Callable[[str], None]) -> dict[str, float | bool]:
+def run(rounds: int, out: Callable[[str], None], bundle: str | None = None) -> dict[str, float | bool]:
     with ExitStack() as cleanup:
         workdir = Path(tempfile.mkdtemp(prefix="spiderpool-bench-"))
         cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
@@ -207,8 +217,18 @@ def run(rounds: int, out: Callable[[str], None]) -> dict[str, float | bool]:
         runtime = CniRuntime([str(stack.layout.bin_dir), REFERENCE_PLUGINS], workdir / "cni-cache",
                              exec_context=node.entered)  # fmt: skip
         configs = build_configs(stack, workdir)
-        for name in (SPIDERPOOL, CHAIN_SPIDERPOOL):
-            ip = verify_persisted(runtime, configs[name], pod, stack)
+        runtimes = dict.fromkeys(configs, runtime)
+        if bundle is not None:
+            done = install_from_bundle(
+                bundle, "/", str(workdir / "bundle-bin"), str(workdir / "bundle-python")
+            )
+            out(f"bundle {done.bundle.id}: shims in {workdir / 'bundle-bin'} on {done.bundle.interpreter}")
+            bundle_path = [str(workdir / "bundle-bin"), REFERENCE_PLUGINS]
+            cache = workdir / "cni-cache-bundle"
+            runtimes[BUNDLE] = CniRuntime(bundle_path, cache, exec_context=node.entered)
+            configs[BUNDLE] = configs[SPIDERPOOL]
+        for name in (SPIDERPOOL, CHAIN_SPIDERPOOL, *([BUNDLE] if bundle else [])):
+            ip = verify_persisted(runtimes[name], configs[name], pod, stack)
             out(f"verified ({name}): ADD's address {ip} is allocated in the controller's SQLite store, "
                 "DEL frees it")  # fmt: skip
         veth0 = verify_coordinator(runtime, configs[CHAIN_SPIDERPOOL], pod, node)
@@ -220,16 +240,23 @@ def run(rounds: int, out: Callable[[str], None]) -> dict[str, float | bool]:
         samples = {name: Samples(name) for name in configs}
         for _ in range(WARMUP_ROUNDS):
             for name, config in configs.items():
-                round_trip(runtime, config, pod, Samples(name))
+                round_trip(runtimes[name], config, pod, Samples(name))
         order = list(configs)
         for index in range(rounds):
             for name in order if index % 2 == 0 else reversed(order):
-                round_trip(runtime, configs[name], pod, samples[name])
+                round_trip(runtimes[name], configs[name], pod, samples[name])
         if stack.allocated_ips(POOL):
             raise SystemExit(f"benchmark invalid: {POOL} holds addresses after every DEL")
 
     figures: dict[str, float | bool] = dict(report(samples, rounds, out))
     figures["coordinator_veth0"] = veth0
+    if bundle is not None:
+        bundled = percentile(samples[BUNDLE].round_trip, 50)
+        system = percentile(samples[SPIDERPOOL].round_trip, 50)
+        figures["bundle_p50_ms"] = round(bundled, 2)
+        figures["bundle_ratio_p50"] = round(bundled / percentile(samples[HOSTLOCAL].round_trip, 50), 3)
+        figures["bundle_vs_system_p50"] = round(bundled / system, 3)
+        out(f"ratio {BUNDLE}/{SPIDERPOOL} p50: {bundled / system:.2f}")
     out(json.dumps(figures))
     return figures
 
@@ -274,6 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--rounds", type=int, default=200, help="timed ADD+DEL round trips per IPAM (default 200)"
     )
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_ROUNDS} rounds (a smoke run)")
+    parser.add_argument("--bundle", help="also time the shims installed from this interpreter bundle")
     args = parser.parse_args(argv)
     rounds = QUICK_ROUNDS if args.quick else args.rounds
     if rounds < 1:
@@ -283,8 +311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # unwind through the cleanup, like Ctrl-C
     try:
-        run(rounds, print)
-    except (CniRuntimeError, StackError, NetnsError, OSError) as exc:
+        run(rounds, print, args.bundle)
+    except (CniRuntimeError, StackError, NetnsError, InstallError, OSError) as exc:
         print(f"cni_latency: failed: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -37,7 +37,10 @@ async def run(args: argparse.Namespace) -> None:
         return remote
 
     settings = ControllerSettings(
-        store=f"sqlite:///{args.unused_db.resolve()}", listen=f"unix:{args.listen}", log_level="info"
+        store=f"sqlite:///{args.unused_db.resolve()}",
+        listen=f"unix:{args.listen}",
+        log_level="info",
+        ip_reuse_delay_seconds=args.ip_reuse_delay_seconds,
     )
     controller = await start_controller(settings, wrap_store=use_remote)
     await asyncio.gather(*closing)
@@ -58,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         "--unused-db", required=True, type=Path, help="the file start_controller opens and we close"
     )
     p.add_argument("--log", required=True, type=Path, help="the controller's log file")
+    p.add_argument(
+        "--ip-reuse-delay-seconds", type=float, default=0.0, help="the controller's setting of that name"
+    )
     args = p.parse_args(argv)
     with args.log.open("a") as log:
         configure_logging("info", "json", stream=log)

@@ -7,14 +7,12 @@ time to pass. Socket paths live under a short /tmp directory (unix paths max 107
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,10 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from spiderpool.agent.v1 import cni_pb2
 from spiderpool.controller.v1 import resource_pb2, resource_pb2_grpc
-from spiderpool_common.errors import SpiderpoolError, from_rpc_error
+from spiderpool_common.errors import SpiderpoolError
+from spiderpool_common.grpc_errors import from_rpc_error
+
+from tests.waiting import wait_for_async
 
 DEADLINE = 15.0
 # A private subchannel per probe: gRPC shares subchannels (and their reconnect backoff)
@@ -32,33 +33,27 @@ PROBE_OPTIONS = [("grpc.use_local_subchannel_pool", 1), ("grpc.initial_reconnect
 
 async def wait_healthy(target: str, deadline: float = DEADLINE) -> None:
     """Wait until the gRPC health service at ``target`` answers SERVING."""
-    end = time.monotonic() + deadline
-    last: Exception | None = None
-    while time.monotonic() < end:
+    last: list[grpc.RpcError] = []
+
+    async def serving() -> bool:
         async with grpc.aio.insecure_channel(target, options=PROBE_OPTIONS) as channel:
             try:
                 reply = await health_pb2_grpc.HealthStub(channel).Check(
                     health_pb2.HealthCheckRequest(), timeout=1.0
                 )
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
             except grpc.RpcError as exc:
-                last = exc
-        await asyncio.sleep(0.02)
-    raise TimeoutError(f"{target} not healthy after {deadline}s: {last}")
+                last[:] = [exc]
+                return False
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    try:
+        await wait_for_async(serving, f"{target} to be healthy", deadline=deadline, interval=0.02)
+    except TimeoutError:
+        raise TimeoutError(f"{target} not healthy after {deadline}s: {last}") from None
 
 
-async def wait_until(predicate: Callable[[], Any], what: str, deadline: float = DEADLINE) -> None:
-    """Poll an (async or sync) condition until true or the deadline passes."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return
-        await asyncio.sleep(0.02)
-    raise TimeoutError(f"timed out waiting for {what}")
+# The shared helper, under the name these tests have imported it by.
+wait_until = wait_for_async
 
 
 class ServiceProcess:
@@ -99,19 +94,23 @@ class ServiceProcess:
         self.proc = None
 
 
-def controller_process(workdir: Path) -> ServiceProcess:
+def controller_process(workdir: Path, log_format: str = "console") -> ServiceProcess:
     sock = workdir / "controller.sock"
     argv = [
         sys.executable, "-m", "spiderpool_controller.main",
         "--store", f"sqlite:///{workdir / 'controller.db'}",
         "--listen", f"unix:{sock}",
-        "--log-format", "console",
+        "--log-format", log_format,
     ]  # fmt: skip
     return ServiceProcess(argv, sock, workdir / "controller.log")
 
 
 def agent_process(
-    workdir: Path, controller: ServiceProcess, node: str = "node-1", extra: Iterable[str] = ()
+    workdir: Path,
+    controller: ServiceProcess,
+    node: str = "node-1",
+    extra: Iterable[str] = (),
+    log_format: str = "console",
 ) -> ServiceProcess:
     sock = workdir / "agent.sock"
     argv = [
@@ -120,7 +119,7 @@ def agent_process(
         "--socket", str(sock),
         "--state-dir", str(workdir / "agent-state"),
         "--node", node,
-        "--log-format", "console",
+        "--log-format", log_format,
         *extra,
     ]  # fmt: skip
     return ServiceProcess(argv, sock, workdir / "agent.log")

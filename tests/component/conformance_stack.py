@@ -21,7 +21,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from spiderpool.controller.v1 import ipam_pb2, ipam_pb2_grpc, resource_pb2, resource_pb2_grpc
 
 from tests.component.agent_harness import DEADLINE, ServiceProcess
+from tests.waiting import wait_for
 
 NETNS = "/proc/self/ns/net"  # exists in the agent process too: the ADD netns check passes
 MISSING_NETNS = "/run/netns/spiderpool-conformance-absent"
@@ -49,27 +49,33 @@ _PROBE_OPTIONS = [
 ]
 
 
+class ServiceExited(Exception):
+    """The service's process ended before it became healthy."""
+
+
 def start_service(service: ServiceProcess) -> None:
     """Start ``service`` as a child process and return once its health service says SERVING."""
     with service.log_path.open("ab") as log:
         service.proc = subprocess.Popen(
             service.argv, stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"}
         )
-    end = time.monotonic() + DEADLINE
     with grpc.insecure_channel(service.target, options=_PROBE_OPTIONS) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < end and service.proc.poll() is None:
+
+        def serving() -> bool:
+            if service.proc is None or service.proc.poll() is not None:
+                raise ServiceExited(service.argv[2])
             try:
-                reply = stub.Check(
-                    health_pb2.HealthCheckRequest(),
-                    timeout=max(0.05, min(1.0, end - time.monotonic())),
-                    wait_for_ready=True,
-                )
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0, wait_for_ready=True)
             except grpc.RpcError:
-                continue  # not listening yet: wait_for_ready waited for the socket
-            if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                return
-            time.sleep(0.02)
+                return False  # not listening yet: wait_for_ready waited for the socket
+            return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+        try:
+            wait_for(serving, f"{service.argv[2]} to be healthy", deadline=DEADLINE, interval=0.02)
+            return
+        except (ServiceExited, TimeoutError):
+            pass
     service.stop(signal.SIGKILL)
     raise RuntimeError(f"{service.argv[2]} did not become healthy; log:\n{service.log_path.read_text()}")
 
@@ -287,17 +293,17 @@ class Stack:
         and every pod holding addresses has its endpoint listing exactly those.
         """
         stub = resource_pb2_grpc.ResourceServiceStub(self.channel)
-        end = time.monotonic() + DEADLINE
-        while True:
+
+        def settled() -> tuple[Any, Any] | None:
             pools = stub.List(resource_pb2.ListRequest(kind="SpiderIPPool"), timeout=DEADLINE)
             endpoints = stub.List(resource_pb2.ListRequest(kind="SpiderEndpoint"), timeout=DEADLINE)
             if pools.resource_version == endpoints.resource_version and _pods_by_pools(
                 pools.object_json
             ) == _pods_by_endpoints(endpoints.object_json):
-                break
-            if time.monotonic() > end:
-                raise TimeoutError("SpiderEndpoints did not settle to the pools' records")
-            time.sleep(0.01)
+                return pools, endpoints
+            return None
+
+        pools, endpoints = wait_for(settled, "SpiderEndpoints to settle to the pools' records")
         journal = self.workdir / "agent-state" / "release-journal.jsonl"
         return StoreState(
             pools_revision=pools.resource_version,

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.component.agent_harness import DEADLINE, pool_manifest
+from tests.component.agent_harness import pool_manifest
 from tests.component.conformance_stack import Stack, running_stack
+from tests.waiting import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +30,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     pools = [pool_manifest("lost-v4", "10.60.0.0/24", ["10.60.0.10-10.60.0.20"])]
     with running_stack("lost-", pools, agent_args=["--config", str(config)]) as running:
         yield running
-
-
-def wait_for(predicate: object, what: str) -> None:
-    end = time.monotonic() + DEADLINE
-    while time.monotonic() < end:
-        if callable(predicate) and predicate():
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"timed out waiting for {what}")
 
 
 def journal(stack: Stack) -> Path:

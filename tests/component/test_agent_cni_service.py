@@ -26,7 +26,8 @@ from spiderpool_agent.cni_call import SUPPORTED_VERSIONS
 from spiderpool_agent.server import Agent
 from spiderpool_agent.settings import AgentSettings
 from spiderpool_cni import codes
-from spiderpool_common.errors import SpiderpoolError, from_rpc_error
+from spiderpool_common.errors import SpiderpoolError
+from spiderpool_common.grpc_errors import from_rpc_error
 
 from tests.component.agent_harness import (
     ServiceProcess,

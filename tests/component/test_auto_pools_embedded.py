@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,11 @@ from spiderpool_controller.change_feed import NotifyingStore
 from spiderpool_controller.domain.ipset import IPSet
 from spiderpool_controller.domain.models import new_object
 from spiderpool_controller.domain.request import AllocationRequest
+from spiderpool_controller.domain.validation import ValidationSettings
 from spiderpool_controller.ipam_engine import IpamEngine
 from spiderpool_controller.resource_service import ResourceService
+from spiderpool_controller.server import start_controller
+from spiderpool_controller.settings import ControllerSettings
 from spiderpool_controller.store.contract import Obj, ObjectNotFound
 from spiderpool_controller.store.sqlite import SqliteStore
 from spiderpool_controller.subnet_reconciler import SubnetMachinery, start_embedded
@@ -333,6 +336,9 @@ async def test_a_shrink_withholds_the_removed_addresses_until_the_new_spec_is_wr
             continue
         got += [a.address for a in result.ips]
     assert got == ["10.6.168.102/16"]  # 103-106 are being removed: withheld
+    asked = add(6, by_name, requested_ips=("10.6.168.104",))  # the runtime asks for one of them
+    with pytest.raises(Unavailable, match=r"10\.6\.168\.104.*leaving IPPool auto4-web-eth0-44037"):
+        await asyncio.wait_for(embedded.engine.allocate(asked), 5)
     embedded.store.hold_updates.set()
     with pytest.raises(PoolExhausted):  # web-2's own ADD finds the shrunk pool full
         await asyncio.wait_for(shrink, 5)
@@ -356,9 +362,15 @@ async def test_the_subnet_adopts_a_manual_pool_of_its_cidr_and_counts_it(embedde
 
 
 async def test_a_pool_with_addresses_outside_the_subnet_is_not_adopted(embedded: Embedded) -> None:
-    """A pool of the CIDR holding addresses the subnet's ips do not have stays an orphan."""
-    await embedded.resources.apply(pool_manifest("wide", "10.6.0.0/16", ["10.6.0.1-10.6.0.5"]))
+    """A pool of the CIDR holding addresses the subnet's ips do not have stays an orphan. (The
+    webhook rules keep such a pair from being made while the subnet feature is on; here the pool
+    was applied with it off, enable_spider_subnet false, as an installation may have done.)"""
     await embedded.subnet()
+    feature_off = ResourceService(
+        NotifyingStore(embedded.store, embedded.engine),  # type: ignore[arg-type]
+        ValidationSettings(enable_spider_subnet=False),
+    )
+    await feature_off.apply(pool_manifest("wide", "10.6.0.0/16", ["10.6.0.1-10.6.0.5"]))
     await asyncio.sleep(0.3)
     wide = await embedded.pool("wide")
     assert "ipam.spidernet.io/owner-spider-subnet" not in (wide["metadata"].get("labels") or {})
@@ -388,3 +400,50 @@ async def _gone(env: Embedded, kind: str, name: str) -> bool:
     except ObjectNotFound:
         return True
     return False
+
+
+@pytest.mark.parametrize(
+    ("switches", "outcome"),
+    [
+        ({"enable_spider_subnet": False}, "ignored"),
+        ({"enable_auto_pool": False}, "refused"),
+        ({}, "auto pool"),
+    ],
+)
+async def test_the_controllers_switches_decide_what_a_subnet_annotation_does(
+    tmp_path: Path, switches: dict[str, Any], outcome: str
+) -> None:
+    """As upstream: with enable_spider_subnet off the subnet annotations are ignored (the pod's
+    ippool annotation picks, and no subnet machinery runs); with it on and enable_auto_pool off
+    the ADD is refused; both on, the auto pool serves it. The controller as server.py wires it."""
+    settings = replace(
+        ControllerSettings(store=f"sqlite://{tmp_path / 'db'}", listen=f"unix:{tmp_path / 's.sock'}"),
+        **switches,
+    ).validate()
+    controller = await start_controller(settings)
+    try:
+        resources = ResourceService(NotifyingStore(controller.store, controller.engine), settings.validation)
+        await resources.apply(pool_manifest("manual", "10.7.0.0/16", ["10.7.0.10-10.7.0.20"]))
+        if controller.subnets is not None:
+            await controller.subnets.subnets.synced.wait()
+        await resources.apply(
+            new_object(
+                "SpiderSubnet",
+                "subnet-6",
+                spec={"ipVersion": 4, "subnet": "10.6.0.0/16", "ips": ["10.6.0.10"]},
+            )
+        )
+        both = {
+            "ipam.spidernet.io/subnet": '{"ipv4": ["subnet-6"]}',
+            "ipam.spidernet.io/ippool": '{"ipv4": ["manual"]}',
+        }
+        assert (controller.subnets is None) == (outcome == "ignored")
+        if outcome == "refused":
+            with pytest.raises(InvalidRequest, match="automatic pools are disabled"):
+                await controller.engine.allocate(add(1, both))
+            return
+        result = await asyncio.wait_for(controller.engine.allocate(add(1, both)), 5)
+        expected = "manual" if outcome == "ignored" else "auto4-web-eth0-44037"
+        assert [a.pool for a in result.ips] == [expected]
+    finally:
+        await controller.stop()

@@ -27,6 +27,9 @@ SUMMARY_KEYS = {
     "baseline_conflicts_per_alloc",
     "baseline_failed",
     "leaks",
+    # the reuse delay's run
+    "reuse_delay_allocs_per_s",
+    "reuse_delay_ratio",
 }
 UPSTREAM_ATTEMPTS = 5
 
@@ -71,10 +74,10 @@ def test_quick_run_passes_its_checks_and_ends_with_the_summary_line(
 def test_every_run_hands_out_each_address_once_and_leaves_the_pool_empty(
     quick_run: tuple[subprocess.CompletedProcess[str], dict[str, Any]],
 ) -> None:
-    """All four runs allocate the whole pool with no duplicate, no store mismatch, no failure and no leak."""
+    """All five runs allocate the whole pool with no duplicate, no store mismatch, no failure and no leak."""
     _, details = quick_run
     runs = details["runs"]
-    assert len(runs) == 4
+    assert len(runs) == 5
     for run in runs:
         assert run["allocations"] == details["workload"]["allocations"], run["label"]
         assert (run["duplicates"], run["leaks"], run["errors"]) == (0, 0, []), run["label"]

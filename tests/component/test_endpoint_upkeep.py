@@ -22,6 +22,7 @@ from spiderpool.controller.v1 import resource_pb2, resource_pb2_grpc
 
 from tests.component.agent_harness import DEADLINE, pool_manifest
 from tests.component.conformance_stack import Stack, running_stack, start_service
+from tests.waiting import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +43,15 @@ def endpoints(stack: Stack) -> dict[str, dict[str, Any]]:
 
 
 def wait_endpoints(stack: Stack, count: int) -> dict[str, dict[str, Any]]:
-    end = time.monotonic() + DEADLINE
-    while len(found := endpoints(stack)) != count:
-        assert time.monotonic() < end, f"expected {count} endpoints, have {sorted(found)}"
-        time.sleep(0.05)
-    return found
+    """Wait for ``count`` endpoints, each with its status: the writer creates an endpoint and
+    then writes its status (the status subresource), so one may be listed without it."""
+
+    def counted() -> tuple[dict[str, dict[str, Any]]] | None:
+        found = endpoints(stack)  # wrapped in a tuple: no endpoints at all is a truthy answer too
+        complete = len(found) == count and all("status" in obj for obj in found.values())
+        return (found,) if complete else None
+
+    return wait_for(counted, f"{count} endpoints with their status")[0]
 
 
 def conf(stack: Stack) -> dict[str, Any]:
@@ -88,10 +93,8 @@ def test_an_allocation_committed_after_the_agent_died_still_gets_its_endpoint(st
         blocker.close()
     shim.join(timeout=DEADLINE)
     try:
-        end = time.monotonic() + DEADLINE
-        while not stack.ips_of("crash-1", "ep-v4"):  # the allocation commits once the lock goes
-            assert time.monotonic() < end, "the allocation was never committed"
-            time.sleep(0.05)
+        # the allocation commits once the lock goes
+        wait_for(lambda: stack.ips_of("crash-1", "ep-v4"), "the allocation to be committed")
         assert list(wait_endpoints(stack, 1)) == ["conformance/crash-1"]
     finally:
         stack.agent.proc = None

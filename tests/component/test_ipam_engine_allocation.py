@@ -16,6 +16,7 @@ from spiderpool_controller.store.instrumented import InstrumentedStore
 from spiderpool_controller.store.sqlite import SqliteStore
 
 from tests.component.engine_fixtures import allocated_in_store, new_engine, pool_manifest, request
+from tests.waiting import wait_for_async
 
 
 class SlowWrites:
@@ -351,16 +352,15 @@ async def test_the_endpoint_view_is_repaired_continuously(tmp_path: Path) -> Non
     await engine.flush_endpoints()
     obj = await store.get("SpiderEndpoint", "pod-1", "ns")
     await store.delete("SpiderEndpoint", "pod-1", "ns")
-    for _ in range(200):
-        await asyncio.sleep(0.02)
+
+    async def rewritten() -> Obj | None:
         await engine.flush_endpoints()
         try:
-            again = await store.get("SpiderEndpoint", "pod-1", "ns")
-            break
+            return await store.get("SpiderEndpoint", "pod-1", "ns")
         except ObjectNotFound:
-            continue
-    else:
-        raise AssertionError("the deleted endpoint was never written again")
+            return None
+
+    again = await wait_for_async(rewritten, "the deleted endpoint to be written again", interval=0.02)
     assert again["status"] == obj["status"]
     await engine.close()
 

@@ -11,6 +11,7 @@ except on DEL, which is spooled on the node and answered with success.
 from __future__ import annotations
 
 import json
+import re
 import stat
 import subprocess
 from pathlib import Path
@@ -268,7 +269,42 @@ def test_each_call_appends_one_line_to_the_configured_log(
         run(bin_dir / name, add_env(), dead_config(tmp_path))
     lines = (tmp_path / log_name).read_text().splitlines()
     assert len(lines) == 2
-    assert all('command="ADD"' in line and "code=11" in line and 'containerID="c1"' in line for line in lines)
+    assert all(
+        'command="ADD"' in line and "code=11" in line and 'container_id="c1"' in line for line in lines
+    )
+
+
+def log_keys(line: str) -> dict[str, str]:
+    """The ``key=value`` pairs of a shim log line, quoted values decoded."""
+    pairs = re.findall(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)', line)
+    return {key: json.loads(value) if value.startswith('"') else value for key, value in pairs}
+
+
+@pytest.mark.parametrize(
+    ("name", "log_name", "rpc"),
+    [("spiderpool", "ipam.log", "IpamAdd"), ("coordinator", "coordinator.log", "CoordinatorAdd")],
+)
+def test_the_log_line_names_the_call_with_the_services_log_keys(
+    bin_dir: Path, tmp_path: Path, name: str, log_name: str, rpc: str
+) -> None:
+    """The shim's line carries rpc, pod (namespace/name), container_id, ifname and network, as services do."""
+    env = add_env(CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=team-a;K8S_POD_NAME=web-0;K8S_POD_UID=u1")
+    run(bin_dir / name, env, dead_config(tmp_path))
+    keys = log_keys((tmp_path / log_name).read_text())
+    assert {k: keys[k] for k in ("rpc", "pod", "container_id", "ifname", "network", "code")} == {
+        "rpc": rpc,
+        "pod": "team-a/web-0",
+        "container_id": "c1",
+        "ifname": "eth0",
+        "network": "n",
+        "code": "11",
+    }
+
+
+def test_the_log_line_leaves_pod_empty_without_both_namespace_and_name(bin_dir: Path, tmp_path: Path) -> None:
+    """A call without K8S_POD_NAMESPACE and K8S_POD_NAME (not from a kubelet) logs an empty pod."""
+    run(bin_dir / "spiderpool", add_env(CNI_ARGS="K8S_POD_NAME=web-0"), dead_config(tmp_path))
+    assert log_keys((tmp_path / "ipam.log").read_text())["pod"] == ""
 
 
 def test_an_unwritable_log_never_fails_the_call(bin_dir: Path, tmp_path: Path) -> None:

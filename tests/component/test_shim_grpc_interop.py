@@ -17,7 +17,6 @@ import shutil
 import socket
 import tempfile
 import threading
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,8 @@ from grpc_status import rpc_status
 from spiderpool.agent.v1 import cni_pb2, cni_pb2_grpc
 from spiderpool_cni import codes, h2unary, hpack, wire
 from spiderpool_cni.install import install
-from spiderpool_common.errors import CniError, SpiderpoolError, Unavailable, to_grpc_status
+from spiderpool_common.errors import CniError, SpiderpoolError, Unavailable
+from spiderpool_common.grpc_errors import to_grpc_status
 
 RPCS = [
     f"{kind}{verb}" for kind in ("Ipam", "Coordinator") for verb in ("Add", "Del", "Check", "Gc", "Status")
@@ -276,11 +276,18 @@ async def test_unknown_method_is_unimplemented(agent: Agent) -> None:
 ERROR_CODES = [code for code in grpc.StatusCode if code is not grpc.StatusCode.OK]
 
 
-def _abort_with(err: SpiderpoolError, *, headers_first: bool = False) -> Behaviour:
+def _abort_with(
+    err: SpiderpoolError, *, headers_first: bool = False, code: grpc.StatusCode | None = None
+) -> Behaviour:
+    """Abort with ``err``'s status, its gRPC code replaced by ``code`` (a foreign peer's choice)."""
+    status = to_grpc_status(err)
+    if code is not None:
+        status.code = code.value[0]
+
     async def behaviour(name: str, request: Any, context: grpc.aio.ServicerContext) -> bytes:
         if headers_first:
             await context.send_initial_metadata(())
-        await context.abort_with_status(rpc_status.to_status(to_grpc_status(err)))
+        await context.abort_with_status(rpc_status.to_status(status))
         raise AssertionError("abort returned")
 
     return behaviour
@@ -292,8 +299,7 @@ async def test_every_status_code_with_error_info_prints_the_agents_cni_error(
 ) -> None:
     """Whatever the gRPC code, the ErrorInfo's cni_code, the message and the details are printed."""
     err = CniError(codes.POOL_EXHAUSTED, f"all pools exhausted ({grpc_code.name})", details="pool-a: 0 free")
-    err.grpc_code = grpc_code  # type: ignore[misc]
-    agent.behaviour = _abort_with(err)
+    agent.behaviour = _abort_with(err, code=grpc_code)
     config = ipam_config(agent.socket_path, short_dir, cni_version="0.4.0")
     rc, stdout, stderr = await run_shim(bin_dir / "spiderpool", cni_env("ADD"), config)
     assert rc == 1
@@ -621,28 +627,51 @@ def test_trailers_only_response_carries_the_status(peer_path: str) -> None:
     peer.close()
 
 
-@pytest.mark.parametrize("delay", [0.0, 0.48])
-def test_deadline_exceeded_status_is_the_deadline_only_at_the_deadline(peer_path: str, delay: float) -> None:
+class ManualClock(h2unary.Clock):
+    """A deadline clock that moves only when the test moves it."""
+
+    def __init__(self) -> None:
+        self.at = 0.0
+
+    def now(self) -> float:
+        return self.at
+
+
+@pytest.mark.parametrize(
+    ("answered_at", "at_deadline"),
+    [(0.0, False), (9.4, False), (9.6, True)],
+    ids=["long-before", "just-outside-the-slack", "within-the-slack"],
+)
+def test_deadline_exceeded_status_is_the_deadline_only_at_the_deadline(
+    peer_path: str, answered_at: float, at_deadline: bool
+) -> None:
     """A peer's DEADLINE_EXCEEDED near our deadline raises DeadlineExceeded (the same event as our own
-    timer); one sent long before it is just a status (the peer's own verdict, passed on)."""
+    timer); one sent long before it is just a status (the peer's own verdict, passed on).
+
+    The 10 s deadline's slack is 0.51 s; the peer answers at a time set on an injected clock,
+    so the outcome does not depend on how fast this machine schedules the peer's thread."""
+    clock = ManualClock()
     block = hpack.encode(
         [(b":status", b"200"), (b"content-type", b"application/grpc"), (b"grpc-status", b"4"),
          (b"grpc-message", b"Deadline%20Exceeded")]
     )  # fmt: skip
 
     def script(conn: socket.socket) -> None:
-        time.sleep(delay)
+        clock.at = answered_at
         conn.sendall(h2unary.frame(h2unary.SETTINGS, 0, 0) + h2unary.frame(h2unary.HEADERS, 0x5, 1, block))
+
+    def call() -> tuple[int, str, bytes, bytes]:
+        return h2unary.unary_call(peer_path, SERVICE + "IpamAdd", b"", 10.0, clock=clock)
 
     peer = ScriptedPeer(peer_path, script)
     try:
-        if delay:
+        if at_deadline:
             with pytest.raises(
                 h2unary.DeadlineExceeded, match=r"^gRPC status DEADLINE_EXCEEDED: Deadline Exceeded$"
             ):
-                _call(peer_path, timeout=0.5)
+                call()
         else:
-            assert _call(peer_path, timeout=0.5) == (4, "Deadline Exceeded", b"", b"")
+            assert call() == (4, "Deadline Exceeded", b"", b"")
     finally:
         peer.close()
 

@@ -53,30 +53,32 @@ class Outcome:
 
 def run_until_killed(db: Path, spec: Round) -> Outcome:
     """Run the writer, SIGKILL it at the round's point, and return every ack it printed."""
-    proc = subprocess.Popen(
+    lines: list[str] = []
+    with subprocess.Popen(  # the with block closes both pipes, whatever happens
         [sys.executable, str(WRITER), str(db), spec.round_id, spec.size],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    watchdog = threading.Timer(WATCHDOG_S, proc.kill)  # a hung child fails the test instead of hanging it
-    watchdog.start()
-    lines: list[str] = []
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-            word, seq = line.split()[:2]
-            if word == spec.kill_on and int(seq) >= spec.kill_at:
-                if spec.jitter_s:
-                    time.sleep(spec.jitter_s)  # the kill's position inside the write, not a wait for anything
-                os.kill(proc.pid, signal.SIGKILL)
-                break
-        lines.extend(proc.stdout.read().splitlines(keepends=True))  # acks printed before the kill landed
-        proc.wait()
-    finally:
-        watchdog.cancel()
-        stderr = proc.stderr.read() if proc.stderr else ""
+    ) as proc:
+        watchdog = threading.Timer(WATCHDOG_S, proc.kill)  # a hung child fails the test instead of hanging it
+        watchdog.start()
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                lines.append(line)
+                word, seq = line.split()[:2]
+                if word == spec.kill_on and int(seq) >= spec.kill_at:
+                    if spec.jitter_s:
+                        time.sleep(
+                            spec.jitter_s
+                        )  # the kill's position inside the write, not a wait for anything
+                    os.kill(proc.pid, signal.SIGKILL)
+                    break
+            lines.extend(proc.stdout.read().splitlines(keepends=True))  # acks printed before the kill landed
+            proc.wait()
+        finally:
+            watchdog.cancel()
+            stderr = proc.stderr.read() if proc.stderr else ""
     assert proc.returncode == -signal.SIGKILL, f"writer ended on its own ({proc.returncode}): {stderr}"
     acks = []
     last_begun = -1

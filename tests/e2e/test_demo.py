@@ -54,9 +54,17 @@ def workdir_of(output: str) -> str:
     return match.group(1)
 
 
-def assert_nothing_left(output: str, netns_before: set[str]) -> None:
+def namespaces_of(demo_pid: int) -> set[str]:
+    """The namespaces one demo run made (``spdemo-<role>-<pid>-<n>``). Other engineers' demos
+    make theirs on this machine at the same time, so a machine-wide count would mislead."""
+    return {name for name in demo_namespaces() if f"-{demo_pid}-" in name}
+
+
+def assert_nothing_left(output: str) -> None:
     workdir = workdir_of(output)
-    assert demo_namespaces() - netns_before == set()
+    pid = re.search(r"spiderpool-demo-(\d+)-", workdir)
+    assert pid, workdir
+    assert namespaces_of(int(pid.group(1))) == set()
     assert processes_mentioning(workdir) == []
     assert not Path(workdir).exists()
 
@@ -84,7 +92,6 @@ def test_demo_gives_pods_two_nics_they_ping_over_and_releases_them() -> None:
     """The demo exits 0 after showing three pods with a dual-stack eth0 and net1 from their own pools,
     the coordinator's veth0, their routes and rules (net1's in table 102, selected by its source
     address), pings on both subnets and between pods and the node, the pools full and then empty."""
-    before = demo_namespaces()
     proc = run_demo("--pods", "3")
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
@@ -128,7 +135,7 @@ def test_demo_gives_pods_two_nics_they_ping_over_and_releases_them() -> None:
     assert "every SpiderEndpoint records eth0 and net1" in out
     assert "UNREACHABLE" not in out
     assert "Demo finished" in out
-    assert_nothing_left(out, before)
+    assert_nothing_left(out)
 
 
 def test_demo_fails_with_a_message_when_a_step_fails_and_still_cleans_up(tmp_path: Path) -> None:
@@ -137,13 +144,12 @@ def test_demo_fails_with_a_message_when_a_step_fails_and_still_cleans_up(tmp_pat
     shutil.copytree(EXAMPLES, examples)
     manifest = examples / "ippool-demo-v4.yaml"
     manifest.write_text(manifest.read_text().replace("172.30.0.10-172.30.0.60", "172.30.0.10-172.30.0.11"))
-    before = demo_namespaces()
     proc = run_demo("--pods", "3", "--examples", str(examples))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert re.search(r"\[ ?\d+\] CNI ADD.*\n(.*\n)*\s+FAILED: .*code 100", proc.stdout), proc.stdout
     assert "Demo FAILED" in proc.stdout
     assert "Demo finished" not in proc.stdout
-    assert_nothing_left(proc.stdout, before)
+    assert_nothing_left(proc.stdout)
 
 
 def read_until(proc: subprocess.Popen[bytes], marker: str, deadline_s: float) -> str:
@@ -170,43 +176,42 @@ def read_until(proc: subprocess.Popen[bytes], marker: str, deadline_s: float) ->
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_signal_in_the_middle_cleans_up_everything(signum: signal.Signals) -> None:
     """A signal once the pods have addresses stops the demo with 128+signal, after a full cleanup."""
-    before = demo_namespaces()
-    proc = subprocess.Popen(
+    with subprocess.Popen(  # the with block closes the pipe, whatever happens
         [str(DEMO), "--no-install", "--pods", "3"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-    )
-    try:
-        seen = read_until(proc, "POD ", deadline_s=120)
-        assert len(demo_namespaces() - before) == 4  # the node and three pods exist right now
-        proc.send_signal(signum)
-        rest = proc.communicate(timeout=120)[0].decode(errors="replace")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    ) as proc:
+        try:
+            seen = read_until(proc, "POD ", deadline_s=120)
+            assert len(namespaces_of(proc.pid)) == 4  # the node and three pods exist right now
+            proc.send_signal(signum)
+            rest = proc.communicate(timeout=120)[0].decode(errors="replace")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     out = seen + rest
     assert proc.returncode == 128 + signum, out
     assert f"Interrupted by {signum.name}" in out
     assert "Demo finished" not in out
-    assert_nothing_left(out, before)
+    assert_nothing_left(out)
 
 
 def test_reader_going_away_does_not_stop_the_cleanup() -> None:
     """When the reader of the demo's output goes away (``| head``), the demo still removes
     every namespace, process and file it made."""
-    proc = subprocess.Popen(
+    with subprocess.Popen(  # the with block closes the pipe, whatever happens
         [str(DEMO), "--no-install", "--pods", "2"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-    )
-    try:
-        read_until(proc, "[ 7]", deadline_s=120)  # controller and agent are running now
-        assert proc.stdout is not None
-        proc.stdout.close()
-        proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    ) as proc:
+        try:
+            read_until(proc, "[ 7]", deadline_s=120)  # controller and agent are running now
+            assert proc.stdout is not None
+            proc.stdout.close()
+            proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     tag = f"-{proc.pid}-"
     assert [n for n in list_netns() if n.startswith("spdemo-") and tag in n] == []
     assert processes_mentioning(f"spiderpool-demo{tag}") == []

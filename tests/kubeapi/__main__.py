@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -20,6 +21,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m tests.kubeapi", description=__doc__)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    p.add_argument(
+        "--listen-fd",
+        type=int,
+        action="append",
+        default=[],
+        metavar="FD",
+        help="serve this inherited listening TCP socket instead of binding --host/--port (repeatable; "
+        "e.g. sockets made in other network namespaces); the URL names --host and the first one's port",
+    )
     p.add_argument("--http", action="store_true", help="plain HTTP instead of HTTPS")
     p.add_argument("--kubeconfig", type=Path, help="also write the kubeconfig here")
     p.add_argument(
@@ -55,6 +65,7 @@ async def _run(args: argparse.Namespace) -> None:
         rbac_enforce=args.rbac,
         fake_workload_status=not args.no_workload_status,
         service_urls=services,
+        sockets=tuple(socket.socket(fileno=fd) for fd in args.listen_fd),
     )
     if args.token:
         config.admin_token = args.token

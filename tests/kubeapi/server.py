@@ -17,6 +17,7 @@ import json
 import logging
 import secrets
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -80,6 +81,11 @@ class ServerConfig:
         37,
         1,
     )  # /version: minor follows the pinned kubectl (skew warning otherwise)
+    # Already-listening TCP sockets to serve instead of binding host:port, e.g. sockets made inside other
+    # network namespaces (a socket stays in the namespace it was created in), so that clients there reach
+    # this server at the same address; `python -m tests.kubeapi --listen-fd FD` passes inherited ones. The
+    # URL and the kubeconfig name `host` and the first socket's port; the certificate is for `host`.
+    sockets: tuple[socket.socket, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -142,30 +148,40 @@ class KubeApiServer:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self.store.accept_watches()
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
         await self._runner.setup()
         ssl_ctx = None
         if self.ca is not None:
             ssl_ctx = self.ca.server_pair((self.config.host,)).server_context(self.state_dir / "pki")
             (self.state_dir / "pki" / "ca.crt").write_bytes(self.ca.cert_pem)
-        site = web.TCPSite(
-            self._runner, self.config.host, self.config.port, ssl_context=ssl_ctx, reuse_address=True
-        )
-        await site.start()
-        server = site._server
-        assert server is not None
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1]
+        if self.config.sockets:
+            for sock in self.config.sockets:
+                await web.SockSite(self._runner, sock, ssl_context=ssl_ctx).start()
+            self.port = self.config.sockets[0].getsockname()[1]
+        else:
+            site = web.TCPSite(
+                self._runner, self.config.host, self.config.port, ssl_context=ssl_ctx, reuse_address=True
+            )
+            await site.start()
+            server = site._server
+            assert server is not None
+            sockets = getattr(server, "sockets", None) or []
+            self.port = sockets[0].getsockname()[1]
         write_kubeconfig(self.kubeconfig_path, self.url, self.config.admin_token, self.ca_pem)
 
     async def stop(self) -> None:
-        self.store.close_watchers()
+        self.store.close_watchers(for_good=True)
         await self.admission.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        # A closed transport releases its socket in a callback on a later loop iteration: run
+        # those now, or a caller that closes its loop next leaves the sockets to garbage collection.
+        for _ in range(3):
+            await asyncio.sleep(0)
         if self._own_state_dir:
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
@@ -634,6 +650,9 @@ class ServerThread:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="kubeapi", daemon=True)
         self.server: KubeApiServer = self._make_server(config)
+        # Coroutine functions run on the loop at stop, before the server's: helpers that serve on
+        # this loop (a test's webhook) close their sockets here, not at garbage collection.
+        self.on_stop: list[Callable[[], Coroutine[Any, Any, None]]] = []
 
     def _make_server(self, config: ServerConfig | None) -> KubeApiServer:
         """Build the server on its own loop (its asyncio objects belong there)."""
@@ -656,6 +675,8 @@ class ServerThread:
 
     def stop(self) -> None:
         if not self._loop.is_closed():
+            for cleanup in reversed(self.on_stop):
+                self.run(cleanup)
             self.run(self.server.stop)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)

@@ -70,6 +70,7 @@ class Store:
         self._history_size = history_size
         self._compacted = first_rv  # events at or below this revision are gone from the history
         self._watchers: set[Watcher] = set()
+        self._closed = False
         #: called after every recorded event (the API layer keeps indexes and runs garbage collection from
         # here)
         self.listeners: list[Callable[[Event], None]] = []
@@ -164,19 +165,31 @@ class Store:
                 raise TooOld(since, self._compacted)
             backlog = [ev for ev in self._history if ev.rv > since and ev.key == key]
         w = Watcher(key)
-        self._watchers.add(w)
+        if self._closed:
+            w.close()  # the server is stopping: a client reconnecting now gets a stream that ends
+        else:
+            self._watchers.add(w)
         return w, backlog
 
     def unwatch(self, w: Watcher) -> None:
         self._watchers.discard(w)
 
-    def close_watchers(self) -> int:
-        """End every open watch stream (a dropped connection from the client's point of view)."""
+    def close_watchers(self, *, for_good: bool = False) -> int:
+        """End every open watch stream (a dropped connection from the client's point of view).
+
+        for_good: also end every watch opened from now on (the server is stopping; informers
+        reconnect at once, and an open stream would hold the server's shutdown).
+        """
+        self._closed = self._closed or for_good
         n = len(self._watchers)
         for w in list(self._watchers):
             w.close()
         self._watchers.clear()
         return n
+
+    def accept_watches(self) -> None:
+        """Serve watches again (the server started after a stop)."""
+        self._closed = False
 
     @property
     def watcher_count(self) -> int:

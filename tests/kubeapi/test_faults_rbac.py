@@ -201,6 +201,8 @@ def test_the_command_serves_until_sigterm_and_obeys_the_admin_endpoint(tmp_path:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
+        if proc.stdout is not None:
+            proc.stdout.close()  # not left to garbage collection (a ResourceWarning)
 
 
 def test_dropping_connections_closes_open_sockets(srv: ServerThread) -> None:

@@ -135,30 +135,32 @@ def test_output_yaml_and_jsonpath_render_the_stored_object(kubectl: Kubectl) -> 
 def test_watch_sees_added_modified_and_deleted(kubectl: Kubectl) -> None:
     kubectl("apply", "-f", CRD)
     kubectl("apply", "-f", POOL)
-    watch = kubectl.popen("get", "sp", "-w", "--output-watch-events")
     lines: queue.Queue[str] = queue.Queue()
-    assert watch.stdout is not None
-    stdout = watch.stdout
-
-    def pump() -> None:
-        for line in stdout:
-            lines.put(line)
-
-    threading.Thread(target=pump, daemon=True).start()
 
     def next_event() -> str:
         return lines.get(timeout=10).split()[0]
 
-    try:
-        assert next_event() == "EVENT"
-        assert next_event() == "ADDED"
-        kubectl("label", "sp", "pool-a", "tier=gold")
-        assert next_event() == "MODIFIED"
-        kubectl("delete", "sp", "pool-a")
-        assert next_event() == "DELETED"
-    finally:
-        watch.terminate()
-        watch.wait()
+    with kubectl.popen("get", "sp", "-w", "--output-watch-events") as watch:  # closes the pipes
+        assert watch.stdout is not None
+        stdout = watch.stdout
+
+        def pump() -> None:
+            for line in stdout:
+                lines.put(line)
+
+        pumping = threading.Thread(target=pump, daemon=True)
+        pumping.start()
+        try:
+            assert next_event() == "EVENT"
+            assert next_event() == "ADDED"
+            kubectl("label", "sp", "pool-a", "tier=gold")
+            assert next_event() == "MODIFIED"
+            kubectl("delete", "sp", "pool-a")
+            assert next_event() == "DELETED"
+        finally:
+            watch.terminate()
+            watch.wait()
+            pumping.join(10)  # the pump has read to the end before the pipe is closed
 
 
 def test_wait_for_established_returns_once_the_crd_is_served(kubectl: Kubectl) -> None:
@@ -176,18 +178,29 @@ def test_delete_with_a_finalizer_waits_until_the_finalizer_is_removed(
     pool = yaml.safe_load(_pool("pool-f"))
     pool["metadata"]["finalizers"] = ["spiderpool.spidernet.io/test"]
     kubectl("apply", "-f", "-", stdin=yaml.safe_dump(pool))
-    deleting = kubectl.popen("delete", "sp", "pool-f", "--timeout=20s")
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        stored = srv.get("spiderpool.spidernet.io/v2beta1", "SpiderIPPool", "pool-f")
-        if stored and stored["metadata"].get("deletionTimestamp"):
-            break
-        time.sleep(0.05)
-    else:
-        raise AssertionError("deletionTimestamp never set")
-    assert deleting.poll() is None  # still waiting for the object to go
-    kubectl("patch", "sp", "pool-f", "--type=json", "-p", '[{"op":"remove","path":"/metadata/finalizers"}]')
-    assert deleting.wait(timeout=15) == 0
+    with kubectl.popen("delete", "sp", "pool-f", "--timeout=20s") as deleting:  # closes the pipes
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                stored = srv.get("spiderpool.spidernet.io/v2beta1", "SpiderIPPool", "pool-f")
+                if stored and stored["metadata"].get("deletionTimestamp"):
+                    break
+                time.sleep(0.05)
+            else:
+                raise AssertionError("deletionTimestamp never set")
+            assert deleting.poll() is None  # still waiting for the object to go
+            kubectl(
+                "patch",
+                "sp",
+                "pool-f",
+                "--type=json",
+                "-p",
+                '[{"op":"remove","path":"/metadata/finalizers"}]',
+            )
+            assert deleting.wait(timeout=15) == 0
+        finally:
+            if deleting.poll() is None:
+                deleting.kill()
     assert srv.get("spiderpool.spidernet.io/v2beta1", "SpiderIPPool", "pool-f") is None
 
 

@@ -172,6 +172,17 @@ def test_add_caches_the_final_result_per_network_container_and_ifname(
     assert cached.runtime_conf() == RT
 
 
+def test_a_cached_attachment_carries_the_configuration_it_was_added_with(
+    plugins: Plugins, runtime: CniRuntime
+) -> None:
+    """The cache gives back the network configuration of the ADD, so GC can run after the config is gone."""
+    raw = plugins.conflist("first", "second")
+    runtime.add(load_config(raw), RT)
+    (cached,) = runtime.cached_attachments("testnet")
+    assert cached.network_config == load_config(raw).raw
+    assert [p["type"] for p in cached.network_config["plugins"]] == ["first", "second"]
+
+
 def test_del_runs_in_reverse_with_the_cached_result_and_drops_the_cache(
     plugins: Plugins, runtime: CniRuntime
 ) -> None:

@@ -9,13 +9,8 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from spiderpool_cni import codes
-from spiderpool_common.errors import (
-    MAX_TEXT_BYTES,
-    PoolNotFound,
-    SpiderpoolError,
-    from_rpc_error,
-    to_grpc_status,
-)
+from spiderpool_common.errors import PoolNotFound, SpiderpoolError
+from spiderpool_common.grpc_errors import MAX_TEXT_BYTES, from_rpc_error, to_grpc_status
 
 
 def error_info(status: Any) -> error_details_pb2.ErrorInfo:

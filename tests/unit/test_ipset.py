@@ -86,9 +86,12 @@ def test_lowest_not_in_is_the_minimum_of_the_difference(
 def test_membership_and_single_address_updates(a: list[tuple[int, int]], v: int) -> None:
     """contains, with_ and without behave like set membership, add and discard."""
     x = IPSet.from_intervals(4, a)
+    one = IPSet(4, ((v, v),))
     assert (v in x) == (v in as_set(a))
     assert members(x.with_(v)) == as_set(a) | {v}
     assert members(x.without(v)) == as_set(a) - {v}
+    assert x.with_(v) == x | one  # normalised: sorted, merged, nothing adjacent left apart
+    assert x.without(v) == x - one
 
 
 def test_string_membership_checks_the_family() -> None:

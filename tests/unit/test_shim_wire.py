@@ -14,7 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from spiderpool.agent.v1 import cni_pb2
 from spiderpool_cni import codes, wire
-from spiderpool_common.errors import CniError, PoolExhausted, to_grpc_status
+from spiderpool_common.errors import CniError, PoolExhausted
+from spiderpool_common.grpc_errors import to_grpc_status
 
 ENV_NAMES = ["CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS", "CNI_PATH"]
 
@@ -93,7 +94,7 @@ def test_malformed_messages_raise_wire_error(data: bytes) -> None:
 
 
 def test_status_from_to_grpc_status_decodes_with_error_info() -> None:
-    """The server's own Status (errors.to_grpc_status) yields its code, message and ErrorInfo metadata."""
+    """The server's own Status (grpc_errors.to_grpc_status) yields its code, message and ErrorInfo."""
     err = PoolExhausted("pool blue exhausted \u00e9", details="0 of 254 free")
     data = to_grpc_status(err).SerializeToString()
     status = wire.decode_status(data)

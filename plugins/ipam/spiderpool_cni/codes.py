@@ -26,6 +26,8 @@ GATEWAY_UNREACHABLE = 104  # the gateway did not answer ARP/NDP
 INVALID_ANNOTATION = 105  # a pod or namespace annotation is malformed
 ALLOCATION_NOT_FOUND = 106  # CHECK: the reservation for this attachment is gone
 ALLOCATION_MISMATCH = 107  # CHECK: the reservation differs from prevResult
+REQUESTED_IP_NOT_ALLOWED = 108  # a requested address lies in no pool the pod may use, or is excluded/reserved
+REQUESTED_IP_IN_USE = 109  # a requested address is held by another attachment
 INVALID_OBJECT = 110  # a resource manifest failed validation (spiderpoolctl apply)
 OBJECT_NOT_FOUND = 111
 OBJECT_CONFLICT = 112  # already exists / changed concurrently / deletion refused
@@ -51,6 +53,8 @@ DESCRIPTIONS: dict[int, str] = {
     INVALID_ANNOTATION: "invalid pod or namespace annotation",
     ALLOCATION_NOT_FOUND: "IP reservation not found",
     ALLOCATION_MISMATCH: "IP reservation does not match prevResult",
+    REQUESTED_IP_NOT_ALLOWED: "requested IP address not allowed",
+    REQUESTED_IP_IN_USE: "requested IP address in use",
     INVALID_OBJECT: "invalid object",
     OBJECT_NOT_FOUND: "object not found",
     OBJECT_CONFLICT: "object conflict",

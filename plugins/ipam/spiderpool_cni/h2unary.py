@@ -101,6 +101,21 @@ class ConnectionLost(CallError):
     """The server closed, reset or refused the call, or broke the protocol, mid-call."""
 
 
+class Clock:
+    """The time source for the deadline (``time.monotonic``); a test passes a subclass it moves.
+
+    A class rather than a ``Callable[[], float]`` parameter: naming that type needs
+    ``typing`` or ``collections.abc``, which the shim never loads (start-up cost)."""
+
+    __slots__ = ()
+
+    def now(self) -> float:
+        return time.monotonic()
+
+
+MONOTONIC = Clock()
+
+
 def frame(frame_type: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
     """One HTTP/2 frame: 9-byte header (24-bit length, type, flags, stream id) and payload."""
     n = len(payload)
@@ -157,13 +172,14 @@ def unary_call(
     timeout: float,
     *,
     authority: str = "localhost",
+    clock: Clock = MONOTONIC,
 ) -> tuple[int, str, bytes, bytes]:
     """Call ``method`` (``/package.Service/Method``) with one serialized request message.
 
     Returns ``(grpc status code, message, grpc-status-details-bin decoded, response
     message)``; raises ``Unreachable``, ``DeadlineExceeded`` or ``ConnectionLost``.
     """
-    deadline = time.monotonic() + timeout
+    deadline = clock.now() + timeout
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(max(timeout, 0.001))
@@ -173,17 +189,26 @@ def unary_call(
             raise DeadlineExceeded(f"timed out connecting after {timeout:g}s") from None
         except OSError as exc:
             raise Unreachable(str(exc)) from None
-        return _Exchange(sock, deadline, timeout).run(method, message, authority)
+        return _Exchange(sock, deadline, timeout, clock).run(method, message, authority)
     finally:
         sock.close()
+
+
+def call_on(
+    sock: _socket.socket, method: str, message: bytes, timeout: float, *, authority: str = "localhost"
+) -> tuple[int, str, bytes, bytes]:
+    """``unary_call`` over a socket the caller connected (a TLS socket to a TCP server, for
+    ``spiderpool-health``); the caller closes it. Not used by the shims."""
+    return _Exchange(sock, MONOTONIC.now() + timeout, timeout, MONOTONIC).run(method, message, authority)
 
 
 class _Exchange:
     """The state of the one stream and its connection while the call is in flight."""
 
-    def __init__(self, sock: _socket.socket, deadline: float, timeout: float) -> None:
+    def __init__(self, sock: _socket.socket, deadline: float, timeout: float, clock: Clock) -> None:
         self.sock = sock
         self.deadline = deadline
+        self.clock = clock
         # How early a server's DEADLINE_EXCEEDED may come and still be our deadline (its
         # timer and ours are set from the same instant, give or take scheduling).
         self.deadline_slack = 0.01 + timeout / 20
@@ -207,7 +232,7 @@ class _Exchange:
     # -- sending -------------------------------------------------------------------------
 
     def _remaining(self) -> float:
-        left = self.deadline - time.monotonic()
+        left = self.deadline - self.clock.now()
         if left <= 0:
             raise DeadlineExceeded("deadline exceeded waiting for the agent")
         return left
@@ -460,7 +485,7 @@ class _Exchange:
         if not raw_status.isdigit():
             return INTERNAL, f"malformed grpc-status {raw_status!r}", b"", b""
         code = int(raw_status)
-        at_deadline = time.monotonic() >= self.deadline - self.deadline_slack
+        at_deadline = self.clock.now() >= self.deadline - self.deadline_slack
         if code == DEADLINE_EXCEEDED and not details and at_deadline:
             raise DeadlineExceeded(f"gRPC status DEADLINE_EXCEEDED: {message}")
         if code != 0:

@@ -19,6 +19,18 @@ shim's cost, and builds differ: a pyenv-style build loads ``libpython3.x.so`` an
 Debian's ``/usr/bin/python3`` has libpython and ``_socket`` linked in, about 2 ms less per
 call on this machine. Each candidate is asked once (a ``-IS`` probe reporting its version,
 whether libpython is mapped, and which of the shim's C modules are built in).
+
+On a Kubernetes node the installer runs in the agent's init container, and the host may
+have no Python at all: ``--bundle DIR --host-root ROOT`` installs the image's interpreter
+bundle (``pybundle``: a CPython with its own loader and libraries, the standard-library
+modules the shims import and the shims' modules) into the host's ``--python-dir``
+(``/opt/spiderpool/python/<id>``), then the shims into the host's ``--bin-dir``, their
+shebang and ``sys.path`` naming the bundle as the host sees it (``ROOT`` is where the
+host's ``/`` is mounted). Both steps are atomic and idempotent: run on every agent start,
+an unchanged bundle is left in place and the shims are renamed over with the same text;
+a new bundle version is written beside the old one, the shims switch to it by rename, and
+versions no shim names any more are removed (the one the previous shims named is kept
+for the calls still running on it).
 """
 
 from __future__ import annotations
@@ -34,6 +46,7 @@ from pathlib import Path
 import spiderpool_coordinator
 
 import spiderpool_cni
+from spiderpool_cni import pybundle
 
 DEFAULT_BIN_DIR = "/opt/cni/bin"
 ENTRIES = {
@@ -182,8 +195,66 @@ def install(bin_dir: str, interpreter: str | None = None) -> list[Path]:
     return written
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line: ``spiderpool-install-cni [--bin-dir DIR] [--python PATH]``."""
+def host_path(host_root: str, path: str) -> Path:
+    """Where this process reaches the host's absolute ``path`` (the host's / is ``host_root``)."""
+    if not path.startswith("/"):
+        raise InstallError(f"{path!r} must be an absolute path on the host")
+    return Path(host_root) / path.lstrip("/")
+
+
+def shim_bundle_id(path: Path, python_dir: str) -> str | None:
+    """The bundle version an installed shim's shebang names under ``python_dir``, if any."""
+    try:
+        with path.open("rb") as fh:
+            first = fh.readline(4096).decode(errors="replace")
+    except OSError:
+        return None
+    prefix = f"#!{python_dir.rstrip('/')}/"
+    if not first.startswith(prefix):
+        return None
+    return first[len(prefix) :].split("/", 1)[0] or None
+
+
+@dataclass(frozen=True)
+class BundleInstall:
+    """What ``install_from_bundle`` did, in this process's paths."""
+
+    bundle: pybundle.Installed
+    shims: list[Path]
+    removed_versions: list[str]
+
+
+def install_from_bundle(
+    bundle: str,
+    host_root: str = "/",
+    bin_dir: str = DEFAULT_BIN_DIR,
+    python_dir: str = pybundle.DEFAULT_PYTHON_DIR,
+) -> BundleInstall:
+    """Install the interpreter bundle into the host's ``python_dir`` and the shims running on it
+    into the host's ``bin_dir``; both directories are host paths under ``host_root``."""
+    local_python = host_path(host_root, python_dir)
+    local_bin = host_path(host_root, bin_dir)
+    try:
+        installed = pybundle.install_bundle(Path(bundle), local_python, python_dir)
+    except pybundle.BundleError as exc:
+        raise InstallError(str(exc)) from None
+    keep = {installed.id}
+    written = []
+    try:
+        local_bin.mkdir(parents=True, exist_ok=True)
+        for name in ENTRIES:
+            path = local_bin / name
+            previous = shim_bundle_id(path, python_dir)
+            if previous:
+                keep.add(previous)
+            write_atomically(path, render(name, installed.interpreter, [installed.site]))
+            written.append(path)
+    except OSError as exc:
+        raise InstallError(f"cannot write into {local_bin}: {exc}") from None
+    return BundleInstall(installed, written, pybundle.prune(local_python, keep))
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spiderpool-install-cni",
         description="Install the spiderpool and coordinator CNI plugins (stdlib-only shims).",
@@ -196,9 +267,43 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="interpreter for the shebang (default: the faster-starting of this one and the system python3)",
     )
+    parser.add_argument(
+        "--bundle",
+        default=None,
+        help="install this interpreter bundle (make dist's pybundle) on the host and run the shims on it",
+    )
+    parser.add_argument(
+        "--host-root",
+        default="/",
+        help="with --bundle: where the host's / is mounted; --bin-dir and --python-dir are host paths",
+    )
+    parser.add_argument(
+        "--python-dir",
+        default=pybundle.DEFAULT_PYTHON_DIR,
+        help=f"with --bundle: host directory of the bundle versions (default {pybundle.DEFAULT_PYTHON_DIR})",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``spiderpool-install-cni [--bin-dir DIR] [--python PATH | --bundle DIR
+    [--host-root ROOT] [--python-dir DIR]]``."""
+    parser = build_parser()
     args = parser.parse_args(argv)
+    if args.bundle is None and (args.host_root != "/" or args.python_dir != pybundle.DEFAULT_PYTHON_DIR):
+        parser.error("--host-root and --python-dir go with --bundle")
+    if args.bundle is not None and args.python is not None:
+        parser.error("--python and --bundle exclude each other (the bundle brings its interpreter)")
     try:
-        written = install(args.bin_dir, args.python)
+        if args.bundle is not None:
+            done = install_from_bundle(args.bundle, args.host_root, args.bin_dir, args.python_dir)
+            state = "installed" if done.bundle.copied else "unchanged"
+            print(f"{state} {host_path(args.host_root, done.bundle.directory)} (bundle {done.bundle.id})")
+            for version in done.removed_versions:
+                print(f"removed {host_path(args.host_root, args.python_dir) / version}")
+            written = done.shims
+        else:
+            written = install(args.bin_dir, args.python)
     except InstallError as exc:
         print(f"spiderpool-install-cni: {exc}", file=sys.stderr)
         return 1

@@ -1,7 +1,7 @@
 """The one main of both CNI shims: environment and stdin in, one gRPC call, CNI JSON out.
 
 The runtime executes a shim once per CNI call, so everything here is chosen for start-up
-cost (see /work/shared/reference/machine.md): only built-in or C standard-library modules
+cost (measured; tests/component/test_shim_imports.py guards it): only built-in or C standard-library modules
 (``posix``, ``sys``, ``time``, ``_json`` via ``cnijson``, ``_socket`` via ``h2unary``), no
 ``os``, ``json``, ``re``, ``typing``. The shim decides nothing about CNI semantics: the
 agent validates environment, configuration and versions and answers with the rendered
@@ -14,7 +14,9 @@ teardown never waits for the agent, and the agent replays it when it is back.
 
 ``handle`` is the logic (pure apart from the one call); ``run`` is the wiring: read fd 0
 and the environment, write fd 1 exactly once, append one line to the plugin's log file,
-never let a traceback reach stdout.
+never let a traceback reach stdout. The log line names the call with the keys the agent
+and the controller log it under: ``rpc``, ``pod`` (namespace/name from ``CNI_ARGS``),
+``container_id``, ``ifname``, ``network`` (the config's ``name``).
 """
 
 import posix
@@ -66,7 +68,8 @@ class Reply:
     """What one invocation prints, how it exits, and what it logs."""
 
     __slots__ = (
-        "code", "command", "exit_code", "log_max_bytes", "log_path", "msg", "no_answer", "note", "output",
+        "code", "command", "exit_code", "log_max_bytes", "log_path", "msg", "network", "no_answer", "note",
+        "output", "rpc",
     )  # fmt: skip
 
     def __init__(self, exit_code: int, output: bytes, *, code: int = 0, msg: str = "") -> None:
@@ -75,6 +78,8 @@ class Reply:
         self.code = code
         self.msg = msg
         self.command = ""
+        self.rpc = ""
+        self.network = ""
         self.log_path = ""
         self.log_max_bytes = DEFAULT_LOG_MAX_MB << 20
         self.no_answer = False  # the agent was unreachable, silent, gone, or shutting down
@@ -122,8 +127,11 @@ def handle(kind: str, env: dict[str, str], stdin: bytes) -> Reply:
         kind, env, stdin, command=command, config=config, decode_error=decode_error, cni_version=cni_version
     )
     reply.command = command
+    if command in RPC_VERB:
+        reply.rpc = RPC_PREFIX[kind] + RPC_VERB[command]
     log_path, log_max_mb = "", 0
     if isinstance(config, dict):
+        reply.network = _string(config, "name")
         if kind == "ipam":
             ipam = config.get("ipam")
             log_path = _string(ipam, "log_file_path")
@@ -374,6 +382,16 @@ def append_log(path: str, line: str, max_bytes: int = DEFAULT_LOG_MAX_MB << 20) 
             posix.close(fd)
 
 
+def _pod(cni_args: str) -> str:
+    """``namespace/name`` from CNI_ARGS' K8S_POD_NAMESPACE and K8S_POD_NAME, or "" without both."""
+    args = {}
+    for item in cni_args.split(";"):
+        key, _, value = item.partition("=")
+        args[key] = value
+    namespace, name = args.get("K8S_POD_NAMESPACE", ""), args.get("K8S_POD_NAME", "")
+    return f"{namespace}/{name}" if namespace and name else ""
+
+
 def _log_line(kind: str, env: dict[str, str], reply: Reply, elapsed: float, trace: str) -> str:
     now = time.time()
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
@@ -382,8 +400,11 @@ def _log_line(kind: str, env: dict[str, str], reply: Reply, elapsed: float, trac
         f"pid={posix.getpid()}",
         f"plugin={kind}",
         f"command={cnijson.quote(reply.command)}",
-        f"containerID={cnijson.quote(env.get('CNI_CONTAINERID', ''))}",
+        f"rpc={cnijson.quote(reply.rpc)}",
+        f"pod={cnijson.quote(_pod(env.get('CNI_ARGS', '')))}",
+        f"container_id={cnijson.quote(env.get('CNI_CONTAINERID', ''))}",
         f"ifname={cnijson.quote(env.get('CNI_IFNAME', ''))}",
+        f"network={cnijson.quote(reply.network)}",
     ]
     if reply.exit_code == 0:
         parts.append("result=ok")

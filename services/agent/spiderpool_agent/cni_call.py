@@ -23,6 +23,19 @@ where the agent applies the CNI 1.1 specification's input rules (SPEC.md "Parame
   ignored. ADD and CHECK refuse a malformed key (code 7); DEL reads only ``owner``, and
   ignores it when malformed (a release must never fail over metadata).
 
+Requested addresses (ADD only; judged by the controller, ``domain/requested_ips``): the
+``ips`` capability's ``runtimeConfig.ips`` (CONVENTIONS.md; Multus fills it from a selection
+element's ``"ips"``, podman and nerdctl from ``--ip``) and ``CNI_ARGS`` ``IP=`` (host-local's
+and static's convention, comma-separated), each entry an IP or a CIDR. ``args.cni.ips``
+(host-local reads it too) is left to the plugins that own it, like every other key of
+``args.cni`` this plugin does not name.
+A runtime sends ``runtimeConfig`` only with the capabilities the plugin declared and, per
+SPEC.md, strips ``capabilities`` from what it passes; libcni leaves it in. So the
+declaration is honoured when it is visible: ``runtimeConfig.ips`` is ignored when
+``capabilities`` is present without ``"ips": true``, and read otherwise. The sources are
+merged; two different addresses of one family are refused (an interface gets one per
+family): code 7 for the config, code 4 for ``IP=`` alone.
+
 Decision (documented here because the spec leaves it open): a ``CNI_NETNS`` path that does
 not exist on ADD or CHECK answers code 3 ("container unknown or does not exist"). The
 runtime then knows the sandbox is gone; DEL never checks the netns (the spec says it may
@@ -194,6 +207,7 @@ class Invocation:
     ifname: str
     args: CniArgs
     config: NetworkConfig
+    requested_ips: tuple[str, ...] = ()  # ADD: the addresses asked for, at most one per family
 
     @property
     def identity(self) -> str:
@@ -297,10 +311,11 @@ def parse_cni_args(text: str) -> CniArgs:
         )
     ip = values.get("IP", "")
     for part in filter(None, ip.split(",")):
-        try:
-            ipaddress.ip_address(part)
-        except ValueError:
-            raise CniError(codes.INVALID_ENVIRONMENT, f"CNI_ARGS: IP={ip!r} is not an IP address") from None
+        if not _is_ip_or_cidr(part):
+            raise CniError(
+                codes.INVALID_ENVIRONMENT, f"CNI_ARGS: IP={ip!r}: {part!r} is not an IP address or CIDR"
+            )
+    _one_per_family(tuple(filter(None, ip.split(","))), "CNI_ARGS IP", codes.INVALID_ENVIRONMENT)
     return CniArgs(
         pod_namespace=values.get("K8S_POD_NAMESPACE", ""),
         pod_name=values.get("K8S_POD_NAME", ""),
@@ -310,6 +325,28 @@ def parse_cni_args(text: str) -> CniArgs:
         ignore_unknown=ignore_unknown,
         extra=extra,
     )
+
+
+def _is_ip_or_cidr(text: str) -> bool:
+    try:
+        ipaddress.ip_interface(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _one_per_family(texts: Sequence[str], source: str, code: int) -> None:
+    """Refuse two different addresses of one family (an interface gets one per family)."""
+    seen: dict[int, tuple[str, ipaddress.IPv4Address | ipaddress.IPv6Address]] = {}
+    for text in texts:
+        addr = ipaddress.ip_interface(text).ip
+        first = seen.setdefault(addr.version, (text, addr))
+        if first[1] != addr:
+            raise CniError(
+                code,
+                f"{source}: {first[0]} and {text} are both IPv{addr.version} addresses; "
+                "an interface gets one address per family",
+            )
 
 
 # ---------------------------------------------------------------------------------------
@@ -594,6 +631,36 @@ def parse_network_config(data: bytes, verb: Verb | None, *, require_ipam: bool =
     )
 
 
+def _address_list(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _wrong_type(where, "an array of IP addresses or CIDRs", value)
+    for i, text in enumerate(value):
+        if not _is_ip_or_cidr(text.strip()):
+            raise CniError(
+                codes.INVALID_CONFIG, f"network config: {where}[{i}] {text!r} is not an IP address or CIDR"
+            )
+    return tuple(v.strip() for v in value)
+
+
+def requested_ips(obj: Mapping[str, Any], cni_args: CniArgs) -> tuple[str, ...]:
+    """The addresses an ADD asks for: ``runtimeConfig.ips`` (when the ``ips`` capability is
+    declared or its declaration stripped) and ``CNI_ARGS`` ``IP=``."""
+    out: list[str] = []
+    runtime = obj.get("runtimeConfig")
+    if runtime is not None and not isinstance(runtime, dict):
+        raise _wrong_type("runtimeConfig", "an object", runtime)
+    capabilities = obj.get("capabilities")
+    declared = not isinstance(capabilities, dict) or capabilities.get("ips") is True
+    if runtime is not None and declared:
+        out += _address_list(runtime.get("ips"), "runtimeConfig.ips")
+    out += [part.strip() for part in cni_args.ip.split(",") if part.strip()]
+    merged = tuple(dict.fromkeys(out))
+    _one_per_family(merged, "requested IPs (runtimeConfig.ips, CNI_ARGS IP)", codes.INVALID_CONFIG)
+    return merged
+
+
 def _pod_metadata_for(obj: Mapping[str, Any], verb: Verb | None) -> PodMetadata:
     """ADD and CHECK use the pod's metadata and refuse it malformed (code 7). DEL reads only
     the owner and never fails over it (the release must happen); GC and STATUS have no pod."""
@@ -626,6 +693,7 @@ def parse_call(
     check_environment(call, verb)
     config = parse_network_config(call.config, verb, require_ipam=require_ipam)
     cni_args = parse_cni_args(call.args) if verb in (Verb.ADD, Verb.DEL, Verb.CHECK) else CniArgs()
+    requested = requested_ips(config.raw, cni_args) if verb is Verb.ADD else ()
     if verb in (Verb.ADD, Verb.CHECK) and not netns_exists(call.netns):
         raise CniError(codes.UNKNOWN_CONTAINER, f"CNI_NETNS {call.netns!r} does not exist")
     keep_attachment = verb in (Verb.ADD, Verb.DEL, Verb.CHECK)
@@ -636,4 +704,5 @@ def parse_call(
         ifname=call.ifname if keep_attachment else "",
         args=cni_args,
         config=config,
+        requested_ips=requested,
     )

@@ -2,7 +2,9 @@
 
 Only translation lives here; the verbs' logic is ``ipam_handlers`` (the spiderpool IPAM
 plugin) and ``coordinator_handlers`` (the coordinator plugin). Errors leave through
-``translate_errors`` as gRPC statuses carrying the CNI code, which the shims print.
+``translate_errors`` as gRPC statuses carrying the CNI code, which the shims print, and
+every verb's log lines carry ``call_log_fields``: the pod (``K8S_POD_NAMESPACE/NAME`` from
+``CNI_ARGS``), the container ID, the interface and the network (the config's ``name``).
 
 One ordering rule is applied here because it spans both plugins: before an ADD, ``settle``
 (``del_spool.DelSpool.settle``) replays the DELs the shims spooled for that attachment.
@@ -10,7 +12,9 @@ One ordering rule is applied here because it spans both plugins: before an ADD, 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
 
 import grpc
 from spiderpool.agent.v1 import cni_pb2, cni_pb2_grpc
@@ -30,6 +34,36 @@ async def _nothing_spooled(_plugin: str, _call: RawCall) -> None:
     return None
 
 
+class _HasCall(Protocol):
+    @property
+    def call(self) -> cni_pb2.CniCall: ...
+
+
+def call_log_fields(call: cni_pb2.CniCall) -> dict[str, str]:
+    """The log keys of one CNI call, read leniently: the call is validated later, by the handler."""
+    namespace = name = ""
+    for item in call.args.split(";"):
+        if item.startswith("K8S_POD_NAMESPACE="):
+            namespace = item[len("K8S_POD_NAMESPACE=") :]
+        elif item.startswith("K8S_POD_NAME="):
+            name = item[len("K8S_POD_NAME=") :]
+    return {
+        "pod": f"{namespace}/{name}" if namespace and name else "",
+        "container_id": call.container_id,
+        "ifname": call.ifname,
+        "network": _network_name(call.config),
+    }
+
+
+def _network_name(config: bytes) -> str:
+    try:
+        obj = json.loads(config)
+    except ValueError:  # not JSON, or not UTF-8 (UnicodeDecodeError is a ValueError)
+        return ""
+    name = obj.get("name") if isinstance(obj, dict) else None
+    return name if isinstance(name, str) else ""
+
+
 class CniServicer(cni_pb2_grpc.CniServiceServicer):
     def __init__(
         self, handlers: IpamHandlers, coordinator: CoordinatorHandlers, *, settle: Settle = _nothing_spooled
@@ -37,6 +71,10 @@ class CniServicer(cni_pb2_grpc.CniServiceServicer):
         self._handlers = handlers
         self._coordinator = coordinator
         self._settle = settle
+
+    def log_fields(self, request: _HasCall) -> Mapping[str, str]:
+        """What ``translate_errors`` binds to every verb's log context."""
+        return call_log_fields(request.call)
 
     @translate_errors
     async def IpamAdd(

@@ -1,7 +1,7 @@
 """The agent's grpc.aio client of the controller's IpamService (and ResourceService reads).
 
 Owns the one channel to the controller and the translation of ``grpc.RpcError`` into the
-domain errors (``spiderpool_common.errors.from_rpc_error``): the controller's own errors
+domain errors (``spiderpool_common.grpc_errors.from_rpc_error``): the controller's own errors
 keep their CNI code (100 pool exhausted, 101 no pool matched, ...) and pass through to the
 shim unchanged; transport failures and deadlines become ``Unavailable`` (code 11), which
 DEL turns into a journal entry.
@@ -28,7 +28,8 @@ from grpc_status import rpc_status
 from spiderpool.controller.v1 import ipam_pb2, ipam_pb2_grpc, resource_pb2, resource_pb2_grpc
 from spiderpool_cni import codes
 from spiderpool_common.channels import open_channel
-from spiderpool_common.errors import NotFound, SpiderpoolError, from_rpc_error
+from spiderpool_common.errors import NotFound, SpiderpoolError
+from spiderpool_common.grpc_errors import from_rpc_error
 from spiderpool_common.tls import TlsFiles
 
 Resp = TypeVar("Resp", bound=Message)

@@ -203,6 +203,7 @@ class IpamHandlers:
             clean_gateway=ipam.clean_gateway,
             owner=_owner(pod.owner),
             multus_name=pod.multus_name,
+            requested_ips=list(inv.requested_ips),
         )
         try:
             response = await self._controller.allocate(request)

@@ -86,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
         tls.add_argument(
             f"--controller-tls-{flag}", dest=f"controller_tls_{flag.replace('-', '_')}", help=what
         )
+    p.add_argument(
+        "--metrics-listen",
+        dest="metrics_listen",
+        help="HOST:PORT for Prometheus /metrics: release journal and DEL spool backlog (default: off)",
+    )
     p.add_argument("--config", help="optional YAML file of settings (flags and SPIDERPOOL_* env win)")
     p.add_argument("--log-level", dest="log_level", help="debug, info, warning, error (default info)")
     p.add_argument("--log-format", dest="log_format", help="json or console (default json)")

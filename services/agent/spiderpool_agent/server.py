@@ -35,9 +35,10 @@ from spiderpool_agent.cni_servicer import SERVICE_NAME, CniServicer
 from spiderpool_agent.controller_client import GrpcControllerClient
 from spiderpool_agent.coordinator_handlers import CoordinatorHandlers
 from spiderpool_agent.coordinator_source import CoordinatorSource
-from spiderpool_agent.del_spool import DelSpool
+from spiderpool_agent.del_spool import QUARANTINE, DelSpool
 from spiderpool_agent.ipam_handlers import IpamHandlers, release_via
 from spiderpool_agent.kube_pod_context import KubernetesPodContext
+from spiderpool_agent.metrics import AgentMetrics
 from spiderpool_agent.pod_context import CniArgsContext, PodContextSource
 from spiderpool_agent.release_journal import ReleaseJournal
 from spiderpool_agent.settings import POD_SOURCE_KUBERNETES, AgentSettings
@@ -94,6 +95,8 @@ class Agent:
             interval=settings.spool_replay_interval,
         )
         self._server: grpc.aio.Server | None = None
+        self.metrics: AgentMetrics | None = None
+        self.metrics_port: int | None = None
         self._replay: asyncio.Task[None] | None = None
         self._spool_loop: asyncio.Task[None] | None = None
 
@@ -113,6 +116,14 @@ class Agent:
         self._server, bound = await start_server(
             "unix:" + self.settings.socket, register, socket_mode=SOCKET_MODE
         )
+        if self.settings.metrics_listen:
+            quarantine = self.spool.directory / QUARANTINE
+            self.metrics = AgentMetrics(
+                lambda: len(self.journal.pending()),
+                lambda: len(self.spool.pending()),
+                lambda: sum(1 for _ in quarantine.iterdir()) if quarantine.is_dir() else 0,
+            )
+            self.metrics_port = self.metrics.serve(self.settings.metrics_listen)
         self._replay = asyncio.create_task(self.journal.run(), name="release-journal-replay")
         self._spool_loop = asyncio.create_task(self.spool.run(), name="del-spool-replay")
         log.info(
@@ -125,6 +136,7 @@ class Agent:
             spooled_dels_replayed=len(spooled.done),
             spooled_dels_pending=len(spooled.kept),
             spool=str(self.spool.directory),
+            metrics_port=self.metrics_port,
         )
 
     async def stop(self) -> None:
@@ -143,6 +155,9 @@ class Agent:
             await self._kube_client.close()
             self._kube_client = None
         await self.controller.close()
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics = None
         log.info("agent_stopped")
 
 

@@ -69,6 +69,7 @@ class AgentSettings:
     controller_tls_key_file: str = ""
     controller_tls_ca_file: str = ""
     controller_tls_server_name: str = ""
+    metrics_listen: str = ""  # HOST:PORT for Prometheus /metrics (journal and spool backlog); empty: off
 
     @property
     def controller_tls(self) -> TlsFiles | None:
@@ -125,6 +126,13 @@ class AgentSettings:
         if self.replay_max_backoff < self.replay_initial_backoff:
             raise ValueError("setting replay_max_backoff: must not be below replay_initial_backoff")
         self._validate_pod_source()
+        if self.metrics_listen:
+            try:
+                metrics = parse_listen(self.metrics_listen, allow_port_zero=True)
+            except ValueError as exc:
+                raise ValueError(f"setting metrics_listen: {exc}") from None
+            if metrics.startswith("unix:"):
+                raise ValueError("setting metrics_listen: metrics are served over HTTP, on HOST:PORT only")
         tls = self.controller_tls
         if tls is not None:
             try:

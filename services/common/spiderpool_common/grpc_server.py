@@ -1,15 +1,23 @@
 """Wiring shared by both gRPC servers: listen addresses, reflection, health, error translation.
 
-Servicer methods are wrapped by ``translate_errors`` so a ``SpiderpoolError`` leaves as a
-gRPC status carrying an ``ErrorInfo`` (the one translation, in ``errors.to_grpc_status``)
-and anything unexpected is logged and answered as INTERNAL, never as a traceback.
+Servicer methods are wrapped by ``translate_errors``, the one place per service where a
+request enters and leaves:
+
+- the log context: ``rpc`` (the method name) and whatever the servicer's ``log_fields``
+  finds in the request (``pod`` as namespace/name, ``container_id``, ``ifname``,
+  ``network``) are bound to structlog's contextvars for the call and reset after it, so
+  every line logged while serving it carries them;
+- errors: a ``SpiderpoolError`` is logged once (``request_failed``, with its reason) and
+  leaves as a gRPC status carrying an ``ErrorInfo`` (the one translation, in
+  ``grpc_errors.to_grpc_status``); anything unexpected is logged with its traceback and
+  answered as INTERNAL, never as a traceback.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -20,33 +28,57 @@ from grpc_status import rpc_status
 
 from spiderpool_common import unix_socket
 from spiderpool_common.addresses import parse_listen, unix_path
-from spiderpool_common.errors import SpiderpoolError, to_grpc_status
+from spiderpool_common.errors import SpiderpoolError
+from spiderpool_common.grpc_errors import to_grpc_status
 
 log = structlog.get_logger(__name__)
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 Handler = Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
+# A servicer's ``log_fields(request)``: the request's log keys; empty values are left out.
+LogFields = Callable[[Any], Mapping[str, str]]
+
+
+def request_log_fields(servicer: object, rpc: str, request: object) -> dict[str, str]:
+    """``rpc`` plus the non-empty fields the servicer's ``log_fields`` (if any) finds in ``request``."""
+    fields = {"rpc": rpc}
+    log_fields: LogFields | None = getattr(servicer, "log_fields", None)
+    if log_fields is not None:
+        fields.update((k, v) for k, v in log_fields(request).items() if v)
+    return fields
 
 
 def translate_errors(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
-    """Turn domain errors into gRPC statuses with ErrorInfo; hide internals."""
+    """Bind the request's log context; turn domain errors into gRPC statuses with ErrorInfo."""
+    rpc = method.__name__
 
     @functools.wraps(method)
     async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext) -> Resp:
+        tokens = structlog.contextvars.bind_contextvars(**request_log_fields(self, rpc, request))
         try:
             return await method(self, request, context)
         except SpiderpoolError as err:
-            log.info("request_failed", rpc=method.__name__, reason=err.reason, error=err.message)
+            extra = {"details": err.details} if err.details else {}
+            log.log(
+                err.log_level,
+                "request_failed",
+                reason=err.reason,
+                cni_code=err.cni_code,
+                error=err.message,
+                **extra,
+            )
             await context.abort_with_status(rpc_status.to_status(to_grpc_status(err)))
             raise  # unreachable: abort raises
         except grpc.aio.AbortError:
             raise
         except Exception as exc:
-            log.exception("request_crashed", rpc=method.__name__)
+            log.exception("request_crashed")
             internal = SpiderpoolError(f"internal error: {type(exc).__name__}: {exc}")
             await context.abort_with_status(rpc_status.to_status(to_grpc_status(internal)))
             raise
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)
 
     return wrapper
 

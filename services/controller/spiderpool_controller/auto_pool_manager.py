@@ -1,6 +1,6 @@
 """The writer of SpiderSubnet auto pools, and the allocation path's way to them.
 
-Owns creating, resizing, relabelling and reclaiming auto pools (reference 3.8) in the
+Owns creating, resizing, relabelling and reclaiming auto pools (upstream pkg/subnetmanager) in the
 process that runs the IPAM engine (the leader in a cluster), with the arithmetic of
 ``domain.subnet_pools`` and the names and labels of ``domain.auto_pools``. Decisions:
 

@@ -25,6 +25,12 @@ and the SpiderEndpoint view is ``endpoint_view``. Decisions it encodes:
   subnet reconciler, in this process) before selection; that call may wait for the pool
   to be created. Addresses a pool is about to lose (a shrink being written) are withheld
   from allocation until the new spec is in place.
+- Reuse delay (``domain/released_ips``): a released address stays out of circulation for
+  the pool's delay unless nothing else is free. Its clock is ``wall_clock`` (Unix time),
+  because the release times are persisted in the pool's status and must mean the same
+  after a restart; the conflict quarantine, kept in memory only, uses ``clock``. A
+  rollback of an allocation that never reached a pod (a failed multi-pool write) leaves
+  no delay behind: no neighbour ever learned that address.
 """
 
 from __future__ import annotations
@@ -38,7 +44,13 @@ from fnmatch import fnmatchcase
 from typing import Any, Protocol
 
 import structlog
-from spiderpool_common.errors import AllocationNotFound, InvalidRequest, PoolExhausted, Unavailable
+from spiderpool_common.errors import (
+    AllocationNotFound,
+    InvalidRequest,
+    PoolExhausted,
+    RequestedIPNotAllowed,
+    Unavailable,
+)
 
 from spiderpool_controller import statefulset_reuse
 from spiderpool_controller.allocation_answer import (
@@ -63,7 +75,14 @@ from spiderpool_controller.domain.models import (
 from spiderpool_controller.domain.object_names import endpoint_name
 from spiderpool_controller.domain.pool_selection import NicCandidates, select_candidates
 from spiderpool_controller.domain.pool_state import MAX_STATUS_BYTES, PoolState, reserved_sets
+from spiderpool_controller.domain.released_ips import reuse_delay_seconds
 from spiderpool_controller.domain.request import AllocationRequest
+from spiderpool_controller.domain.requested_ips import (
+    RequestedIP,
+    judge_for,
+    matches_held,
+    requested_for_nic,
+)
 from spiderpool_controller.domain.statefulset import statefulset_replica_valid
 from spiderpool_controller.domain.subnet_annotations import has_subnet_annotation
 from spiderpool_controller.endpoint_view import describe
@@ -84,7 +103,10 @@ class EngineSettings:
     required_families: frozenset[int] = frozenset()  # upstream enableIPv4/enableIPv6
     max_allocated_ips: int = 5000  # upstream SPIDERPOOL_IPPOOL_MAX_ALLOCATED_IPS
     conflict_quarantine_s: float = 600.0  # a conflicting address is not handed out again for this long
+    ip_reuse_delay_s: float = 0.0  # a released address waits this long (pools' annotation overrides)
     endpoint_resync_s: float = 30.0  # how often the SpiderEndpoints are compared with the records
+    # upstream enableSpiderSubnet: off, pods' subnet annotations are ignored (the other rules pick)
+    spider_subnet: bool = True
 
 
 class AutoPoolSource(Protocol):
@@ -114,9 +136,11 @@ class IpamEngine:
         store: Store,
         settings: EngineSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self.settings = settings or EngineSettings()
+        self._wall_clock = wall_clock
         self._quarantine = ConflictQuarantine(self.settings.conflict_quarantine_s, clock)
         self._ledger = Ledger(store, on_written=self._written)
         self._inflight: dict[AttachmentKey, asyncio.Future[Allocation]] = {}
@@ -309,31 +333,44 @@ class IpamEngine:
             self._inflight.pop(key, None)
 
     async def _allocate(self, req: AllocationRequest) -> Allocation:
+        asked = requested_for_nic(req, req.ifname)  # bad input fails before anything changes
+        self._refuse_other_addresses(req, asked)
         await self._take_over(req)
         if (req.identity, req.ifname) in self._ledger.index:
             return self._answer(req.identity)
         auto = await self._auto_pools_for(req)
         candidates = select_candidates(req, self._ledger.models, self.settings.required_families, auto)
         if req.owner_kind == "StatefulSet" and req.pod_name:
+            wanted_ips = {v: w.value for v, w in asked.items()}
             reused = await self._guard(
                 statefulset_reuse.reuse(
                     self._ledger,
                     req,
                     candidates,
-                    lambda old: self._record(req, req.ifname, old.clean_gateway, old.routes),
+                    lambda old, ip: replace(
+                        self._record(req, req.ifname, old.clean_gateway, old.routes),
+                        requested=old.requested or ip in wanted_ips.values(),
+                    ),
                     self._release_held,
+                    requested=wanted_ips,
                 ),
                 "re-bind StatefulSet addresses",
             )
             if reused:
                 return self._answer(req.identity)
+        else:
+            await self._guard(
+                statefulset_reuse.release_predecessors(self._ledger, req, candidates, self._release_held),
+                "release the addresses of the pod's predecessor",
+            )
         wanted = [c for c in candidates if (req.identity, c.nic) not in self._ledger.index]
         taken = self._take(req, wanted)
         try:
             await self._ledger.commit(group(taken))
         except CommitFailed as exc:
             # all-or-nothing: give back what did get written
-            await self._release_held([Held(p, c.ip) for p, changes in exc.written.items() for c in changes])
+            written = [Held(p, c.ip) for p, changes in exc.written.items() for c in changes]
+            await self._release_held(written, delay=False)
             raise Unavailable(f"could not persist the allocation: {exc}") from exc
         log.info(
             "ip_allocated",
@@ -344,8 +381,8 @@ class IpamEngine:
         return self._answer(req.identity)
 
     async def _auto_pools_for(self, req: AllocationRequest) -> AutoPoolChoice | None:
-        """The subnet rule's pools (reference 3.2 rule 1), or None when the pod names no subnet."""
-        if not has_subnet_annotation(req.pod_annotations):
+        """The subnet rule's pools (pool selection's first rule), or None when the pod names no subnet."""
+        if not self.settings.spider_subnet or not has_subnet_annotation(req.pod_annotations):
             return None
         if self.auto_pools is None:
             raise InvalidRequest(
@@ -353,6 +390,19 @@ class IpamEngine:
                 "pools are disabled on this controller (--enable-auto-pool false)"
             )
         return await self.auto_pools.pools_for(req, self.settings.required_families)
+
+    def _refuse_other_addresses(self, req: AllocationRequest, asked: dict[int, RequestedIP]) -> None:
+        """A repeated ADD asking for addresses other than the ones the attachment holds fails
+        (code 108) and changes nothing: an ADD never moves a live attachment's address."""
+        held = self._ledger.records(req.identity, req.ifname)
+        if not held or not asked or matches_held(asked, ((s.version, ip) for s, ip, _ in held)):
+            return
+        holds = ", ".join(state.address(ip) for state, ip, _ in held)
+        wants = ", ".join(w.text for w in asked.values())
+        raise RequestedIPNotAllowed(
+            f"{req.ifname} already holds {holds}, not the requested {wants}; "
+            "an ADD does not change a held address (DEL the attachment first)"
+        )
 
     async def _take_over(self, req: AllocationRequest) -> None:
         """Bring the identity's existing records in line with this ADD, durably: a new
@@ -413,23 +463,62 @@ class IpamEngine:
         taken: list[tuple[str, Change]] = []
         try:
             for cand in wanted:
-                estimate = self._record(req, cand.nic, cand.clean_gateway, ())
-                picks = [
-                    (version, *self._pick(names, version, cand.nic, estimate))
-                    for version, names in ((4, cand.ipv4), (6, cand.ipv6))
-                    if names
-                ]
-                subnets = [self._ledger.pools[pool].pool.spec.subnet for _, pool, _ in picks]
+                picks = self._picks(req, cand)
+                subnets = [self._ledger.pools[pool].pool.spec.subnet for pool, _, _ in picks]
                 rec = self._record(
                     req, cand.nic, cand.clean_gateway, annotation_routes_for(req.pod_annotations, subnets)
                 )
-                for _, pool, ip in picks:
-                    taken.append((pool, self._ledger.take(pool, ip, rec)))
+                for pool, ip, requested in picks:
+                    taken.append((pool, self._ledger.take(pool, ip, replace(rec, requested=requested))))
         except BaseException:
             for pool, change in reversed(taken):
                 self._ledger.revert(pool, [change])
             raise
         return taken
+
+    def _picks(self, req: AllocationRequest, cand: NicCandidates) -> list[tuple[str, int, bool]]:
+        """``(pool, address, requested)`` per family of one NIC: the requested address where
+        the NIC asked for one (judged by ``requested_ips``), else the pool's next free one."""
+        estimate = self._record(req, cand.nic, cand.clean_gateway, ())
+        asked = requested_for_nic(req, cand.nic)
+        judge = None
+        if asked:
+            judge = judge_for(
+                req,
+                cand,
+                self._ledger.pools,
+                self._ledger.reserved,
+                self.settings.max_allocated_ips,
+                fits=lambda state, ip: self._fits(state, ip, estimate),
+            )
+            for version in sorted(set(asked) - set(cand.families)):
+                judge.grant(asked[version])  # raises: the NIC has no pool of that family
+        picks: list[tuple[str, int, bool]] = []
+        for version in cand.families:
+            want = asked.get(version)
+            if want is not None and judge is not None:
+                pool = judge.grant(want)
+                self._refuse_withheld(pool, want)
+                picks.append((pool, want.value, True))
+            else:
+                picks.append((*self._pick(cand.for_family(version), version, cand.nic, estimate), False))
+        return picks
+
+    def _refuse_withheld(self, pool: str, want: RequestedIP) -> None:
+        """A requested address that a shrink of its auto pool is removing is not granted now
+        (it would be left outside the pool's new ips): try again once the shrink is written."""
+        withheld = self._withheld.get(pool)
+        if withheld is not None and withheld.contains_int(want.value):
+            raise Unavailable(
+                f"requested IPv{want.version} address {want.address}: it is leaving IPPool {pool} "
+                "(the auto pool is being shrunk); try again"
+            )
+
+    @staticmethod
+    def _fits(state: PoolState, ip: int, record: AllocationRecord) -> bool:
+        """Whether the pool's stored status stays below ``MAX_STATUS_BYTES`` with this record
+        (its routes come later; ROUTE_MARGIN stands in for them)."""
+        return state.stored_bytes() + state.record_bytes(ip, record) + ROUTE_MARGIN <= MAX_STATUS_BYTES
 
     def _pick(
         self, names: Iterable[str], version: int, nic: str, record: AllocationRecord
@@ -449,11 +538,8 @@ class IpamEngine:
             withheld = self._withheld.get(name)
             if withheld is not None:
                 reserved = reserved | withheld
-            ip = state.lowest_free(reserved)
-            if ip is None:
-                continue
-            # The record's routes come later; ROUTE_MARGIN stands in for them.
-            if state.stored_bytes() + state.record_bytes(ip, record) + ROUTE_MARGIN > MAX_STATUS_BYTES:
+            ip = state.pick(reserved, self._wall_clock(), self._delay(state))
+            if ip is None or not self._fits(state, ip, record):
                 continue
             return name, ip
         raise PoolExhausted(
@@ -526,8 +612,22 @@ class IpamEngine:
         log.info("ip_released", identity=identity, nic=nic, ips=[a.address for a in released])
         return ReleaseOutcome(released=released)
 
-    async def _release_held(self, held: list[Held]) -> None:
-        changes = [(h.pool, c) for h in held if (c := self._ledger.give_back(h.pool, h.ip)) is not None]
+    def _delay(self, state: PoolState) -> float:
+        return reuse_delay_seconds(state.pool.meta.annotations, self.settings.ip_reuse_delay_s)
+
+    def _released_at(self, pool: str, *, delay: bool) -> float | None:
+        state = self._ledger.pools.get(pool)
+        if not delay or state is None or self._delay(state) <= 0:
+            return None
+        return self._wall_clock()
+
+    async def _release_held(self, held: list[Held], *, delay: bool = True) -> None:
+        """Release ``held`` durably; ``delay`` starts each address's reuse delay."""
+        changes = [
+            (h.pool, c)
+            for h in held
+            if (c := self._ledger.give_back(h.pool, h.ip, self._released_at(h.pool, delay=delay))) is not None
+        ]
         by_pool: ChangesByPool = group(changes)
         try:
             await self._ledger.commit(by_pool)

@@ -110,12 +110,13 @@ class Ledger:
         self._stamp(pool, ip)
         return Change(ip, new, "rebind", previous=old)
 
-    def give_back(self, pool: str, ip: int) -> Change | None:
+    def give_back(self, pool: str, ip: int, released_at: float | None = None) -> Change | None:
+        """Release ``ip``; ``released_at`` (wall time) starts its reuse delay, if the pool has one."""
         state = self.pools.get(pool)
         rec = state.allocated.get(ip) if state is not None else None
         if state is None or rec is None:
             return None
-        state.give_back(ip)
+        state.give_back(ip, released_at)
         self.index.remove(pool, ip, rec)
         return Change(ip, rec, "release")
 

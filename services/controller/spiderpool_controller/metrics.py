@@ -1,4 +1,5 @@
-"""Prometheus metrics of the controller (upstream names where upstream has one, §7.1).
+"""Prometheus metrics of the controller (upstream names where upstream has one, upstream's
+docs/reference/metrics.md).
 
 One registry per controller instance (so tests can run several in a process), served over
 HTTP when ``--metrics-listen`` is set. Request counters are updated by the servicer; store

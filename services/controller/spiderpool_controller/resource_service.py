@@ -1,6 +1,7 @@
 """kubectl-like apply, get, list and delete of the spiderpool objects over the Store.
 
-Owns what a user's write means (reference 1.7, 2.1-2.4), whatever keeps the state:
+Owns what a user's write means (upstream's pkg/ippoolmanager, pkg/subnetmanager,
+pkg/reservedipmanager webhooks), whatever keeps the state:
 
 - ``apply`` has ``kubectl apply`` semantics: create when absent, else replace the spec,
   labels and annotations of the stored object, after the same defaulting and validation
@@ -12,7 +13,8 @@ Owns what a user's write means (reference 1.7, 2.1-2.4), whatever keeps the stat
   it sets through ``update_status`` keeping everything else.
 - ``delete`` of a pool or subnet that still has allocations only marks it (the finalizer
   keeps it until the IPAM engine has released the last IP and removes the finalizer); an
-  idle one loses the finalizer here and disappears at once.
+  idle one loses the finalizer here and disappears at once. With ``validate_deletes`` on,
+  such a delete is refused instead (``validation.validate_delete``, as the webhook does).
 
 Writes through this service are serialised by one lock, so the cross-object rules
 (overlapping subnets, pools sharing IPs) are checked against a state no other apply changes
@@ -94,10 +96,11 @@ class ResourceService:
         desired = validation.default_object(obj)
         validation.validate_create(desired, (), self._settings)  # shape and own fields, before any read
         kind, name = desired["kind"], desired["metadata"]["name"]
+        namespace = str(desired["metadata"].get("namespace") or "")
         async with self._lock:
             for _ in range(self._attempts):
                 try:
-                    existing: Obj | None = await self._store.get(kind, name)
+                    existing: Obj | None = await self._store.get(kind, name, namespace)
                 except ObjectNotFound:
                     existing = None
                 try:
@@ -106,13 +109,15 @@ class ResourceService:
                     return await self._update(existing, desired)
                 except (StaleResourceVersion, ObjectAlreadyExists):
                     continue  # written meanwhile (e.g. the IPAM engine's status): read again
-            raise Conflict(f"{_describe(kind, name)} kept changing during apply; try again")
+            raise Conflict(f"{_describe(kind, name, namespace)} kept changing during apply; try again")
 
     async def _peers(self, kind: str) -> Objs:
-        if kind not in validation.POOL_LIKE_KINDS:
-            return []
-        objs, _ = await self._store.list(kind)
-        return objs
+        """The stored objects the rules of ``kind`` compare against (``validation.peer_kinds``)."""
+        out: Objs = []
+        for peer_kind in validation.peer_kinds(kind):
+            objs, _ = await self._store.list(peer_kind)
+            out += objs
+        return out
 
     async def _create(self, desired: Obj) -> Obj:
         kind = desired["kind"]
@@ -193,6 +198,7 @@ class ResourceService:
         """
         async with self._lock:
             existing = await self.get(kind, name, namespace)
+            validation.validate_delete(existing, self._settings)
             scope = _meta(existing).get("namespace") or ""
             try:
                 marked = await self._store.delete(kind, name, scope)

@@ -29,21 +29,24 @@ from spiderpool_common.tls import ReloadingServerCredentials, TlsFiles
 
 from spiderpool_controller.auto_pool_manager import AutoPoolSettings
 from spiderpool_controller.change_feed import NotifyingStore
-from spiderpool_controller.cluster_mode import ClusterController, ClusterOptions
+from spiderpool_controller.cluster_mode import ClusterController, ClusterOptions, LeaderContext, Reconciler
+from spiderpool_controller.coordinator_reconciler import CoordinatorReconciler
 from spiderpool_controller.domain.gc_policy import GcSettings
-from spiderpool_controller.domain.validation import ValidationSettings
 from spiderpool_controller.engine_slot import EngineSlot
 from spiderpool_controller.grpcapi import ipam_servicer, resource_servicer
 from spiderpool_controller.grpcapi.leader_forwarding import LeaderForwarding
 from spiderpool_controller.ipam_engine import EngineSettings, IpamEngine
 from spiderpool_controller.leader import LeaseTiming
 from spiderpool_controller.metrics import ControllerMetrics
+from spiderpool_controller.multus_reconciler import MultusConfigReconciler
 from spiderpool_controller.resource_service import ResourceService
 from spiderpool_controller.settings import ControllerSettings
 from spiderpool_controller.store.contract import Store
 from spiderpool_controller.store.factory import open_store
 from spiderpool_controller.store.instrumented import InstrumentedStore
 from spiderpool_controller.subnet_reconciler import SubnetMachinery, cluster_reconciler, start_embedded
+from spiderpool_controller.webhook import WebhookServer
+from spiderpool_controller.webhook.nad_owners import KubeNadOwners
 
 log = structlog.get_logger(__name__)
 
@@ -60,6 +63,7 @@ class Controller:
     cluster: ClusterController | None = None
     forwarding: LeaderForwarding | None = None
     subnets: SubnetMachinery | None = None  # embedded mode: subnet status and auto pools
+    webhook: WebhookServer | None = None
 
     @property
     def engine(self) -> IpamEngine:
@@ -69,6 +73,8 @@ class Controller:
         await self.server.stop(grace)
         if self.subnets is not None and self.slot.engine is not None:
             await self.subnets.stop(self.slot.engine)
+        if self.webhook is not None:
+            await self.webhook.stop()
         if self.cluster is not None:
             await self.cluster.stop()
         elif self.slot.engine is not None:
@@ -89,6 +95,8 @@ def _engine_settings(settings: ControllerSettings) -> EngineSettings:
         required_families=settings.required_families,
         max_allocated_ips=settings.max_allocated_ips,
         conflict_quarantine_s=settings.conflict_quarantine_seconds,
+        ip_reuse_delay_s=settings.ip_reuse_delay_seconds,
+        spider_subnet=settings.enable_spider_subnet,
     )
 
 
@@ -121,12 +129,12 @@ async def start_controller(
         raise
     engine = IpamEngine(store, _engine_settings(settings))
     await engine.start()
-    subnets = start_embedded(
-        store, engine, _auto_pool_settings(settings), auto_pools=settings.enable_auto_pool
+    subnets = (
+        start_embedded(store, engine, _auto_pool_settings(settings), auto_pools=settings.auto_pools)
+        if settings.enable_spider_subnet
+        else None
     )
-    resources = ResourceService(
-        NotifyingStore(store, engine), ValidationSettings(enable_ipv4=True, enable_ipv6=True)
-    )
+    resources = ResourceService(NotifyingStore(store, engine), settings.validation)
 
     metrics = ControllerMetrics(engine, store)
 
@@ -143,7 +151,8 @@ async def start_controller(
             settings.listen, register, socket_mode=SOCKET_MODE, credentials=credentials
         )
     except BaseException:
-        await subnets.stop(engine)
+        if subnets is not None:
+            await subnets.stop(engine)
         await engine.close()
         await store.close()  # gives the store's lock up: this process will not serve
         raise
@@ -157,6 +166,31 @@ async def start_controller(
         gateway_detection=settings.enable_gateway_detection,
     )
     return Controller(server, address, EngineSlot(engine), store, metrics, subnets=subnets)
+
+
+def leader_reconcilers(settings: ControllerSettings) -> tuple[tuple[str, Reconciler], ...]:
+    """The leader-only loops beside the pool watcher and GC: Multus configs, coordinator CIDRs,
+    and (with the SpiderSubnet feature) subnet status and the workloads' auto pools."""
+
+    async def multus_configs(ctx: LeaderContext) -> None:
+        await MultusConfigReconciler(ctx.rest).run()
+
+    async def coordinator_cidrs(ctx: LeaderContext) -> None:
+        await CoordinatorReconciler(
+            ctx.rest,
+            ctx.store,
+            cni_config_dir=settings.cni_config_dir or None,
+            cilium_configmap=settings.cilium_configmap_namespace_name,
+        ).run()
+
+    loops: tuple[tuple[str, Reconciler], ...] = (
+        ("multus-configs", multus_configs),
+        ("coordinator-cidrs", coordinator_cidrs),
+    )
+    if settings.enable_spider_subnet:
+        subnets = cluster_reconciler(_auto_pool_settings(settings), auto_pools=settings.auto_pools)
+        loops += (("subnets", subnets),)
+    return loops
 
 
 async def start_cluster_controller(settings: ControllerSettings) -> Controller:
@@ -183,20 +217,13 @@ async def start_cluster_controller(settings: ControllerSettings) -> Controller:
             additional_grace_s=settings.gc_additional_grace_seconds,
         ),
         gc_interval_s=settings.gc_interval_seconds,
-        reconcilers=(
-            (
-                "subnets",
-                cluster_reconciler(_auto_pool_settings(settings), auto_pools=settings.enable_auto_pool),
-            ),
-        ),
+        reconcilers=leader_reconcilers(settings),
     )
     claim_listen(settings.listen)
     cluster = ClusterController(options, slot)
     await cluster.start()
     assert cluster.resource_store is not None
-    resources = ResourceService(
-        cluster.resource_store, ValidationSettings(enable_ipv4=True, enable_ipv6=True)
-    )
+    resources = ResourceService(cluster.resource_store, settings.validation)
     metrics = ControllerMetrics(slot, lambda: cluster.stores)
     forwarding = LeaderForwarding(
         cluster.is_leader,
@@ -222,6 +249,23 @@ async def start_cluster_controller(settings: ControllerSettings) -> Controller:
     except BaseException:
         await cluster.stop()
         raise
+    webhook = None
+    if settings.webhook_listen:
+        assert cluster.rest is not None
+        webhook = WebhookServer.from_settings(
+            settings.webhook_listen,
+            settings.webhook_cert_file,
+            settings.webhook_key_file,
+            cluster.resource_store,
+            settings.validation,
+            nad_owners=KubeNadOwners(cluster.rest),
+        )
+        try:
+            await webhook.start()
+        except BaseException:
+            await server.stop(0)
+            await cluster.stop()
+            raise
     metrics_port = metrics.serve(settings.metrics_listen) if settings.metrics_listen else None
     log.info(
         "controller_serving",
@@ -229,9 +273,12 @@ async def start_cluster_controller(settings: ControllerSettings) -> Controller:
         store=settings.store,
         identity=identity,
         metrics_port=metrics_port,
+        webhook=webhook.url if webhook is not None else None,
     )
     store = cluster.resource_store
-    return Controller(server, address, slot, store, metrics, cluster=cluster, forwarding=forwarding)
+    return Controller(
+        server, address, slot, store, metrics, cluster=cluster, forwarding=forwarding, webhook=webhook
+    )
 
 
 async def run(settings: ControllerSettings) -> None:

@@ -27,6 +27,8 @@ from spiderpool_common import bounded_yaml
 from spiderpool_common.addresses import DEFAULT_CONTROLLER, parse_listen, unix_path
 from spiderpool_common.setting_values import convert
 
+from spiderpool_controller.domain.validation import ValidationSettings
+
 DEFAULT_STORE = "sqlite:///var/lib/spiderpool/controller.db"
 DEFAULT_LISTEN = DEFAULT_CONTROLLER
 
@@ -43,24 +45,37 @@ class ControllerSettings:
     max_allocated_ips: int = 5000
     metrics_listen: str = ""  # HOST:PORT for Prometheus /metrics; empty: off (upstream port 5721)
     # Upstream's configmap enableIPConflictDetection / enableGatewayDetection (Helm default
-    # false): stamped on every allocated IP, the agent probes before ADD succeeds (reference 5.9).
+    # false): stamped on every allocated IP, the agent probes before ADD succeeds (upstream's
+    # pkg/networking/networking/ipam_detection.go).
     enable_ip_conflict_detection: bool = False
     enable_gateway_detection: bool = False
     # How long an address another host answered for stays out of allocation.
     conflict_quarantine_seconds: float = 600.0
     # SpiderSubnet auto pools (upstream enableAutoPoolForApplication, Helm default on); off, a
-    # pod naming a subnet is refused. The flexible size when a workload sets no
+    # pod naming a subnet is refused (with enable_spider_subnet off, as upstream, the subnet
+    # annotations are ignored, and no subnet status is kept). The flexible size when a workload sets no
     # ippool-ip-number (upstream clusterSubnetDefaultFlexibleIPNumber), and how long an ADD
     # waits for its workload's pool before code 11 (below the agent's 30 s call deadline).
     enable_auto_pool: bool = True
     auto_pool_default_flexible_ips: int = 1
     auto_pool_wait_seconds: float = 20.0
+    # A released address stays out of circulation this long, unless nothing else is free
+    # (a pool's ipam.spidernet.io/ip-reuse-delay-seconds annotation overrides it).
+    ip_reuse_delay_seconds: float = 0.0
     # Mutual TLS of the gRPC port (all three, or none): PEM files, re-read when they change.
     tls_cert_file: str = ""
     tls_key_file: str = ""
     tls_ca_file: str = ""
     # The name the replicas' certificates carry (the forwarded call's TLS server name).
     tls_server_name: str = ""
+    # Upstream's enableSpiderSubnet (a pool stays inside the SpiderSubnet of its CIDR) and
+    # enableValidatingResourcesDeletedWebhook (deleting a pool or subnet in use is refused).
+    enable_spider_subnet: bool = True
+    validate_resource_deletion: bool = False
+    # The admission webhooks (every replica): HTTPS on HOST:PORT with this certificate.
+    webhook_listen: str = ""  # empty: off (upstream port 5722)
+    webhook_cert_file: str = ""
+    webhook_key_file: str = ""
     # --- the cluster mode (store kubernetes://) ---
     kubeconfig: str = ""  # empty: the in-cluster ServiceAccount
     pod_name: str = ""  # this replica's pod (downward API); with a random suffix, the Lease identity
@@ -76,6 +91,31 @@ class ControllerSettings:
     gc_terminating_pod_on_not_ready_node: bool = True
     gc_running_pod_on_empty_pod_ips: bool = False
     gc_additional_grace_seconds: float = 0.0
+    # The SpiderCoordinator's CIDR discovery (upstream SPIDERPOOL_CNI_CONFIG_DIR and
+    # SPIDERPOOL_CILIUM_CONFIGMAP_NAMESPACE_NAME): the node's CNI configuration directory when
+    # mounted (podCIDRType auto reads the default CNI there; empty: ask the API), Cilium's ConfigMap.
+    cni_config_dir: str = ""
+    cilium_configmap_namespace_name: str = "kube-system/cilium-config"
+
+    @property
+    def validation(self) -> ValidationSettings:
+        """The rules' switches: the families this installation serves (both when neither
+        is required), subnets, deletion validation."""
+        families = {4: self.enable_ipv4, 6: self.enable_ipv6}
+        if not any(families.values()):
+            families = {4: True, 6: True}
+        return ValidationSettings(
+            enable_ipv4=families[4],
+            enable_ipv6=families[6],
+            enable_spider_subnet=self.enable_spider_subnet,
+            validate_deletes=self.validate_resource_deletion,
+        )
+
+    @property
+    def auto_pools(self) -> bool:
+        """Pools made for workloads naming a SpiderSubnet: upstream's enableAutoPoolForApplication,
+        which acts only with enableSpiderSubnet."""
+        return self.enable_spider_subnet and self.enable_auto_pool
 
     @property
     def cluster_mode(self) -> bool:
@@ -102,6 +142,8 @@ class ControllerSettings:
             raise ValueError("setting auto_pool_default_flexible_ips: must not be negative")
         if self.auto_pool_wait_seconds <= 0:
             raise ValueError("setting auto_pool_wait_seconds: must be positive")
+        if not 0 <= self.ip_reuse_delay_seconds <= 86_400:
+            raise ValueError("setting ip_reuse_delay_seconds: must be between 0 and 86400 (one day)")
         try:
             target = parse_listen(self.listen)
         except ValueError as exc:
@@ -119,6 +161,8 @@ class ControllerSettings:
         if files is not None and unix_path(target) is not None:
             raise ValueError("setting listen: mutual TLS is served on HOST:PORT, not on a unix socket")
         self._validate_cluster()
+        if self.webhook_listen and not (self.webhook_cert_file and self.webhook_key_file):
+            raise ValueError("setting webhook_listen: needs webhook_cert_file and webhook_key_file (HTTPS)")
         if unix_path(target) is None and not self.allow_insecure_tcp and files is None:
             raise ValueError(
                 f"setting listen: {self.listen} is plain TCP, which authenticates nobody: anyone who "
@@ -147,6 +191,12 @@ class ControllerSettings:
             raise ValueError("setting gc_interval_seconds: must be positive")
         if self.gc_additional_grace_seconds < 0:
             raise ValueError("setting gc_additional_grace_seconds: must not be negative")
+        namespace, _, name = self.cilium_configmap_namespace_name.partition("/")
+        if not namespace or not name or "/" in name:
+            raise ValueError(
+                "setting cilium_configmap_namespace_name: "
+                f"{self.cilium_configmap_namespace_name!r} is not NAMESPACE/NAME"
+            )
         if self.advertise:
             try:
                 parse_listen(self.advertise)
@@ -193,6 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--conflict-quarantine-seconds",
         help="seconds a released conflicting address is not handed out again (default 600; 0: off)",
     )
+    p.add_argument(
+        "--ip-reuse-delay-seconds",
+        help="seconds a released address waits before another pod gets it, unless no other is free "
+        "(default 0: at once; a pool's ipam.spidernet.io/ip-reuse-delay-seconds annotation overrides)",
+    )
     subnets = p.add_argument_group("SpiderSubnet automatic pools")
     subnets.add_argument(
         "--enable-auto-pool", help="true|false: pools made for workloads naming a SpiderSubnet (default true)"
@@ -209,6 +264,17 @@ def build_parser() -> argparse.ArgumentParser:
     tls.add_argument("--tls-key-file", help="PEM private key")
     tls.add_argument("--tls-ca-file", help="PEM CA that clients' certificates must chain to")
     tls.add_argument("--tls-server-name", help="the name in the replicas' certificates (forwarded calls)")
+    p.add_argument(
+        "--enable-spider-subnet", help="true|false: pools stay inside their SpiderSubnet (default true)"
+    )
+    p.add_argument(
+        "--validate-resource-deletion",
+        help="true|false: refuse deleting a pool or subnet with allocated IPs (default false: it waits)",
+    )
+    hooks = p.add_argument_group("admission webhooks (HTTPS, every replica)")
+    hooks.add_argument("--webhook-listen", help="HOST:PORT (default: off; upstream port 5722)")
+    hooks.add_argument("--webhook-cert-file", help="PEM certificate of the webhook server")
+    hooks.add_argument("--webhook-key-file", help="PEM private key")
     cluster = p.add_argument_group("cluster mode (--store kubernetes://)")
     cluster.add_argument("--kubeconfig", help="kubeconfig file (default: the in-cluster ServiceAccount)")
     cluster.add_argument("--pod-name", help="this replica's pod name (downward API; the Lease identity)")
@@ -236,6 +302,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cluster.add_argument(
         "--gc-additional-grace-seconds", help="added to a terminating pod's deadline (default 0)"
+    )
+    cluster.add_argument(
+        "--cni-config-dir",
+        help="the node's CNI configuration directory, if mounted: podCIDRType auto reads the default "
+        "CNI there (default: none, the API is asked)",
+    )
+    cluster.add_argument(
+        "--cilium-configmap-namespace-name",
+        help="Cilium's ConfigMap for podCIDRType cilium (default kube-system/cilium-config)",
     )
     return p
 

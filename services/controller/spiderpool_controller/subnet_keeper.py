@@ -1,6 +1,6 @@
 """Keeps every SpiderSubnet's status and its ownership of the pools of its CIDR.
 
-Owns what upstream's subnet controller does (reference 2.2, 3.8; pkg/subnetmanager
+Owns what upstream's subnet controller does (upstream pkg/subnetmanager
 subnet_informer.go), in the process that runs the engine:
 
 - ownership: a pool whose subnet is the SpiderSubnet's CIDR becomes the subnet's (a

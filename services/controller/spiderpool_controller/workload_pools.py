@@ -1,6 +1,6 @@
 """The builtin workloads' auto pools in a cluster: informers, a work queue, reclaim.
 
-Owns upstream's application controller (reference 3.8; pkg/applicationcontroller) for the
+Owns upstream's application controller (pkg/applicationcontroller) for the
 six kinds it knows: informers on Deployments, ReplicaSets, StatefulSets, DaemonSets, Jobs
 and CronJobs feed a de-duplicated queue of workloads whose pod template names a
 SpiderSubnet; a few workers reconcile each (``AutoPoolManager.ensure`` per NIC and family,

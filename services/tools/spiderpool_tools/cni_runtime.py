@@ -267,6 +267,7 @@ class CachedAttachment:
     result: JsonDict | None
     path: Path
     config_args: JsonDict = field(default_factory=dict)
+    network_config: JsonDict | None = None  # the configuration the ADD ran with (libcni GCs from it)
 
     def runtime_conf(self) -> RuntimeConf:
         return RuntimeConf(
@@ -468,6 +469,10 @@ class CniRuntime:
         if not isinstance(entry, dict) or entry.get("kind") != CACHE_KIND:
             return None
         result = entry.get("result")
+        try:
+            network_config = json.loads(base64.b64decode(entry.get("config") or ""))
+        except (ValueError, TypeError):
+            network_config = None
         return CachedAttachment(
             network=str(entry.get("networkName", "")),
             container_id=str(entry.get("containerId", "")),
@@ -478,6 +483,7 @@ class CniRuntime:
             result=result if isinstance(result, dict) else None,
             path=path,
             config_args=dict(entry.get("configArgs") or {}),
+            network_config=network_config if isinstance(network_config, dict) else None,
         )
 
     def cached_result(self, network: str, container_id: str, ifname: str) -> JsonDict | None:

@@ -2,7 +2,7 @@
 
 Owns the command line a user meets without Kubernetes: the same manifests, the same
 resource names (``spiderippool.spiderpool.spidernet.io/NAME created``), the same table
-columns as upstream's CRD printer columns (reference 2.1-2.4) and kubectl's habits
+columns as upstream's CRD printer columns (charts/spiderpool/crds upstream) and kubectl's habits
 (``-f -``, ``-o wide|json|yaml|name``, ``-n``/``-A``, ``Error from server (NotFound): ...``).
 Validation happens in the controller, so its message (naming the object and the field)
 is what the user reads.
@@ -28,9 +28,12 @@ from spiderpool.controller.v1 import resource_pb2, resource_pb2_grpc
 from spiderpool_common import bounded_yaml
 from spiderpool_common.addresses import DEFAULT_CONTROLLER
 from spiderpool_common.channels import channel_target, open_sync_channel
-from spiderpool_common.errors import InvalidObject, from_rpc_error
+from spiderpool_common.errors import InvalidObject
+from spiderpool_common.grpc_errors import from_rpc_error
 from spiderpool_common.tls import TlsFiles
-from spiderpool_controller.domain import models
+from spiderpool_controller.domain import models, multus_config, nad_render
+
+from spiderpool_tools import stranded_check
 
 ENV_CONTROLLER = "SPIDERPOOL_CONTROLLER"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -282,6 +285,7 @@ COLUMNS: dict[str, list[Column]] = {
         ("NODE", lambda o: _path(o, "status", "current", "node")),
     ],
     models.KIND_COORDINATOR: [("AGE", age)],
+    models.KIND_MULTUS_CONFIG: [("AGE", age)],  # upstream's CRD has no printer columns
 }
 WIDE_COLUMNS: dict[str, list[Column]] = {
     models.KIND_IPPOOL: [
@@ -372,6 +376,41 @@ def cmd_delete(args: argparse.Namespace, client: Client, out: TextIO, err: TextI
 
 
 # ---------------------------------------------------------------------------------------
+# multus render: the network configuration a SpiderMultusConfig generates
+
+
+def cmd_multus_render(
+    args: argparse.Namespace, client: Client, out: TextIO, err: TextIO, stdin: TextIO
+) -> int:
+    """Print the conflist (or the whole NetworkAttachmentDefinition) a SpiderMultusConfig generates.
+
+    Without Kubernetes there is no Multus to read a NetworkAttachmentDefinition: the conflist is
+    what a CNI runtime takes (``/etc/cni/net.d/NAME.conflist``), byte for byte what the cluster
+    mode's controller writes into ``spec.config``.
+    """
+    obj = client.get(models.KIND_MULTUS_CONFIG, args.name, args.namespace or "default")
+    try:
+        nad = nad_render.render(multus_config.apply_defaults(obj))
+    except InvalidObject as exc:
+        print(f"error: {exc.message}", file=err)
+        return EXIT_FAILED
+    if args.output == "json":
+        print(json.dumps(nad, indent=4), file=out)
+    elif args.output == "yaml":
+        print(yaml.safe_dump(nad, default_flow_style=False, sort_keys=False).rstrip("\n"), file=out)
+    else:
+        config = (nad.get("spec") or {}).get("config")
+        if config is None:
+            print(
+                f'error: SpiderMultusConfig "{args.name}" generates no configuration (custom, empty)',
+                file=err,
+            )
+            return EXIT_FAILED
+        print(config, file=out)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------
 # command line
 
 
@@ -412,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply.set_defaults(run=cmd_apply)
 
     get = commands.add_parser(
-        "get", help="show objects (ippool|sp, subnet|ss, reservedip|sr, endpoint|se, ...)"
+        "get", help="show objects (ippool|sp, subnet|ss, reservedip|sr, endpoint|se, coordinator|scc, smc)"
     )
     get.add_argument("kind")
     get.add_argument("name", nargs="?")
@@ -427,6 +466,22 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("names", nargs="+", metavar="NAME")
     delete.add_argument("-n", "--namespace", help="namespace of namespaced kinds (default: default)")
     delete.set_defaults(run=cmd_delete)
+
+    check = commands.add_parser(
+        "check", help="list allocated addresses outside their pool's ranges (exit 1 when any)"
+    )
+    check.set_defaults(run=stranded_check.cmd_check)
+    multus = commands.add_parser("multus", help="SpiderMultusConfig tools")
+    multus_commands = multus.add_subparsers(dest="multus_command", required=True, parser_class=_Parser)
+    render = multus_commands.add_parser(
+        "render", help="print the CNI conflist a SpiderMultusConfig generates (its NAD's spec.config)"
+    )
+    render.add_argument("name")
+    render.add_argument("-n", "--namespace", help="namespace of the SpiderMultusConfig (default: default)")
+    render.add_argument(
+        "-o", "--output", choices=("json", "yaml"), help="the whole NetworkAttachmentDefinition instead"
+    )
+    render.set_defaults(run=cmd_multus_render)
     return parser
 
 

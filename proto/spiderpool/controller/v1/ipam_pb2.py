@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#spiderpool/controller/v1/ipam.proto\x12\x18spiderpool.controller.v1\"Z\n\x06PodRef\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontainer_id\x18\x04 \x01(\t\x12\x0c\n\x04node\x18\x05 \x01(\t\"g\n\x05Owner\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x10\n\x08replicas\x18\x04 \x01(\x05\x12\x0e\n\x06\x65xists\x18\x05 \x01(\x08\x12\x13\n\x0b\x61pi_version\x18\x06 \x01(\t\"-\n\x05Route\x12\x0b\n\x03nic\x18\x01 \x01(\t\x12\x0b\n\x03\x64st\x18\x02 \x01(\t\x12\n\n\x02gw\x18\x03 \x01(\t\"\xb1\x01\n\x08IPConfig\x12\x0b\n\x03nic\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x0f\n\x07gateway\x18\x04 \x01(\t\x12\x0c\n\x04pool\x18\x05 \x01(\t\x12\x0c\n\x04vlan\x18\x06 \x01(\x05\x12\x15\n\rclean_gateway\x18\x07 \x01(\x08\x12\x1a\n\x12\x64\x65tect_ip_conflict\x18\x08 \x01(\x08\x12\x16\n\x0e\x64\x65tect_gateway\x18\t \x01(\x08\"\xbe\x07\n\x0f\x41llocateRequest\x12-\n\x03pod\x18\x01 \x01(\x0b\x32 .spiderpool.controller.v1.PodRef\x12\x0e\n\x06ifname\x18\x02 \x01(\t\x12\x0f\n\x07network\x18\x03 \x01(\t\x12L\n\npod_labels\x18\x04 \x03(\x0b\x32\x38.spiderpool.controller.v1.AllocateRequest.PodLabelsEntry\x12V\n\x0fpod_annotations\x18\x05 \x03(\x0b\x32=.spiderpool.controller.v1.AllocateRequest.PodAnnotationsEntry\x12X\n\x10namespace_labels\x18\x06 \x03(\x0b\x32>.spiderpool.controller.v1.AllocateRequest.NamespaceLabelsEntry\x12\x62\n\x15namespace_annotations\x18\x07 \x03(\x0b\x32\x43.spiderpool.controller.v1.AllocateRequest.NamespaceAnnotationsEntry\x12N\n\x0bnode_labels\x18\x08 \x03(\x0b\x32\x39.spiderpool.controller.v1.AllocateRequest.NodeLabelsEntry\x12\x1c\n\x14\x64\x65\x66\x61ult_ipv4_ippools\x18\t \x03(\t\x12\x1c\n\x14\x64\x65\x66\x61ult_ipv6_ippools\x18\n \x03(\t\x12\x15\n\rclean_gateway\x18\x0b \x01(\x08\x12.\n\x05owner\x18\x0c \x01(\x0b\x32\x1f.spiderpool.controller.v1.Owner\x12\x13\n\x0bmultus_name\x18\r \x01(\t\x1a\x30\n\x0ePodLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x35\n\x13PodAnnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x36\n\x14NamespaceLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a;\n\x19NamespaceAnnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x31\n\x0fNodeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"t\n\x10\x41llocateResponse\x12/\n\x03ips\x18\x01 \x03(\x0b\x32\".spiderpool.controller.v1.IPConfig\x12/\n\x06routes\x18\x02 \x03(\x0b\x32\x1f.spiderpool.controller.v1.Route\"\xc1\x01\n\x0eReleaseRequest\x12-\n\x03pod\x18\x01 \x01(\x0b\x32 .spiderpool.controller.v1.PodRef\x12\x0e\n\x06ifname\x18\x02 \x01(\t\x12.\n\x05owner\x18\x03 \x01(\x0b\x32\x1f.spiderpool.controller.v1.Owner\x12\r\n\x05\x66orce\x18\x04 \x01(\x08\x12\x18\n\x10\x64\x65tection_failed\x18\x05 \x01(\x08\x12\x17\n\x0f\x63onflicting_ips\x18\x06 \x03(\t\"r\n\x0fReleaseResponse\x12\x34\n\x08released\x18\x01 \x03(\x0b\x32\".spiderpool.controller.v1.IPConfig\x12\x0c\n\x04kept\x18\x02 \x01(\x08\x12\x1b\n\x13holder_container_id\x18\x03 \x01(\t\"S\n\x12GetEndpointRequest\x12-\n\x03pod\x18\x01 \x01(\x0b\x32 .spiderpool.controller.v1.PodRef\x12\x0e\n\x06ifname\x18\x02 \x01(\t\"\x9e\x01\n\x13GetEndpointResponse\x12/\n\x03ips\x18\x01 \x03(\x0b\x32\".spiderpool.controller.v1.IPConfig\x12/\n\x06routes\x18\x02 \x03(\x0b\x32\x1f.spiderpool.controller.v1.Route\x12\x0f\n\x07network\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontainer_id\x18\x04 \x01(\t\"2\n\nAttachment\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0e\n\x06ifname\x18\x02 \x01(\t\"l\n\x16ReleaseUnlistedRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07network\x18\x02 \x01(\t\x12\x33\n\x05valid\x18\x03 \x03(\x0b\x32$.spiderpool.controller.v1.Attachment\"_\n\x17ReleaseUnlistedResponse\x12\x34\n\x08released\x18\x01 \x03(\x0b\x32\".spiderpool.controller.v1.IPConfig\x12\x0e\n\x06\x65rrors\x18\x02 \x03(\t\"`\n\x14\x43heckCapacityRequest\x12\x1c\n\x14\x64\x65\x66\x61ult_ipv4_ippools\x18\x01 \x03(\t\x12\x1c\n\x14\x64\x65\x66\x61ult_ipv6_ippools\x18\x02 \x03(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\"6\n\x15\x43heckCapacityResponse\x12\r\n\x05ready\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x17\n\x15GarbageCollectRequest\"\xd1\x01\n\x16GarbageCollectResponse\x12\x0e\n\x06judged\x18\x01 \x01(\x05\x12\x10\n\x08released\x18\x02 \x01(\x05\x12\x15\n\rskipped_newer\x18\x03 \x01(\x05\x12N\n\x07reasons\x18\x04 \x03(\x0b\x32=.spiderpool.controller.v1.GarbageCollectResponse.ReasonsEntry\x1a.\n\x0cReasonsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\x32\x9b\x05\n\x0bIpamService\x12\x61\n\x08\x41llocate\x12).spiderpool.controller.v1.AllocateRequest\x1a*.spiderpool.controller.v1.AllocateResponse\x12^\n\x07Release\x12(.spiderpool.controller.v1.ReleaseRequest\x1a).spiderpool.controller.v1.ReleaseResponse\x12j\n\x0bGetEndpoint\x12,.spiderpool.controller.v1.GetEndpointRequest\x1a-.spiderpool.controller.v1.GetEndpointResponse\x12v\n\x0fReleaseUnlisted\x12\x30.spiderpool.controller.v1.ReleaseUnlistedRequest\x1a\x31.spiderpool.controller.v1.ReleaseUnlistedResponse\x12p\n\rCheckCapacity\x12..spiderpool.controller.v1.CheckCapacityRequest\x1a/.spiderpool.controller.v1.CheckCapacityResponse\x12s\n\x0eGarbageCollect\x12/.spiderpool.controller.v1.GarbageCollectRequest\x1a\x30.spiderpool.controller.v1.GarbageCollectResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#spiderpool/controller/v1/ipam.proto\x12\x18spiderpool.controller.v1\"Z\n\x06PodRef\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontainer_id\x18\x04 \x01(\t\x12\x0c\n\x04node\x18\x05 \x01(\t\"g\n\x05Owner\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x10\n\x08replicas\x18\x04 \x01(\x05\x12\x0e\n\x06\x65xists\x18\x05 \x01(\x08\x12\x13\n\x0b\x61pi_version\x18\x06 \x01(\t\"-\n\x05Route\x12\x0b\n\x03nic\x18\x01 \x01(\t\x12\x0b\n\x03\x64st\x18\x02 \x01(\t\x12\n\n\x02gw\x18\x03 \x01(\t\"\xb1\x01\n\x08IPConfig\x12\x0b\n\x03nic\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x0f\n\x07gateway\x18\x04 \x01(\t\x12\x0c\n\x04pool\x18\x05 \x01(\t\x12\x0c\n\x04vlan\x18\x06 \x01(\x05\x12\x15\n\rclean_gateway\x18\x07 \x01(\x08\x12\x1a\n\x12\x64\x65tect_ip_conflict\x18\x08 \x01(\x08\x12\x16\n\x0e\x64\x65tect_gateway\x18\t \x01(\x08\"\xd5\x07\n\x0f\x41llocateRequest\x12-\n\x03pod\x18\x01 \x01(\x0b\x32 .spiderpool.controller.v1.PodRef\x12\x0e\n\x06ifname\x18\x02 \x01(\t\x12\x0f\n\x07network\x18\x03 \x01(\t\x12L\n\npod_labels\x18\x04 \x03(\x0b\x32\x38.spiderpool.controller.v1.AllocateRequest.PodLabelsEntry\x12V\n\x0fpod_annotations\x18\x05 \x03(\x0b\x32=.spiderpool.controller.v1.AllocateRequest.PodAnnotationsEntry\x12X\n\x10namespace_labels\x18\x06 \x03(\x0b\x32>.spiderpool.controller.v1.AllocateRequest.NamespaceLabelsEntry\x12\x62\n\x15namespace_annotations\x18\x07 \x03(\x0b\x32\x43.spiderpool.controller.v1.AllocateRequest.NamespaceAnnotationsEntry\x12N\n\x0bnode_labels\x18\x08 \x03(\x0b\x32\x39.spiderpool.controller.v1.AllocateRequest.NodeLabelsEntry\x12\x1c\n\x14\x64\x65\x66\x61ult_ipv4_ippools\x18\t \x03(\t\x12\x1c\n\x14\x64\x65\x66\x61ult_ipv6_ippools\x18\n \x03(\t\x12\x15\n\rclean_gateway\x18\x0b \x01(\x08\x12.\n\x05owner\x18\x0c \x01(\x0b\x32\x1f.spiderpool.controller.v1.Owner\x12\x13\n\x0bmultus_name\x18\r \x01(\t\x12\x15\n\rrequested_ips\x18\x0e \x03(\t\x1a\x30\n\x0ePodLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x35\n\x13PodAnnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x36\n\x14NamespaceLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a;\n\x19NamespaceAnnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x31\n\x0fNodeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"t\n\x10\x41llocateResponse\x12/\n\x03ips\x18\x01 \x03(\x0b\x32\".spiderpool.controller.v1.IPConfig\x12/\n\x06routes\x18\x02 \x03(\x0b\x32\x1f.spiderpool.controller.v1.Route\"\xc1\x01\n\x0eReleaseRequest\x12-\n\x03pod\x18\x01 \x01(\x0b\x32 .spiderpool.controller.v1.PodRef\x12\x0e\n\x06ifname\x18\x02 \x01(\t\x12.\n\x05owner\x18\x03 \x01(\x0b\x32\x1f.spiderpool.controller.v1.Owner\x12\r\n\x05\x66orce\x18\x04 \x01(\x08\x12\x18\n\x10\x64\x65tection_failed\x18\x05 \x01(\x08\x12\x17\n\x0f\x63onflicting_ips\x18\x06 \x03(\t\"r\n\x0fReleaseResponse\x12\x34\n\x08released\x18\x01 \x03(\x0b\x32\".spiderpool.controller.v1.IPConfig\x12\x0c\n\x04kept\x18\x02 \x01(\x08\x12\x1b\n\x13holder_container_id\x18\x03 \x01(\t\"S\n\x12GetEndpointRequest\x12-\n\x03pod\x18\x01 \x01(\x0b\x32 .spiderpool.controller.v1.PodRef\x12\x0e\n\x06ifname\x18\x02 \x01(\t\"\x9e\x01\n\x13GetEndpointResponse\x12/\n\x03ips\x18\x01 \x03(\x0b\x32\".spiderpool.controller.v1.IPConfig\x12/\n\x06routes\x18\x02 \x03(\x0b\x32\x1f.spiderpool.controller.v1.Route\x12\x0f\n\x07network\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontainer_id\x18\x04 \x01(\t\"2\n\nAttachment\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0e\n\x06ifname\x18\x02 \x01(\t\"l\n\x16ReleaseUnlistedRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07network\x18\x02 \x01(\t\x12\x33\n\x05valid\x18\x03 \x03(\x0b\x32$.spiderpool.controller.v1.Attachment\"_\n\x17ReleaseUnlistedResponse\x12\x34\n\x08released\x18\x01 \x03(\x0b\x32\".spiderpool.controller.v1.IPConfig\x12\x0e\n\x06\x65rrors\x18\x02 \x03(\t\"`\n\x14\x43heckCapacityRequest\x12\x1c\n\x14\x64\x65\x66\x61ult_ipv4_ippools\x18\x01 \x03(\t\x12\x1c\n\x14\x64\x65\x66\x61ult_ipv6_ippools\x18\x02 \x03(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\"6\n\x15\x43heckCapacityResponse\x12\r\n\x05ready\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x17\n\x15GarbageCollectRequest\"\xd1\x01\n\x16GarbageCollectResponse\x12\x0e\n\x06judged\x18\x01 \x01(\x05\x12\x10\n\x08released\x18\x02 \x01(\x05\x12\x15\n\rskipped_newer\x18\x03 \x01(\x05\x12N\n\x07reasons\x18\x04 \x03(\x0b\x32=.spiderpool.controller.v1.GarbageCollectResponse.ReasonsEntry\x1a.\n\x0cReasonsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\x32\x9b\x05\n\x0bIpamService\x12\x61\n\x08\x41llocate\x12).spiderpool.controller.v1.AllocateRequest\x1a*.spiderpool.controller.v1.AllocateResponse\x12^\n\x07Release\x12(.spiderpool.controller.v1.ReleaseRequest\x1a).spiderpool.controller.v1.ReleaseResponse\x12j\n\x0bGetEndpoint\x12,.spiderpool.controller.v1.GetEndpointRequest\x1a-.spiderpool.controller.v1.GetEndpointResponse\x12v\n\x0fReleaseUnlisted\x12\x30.spiderpool.controller.v1.ReleaseUnlistedRequest\x1a\x31.spiderpool.controller.v1.ReleaseUnlistedResponse\x12p\n\rCheckCapacity\x12..spiderpool.controller.v1.CheckCapacityRequest\x1a/.spiderpool.controller.v1.CheckCapacityResponse\x12s\n\x0eGarbageCollect\x12/.spiderpool.controller.v1.GarbageCollectRequest\x1a\x30.spiderpool.controller.v1.GarbageCollectResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -52,43 +52,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_IPCONFIG']._serialized_start=310
   _globals['_IPCONFIG']._serialized_end=487
   _globals['_ALLOCATEREQUEST']._serialized_start=490
-  _globals['_ALLOCATEREQUEST']._serialized_end=1448
-  _globals['_ALLOCATEREQUEST_PODLABELSENTRY']._serialized_start=1177
-  _globals['_ALLOCATEREQUEST_PODLABELSENTRY']._serialized_end=1225
-  _globals['_ALLOCATEREQUEST_PODANNOTATIONSENTRY']._serialized_start=1227
-  _globals['_ALLOCATEREQUEST_PODANNOTATIONSENTRY']._serialized_end=1280
-  _globals['_ALLOCATEREQUEST_NAMESPACELABELSENTRY']._serialized_start=1282
-  _globals['_ALLOCATEREQUEST_NAMESPACELABELSENTRY']._serialized_end=1336
-  _globals['_ALLOCATEREQUEST_NAMESPACEANNOTATIONSENTRY']._serialized_start=1338
-  _globals['_ALLOCATEREQUEST_NAMESPACEANNOTATIONSENTRY']._serialized_end=1397
-  _globals['_ALLOCATEREQUEST_NODELABELSENTRY']._serialized_start=1399
-  _globals['_ALLOCATEREQUEST_NODELABELSENTRY']._serialized_end=1448
-  _globals['_ALLOCATERESPONSE']._serialized_start=1450
-  _globals['_ALLOCATERESPONSE']._serialized_end=1566
-  _globals['_RELEASEREQUEST']._serialized_start=1569
-  _globals['_RELEASEREQUEST']._serialized_end=1762
-  _globals['_RELEASERESPONSE']._serialized_start=1764
-  _globals['_RELEASERESPONSE']._serialized_end=1878
-  _globals['_GETENDPOINTREQUEST']._serialized_start=1880
-  _globals['_GETENDPOINTREQUEST']._serialized_end=1963
-  _globals['_GETENDPOINTRESPONSE']._serialized_start=1966
-  _globals['_GETENDPOINTRESPONSE']._serialized_end=2124
-  _globals['_ATTACHMENT']._serialized_start=2126
-  _globals['_ATTACHMENT']._serialized_end=2176
-  _globals['_RELEASEUNLISTEDREQUEST']._serialized_start=2178
-  _globals['_RELEASEUNLISTEDREQUEST']._serialized_end=2286
-  _globals['_RELEASEUNLISTEDRESPONSE']._serialized_start=2288
-  _globals['_RELEASEUNLISTEDRESPONSE']._serialized_end=2383
-  _globals['_CHECKCAPACITYREQUEST']._serialized_start=2385
-  _globals['_CHECKCAPACITYREQUEST']._serialized_end=2481
-  _globals['_CHECKCAPACITYRESPONSE']._serialized_start=2483
-  _globals['_CHECKCAPACITYRESPONSE']._serialized_end=2537
-  _globals['_GARBAGECOLLECTREQUEST']._serialized_start=2539
-  _globals['_GARBAGECOLLECTREQUEST']._serialized_end=2562
-  _globals['_GARBAGECOLLECTRESPONSE']._serialized_start=2565
-  _globals['_GARBAGECOLLECTRESPONSE']._serialized_end=2774
-  _globals['_GARBAGECOLLECTRESPONSE_REASONSENTRY']._serialized_start=2728
-  _globals['_GARBAGECOLLECTRESPONSE_REASONSENTRY']._serialized_end=2774
-  _globals['_IPAMSERVICE']._serialized_start=2777
-  _globals['_IPAMSERVICE']._serialized_end=3444
+  _globals['_ALLOCATEREQUEST']._serialized_end=1471
+  _globals['_ALLOCATEREQUEST_PODLABELSENTRY']._serialized_start=1200
+  _globals['_ALLOCATEREQUEST_PODLABELSENTRY']._serialized_end=1248
+  _globals['_ALLOCATEREQUEST_PODANNOTATIONSENTRY']._serialized_start=1250
+  _globals['_ALLOCATEREQUEST_PODANNOTATIONSENTRY']._serialized_end=1303
+  _globals['_ALLOCATEREQUEST_NAMESPACELABELSENTRY']._serialized_start=1305
+  _globals['_ALLOCATEREQUEST_NAMESPACELABELSENTRY']._serialized_end=1359
+  _globals['_ALLOCATEREQUEST_NAMESPACEANNOTATIONSENTRY']._serialized_start=1361
+  _globals['_ALLOCATEREQUEST_NAMESPACEANNOTATIONSENTRY']._serialized_end=1420
+  _globals['_ALLOCATEREQUEST_NODELABELSENTRY']._serialized_start=1422
+  _globals['_ALLOCATEREQUEST_NODELABELSENTRY']._serialized_end=1471
+  _globals['_ALLOCATERESPONSE']._serialized_start=1473
+  _globals['_ALLOCATERESPONSE']._serialized_end=1589
+  _globals['_RELEASEREQUEST']._serialized_start=1592
+  _globals['_RELEASEREQUEST']._serialized_end=1785
+  _globals['_RELEASERESPONSE']._serialized_start=1787
+  _globals['_RELEASERESPONSE']._serialized_end=1901
+  _globals['_GETENDPOINTREQUEST']._serialized_start=1903
+  _globals['_GETENDPOINTREQUEST']._serialized_end=1986
+  _globals['_GETENDPOINTRESPONSE']._serialized_start=1989
+  _globals['_GETENDPOINTRESPONSE']._serialized_end=2147
+  _globals['_ATTACHMENT']._serialized_start=2149
+  _globals['_ATTACHMENT']._serialized_end=2199
+  _globals['_RELEASEUNLISTEDREQUEST']._serialized_start=2201
+  _globals['_RELEASEUNLISTEDREQUEST']._serialized_end=2309
+  _globals['_RELEASEUNLISTEDRESPONSE']._serialized_start=2311
+  _globals['_RELEASEUNLISTEDRESPONSE']._serialized_end=2406
+  _globals['_CHECKCAPACITYREQUEST']._serialized_start=2408
+  _globals['_CHECKCAPACITYREQUEST']._serialized_end=2504
+  _globals['_CHECKCAPACITYRESPONSE']._serialized_start=2506
+  _globals['_CHECKCAPACITYRESPONSE']._serialized_end=2560
+  _globals['_GARBAGECOLLECTREQUEST']._serialized_start=2562
+  _globals['_GARBAGECOLLECTREQUEST']._serialized_end=2585
+  _globals['_GARBAGECOLLECTRESPONSE']._serialized_start=2588
+  _globals['_GARBAGECOLLECTRESPONSE']._serialized_end=2797
+  _globals['_GARBAGECOLLECTRESPONSE_REASONSENTRY']._serialized_start=2751
+  _globals['_GARBAGECOLLECTRESPONSE_REASONSENTRY']._serialized_end=2797
+  _globals['_IPAMSERVICE']._serialized_start=2800
+  _globals['_IPAMSERVICE']._serialized_end=3467
 # @@protoc_insertion_point(module_scope)

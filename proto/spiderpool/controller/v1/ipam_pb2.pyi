@@ -288,6 +288,7 @@ class AllocateRequest(_message.Message):
     CLEAN_GATEWAY_FIELD_NUMBER: _builtins.int
     OWNER_FIELD_NUMBER: _builtins.int
     MULTUS_NAME_FIELD_NUMBER: _builtins.int
+    REQUESTED_IPS_FIELD_NUMBER: _builtins.int
     ifname: _builtins.str
     network: _builtins.str
     """the CNI config's "name", recorded with each allocation (GC scope)"""
@@ -316,6 +317,13 @@ class AllocateRequest(_message.Message):
 
     @_builtins.property
     def owner(self) -> Global___Owner: ...
+    @_builtins.property
+    def requested_ips(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Addresses the runtime asked for on ifname (CNI "ips" capability: runtimeConfig.ips;
+        CNI_ARGS IP=), each an IP or a CIDR, at most one per family. Granted only
+        from a pool the pod may use, when neither excluded, reserved nor held; else the ADD fails.
+        """
+
     def __init__(
         self,
         *,
@@ -332,10 +340,11 @@ class AllocateRequest(_message.Message):
         clean_gateway: _builtins.bool = ...,
         owner: Global___Owner | None = ...,
         multus_name: _builtins.str = ...,
+        requested_ips: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["owner", b"owner", "pod", b"pod"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["clean_gateway", b"clean_gateway", "default_ipv4_ippools", b"default_ipv4_ippools", "default_ipv6_ippools", b"default_ipv6_ippools", "ifname", b"ifname", "multus_name", b"multus_name", "namespace_annotations", b"namespace_annotations", "namespace_labels", b"namespace_labels", "network", b"network", "node_labels", b"node_labels", "owner", b"owner", "pod", b"pod", "pod_annotations", b"pod_annotations", "pod_labels", b"pod_labels"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clean_gateway", b"clean_gateway", "default_ipv4_ippools", b"default_ipv4_ippools", "default_ipv6_ippools", b"default_ipv6_ippools", "ifname", b"ifname", "multus_name", b"multus_name", "namespace_annotations", b"namespace_annotations", "namespace_labels", b"namespace_labels", "network", b"network", "node_labels", b"node_labels", "owner", b"owner", "pod", b"pod", "pod_annotations", b"pod_annotations", "pod_labels", b"pod_labels", "requested_ips", b"requested_ips"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

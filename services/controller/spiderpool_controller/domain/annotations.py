@@ -1,10 +1,12 @@
 """Parsing of the pod and namespace annotations that steer IPAM, in upstream's formats.
 
-Owns the annotation keys and their value shapes (reference section 3.1): the pod's
+Owns the annotation keys and their value shapes (upstream's pkg/constant/k8s.go): the pod's
 ``ipam.spidernet.io/ippool``, ``ippools``, ``routes`` and ``default-route-nic``, the
 namespace's ``default-ipv4-ippool`` / ``default-ipv6-ippool``, and Multus'
 ``v1.multus-cni.io/default-network`` and ``k8s.v1.cni.cncf.io/networks`` (read to learn
-which NetworkAttachmentDefinition a NIC came from, for the pools' ``multusName``).
+which NetworkAttachmentDefinition a NIC came from, for the pools' ``multusName``, and the
+addresses a selection element asks for with ``"ips"``, for the NICs an ADD allocates ahead
+of their own ADD).
 
 Upstream decodes these with Go's ``encoding/json``, which matches object keys without
 regard to case and ignores unknown keys; manifests written against it must keep working,
@@ -67,6 +69,7 @@ class NetworkSelection:
     namespace: str  # empty: not given (the default network's Multus namespace)
     name: str
     interface: str = ""
+    ips: tuple[str, ...] = ()  # the element's "ips": addresses asked for (IP or CIDR)
 
     @property
     def key(self) -> str:
@@ -276,8 +279,27 @@ def _parse_network_json(key: str, index: int, value: Any, default_namespace: str
         if v is not None and not isinstance(v, str):
             raise InvalidAnnotation(f"annotation {key}: item {index} {label} must be a string")
     return NetworkSelection(
-        (namespace or "").strip() or default_namespace, name.strip(), (interface or "").strip()
+        (namespace or "").strip() or default_namespace,
+        name.strip(),
+        (interface or "").strip(),
+        _selection_ips(key, index, _field(obj, "ips")),
     )
+
+
+def _selection_ips(key: str, index: int, value: Any) -> tuple[str, ...]:
+    """A selection element's ``"ips"``: a list of addresses, each an IP or a CIDR."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidAnnotation(f"annotation {key}: item {index} ips must be a list of strings")
+    for text in value:
+        try:
+            ipaddress.ip_interface(text.strip())
+        except ValueError:
+            raise InvalidAnnotation(
+                f"annotation {key}: item {index} ips: {text!r} is not an IP address or CIDR"
+            ) from None
+    return tuple(v.strip() for v in value)
 
 
 def parse_network_selections(key: str, text: str, default_namespace: str) -> tuple[NetworkSelection, ...]:
@@ -310,20 +332,27 @@ def parse_multus_default_network(annotations: Mapping[str, str]) -> NetworkSelec
     return found[0]
 
 
-def multus_network_for_nic(annotations: Mapping[str, str], pod_namespace: str, nic: str) -> str:
-    """The NAD (``ns/name``, or a bare name) the pod attached to ``nic``; ``""`` when unknown.
+def multus_selection_for_nic(
+    annotations: Mapping[str, str], pod_namespace: str, nic: str
+) -> NetworkSelection | None:
+    """The Multus selection element that made ``nic``; ``None`` when unknown.
 
     ``eth0`` comes from the default-network annotation; any other NIC from the entry of the
     networks annotation with that ``interface``, or, without one, Multus' default name
     ``net<index+1>``.
     """
     if nic == FIRST_NIC:
-        default = parse_multus_default_network(annotations)
-        return default.key if default is not None else ""
+        return parse_multus_default_network(annotations)
     for index, selection in enumerate(parse_multus_networks(annotations, pod_namespace)):
         if (selection.interface or f"net{index + 1}") == nic:
-            return selection.key
-    return ""
+            return selection
+    return None
+
+
+def multus_network_for_nic(annotations: Mapping[str, str], pod_namespace: str, nic: str) -> str:
+    """The NAD (``ns/name``, or a bare name) the pod attached to ``nic``; ``""`` when unknown."""
+    selection = multus_selection_for_nic(annotations, pod_namespace, nic)
+    return selection.key if selection is not None else ""
 
 
 def multus_name_matches(allowed: list[str] | tuple[str, ...], network: str) -> bool:

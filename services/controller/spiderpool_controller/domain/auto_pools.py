@@ -1,6 +1,6 @@
 """Automatic pools: which workload a pool belongs to, its name, labels and podAffinity.
 
-Owns the identity side of upstream's auto pools (reference 3.1, 3.8; upstream
+Owns the identity side of upstream's auto pools (upstream
 pkg/applicationcontroller/applicationinformers and pkg/ippoolmanager/utils.go), exactly as
 upstream writes them, so pools created by either implementation are found by the other:
 

@@ -1,7 +1,7 @@
 """The field tables of ``spiderpool.spidernet.io/v2beta1``: one source for the CRDs and the models.
 
 Owns, per kind, every field upstream's API declares (pkg/k8s/apis/spiderpool.spidernet.io/
-v2beta1, reference section 2) with its type, enum, format, range, default and whether it is
+v2beta1, upstream's charts/spiderpool/crds) with its type, enum, format, range, default and whether it is
 required, plus what the CRD says about the kind itself: plural, short names, scope, the
 ``spiderpool`` category, the status subresource and the printer columns. From these tables
 
@@ -153,6 +153,12 @@ IPPOOL_STATUS = Obj(
         Field("allocatedIPs", string(), "JSON map of allocated IP to its record (pod, podUid, ...)."),
         Field("totalIPCount", int64(minimum=0), "Usable IPs: ips minus excludeIPs and reserved IPs."),
         Field("allocatedIPCount", int64(minimum=0), "IPs allocated now."),
+        Field(
+            "releasedIPs",
+            string(),
+            "JSON map of recently released IP to its release time (Unix seconds), kept for the "
+            "pool's reuse delay (this project's; absent when the delay is 0).",
+        ),
     ),
     "Allocations, written by the controller only.",
 )

@@ -214,10 +214,29 @@ class IPSet:
         return None
 
     def without(self, value: int) -> IPSet:
-        return self.difference(IPSet(self.version, ((value, value),)))
+        """The set less one address: a bisect and a copy of the tuple, no re-normalising
+        (the engine calls it on every release, on sets of thousands of intervals)."""
+        iv = self.intervals
+        i = bisect.bisect_right(iv, (value, _MAX[6] + 1)) - 1
+        if i < 0 or iv[i][1] < value:
+            return self
+        lo, hi = iv[i]
+        parts = tuple(part for part in ((lo, value - 1), (value + 1, hi)) if part[0] <= part[1])
+        return IPSet(self.version, iv[:i] + parts + iv[i + 1 :])
 
     def with_(self, value: int) -> IPSet:
-        return self.union(IPSet(self.version, ((value, value),)))
+        """The set plus one address, merged with an adjacent interval on either side."""
+        iv = self.intervals
+        i = bisect.bisect_right(iv, (value, _MAX[6] + 1))  # iv[i - 1] starts at or before value
+        if i > 0 and iv[i - 1][1] >= value:
+            return self
+        joins_left = i > 0 and iv[i - 1][1] + 1 == value
+        joins_right = i < len(iv) and iv[i][0] - 1 == value
+        lo = iv[i - 1][0] if joins_left else value
+        hi = iv[i][1] if joins_right else value
+        start = i - 1 if joins_left else i
+        end = i + 1 if joins_right else i
+        return IPSet(self.version, (*iv[:start], (lo, hi), *iv[end:]))
 
     def addresses(self, limit: int | None = None) -> Iterator[str]:
         """Iterate addresses in order (bounded by ``limit``); for display and tests only."""

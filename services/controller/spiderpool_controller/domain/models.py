@@ -36,6 +36,7 @@ for _kind, _aliases in {
     KIND_RESERVED_IP: ("reservedip", "reservedips", "sr", "spiderreservedip", "spiderreservedips"),
     KIND_ENDPOINT: ("endpoint", "endpoints", "se", "spiderendpoint", "spiderendpoints"),
     KIND_COORDINATOR: ("coordinator", "coordinators", "scc", "spidercoordinator", "spidercoordinators"),
+    KIND_MULTUS_CONFIG: ("multusconfig", "multusconfigs", "smc", "spidermultusconfig", "spidermultusconfigs"),
 }.items():
     for _alias in (_kind.lower(), *_aliases):
         KIND_ALIASES[_alias] = _kind
@@ -266,8 +267,10 @@ class AllocationRecord:
     the SpiderEndpoint read the same facts after any restart: the sandbox holding the
     address now (``cid``, the container ID; a new sandbox of the same pod takes it over),
     the NIC (``nic``), node and CNI network (``net``), the workload owner (``kind``,
-    ``owner``), whether the gateway was cleaned for this NIC (``cleanGateway``), and the
-    pod's ``ipam.spidernet.io/routes`` that apply to this NIC (``routes``).
+    ``owner``), whether the gateway was cleaned for this NIC (``cleanGateway``), the
+    pod's ``ipam.spidernet.io/routes`` that apply to this NIC (``routes``), and
+    ``requested`` when the address is the one the pod asked for (CNI ``ips`` capability,
+    ``IP=``). Our keys are written only when set.
     """
 
     pod: str  # "namespace/name" (upstream)
@@ -280,6 +283,7 @@ class AllocationRecord:
     owner_name: str = ""
     clean_gateway: bool = False  # the answer carries no gateway for this NIC
     routes: tuple[Route, ...] = ()  # the pod's annotation routes that apply to this NIC
+    requested: bool = False  # the pod asked for this very address
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AllocationRecord:
@@ -297,6 +301,7 @@ class AllocationRecord:
             owner_name=get("owner"),
             clean_gateway=bool(data.get("cleanGateway", False)),
             routes=tuple(Route.from_dict(r) for r in data.get("routes") or () if isinstance(r, dict)),
+            requested=data.get("requested") is True,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -315,6 +320,8 @@ class AllocationRecord:
             out["cleanGateway"] = True
         if self.routes:
             out["routes"] = [r.to_dict() for r in self.routes]
+        if self.requested:
+            out["requested"] = True
         return out
 
     @property

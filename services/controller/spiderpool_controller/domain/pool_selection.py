@@ -1,6 +1,6 @@
 """Which pools an allocation request may use, per NIC and family, in the order to try them.
 
-Owns upstream's candidate pool rules (reference sections 3.2-3.4) as one pure function of
+Owns upstream's candidate pool rules (upstream's pkg/ipam/pool_selections.go) as one pure function of
 the request and the pools, so the allocation engine only walks the lists it gets back:
 
 1. acquisition, strict priority, the first rule that yields names wins, no merging: the
@@ -102,7 +102,7 @@ def select_candidates(
     if not required_families <= set(FAMILIES):
         raise ValueError(f"required IP families must be among {FAMILIES}, got {sorted(required_families)}")
     rule = _winning_rule(req, pools) if auto is None else _subnet_rule(req, auto)
-    multus_of = _multus_resolver(req)
+    multus_of = multus_resolver(req)
     out: list[NicCandidates] = []
     for item in rule.items:
         chosen: dict[int, tuple[str, ...]] = {}
@@ -218,7 +218,7 @@ def _expand(
 # filtering and sorting
 
 
-def _multus_resolver(req: AllocationRequest) -> Callable[[str], str]:
+def multus_resolver(req: AllocationRequest) -> Callable[[str], str]:
     """The NAD a NIC came from: the request's own for its NIC, else the pod's Multus annotations."""
     cache: dict[str, str] = {}
 

@@ -39,6 +39,7 @@ class AllocationRequest:
     owner_replicas: int = 0  # StatefulSet .spec.replicas
     owner_exists: bool = False  # whether the owner still exists (StatefulSet IP retention)
     multus_name: str = ""  # the NetworkAttachmentDefinition "ns/name" this NIC came from
+    requested_ips: tuple[str, ...] = ()  # addresses asked for on ifname (IP or CIDR), one per family
 
     @property
     def identity(self) -> str:

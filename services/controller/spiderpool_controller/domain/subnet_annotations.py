@@ -1,6 +1,6 @@
 """The SpiderSubnet annotations of a pod (template): which subnets, how many IPs, reclaim.
 
-Owns upstream's four keys (reference 3.1) and their value rules, as upstream's
+Owns upstream's four pod annotation keys and their value rules, as upstream's
 ``GetSubnetAnnoConfig`` and ``mutateAndValidateSubnetAnno`` apply them, so a workload
 manifest written for upstream means the same here:
 

@@ -1,6 +1,6 @@
 """SpiderSubnet arithmetic: free addresses, pool sizes, resizes, the subnet's status.
 
-Owns the numbers of upstream's subnet manager (reference 2.2, 3.8; pkg/subnetmanager and
+Owns the numbers of upstream's subnet manager (pkg/subnetmanager and
 pkg/applicationcontroller), as pure functions over ``IPSet`` so a /8 subnet costs what a
 /24 does (upstream #3541):
 

@@ -1,13 +1,16 @@
 """Defaulting and validation of user manifests: upstream's mutating and validating webhooks.
 
 Owns the rules a SpiderIPPool, SpiderSubnet or SpiderReservedIP must satisfy before it is
-stored (reference 1.7 and 2.1-2.4), as pure functions over manifest dicts so that the
+stored (upstream's pkg/*manager/*_webhook.go), as pure functions over manifest dicts so that the
 embedded mode (``spiderpoolctl apply``) and the cluster mode's admission webhooks apply the
-same rules. ``default_object`` is the mutating webhook (ipVersion, CIDR label, finalizer,
-merged ``ips``/``excludeIPs``, the CRD schema's defaults from ``crd_schema``);
-``validate_create`` and ``validate_update`` are the validating webhook. The rules that need
-other objects (overlapping subnets, pools sharing a subnet) take those objects as arguments:
-the caller reads them, this module never does I/O.
+same rules. ``apply_defaults`` is the mutating webhook (ipVersion, CIDR label, finalizer,
+merged ``ips``/``excludeIPs``, the CRD schema's defaults from ``crd_schema``), and
+``default_object`` is the same for a manifest given to the embedded mode's apply (which also
+drops status and server-set metadata); ``validate_create``, ``validate_update`` and
+``validate_delete`` are the validating webhook. The rules that need other objects
+(overlapping subnets, pools sharing a subnet, a pool inside the SpiderSubnet of its CIDR) take
+those objects as arguments, of the kinds ``peer_kinds`` names: the caller reads them, this
+module never does I/O.
 
 Every failure is an ``InvalidObject`` whose message names the object and the field, e.g.
 ``SpiderIPPool "pool-a": spec.gateway: 10.0.1.1 is not inside spec.subnet 10.0.0.0/24``, so a
@@ -24,9 +27,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from spiderpool_common.errors import InvalidObject
+from spiderpool_common.errors import Conflict, InvalidObject
 
-from spiderpool_controller.domain import auto_pools, coordinator_spec, crd_schema, models
+from spiderpool_controller.domain import auto_pools, coordinator_spec, crd_schema, models, multus_config
+from spiderpool_controller.domain import released_ips as reuse_delay
+from spiderpool_controller.domain import stranded as stranded_rule
 from spiderpool_controller.domain.ipset import IPSet, parse_ip, parse_range
 
 Obj = dict[str, Any]
@@ -36,7 +41,13 @@ LABEL_SUBNET_CIDR = "ipam.spidernet.io/subnet-cidr"
 
 # The kinds a user may write through apply; SpiderEndpoint is the agent's record of a pod.
 WRITABLE_KINDS = frozenset(
-    {models.KIND_IPPOOL, models.KIND_SUBNET, models.KIND_RESERVED_IP, models.KIND_COORDINATOR}
+    {
+        models.KIND_IPPOOL,
+        models.KIND_SUBNET,
+        models.KIND_RESERVED_IP,
+        models.KIND_COORDINATOR,
+        models.KIND_MULTUS_CONFIG,
+    }
 )
 READ_ONLY_KINDS = frozenset({models.KIND_ENDPOINT})
 # Kinds that carry an IP-count status; the finalizer goes on these and on the coordinator.
@@ -45,7 +56,7 @@ _FINALIZED_KINDS = POOL_LIKE_KINDS | {models.KIND_COORDINATOR}
 
 _TOP_LEVEL_FIELDS = frozenset({"apiVersion", "kind", "metadata", "spec", "status"})
 # Metadata a user may write, and what the server sets (tolerated so `get -o yaml` re-applies).
-_USER_METADATA = frozenset({"name", "namespace", "labels", "annotations", "finalizers"})
+_USER_METADATA = frozenset({"name", "generateName", "namespace", "labels", "annotations", "finalizers"})
 _SERVER_METADATA = frozenset(
     {
         "uid",
@@ -59,10 +70,16 @@ _SERVER_METADATA = frozenset(
         "selfLink",
     }
 )
-# The spec fields each kind accepts are its CRD's (crd_schema, reference 2.1-2.3 and 2.6).
+# The spec fields each kind accepts are its CRD's (crd_schema, upstream's charts/spiderpool/crds).
 _SPEC_FIELDS: dict[str, frozenset[str]] = {
     kind: crd_schema.spec_field_names(kind)
-    for kind in (models.KIND_IPPOOL, models.KIND_SUBNET, models.KIND_RESERVED_IP, models.KIND_COORDINATOR)
+    for kind in (
+        models.KIND_IPPOOL,
+        models.KIND_SUBNET,
+        models.KIND_RESERVED_IP,
+        models.KIND_COORDINATOR,
+        models.KIND_MULTUS_CONFIG,
+    )
 }
 _SELECTOR_FIELDS = ("podAffinity", "namespaceAffinity", "nodeAffinity")
 _NAME_LIST_FIELDS = ("namespaceName", "nodeName", "multusName")
@@ -79,10 +96,19 @@ _SUBDOMAIN_RULE = (
 
 @dataclass(frozen=True)
 class ValidationSettings:
-    """Which IP families this installation serves (upstream ``enableIPv4``/``enableIPv6``)."""
+    """The installation's switches the rules depend on (upstream's ``spiderpool-conf`` keys).
+
+    ``enable_ipv4``/``enable_ipv6``: the families served (``enableIPv4``/``enableIPv6``);
+    ``enable_spider_subnet``: a pool must stay inside the SpiderSubnet of its CIDR
+    (``enableSpiderSubnet``, Helm default on); ``validate_deletes``: deleting a pool or subnet
+    that still has allocated IPs is refused instead of waiting on the finalizer
+    (``enableValidatingResourcesDeletedWebhook``, Helm default off).
+    """
 
     enable_ipv4: bool = True
     enable_ipv6: bool = True
+    enable_spider_subnet: bool = True
+    validate_deletes: bool = False
 
 
 class _Reporter:
@@ -218,10 +244,10 @@ def manifest_kind(obj: Any) -> str:
 
 
 def default_object(obj: Obj) -> Obj:
-    """Return a defaulted copy (upstream mutating webhook + CRD schema defaults).
+    """Return a defaulted copy of a manifest given to the embedded mode's apply.
 
-    Drops ``status`` and server-managed metadata (status belongs to the IPAM engine). Values
-    that do not parse are left as written, so validation can name them.
+    Drops ``status`` and server-managed metadata (status belongs to the IPAM engine), then
+    applies ``apply_defaults``, the same defaulting the mutating webhook applies.
     """
     kind = manifest_kind(obj)
     out = copy.deepcopy(obj)
@@ -230,9 +256,29 @@ def default_object(obj: Obj) -> Obj:
     if isinstance(meta, dict):
         for key in _SERVER_METADATA:
             meta.pop(key, None)
+    if kind == models.KIND_MULTUS_CONFIG and isinstance(meta, dict) and not meta.get("namespace"):
+        meta["namespace"] = "default"  # namespaced: kubectl's default namespace
+    return apply_defaults(out)
+
+
+def apply_defaults(obj: Obj) -> Obj:
+    """Return a defaulted copy (upstream mutating webhook + CRD schema defaults).
+
+    Everything the defaults do not touch is kept (status, server-set metadata), so the
+    mutating webhook can answer the difference as a patch. An object being deleted is
+    returned unchanged: defaulting it would put back the finalizer its owner is removing.
+    Values that do not parse are left as written, so validation can name them.
+    """
+    kind = manifest_kind(obj)
+    out = copy.deepcopy(obj)
+    meta = out.get("metadata")
+    if kind == models.KIND_MULTUS_CONFIG:  # its own webhook's defaults (domain/multus_config)
+        return multus_config.apply_defaults(out)
     spec = out.get("spec")
     if not isinstance(meta, dict) or not isinstance(spec, dict):
         return out  # validation reports the missing section
+    if meta.get("deletionTimestamp"):
+        return out
     out = crd_schema.apply_defaults(kind, out)
     meta, spec = out["metadata"], out["spec"]
     if kind in _FINALIZED_KINDS:
@@ -581,6 +627,61 @@ def _check_peers(obj: Obj, kind: str, fam: _Family, ips: IPSet, peers: Sequence[
             )
 
 
+def _same_subnet(peers: Sequence[Obj], kind: str, version: int, subnet_text: str) -> list[Obj]:
+    """The stored objects of ``kind`` (the other kind: never the object itself) with exactly this subnet."""
+    return [
+        peer
+        for peer in peers
+        if peer.get("kind") == kind
+        and spec_version(peer) == version
+        and (peer.get("spec") or {}).get("subnet") == subnet_text
+    ]
+
+
+def _check_subnet_members(
+    kind: str, fam: _Family, ips: IPSet, peers: Sequence[Obj], settings: ValidationSettings, *, updating: bool
+) -> None:
+    """A pool's IPs lie inside the SpiderSubnet of the same CIDR (upstream's
+    pkg/ippoolmanager/ippool_validate.go).
+
+    Upstream's mutating webhook makes that subnet the pool's controller; a subnet created
+    later adopts the pools of its CIDR, so it must contain their IPs, and an update of the
+    subnet may not drop IPs its pools hold. The pool side follows ``enable_spider_subnet``.
+    """
+    report = fam.report
+    if kind == models.KIND_IPPOOL and settings.enable_spider_subnet:
+        for owner in _same_subnet(peers, models.KIND_SUBNET, fam.version, fam.subnet_text):
+            try:
+                outside = ips - effective_ips(owner)
+            except ValueError:
+                continue
+            if outside:
+                owner_name = (owner.get("metadata") or {}).get("name", "")
+                report.fail(
+                    "spec.ips",
+                    f'{", ".join(outside.to_ranges())} are not inside SpiderSubnet "{owner_name}" of the '
+                    "same subnet (its spec.ips minus spec.excludeIPs); a pool's IPs are spec.ips minus "
+                    "spec.excludeIPs",
+                )
+    if kind == models.KIND_SUBNET:
+        for pool in _same_subnet(peers, models.KIND_IPPOOL, fam.version, fam.subnet_text):
+            try:
+                outside = effective_ips(pool) - ips
+            except ValueError:
+                continue
+            if outside:
+                pool_name = (pool.get("metadata") or {}).get("name", "")
+                ranges = ", ".join(outside.to_ranges())
+                if updating:
+                    message = f'cannot remove {ranges}: SpiderIPPool "{pool_name}" of this subnet holds them'
+                else:
+                    message = (
+                        f'SpiderIPPool "{pool_name}" of this subnet holds {ranges}, which spec.ips minus '
+                        "spec.excludeIPs does not contain"
+                    )
+                report.fail("spec.ips", message)
+
+
 def _check_reserved_ip(obj: Obj, settings: ValidationSettings) -> int:
     report = _reporter(obj)
     spec = _check_structure(obj, models.KIND_RESERVED_IP)
@@ -595,9 +696,14 @@ def _check_reserved_ip(obj: Obj, settings: ValidationSettings) -> int:
 # the validating webhook
 
 
-def validate_create(obj: Obj, peers: Sequence[Obj] = (), settings: ValidationSettings | None = None) -> None:
-    """Validate a defaulted object about to be created; ``peers`` are the stored objects of its kind."""
-    settings = settings or ValidationSettings()
+def peer_kinds(kind: str) -> tuple[str, ...]:
+    """The kinds of stored objects the rules of ``kind`` compare against (the caller lists them)."""
+    if kind in POOL_LIKE_KINDS:
+        return (models.KIND_IPPOOL, models.KIND_SUBNET)
+    return ()
+
+
+def _validate(obj: Obj, peers: Sequence[Obj], settings: ValidationSettings, *, updating: bool) -> None:
     kind = manifest_kind(obj)
     if kind == models.KIND_RESERVED_IP:
         _check_reserved_ip(obj, settings)
@@ -605,6 +711,10 @@ def validate_create(obj: Obj, peers: Sequence[Obj] = (), settings: ValidationSet
     if kind == models.KIND_COORDINATOR:
         _check_structure(obj, kind)
         coordinator_spec.validate(obj)
+        return
+    if kind == models.KIND_MULTUS_CONFIG:
+        _check_structure(obj, kind)
+        multus_config.validate(obj)
         return
     fam, ips = _check_range_spec(obj, kind, settings)
     if kind == models.KIND_IPPOOL:
@@ -618,16 +728,32 @@ def validate_create(obj: Obj, peers: Sequence[Obj] = (), settings: ValidationSet
         )
         if problem:
             report.fail("spec.podAffinity", problem)
+        _check_pool_annotations(report, obj["metadata"].get("annotations") or {})
     _check_peers(obj, kind, fam, ips, peers)
+    _check_subnet_members(kind, fam, ips, peers, settings, updating=updating)
 
 
-def _holder(record: models.AllocationRecord) -> str:
-    """Who holds an address, for messages: the pod, else (outside Kubernetes) the container."""
-    if record.pod.strip("/"):
-        return f"Pod {record.pod}"
-    if record.container_id:
-        return f"container {record.container_id}"
-    return f"allocation {record.identity or '(unknown owner)'}"
+def validate_create(obj: Obj, peers: Sequence[Obj] = (), settings: ValidationSettings | None = None) -> None:
+    """Validate a defaulted object about to be created.
+
+    ``peers`` are the stored objects of the kinds ``peer_kinds`` names (others are ignored).
+    """
+    _validate(obj, peers, settings or ValidationSettings(), updating=False)
+
+
+def _check_pool_annotations(report: _Reporter, annotations: dict[str, str]) -> None:
+    """This project's pool annotations: the reuse delay and the forced range change."""
+    delay = annotations.get(reuse_delay.ANNOTATION)
+    if delay is not None:
+        try:
+            reuse_delay.parse_delay(delay)
+        except ValueError as err:
+            report.fail(f"metadata.annotations[{reuse_delay.ANNOTATION}]", str(err))
+    force = annotations.get(stranded_rule.FORCE_ANNOTATION)
+    if force is not None and force.lower() not in ("true", "false"):
+        report.fail(
+            f"metadata.annotations[{stranded_rule.FORCE_ANNOTATION}]", f'{force!r} is not "true" or "false"'
+        )
 
 
 def validate_update(
@@ -635,10 +761,26 @@ def validate_update(
 ) -> None:
     """Validate a change of a stored object: immutable fields, the create rules, IPs in use.
 
-    ``old`` is the stored object with its status (allocations are read from it).
+    ``old`` is the stored object with its status (allocations are read from it). A change of
+    an object being deleted passes unchecked once it drops our finalizer (that is how its
+    deletion completes); while the finalizer stays, a pool or subnet being deleted cannot
+    change (upstream: "cannot update a terminating IPPool"), since its IPs are being released.
     """
     kind = manifest_kind(new)
+    if kind == models.KIND_MULTUS_CONFIG:  # its immutable annotation, then the create rules
+        _check_structure(new, kind)
+        multus_config.validate(new, old)
+        return
     report = _reporter(new)
+    new_meta = new.get("metadata")
+    if isinstance(new_meta, dict) and new_meta.get("deletionTimestamp"):
+        if models.FINALIZER not in (new_meta.get("finalizers") or []):
+            return
+        if kind in POOL_LIKE_KINDS:
+            raise Conflict(
+                f'{kind} "{report.name}" is being deleted: it cannot change until it is gone '
+                f"(only the removal of the finalizer {models.FINALIZER} is allowed)"
+            )
     old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
     if isinstance(new_spec, dict):
         old_v, new_v = old_spec.get("ipVersion"), new_spec.get("ipVersion")
@@ -650,13 +792,52 @@ def validate_update(
                 f"is immutable (stored: {old_spec.get('subnet')}, requested: {new_spec.get('subnet')}); "
                 "create a new object for another subnet",
             )
-    validate_create(new, peers, settings)
-    if kind == models.KIND_IPPOOL:
-        ips = effective_ips(new)
-        for ip, record in sorted(models.IPPool.from_dict(old).allocated.items()):
-            if ip not in ips:
-                report.fail(
-                    "spec.ips",
-                    f"remove an IP address {ip} that is being used by {_holder(record)}; "
-                    "a pool's IPs are spec.ips minus spec.excludeIPs",
-                )
+    _validate(new, peers, settings or ValidationSettings(), updating=True)
+    if kind == models.KIND_IPPOOL and not stranded_rule.forced(new.get("metadata") or {}):
+        _check_nothing_stranded(report, old, new)
+
+
+def _check_nothing_stranded(report: _Reporter, old: Obj, new: Obj) -> None:
+    """Refuse ranges that would leave allocated addresses outside the pool, naming them all
+    (``stranded``; the pool annotation ``ippool-force-range-change: "true"`` lets it pass)."""
+    found = stranded_rule.stranded(models.IPPool.from_dict(new), models.IPPool.from_dict(old).allocated)
+    if not found:
+        return
+    if len(found) == 1:  # upstream's words for its one address
+        head = f"remove an IP address {found[0].ip} that is being used by {found[0].holder}"
+    else:
+        head = f"remove {len(found)} IP addresses that are being used: {stranded_rule.describe(found)}"
+    report.fail(
+        "spec.ips",
+        f"{head}; a pool's IPs are spec.ips minus spec.excludeIPs. To change the ranges anyway, "
+        f'annotate the pool {stranded_rule.FORCE_ANNOTATION}: "true" (the pods keep their '
+        "addresses; spiderpoolctl check lists them)",
+    )
+
+
+def allocated_count(obj: Obj) -> int:
+    """How many IPs a pool has handed out (its records), or a subnet has handed to pools."""
+    status = obj.get("status") or {}
+    if obj.get("kind") == models.KIND_IPPOOL:
+        records = models.IPPool.from_dict(obj).allocated
+        return max(len(records), int(status.get("allocatedIPCount") or 0))
+    return int(status.get("allocatedIPCount") or 0)
+
+
+def validate_delete(obj: Obj, settings: ValidationSettings | None = None) -> None:
+    """Refuse deleting a pool or subnet with allocated IPs when ``validate_deletes`` is on.
+
+    ``obj`` is the stored object with its status. Off (upstream's default), the deletion
+    goes ahead and the finalizer keeps the object until the last IP is released.
+    """
+    settings = settings or ValidationSettings()
+    kind = str(obj.get("kind") or "")
+    if not settings.validate_deletes or kind not in POOL_LIKE_KINDS:
+        return
+    count = allocated_count(obj)
+    if count > 0:
+        noun = "an IPPool" if kind == models.KIND_IPPOOL else "a Subnet"
+        raise Conflict(
+            f'{kind} "{_reporter(obj).name}": cannot delete {noun} with allocated IPs({count}); '
+            "release them first (deleting their pods frees them)"
+        )

@@ -5,7 +5,7 @@ results become messages, and errors leave through ``translate_errors``. Two sett
 along without entering the engine: the detection switches are stamped on every allocated
 IP (``Detection``), and a release after a failed detection is a forced release unless the
 allocation belongs to a StatefulSet member (``stateful_owner``), upstream's
-isReleaseConflictIPs rule (reference 3.5 step 8).
+isReleaseConflictIPs rule (upstream's pkg/ipam/allocate.go).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from spiderpool_common.grpc_server import translate_errors
 
 from spiderpool_controller.domain.request import AllocationRequest
 from spiderpool_controller.engine_slot import EngineSlot
+from spiderpool_controller.grpcapi.log_fields import ipam_log_fields
 from spiderpool_controller.ipam_engine import Address, IpamEngine
 from spiderpool_controller.metrics import ControllerMetrics
 from spiderpool_controller.statefulset_reuse import STATEFUL_KINDS
@@ -84,10 +85,13 @@ def to_domain(req: ipam_pb2.AllocateRequest) -> AllocationRequest:
         owner_replicas=req.owner.replicas,
         owner_exists=req.owner.exists,
         multus_name=req.multus_name,
+        requested_ips=tuple(req.requested_ips),
     )
 
 
 class IpamServicer(ipam_pb2_grpc.IpamServiceServicer):
+    log_fields = staticmethod(ipam_log_fields)  # bound to each call's log context by translate_errors
+
     def __init__(
         self,
         engine: IpamEngine | EngineSlot,

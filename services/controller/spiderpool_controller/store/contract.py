@@ -27,8 +27,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-import grpc
-from spiderpool_common.errors import AlreadyExists, Conflict, NotFound, SpiderpoolError, Unavailable
+from spiderpool_common.errors import AlreadyExists, Category, Conflict, NotFound, SpiderpoolError, Unavailable
 
 from spiderpool_controller.domain.crd_schema import resource
 
@@ -47,14 +46,14 @@ class ObjectAlreadyExists(AlreadyExists):
 class StaleResourceVersion(Conflict):
     """HTTP 409: the object changed since the caller read it."""
 
-    grpc_code = grpc.StatusCode.ABORTED
+    category = Category.STALE
     reason = "STALE_RESOURCE_VERSION"
 
 
 class Gone(SpiderpoolError):
     """HTTP 410: the requested resourceVersion is older than the retained history."""
 
-    grpc_code = grpc.StatusCode.OUT_OF_RANGE
+    category = Category.EXPIRED
     reason = "GONE"
 
 

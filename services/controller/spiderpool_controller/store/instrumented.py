@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 from spiderpool_controller.store.contract import Obj, Store, WatchEvent
@@ -22,10 +22,11 @@ WRITE_OPERATIONS = frozenset({"create", "update", "update_status", "delete"})
 
 class InstrumentedStore:
     """Delegates to ``inner``; ``counts[(operation, kind)]`` tallies calls and
-    ``seconds[operation]`` sums their durations (failed calls included)."""
+    ``seconds[operation]`` sums their durations (failed calls included), read from ``clock``."""
 
-    def __init__(self, inner: Store) -> None:
+    def __init__(self, inner: Store, *, clock: Callable[[], float] = time.perf_counter) -> None:
         self.inner = inner
+        self._clock = clock
         self.counts: Counter[tuple[str, str]] = Counter()
         self.seconds: defaultdict[str, float] = defaultdict(float)
 
@@ -41,11 +42,11 @@ class InstrumentedStore:
 
     async def _timed(self, operation: str, kind: str, call: Awaitable[T]) -> T:
         self.counts[(operation, kind)] += 1
-        started = time.perf_counter()
+        started = self._clock()
         try:
             return await call
         finally:
-            self.seconds[operation] += time.perf_counter() - started
+            self.seconds[operation] += self._clock() - started
 
     async def get(self, kind: str, name: str, namespace: str = "") -> Obj:
         return await self._timed("get", kind, self.inner.get(kind, name, namespace))

@@ -1,0 +1,268 @@
+"""A storm of pod creations and deletions through the real shims while the agent and the
+controller are killed with SIGKILL and restarted: the embedded mode's proof under faults.
+
+The runtime's part is played faithfully: every CNI call is the installed ``spiderpool``
+executable with kubelet's CNI_ARGS; an ADD that fails is followed by a DEL (the spec's
+rule), a DEL that fails is retried until it succeeds; an attachment is live exactly when
+its ADD succeeded and no DEL of it has. A chaos task kills the agent or the controller at
+random moments (SIGKILL) and restarts it a little later. After the storm: everything is
+running, the pending DELs are retried to success, the runtime's CNI GC runs with the live
+attachments, the release journal and the DEL spool drain. Then the invariants:
+
+- no address held by two attachments, and every live attachment holds exactly the address
+  its ADD printed;
+- the allocated addresses are exactly the live attachments' (no leak, no loss): every DEL
+  that returned success was honoured;
+- the journal and the spool are empty.
+
+``run_storm`` returns the counts (operations, kills, duplicates, leaks, time to converge);
+``python -m tests.chaos.embedded_storm --seconds 120`` runs the long mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import signal
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.component.agent_harness import pool_manifest
+from tests.component.conformance_stack import Stack, running_stack, start_service
+
+POOL = "storm-v4"
+NETWORK = "storm-net"
+NETNS = "/proc/self/ns/net"
+
+
+@dataclass
+class Counts:
+    adds: int = 0
+    add_failures: int = 0
+    dels: int = 0
+    del_failures: int = 0
+    kills: int = 0
+    duplicates: int = 0
+    leaks: int = 0
+    lost: int = 0
+    wrong_address: int = 0
+    gc_released: int = 0
+    converge_s: float = 0.0
+    journal_left: int = 0
+    spool_left: int = 0
+    live: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    def clean(self) -> bool:
+        bad = (self.duplicates, self.leaks, self.lost, self.wrong_address, self.journal_left, self.spool_left)
+        return not any(bad)
+
+
+class Runtime:
+    """The container runtime's bookkeeping, shared by the storm's worker threads."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.lock = threading.Lock()
+        self.live: dict[str, str] = {}  # container ID -> the address its ADD printed
+        self.pending_del: set[str] = set()
+        self.next_id = 0
+        self.counts = Counts()
+
+    def conf(self) -> dict[str, Any]:
+        conf = self.stack.net_conf("1.1.0", NETWORK, v4=(POOL,), v6=())
+        conf["ipam"]["del_spool_dir"] = str(self.stack.workdir / "agent-state" / "spool")
+        return conf
+
+    def args(self, cid: str) -> str:
+        return (
+            f"IgnoreUnknown=1;K8S_POD_NAMESPACE=storm;K8S_POD_NAME={cid};"
+            f"K8S_POD_INFRA_CONTAINER_ID={cid};K8S_POD_UID=uid-{cid}"
+        )
+
+    def add(self) -> None:
+        with self.lock:
+            cid = f"storm-{self.next_id}"
+            self.next_id += 1
+            self.pending_del.add(cid)  # until the ADD is known to have succeeded
+        outcome = self.stack.run("ADD", self.conf(), cid, netns=NETNS, args=self.args(cid))
+        with self.lock:
+            self.counts.adds += 1
+            if outcome.rc == 0 and outcome.obj is not None and "ips" in outcome.obj:
+                self.live[cid] = outcome.obj["ips"][0]["address"].split("/")[0]
+                self.pending_del.discard(cid)
+            else:
+                self.counts.add_failures += 1  # the runtime DELs a failed ADD
+
+    def delete(self, cid: str) -> bool:
+        outcome = self.stack.run("DEL", self.conf(), cid, netns=NETNS, args=self.args(cid))
+        with self.lock:
+            self.counts.dels += 1
+            if outcome.rc == 0:
+                self.live.pop(cid, None)
+                self.pending_del.discard(cid)
+                return True
+            self.counts.del_failures += 1
+            self.pending_del.add(cid)
+            self.live.pop(cid, None)  # a DEL was asked: the runtime considers it gone
+            return False
+
+    def step(self, rng: random.Random, target: int) -> None:
+        with self.lock:
+            pending = sorted(self.pending_del)
+            live = sorted(self.live)
+        if pending and rng.random() < 0.5:
+            self.delete(rng.choice(pending))
+        elif len(live) < target and rng.random() < 0.8:
+            self.add()
+        elif live:
+            self.delete(rng.choice(live))
+        else:
+            self.add()
+
+
+def _chaos(stack: Stack, stop: threading.Event, rng: random.Random, counts: Counts) -> None:
+    while not stop.wait(rng.uniform(0.5, 1.5)):
+        victim = stack.controller if rng.random() < 0.5 else stack.agent
+        victim.stop(signal.SIGKILL)
+        counts.kills += 1
+        if stop.wait(rng.uniform(0.1, 0.5)):
+            start_service(victim)
+            return
+        start_service(victim)
+
+
+def _records(stack: Stack) -> dict[str, dict[str, Any]]:
+    return stack.records(POOL)
+
+
+def _journal_pending(stack: Stack) -> int:
+    path = stack.workdir / "agent-state" / "release-journal.jsonl"
+    if not path.exists():
+        return 0
+    pending: set[int] = set()
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("op") == "release":
+            pending.add(entry["seq"])
+        elif entry.get("op") == "done":
+            pending.discard(entry["seq"])
+    return len(pending)
+
+
+def _spool_left(stack: Stack) -> int:
+    spool = stack.workdir / "agent-state" / "spool"
+    return len([p for p in spool.iterdir() if p.is_file()]) if spool.is_dir() else 0
+
+
+def _wait(predicate: Any, deadline_s: float) -> bool:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return bool(predicate())
+
+
+def run_storm(
+    stack: Stack, *, seconds: float, workers: int = 6, target: int = 60, seed: int = 1, min_kills: int = 0
+) -> Counts:
+    """Storm for ``seconds`` (longer, up to four times as long, until ``min_kills`` kills happened)."""
+    runtime = Runtime(stack)
+    stop = threading.Event()
+    chaos = threading.Thread(target=_chaos, args=(stack, stop, random.Random(seed + 1), runtime.counts))
+    chaos.start()
+    deadline = time.monotonic() + seconds
+
+    hard_deadline = deadline + 3 * seconds
+
+    def storming() -> bool:
+        now = time.monotonic()
+        return now < deadline or (runtime.counts.kills < min_kills and now < hard_deadline)
+
+    def worker(n: int) -> None:
+        local = random.Random(seed * 100 + n)
+        while storming():
+            try:
+                runtime.step(local, target)
+            except Exception as exc:  # a harness failure is a finding, not a crash
+                with runtime.lock:
+                    runtime.counts.failures.append(repr(exc))
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(worker, range(workers)))
+    stop.set()
+    chaos.join()
+    settle_started = time.monotonic()
+    for service in (stack.controller, stack.agent):
+        if service.proc is None or service.proc.poll() is not None:
+            service.proc = None
+            start_service(service)
+    # The runtime retries its failed DELs until they succeed, and pods keep coming.
+    while runtime.pending_del and time.monotonic() - settle_started < 60:
+        for cid in sorted(runtime.pending_del):
+            runtime.delete(cid)
+    for _ in range(max(1, target // 3)):
+        runtime.add()
+    # The runtime's CNI GC: the live attachments are the valid ones.
+    valid = [{"containerID": cid, "ifname": "eth0"} for cid in sorted(runtime.live)]
+    _wait(lambda: _journal_pending(stack) == 0 and _spool_left(stack) == 0, 30)
+    before = set(_records(stack))
+    gc = stack.run("GC", {**runtime.conf(), "cni.dev/valid-attachments": valid})
+    counts = runtime.counts
+    if gc.rc != 0:
+        counts.failures.append(f"GC failed: {gc.stdout!r}")
+    counts.gc_released = len(before - set(_records(stack)))
+    _wait(lambda: _journal_pending(stack) == 0 and _spool_left(stack) == 0, 30)
+    counts.converge_s = round(time.monotonic() - settle_started, 2)
+    _judge(runtime, _records(stack))
+    counts.journal_left = _journal_pending(stack)
+    counts.spool_left = _spool_left(stack)
+    counts.live = len(runtime.live)
+    return counts
+
+
+def _judge(runtime: Runtime, records: dict[str, dict[str, Any]]) -> None:
+    counts = runtime.counts
+    held: dict[str, str] = {}
+    for ip, rec in records.items():
+        cid = str(rec.get("cid", ""))
+        if cid in held:
+            counts.duplicates += 1  # one attachment holding two addresses of one family
+        held[cid] = ip
+    by_ip: dict[str, list[str]] = {}
+    for cid, ip in runtime.live.items():
+        by_ip.setdefault(ip, []).append(cid)
+    counts.duplicates += sum(len(cids) - 1 for cids in by_ip.values())
+    counts.leaks = len(set(held) - set(runtime.live))
+    counts.lost = len(set(runtime.live) - set(held))
+    counts.wrong_address = sum(1 for cid, ip in runtime.live.items() if cid in held and held[cid] != ip)
+
+
+def storm_pools() -> Iterable[dict[str, Any]]:
+    return [pool_manifest(POOL, "10.200.0.0/16", ["10.200.0.10-10.200.1.250"])]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="the embedded-mode storm with SIGKILLs, long mode")
+    parser.add_argument("--seconds", type=float, default=120.0)
+    parser.add_argument("--workers", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    with running_stack("storm-", storm_pools()) as stack:
+        counts = run_storm(stack, seconds=args.seconds, workers=args.workers, seed=args.seed)
+    print(json.dumps(counts.__dict__))
+    if not counts.clean():
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
