@@ -267,10 +267,11 @@ class KubeApiServer:
             await asyncio.sleep(decision.delay)
         if decision.status:
             raise _injected(decision.status, decision.message, route)
+        name = route.name or (
+            _selected_name(query.get("fieldSelector", "")) if verb in ("list", "watch") else ""
+        )
         self.authorizer.check(
-            Attributes(
-                user, verb, route.rt.group, route.rt.plural, route.subresource, route.namespace, route.name
-            )
+            Attributes(user, verb, route.rt.group, route.rt.plural, route.subresource, route.namespace, name)
         )
         ctx = Ctx(
             route.rt,
@@ -559,6 +560,16 @@ def _int_rv(rv: str) -> int:
         return int(rv)
     except ValueError:
         raise bad_request(f'invalid resource version "{rv}"') from None
+
+
+def _selected_name(field_selector: str) -> str:
+    """The name a list or watch is authorized for: kube-apiserver's request info takes it from a
+    fieldSelector term ``metadata.name=N`` (or ``==``), so RBAC resourceNames can allow it."""
+    for term in field_selector.split(","):
+        key, sep, value = term.partition("==") if "==" in term else term.partition("=")
+        if sep and key.strip() == "metadata.name" and not key.endswith("!"):
+            return value.strip()
+    return ""
 
 
 def _verb(method: str, route: Route, watch: bool) -> str:
