@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from spiderpool_common.kube.config import KubeConfigError, api_client
@@ -116,3 +117,37 @@ async def test_no_in_cluster_environment_is_a_clear_error(monkeypatch: pytest.Mo
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     with pytest.raises(KubeConfigError, match=r"^in-cluster configuration: Service host/port is not set"):
         await api_client(None)
+
+
+async def test_an_informer_caches_and_hands_out_the_transformed_objects(srv: ServerThread) -> None:
+    """With a transform, the listed and the watched objects (also a deletion) are cached and handed to
+    the handlers as the transform made them, resourceVersion kept for the watch to resume."""
+    kube = Kube(srv)
+    kube.namespace("listed")
+    client = await api_client(str(srv.kubeconfig_path))
+
+    def keep_name(obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        return {"metadata": {"name": meta["name"], "resourceVersion": meta["resourceVersion"]}}
+
+    informer = Informer(KubeRest(client, timeout_s=2.0), "/api/v1/namespaces", transform=keep_name)
+    seen: list[tuple[str, dict[str, Any]]] = []
+    informer.add_handler(lambda kind, obj: seen.append((kind, obj)))
+    task = asyncio.create_task(informer.run())
+    try:
+        await asyncio.wait_for(informer.synced.wait(), 10)
+        kube.namespace("watched")
+        kube.delete("/api/v1/namespaces/listed")
+        end = time.monotonic() + 10
+        while time.monotonic() < end and not any(k == "DELETED" for k, _ in seen):
+            await asyncio.sleep(0.02)
+        assert {k for k, _ in seen} >= {"ADDED", "DELETED"}
+        assert all(
+            set(obj) == {"metadata"} and set(obj["metadata"]) == {"name", "resourceVersion"}
+            for _, obj in seen
+        )
+        assert informer.get("watched") == keep_name(kube.get("/api/v1/namespaces/watched"))
+    finally:
+        task.cancel()
+        await asyncio.wait([task], timeout=5)
+        await client.close()

@@ -354,3 +354,37 @@ def test_an_invalid_pool_is_refused_by_the_webhook(cluster: SimCluster) -> None:
     assert 'admission webhook "spiderippool.spiderpool.spidernet.io" denied the request' in result.stderr
     assert "spec.ips" in result.stderr and "172.30.0.0/24" in result.stderr
     assert cluster.pool("bad-range") is None
+
+
+def test_a_pod_whose_multus_selection_asks_for_an_address_gets_exactly_it(
+    cluster: SimCluster, ns: str
+) -> None:
+    """The networks annotation's element carries "ips"; Multus passes them as runtimeConfig to a NAD
+    declaring the ips capability, and net1 gets exactly that address, recorded as requested."""
+    cluster.apply([pool("ask-net1", "172.31.0.0/24", "172.31.0.120", "172.31.0.129", "172.31.0.1")])
+    config = {
+        "cniVersion": "1.0.0",
+        "name": "ask-net",
+        "plugins": [
+            {
+                "type": "macvlan",
+                "master": "master1",
+                "mode": "bridge",
+                "capabilities": {"ips": True},
+                "ipam": {"type": "spiderpool", "default_ipv4_ippool": ["ask-net1"]},
+            },
+        ],
+    }
+    nad = {
+        "apiVersion": "k8s.cni.cncf.io/v1",
+        "kind": "NetworkAttachmentDefinition",
+        "metadata": {"name": "ask-net", "namespace": ns},
+        "spec": {"config": json.dumps(config)},
+    }
+    cluster.apply([nad])
+    networks = json.dumps([{"name": "ask-net", "ips": ["172.31.0.127/24"]}])
+    cluster.apply([pod("asker", ns, {"k8s.v1.cni.cncf.io/networks": networks}, **on("node2"))])
+    statuses = cluster.network_status(cluster.running_pod(ns, "asker"))
+    assert [(s["interface"], s["ips"]) for s in statuses[1:]] == [("net1", ["172.31.0.127"])]
+    record = holder(cluster, "ask-net1", "172.31.0.127") or {}
+    assert record.get("requested") is True

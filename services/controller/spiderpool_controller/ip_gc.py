@@ -68,6 +68,22 @@ def pod_facts(pod: dict[str, Any]) -> PodFacts:
     )
 
 
+_POD_META = ("name", "namespace", "uid", "resourceVersion", "deletionTimestamp", "ownerReferences")
+
+
+def gc_pod_view(pod: dict[str, Any]) -> dict[str, Any]:
+    """What the collector keeps of a pod (``pod_facts``' inputs and the pod's name): a cache of
+    every pod of a 150,000-pod cluster holds a tenth of their bytes (no annotations, containers,
+    volumes or conditions)."""
+    meta = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    return {
+        "metadata": {k: meta[k] for k in _POD_META if k in meta},
+        "spec": {"nodeName": (pod.get("spec") or {}).get("nodeName", "")},
+        "status": {k: status[k] for k in ("phase", "podIPs") if k in status},
+    }
+
+
 def node_ready(node: dict[str, Any] | None) -> bool:
     if node is None:
         return False
@@ -96,7 +112,7 @@ class IpGarbageCollector:
         self._interval = interval_s
         self._trace_delay = trace_delay_s
         self._now = now
-        self.pods = Informer(rest, "/api/v1/pods", handler=self._pod_event)
+        self.pods = Informer(rest, "/api/v1/pods", handler=self._pod_event, transform=gc_pod_view)
         self.nodes = Informer(rest, "/api/v1/nodes")
         self.statefulsets = Informer(rest, "/apis/apps/v1/statefulsets")
         self._pending: dict[str, asyncio.TimerHandle] = {}

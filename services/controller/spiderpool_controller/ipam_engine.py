@@ -94,6 +94,7 @@ from spiderpool_controller.store.contract import ObjectNotFound, StaleResourceVe
 log = structlog.get_logger(__name__)
 
 ROUTE_MARGIN = 512  # bytes a record's annotation routes may add to its size estimate
+REPAIR_CHUNK = 256  # endpoints judged between two yields to the event loop
 
 __all__ = ["Address", "Allocation", "EngineSettings", "IpamEngine", "ReleaseOutcome"]
 
@@ -695,14 +696,18 @@ class IpamEngine:
         objects, _ = await self._store.list(KIND_ENDPOINT)
         stale: list[EndpointName] = []
         stored: set[EndpointName] = set()
-        for obj in objects:
+        for n, obj in enumerate(objects):
+            if n % REPAIR_CHUNK == 0:
+                await asyncio.sleep(0)  # 10,000 endpoints are seconds of work: requests go first
             meta = obj["metadata"]
             name = (meta.get("namespace", ""), meta["name"])
             stored.add(name)
             view = describe(self._ledger, name)
             if view is None or not view.nics or obj.get("status") != view.status().to_dict():
                 stale.append(name)
-        for name in self._ledger.index.endpoints():
+        for n, name in enumerate(list(self._ledger.index.endpoints())):
+            if n % REPAIR_CHUNK == 0:
+                await asyncio.sleep(0)
             view = describe(self._ledger, name)
             if name not in stored and view is not None and view.nics:
                 stale.append(name)
