@@ -63,6 +63,13 @@ def test_the_controller_may_do_exactly_what_its_code_does(rendered: Rendered) ->
     created; the Lease by name in its namespace only."""
     cr = "spiderpool.spidernet.io"
     read = ["get", "list", "watch"]
+    watch_default = {
+        "apiGroups": [cr],
+        "resources": ["spidercoordinators"],
+        "resourceNames": ["default"],
+        "verbs": ["watch"],
+    }
+    watch_subnets = {"apiGroups": [cr], "resources": ["spidersubnets"], "verbs": ["watch"]}
     base = [
         {
             "apiGroups": [cr],
@@ -74,13 +81,14 @@ def test_the_controller_may_do_exactly_what_its_code_does(rendered: Rendered) ->
             "resources": ["spidersubnets", "spidercoordinators"],
             "verbs": ["get", "list", "create", "update", "delete"],
         },
-        {"apiGroups": [cr], "resources": ["spidersubnets", "spidercoordinators"], "verbs": ["watch"]},
-        {"apiGroups": [cr], "resources": ["spidermultusconfigs"], "verbs": ["list", "watch"]},
+        watch_default,
+        watch_subnets,
         {
             "apiGroups": [cr],
             "resources": ["spiderendpoints"],
             "verbs": ["get", "list", "create", "update", "delete"],
         },
+        {"apiGroups": [cr], "resources": ["spidermultusconfigs"], "verbs": ["list", "watch"]},
         {
             "apiGroups": [cr],
             "resources": ["spiderippools/status", "spidersubnets/status", "spidercoordinators/status"],
@@ -102,6 +110,7 @@ def test_the_controller_may_do_exactly_what_its_code_does(rendered: Rendered) ->
             "resources": ["network-attachment-definitions"],
             "verbs": ["get", "list", "watch", "create", "update"],
         },
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
         {
             "apiGroups": ["apiextensions.k8s.io"],
             "resources": ["customresourcedefinitions"],
@@ -110,7 +119,6 @@ def test_the_controller_may_do_exactly_what_its_code_does(rendered: Rendered) ->
         {"apiGroups": ["crd.projectcalico.org"], "resources": ["ippools"], "verbs": ["list", "watch"]},
         {"apiGroups": ["cilium.io"], "resources": ["ciliumpodippools"], "verbs": ["list", "watch"]},
         {"apiGroups": ["networking.k8s.io"], "resources": ["servicecidrs"], "verbs": ["list", "watch"]},
-        {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     ]
     assert rules(rendered, "ClusterRole", "spiderpool-controller") == [*base, *workloads, *rest]
     sources = rendered.get("Role", "spiderpool-controller-cidr-sources")
@@ -127,11 +135,8 @@ def test_the_controller_may_do_exactly_what_its_code_does(rendered: Rendered) ->
     off = render({"ipam": {"spiderSubnet": {"autoPool": {"enable": False}}}})
     assert rules(off, "ClusterRole", "spiderpool-controller") == [*base, *rest]
     no_subnets = render({"ipam": {"spiderSubnet": {"enable": False}}})
-    watch_coordinators = {"apiGroups": [cr], "resources": ["spidercoordinators"], "verbs": ["watch"]}
     assert rules(no_subnets, "ClusterRole", "spiderpool-controller") == [
-        *base[:2],
-        watch_coordinators,
-        *base[3:],
+        *(rule for rule in base if rule is not watch_subnets),
         *rest,
     ]
     custom = render(
