@@ -39,8 +39,10 @@ Checked (exit status 1 if not): no address held by two pods, the pool's records 
 addresses with their UIDs, and after deleting everything no record or endpoint is left (leaks).
 
 The last line is one JSON object: ``pods``, ``seconds`` (ours), ``pods_per_s``, ``writes_per_pod`` (ours:
-IPAM API writes per pod, allocation phase), ``duplicates`` and ``leaks`` (both runs), ``speedup`` (ours
-over the baseline in pods/s). ``--details FILE`` writes both runs' figures. ``--quick``: 2 nodes,
+IPAM API writes per pod, allocation phase), ``duplicates`` and ``leaks`` (ours), ``speedup`` (ours
+over the baseline in pods/s), ``baseline_duplicates`` and ``baseline_leaks`` (records upstream's
+protocol left behind: reported, not failed, since its GC would reclaim them). ``--details FILE``
+writes both runs' figures. ``--quick``: 2 nodes,
 6 Deployments x 10 pods, one controller replica (the test suite's variant).
 """
 
@@ -543,9 +545,14 @@ def summary(ours: RunResult, base: RunResult) -> dict[str, Any]:
         "seconds": round(ours.alloc_s, 2),
         "pods_per_s": round(ours.pods_per_s, 1),
         "writes_per_pod": round(ours.per_pod(ours.ipam_writes), 3) if ours.pods else None,
-        "duplicates": ours.duplicates + base.duplicates,
-        "leaks": ours.leaks + base.leaks,
+        "duplicates": ours.duplicates,
+        "leaks": ours.leaks,
         "speedup": round(ours.pods_per_s / base.pods_per_s, 2) if base.pods_per_s else None,
+        # The baseline's own: a duplicate would mean its compare-and-swap is broken (the run fails);
+        # records it leaves are upstream's protocol's (DELs that ran out of retries), which its GC
+        # would reclaim later: reported, not failed.
+        "baseline_duplicates": base.duplicates,
+        "baseline_leaks": base.leaks,
     }
 
 
@@ -654,16 +661,17 @@ def main(argv: list[str] | None = None) -> int:
             f"{median_ms(r.scheduling_s):.0f} ms; Deployments created to every pod addressed "
             f"{r.end_to_end_s:.2f}s"
         )
-    failures = [f"{r.label}: {e}" for r in runs for e in r.errors]
-    for line in failures[:20]:
-        print(f"ERROR {line}")
+    failures = [f"{r.label}: {e}" for r in runs for e in r.errors if r is ours or "left in" not in e]
+    for line in [f"{r.label}: {e}" for r in runs for e in r.errors][:20]:
+        print(f"{'ERROR' if any(line.endswith(f) for f in failures) else 'NOTE'} {line}")
     if args.details:
         out = details(w, runs, startup)
         out["load_average"] = {"before": load_before, "after": load_after}
         args.details.write_text(json.dumps(out, indent=1))
     result = summary(ours, base)
     print(json.dumps(result))
-    return 0 if not failures and result["duplicates"] == 0 and result["leaks"] == 0 else 1
+    clean = result["duplicates"] == result["leaks"] == result["baseline_duplicates"] == 0
+    return 0 if not failures and clean else 1
 
 
 if __name__ == "__main__":
