@@ -314,3 +314,16 @@ def test_a_message_over_the_size_limit_is_resource_exhausted_and_the_service_goe
     assert status == grpc.StatusCode.RESOURCE_EXHAUSTED, details
     assert controller.snapshot() == before
     controller.serving()
+
+
+def test_a_manifest_nested_too_deep_is_invalid_argument(controller: Controller) -> None:
+    """An Apply whose object_json nests 5,000 levels (a RecursionError in the decoder) or 200 levels
+    is INVALID_ARGUMENT saying so, not INTERNAL, and nothing is stored."""
+    before = controller.snapshot()
+    for depth in (200, 5000):
+        text = '{"kind": "SpiderIPPool", "spec": ' + "[" * depth + "]" * depth + "}"
+        body = resource_pb2.ApplyRequest(object_json=text).SerializeToString()
+        status, details, _ = controller.raw("/spiderpool.controller.v1.ResourceService/Apply", body)
+        assert_invalid_argument(status, details, "Apply")
+        assert "nested" in details, details
+    assert controller.snapshot() == before

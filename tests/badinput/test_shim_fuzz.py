@@ -253,3 +253,24 @@ def test_the_installed_shims_answer_fuzzed_calls_on_stdout_with_a_matching_exit_
     elif env.get("CNI_COMMAND") == "ADD":
         undo = run_executable(executable, {**env, "CNI_COMMAND": "DEL"}, stdin)
         undo.succeeded_silently()
+
+
+@pytest.mark.usefixtures("sandboxed_defaults")
+@pytest.mark.parametrize("kind", ["ipam", "coordinator"])
+@pytest.mark.parametrize("command", ["ADD", "DEL", "CHECK"])
+def test_a_config_nested_too_deep_is_a_decoding_failure_at_either_end(
+    stack: Stack, kind: str, command: str
+) -> None:
+    """A config nested 990 levels deep (the shim decodes it, the agent's deeper stack could not)
+    and one nested 200 levels deep are code 6, not an internal error, and change nothing."""
+    for depth in (200, 990):
+        conf = base_config(stack, kind, "1.0.0")
+        raw = json.dumps(conf).encode()[:-1] + b', "deep": ' + b"[" * depth + b"]" * depth + b"}"
+        netns = NETNS if kind == "ipam" else MISSING_NETNS
+        env = {"CNI_COMMAND": command, "CNI_CONTAINERID": "fz-deep", "CNI_NETNS": netns, "CNI_IFNAME": "eth0"}
+        before = stack.state()
+        reply = shim.handle(kind, env, raw)
+        error = check_answer(command, reply.exit_code, reply.output)
+        assert error is not None and error["code"] == codes.DECODING_FAILURE, (depth, error)
+        assert "nested" in error["msg"] + error["details"], error
+        assert stack.state() == before
