@@ -325,7 +325,9 @@ HTTP_CASES: list[tuple[str, bytes, int, str]] = [
     (
         "unreadable oldObject",
         json.dumps(
-            _review(operation="DELETE", object=None, oldObject={**BASES[models.KIND_IPPOOL], "status": "broken"})
+            _review(
+                operation="DELETE", object=None, oldObject={**BASES[models.KIND_IPPOOL], "status": "broken"}
+            )
         ).encode(),
         200,
         "oldObject is not a stored SpiderIPPool",
