@@ -224,6 +224,19 @@ def test_the_decisions_refuse_what_no_api_server_sends(decisions: Decisions) -> 
             "oldObject is not a stored SpiderMultusConfig: metadata must be an object",
         ),
     ]
+    cases.append(  # found by atheris: the rules read an oldObject of another kind as its own kind
+        (
+            models.KIND_IPPOOL,
+            "validate",
+            review(
+                "DELETE",
+                models.KIND_IPPOOL,
+                None,
+                {**BASES[models.KIND_SUBNET], "status": {"allocatedIPCount": "x"}},
+            ),
+            "oldObject is not a stored SpiderIPPool: its kind is 'SpiderSubnet'",
+        )
+    )
     for kind, route, body, fragment in cases:
         verdict = decisions.decide(kind, route, body)
         assert verdict is not None and not verdict.allowed and verdict.code == 400, verdict

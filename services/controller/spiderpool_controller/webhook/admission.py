@@ -220,12 +220,14 @@ def _check_stored(kind: str, old: Obj) -> None:
     """``oldObject`` is the stored object, which the API server validated: refuse (400) a review
     whose oldObject is not readable as one, instead of failing inside a rule with a 500.
 
-    The rules trust the stored object's shape: its sections are objects, and a pool's or
-    subnet's status (the allocations) reads back into the model.
+    The rules trust the stored object's shape: it is of the webhook's kind, its sections are
+    objects, and a pool's or subnet's status (the allocations) reads back into the model.
     """
     problem = ""
     meta = old.get("metadata")
-    if not isinstance(meta, dict):
+    if old.get("kind") != kind:
+        problem = f"its kind is {old.get('kind')!r}"
+    elif not isinstance(meta, dict):
         problem = "metadata must be an object"
     else:
         for key in ("labels", "annotations"):
