@@ -73,6 +73,14 @@ CLASSES: tuple[BadInput, ...] = (
         "test_shim_fuzz.py::test_a_config_nested_too_deep_is_a_decoding_failure_at_either_end",
     ),
     BadInput(
+        SHIM,
+        "a 300 KiB default pool name in the config (the controller spent seconds compiling it as a "
+        "pattern, blocking every other call)",
+        "code 7 naming `default_ipv4_ippools[0]` and its bound (STATUS: 50 with the same reason); "
+        "nothing changes",
+        "test_shim_fuzz.py::test_a_pool_name_beyond_any_kubernetes_name_is_an_invalid_config",
+    ),
+    BadInput(
         GRPC,
         "random bytes as the request body (a raw generic call)",
         "INVALID_ARGUMENT, ErrorInfo CNI code 6, `the request is not a valid <message>` "

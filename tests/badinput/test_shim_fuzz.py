@@ -274,3 +274,23 @@ def test_a_config_nested_too_deep_is_a_decoding_failure_at_either_end(
         assert error is not None and error["code"] == codes.DECODING_FAILURE, (depth, error)
         assert "nested" in error["msg"] + error["details"], error
         assert stack.state() == before
+
+
+@pytest.mark.usefixtures("sandboxed_defaults")
+@pytest.mark.parametrize(
+    ("command", "code"), [("ADD", codes.INVALID_CONFIG), ("STATUS", codes.NOT_AVAILABLE)]
+)
+def test_a_pool_name_beyond_any_kubernetes_name_is_an_invalid_config(
+    stack: Stack, command: str, code: int
+) -> None:
+    """A 300 KiB default pool name (it held the controller's event loop for seconds) is code 7
+    naming the field (STATUS: 50, cannot serve ADD, with the same reason), and changes nothing."""
+    conf = base_config(stack, "ipam", "1.1.0")
+    conf["ipam"]["default_ipv4_ippool"] = ["p" * (300 * 1024)]
+    env = {"CNI_COMMAND": command, "CNI_CONTAINERID": "fz-huge", "CNI_NETNS": NETNS, "CNI_IFNAME": "eth0"}
+    before = stack.state()
+    reply = shim.handle("ipam", env, json.dumps(conf).encode())
+    error = check_answer(command, reply.exit_code, reply.output)
+    assert error is not None and error["code"] == code, error
+    assert "default_ipv4_ippools[0] is 307200 characters long; at most 253" in error["msg"], error
+    assert stack.state() == before
