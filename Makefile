@@ -10,7 +10,7 @@ DEB_PACKAGES := containernetworking-plugins iproute2 iptables nftables procps ip
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help setup test demo demo-cluster lint type proto proto-verify crds crds-verify bench bench-alloc bench-cni dist clean
+.PHONY: help setup test demo demo-cluster lint type proto proto-verify crds crds-verify docs docs-verify bench bench-alloc bench-cni bench-scale bench-storm bench-cluster bench-chaos dist clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: setup ## run the whole test suite (unit, component, netns as root, end to end)
-	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider --durations=25 $(PYTEST_ARGS)
 
 demo: setup ## the main job: controller + agent on SQLite, real macvlan pods in namespaces getting IPs
 	$(VENV)/bin/spiderpool-demo
@@ -70,14 +70,36 @@ crds: setup ## regenerate the CustomResourceDefinitions from the domain's field 
 crds-verify: setup ## fail when the committed CRDs are not what the field tables generate
 	$(CRDGEN) --check
 
-bench: bench-alloc bench-cni ## run every benchmark (prints figures and a JSON line each)
+# docs/configuration.md is generated from the settings dataclasses and the programs' argparse help.
+DOCGEN := $(PY) -m spiderpool_tools.config_reference --out docs/configuration.md
+docs: setup ## regenerate docs/configuration.md from the settings code
+	$(DOCGEN)
+
+docs-verify: setup ## fail when docs/configuration.md is not what the settings code generates
+	$(DOCGEN) --check
+
+bench: bench-alloc bench-cni bench-scale bench-storm bench-cluster bench-chaos ## run every benchmark (prints figures and a JSON line each)
 
 bench-alloc: setup ## allocation throughput: group commit vs upstream's CAS per agent, one shared store (BENCH_ARGS=--quick)
 	$(PY) bench/alloc_throughput.py $(BENCH_ARGS)
 
+bench-scale: setup ## allocation cost by pool size (/24, /16, /8, v6 /64), memory, restart with 10,000 allocations
+	$(PY) bench/pool_scale.py $(BENCH_ARGS)
+
+bench-storm: setup ## 300 pods over 3 nodes in the simulated cluster: pods/s, API writes, leaks, leader failover (root)
+	$(PY) bench/cluster_storm.py $(BENCH_ARGS)
+
+bench-cluster: setup ## upstream's 1000-pod scenario in the simulated cluster, ours vs upstream's CAS agents (root)
+	$(PY) bench/cluster_alloc.py $(BENCH_ARGS)
+
 bench-cni: setup ## CNI ADD+DEL latency in network namespaces, ours vs host-local, also on the bundle (root)
 	$(PY) -m spiderpool_tools.pybundle_build --python $(BUNDLE_PYTHON) --out $(DIST)/pybundle
 	$(PY) bench/cni_latency.py --bundle $(DIST)/pybundle $(BENCH_ARGS)
+
+CHAOS_SECONDS ?= 120
+bench-chaos: setup ## the long chaos storms (root): embedded mode, then the simulated cluster (CHAOS_SECONDS=120)
+	$(PY) -m tests.chaos.embedded_storm --seconds $(CHAOS_SECONDS)
+	$(PY) -m tests.chaos.cluster_storm --seconds $(CHAOS_SECONDS)
 
 # The packaged artefacts deploy/Dockerfile copies: the wheel, its runtime dependencies pinned to the
 # versions tested here, and the interpreter bundle the shims run on at the node (its own CPython,

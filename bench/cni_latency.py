@@ -71,7 +71,8 @@ POOL_MANIFEST = {
     "metadata": {"name": POOL},
     "spec": {"subnet": "10.250.0.0/16", "ips": ["10.250.0.10-10.250.3.250"], "gateway": "10.250.0.1"},
 }
-# Like for like: a gateway and a default route, as our pool's result carries (upstream §4.1).
+# Like for like: a gateway and a default route, as our pool's result carries (upstream's
+# cmd/spiderpool/cmd/command_add.go).
 HOSTLOCAL_RANGE = {
     "subnet": "10.251.0.0/16",
     "rangeStart": "10.251.0.10",

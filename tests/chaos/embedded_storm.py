@@ -30,6 +30,7 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tests.component.agent_harness import pool_manifest
@@ -141,8 +142,9 @@ def _records(stack: Stack) -> dict[str, dict[str, Any]]:
     return stack.records(POOL)
 
 
-def _journal_pending(stack: Stack) -> int:
-    path = stack.workdir / "agent-state" / "release-journal.jsonl"
+def journal_pending(state_dir: Path) -> int:
+    """Releases the agent's journal still owes (a ``release`` line without its ``done``)."""
+    path = state_dir / "release-journal.jsonl"
     if not path.exists():
         return 0
     pending: set[int] = set()
@@ -158,9 +160,17 @@ def _journal_pending(stack: Stack) -> int:
     return len(pending)
 
 
-def _spool_left(stack: Stack) -> int:
-    spool = stack.workdir / "agent-state" / "spool"
+def spool_left(spool: Path) -> int:
+    """DELs the shims spooled that the agent has not replayed yet."""
     return len([p for p in spool.iterdir() if p.is_file()]) if spool.is_dir() else 0
+
+
+def _journal_pending(stack: Stack) -> int:
+    return journal_pending(stack.workdir / "agent-state")
+
+
+def _spool_left(stack: Stack) -> int:
+    return spool_left(stack.workdir / "agent-state" / "spool")
 
 
 def _wait(predicate: Any, deadline_s: float) -> bool:
@@ -223,15 +233,17 @@ def run_storm(
     counts.gc_released = len(before - set(_records(stack)))
     _wait(lambda: _journal_pending(stack) == 0 and _spool_left(stack) == 0, 30)
     counts.converge_s = round(time.monotonic() - settle_started, 2)
-    _judge(runtime, _records(stack))
+    judge(counts, runtime.live, _records(stack))
     counts.journal_left = _journal_pending(stack)
     counts.spool_left = _spool_left(stack)
     counts.live = len(runtime.live)
     return counts
 
 
-def _judge(runtime: Runtime, records: dict[str, dict[str, Any]]) -> None:
-    counts = runtime.counts
+def judge(counts: Counts, live: dict[str, str], records: dict[str, dict[str, Any]]) -> None:
+    """The invariants, from the runtime's live attachments (container ID -> the address its ADD
+    printed) and the pool's records (address -> record naming its ``cid``): duplicates, leaks,
+    losses and wrong addresses are added to ``counts``."""
     held: dict[str, str] = {}
     for ip, rec in records.items():
         cid = str(rec.get("cid", ""))
@@ -239,12 +251,12 @@ def _judge(runtime: Runtime, records: dict[str, dict[str, Any]]) -> None:
             counts.duplicates += 1  # one attachment holding two addresses of one family
         held[cid] = ip
     by_ip: dict[str, list[str]] = {}
-    for cid, ip in runtime.live.items():
+    for cid, ip in live.items():
         by_ip.setdefault(ip, []).append(cid)
     counts.duplicates += sum(len(cids) - 1 for cids in by_ip.values())
-    counts.leaks = len(set(held) - set(runtime.live))
-    counts.lost = len(set(runtime.live) - set(held))
-    counts.wrong_address = sum(1 for cid, ip in runtime.live.items() if cid in held and held[cid] != ip)
+    counts.leaks = len(set(held) - set(live))
+    counts.lost = len(set(live) - set(held))
+    counts.wrong_address = sum(1 for cid, ip in live.items() if cid in held and held[cid] != ip)
 
 
 def storm_pools() -> Iterable[dict[str, Any]]:

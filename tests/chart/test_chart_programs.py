@@ -11,7 +11,6 @@ one a running controller or agent exports.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import dataclasses
 import re
@@ -32,6 +31,8 @@ from spiderpool_common import health_probe
 from spiderpool_controller import settings as controller_settings
 from spiderpool_tools import cluster_init, pybundle_build
 
+from tests.chart import drift
+from tests.chart.drift import Drift, exact_flags
 from tests.chart.rendered import REPO, Container, EnvVar, Rendered, containers, render
 from tests.chart.value_sets import MONITORING, rendered_value_set, value_sets
 from tests.component.agent_harness import ServiceProcess
@@ -46,30 +47,6 @@ GRPC_SECRETS_OF_THE_USER = {
     "my-controller-grpc",
     "my-agent-grpc",
 }  # provided-tls names Secrets it does not render
-
-
-class Drift(AssertionError):
-    """A rendered container the program does not accept as it is."""
-
-
-def option_strings(parser: argparse.ArgumentParser) -> set[str]:
-    """Every option a parser (and its subcommands) accepts, spelt out."""
-    out: set[str] = set()
-    for action in parser._actions:
-        out.update(action.option_strings)
-        if isinstance(action, argparse._SubParsersAction):
-            for sub in action.choices.values():
-                out |= option_strings(sub)
-    return out
-
-
-def exact_flags(container: Container, parser: argparse.ArgumentParser, args: list[str]) -> None:
-    """argparse accepts a unique prefix of an option (``--manifest`` for ``--manifests``): the chart
-    must spell every flag out, so a renamed option cannot keep working by accident."""
-    known = option_strings(parser)
-    for arg in args:
-        if arg.startswith("--") and arg.split("=", 1)[0] not in known:
-            raise Drift(f"{container.key}: {arg.split('=', 1)[0]} is not an option of {container.command[0]}")
 
 
 @pytest.fixture(scope="module")
@@ -90,31 +67,11 @@ def external_secrets(rendered: Rendered) -> dict[str, dict[str, Any]]:
     return {name: {"data": data} for name in names}
 
 
-def env_known(container: Container, env: dict[str, str], fields: set[str], extra: set[str]) -> None:
-    """Every variable is a setting of the program (SPIDERPOOL_<FIELD>), one it reads by name, or one the
-    container's own arguments reference as $(VAR)."""
-    referenced = {m for arg in container.argv for m in re.findall(r"\$\(([A-Za-z_0-9]+)\)", arg)}
-    for name in env:
-        known = name in extra or name in referenced or (
-            name.startswith("SPIDERPOOL_") and name.removeprefix("SPIDERPOOL_").lower() in fields
-        )  # fmt: skip
-        if not known:
-            raise Drift(f"{container.key}: environment variable {name} is read by nothing")
-
-
 def check_controller(container: Container, rendered: Rendered, tmp: Path) -> None:
     run = container.materialize(rendered, tmp, field_values=FIELD_VALUES, secrets=external_secrets(rendered))
-    args = run.argv[1:]
-    exact_flags(container, controller_settings.build_parser(), args)
     kubeconfig = tmp / "kubeconfig"  # stands in for the in-cluster ServiceAccount
     kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
-    try:
-        settings = controller_settings.load_settings([*args, f"--kubeconfig={kubeconfig}"], environ=run.env)
-    except SystemExit as exc:
-        raise Drift(f"{container.key}: the controller refuses its arguments {args}") from exc
-    except ValueError as exc:
-        raise Drift(f"{container.key}: {exc}") from exc
-    env_known(container, run.env, {f.name for f in dataclasses.fields(settings)}, set())
+    settings = drift.check_controller(container, run, kubeconfig)
     assert settings.cluster_mode and settings.tls_files is not None
     assert settings.pod_name == FIELD_VALUES["metadata.name"] and settings.advertise.startswith("10.0.0.11:")
     if settings.webhook_listen:  # the serving certificate is a file of the mounted Secret
@@ -123,18 +80,7 @@ def check_controller(container: Container, rendered: Rendered, tmp: Path) -> Non
 
 def check_agent(container: Container, rendered: Rendered, tmp: Path) -> None:
     run = container.materialize(rendered, tmp, field_values=FIELD_VALUES, secrets=external_secrets(rendered))
-    exact_flags(container, agent_main.build_parser(), run.argv[1:])
-    try:
-        args = agent_main.build_parser().parse_args(run.argv[1:])
-    except SystemExit as exc:
-        raise Drift(f"{container.key}: the agent refuses its arguments {run.argv[1:]}") from exc
-    flags = {k: v for k, v in vars(args).items() if k != "config"}
-    try:
-        settings = agent_settings.load_settings(flags, env=run.env, config_file=args.config)
-    except ValueError as exc:
-        raise Drift(f"{container.key}: {exc}") from exc
-    fields = {f.name for f in dataclasses.fields(settings)}
-    env_known(container, run.env, fields, {"SPIDERPOOL_NODE_NAME", "MULTUS_CLUSTER_NETWORK"})
+    settings = drift.check_agent(container, run)
     assert settings.pod_source == "kubernetes" and settings.node == FIELD_VALUES["spec.nodeName"]
     assert settings.controller_tls is not None
 

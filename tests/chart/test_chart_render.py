@@ -100,6 +100,8 @@ def test_the_default_render_holds_what_the_issue_lists() -> None:
         ("ClusterRoleBinding", "spiderpool-init-cleanup"),
         ("Role", "spiderpool-controller-leader-election"),
         ("RoleBinding", "spiderpool-controller-leader-election"),
+        ("Role", "spiderpool-controller-cidr-sources"),
+        ("RoleBinding", "spiderpool-controller-cidr-sources"),
         ("Job", "spiderpool-init"),
         ("Job", "spiderpool-init-cleanup"),
     ])  # fmt: skip

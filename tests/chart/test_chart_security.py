@@ -42,20 +42,25 @@ def rules(rendered: Rendered, kind: str, name: str) -> list[dict[str, Any]]:
 
 
 def test_no_role_has_a_wildcard_or_reads_secrets(rendered: Rendered) -> None:
-    """Every verb, group and resource is named; no role reads Secrets or ConfigMaps or writes pods/nodes."""
+    """Every verb, group and resource is named; no role reads Secrets, nor ConfigMaps but kubeadm's and
+    Cilium's by name in kube-system; none writes pods/nodes."""
     for role in [*rendered.kinds("ClusterRole"), *rendered.kinds("Role")]:
         for rule in role["rules"]:
             for field in ("verbs", "apiGroups", "resources"):
                 assert "*" not in rule.get(field, []), (role["metadata"]["name"], rule)
             if "" in rule["apiGroups"]:
-                assert not {"secrets", "configmaps"} & set(rule["resources"]), role["metadata"]["name"]
+                assert "secrets" not in rule["resources"], role["metadata"]["name"]
+                if "configmaps" in rule["resources"]:
+                    assert role["kind"] == "Role" and role["metadata"]["namespace"] == "kube-system"
+                    assert rule["resourceNames"] == ["kubeadm-config", "cilium-config"]
+                    assert rule["verbs"] == ["list", "watch"] and rule["resources"] == ["configmaps"]
                 if {"pods", "nodes", "namespaces"} & set(rule["resources"]):
                     assert set(rule["verbs"]) <= {"get", "list", "watch"}, role["metadata"]["name"]
 
 
 def test_the_controller_may_do_exactly_what_its_code_does(rendered: Rendered) -> None:
-    """CRs through the store, status of the status kinds, reads of pods, nodes, StatefulSets and NADs; the
-    Lease by name in its namespace only."""
+    """CRs through the store, status of the status kinds, reads of pods, nodes and StatefulSets; NADs and
+    Events written by the reconcilers, the CIDR sources read; the Lease by name in its namespace only."""
     cr = "spiderpool.spidernet.io"
     assert rules(rendered, "ClusterRole", "spiderpool-controller") == [
         {
@@ -70,18 +75,38 @@ def test_the_controller_may_do_exactly_what_its_code_does(rendered: Rendered) ->
         },
         {
             "apiGroups": [cr],
-            "resources": ["spiderendpoints"],
-            "verbs": ["get", "list", "create", "update", "delete"],
+            "resources": ["spidercoordinators"],
+            "resourceNames": ["default"],
+            "verbs": ["watch"],
         },
         {
             "apiGroups": [cr],
-            "resources": ["spiderippools/status", "spidersubnets/status"],
+            "resources": ["spiderendpoints"],
+            "verbs": ["get", "list", "create", "update", "delete"],
+        },
+        {"apiGroups": [cr], "resources": ["spidermultusconfigs"], "verbs": ["list", "watch"]},
+        {
+            "apiGroups": [cr],
+            "resources": ["spiderippools/status", "spidersubnets/status", "spidercoordinators/status"],
             "verbs": ["update"],
         },
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
         {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "watch"]},
         {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["list", "watch"]},
-        {"apiGroups": ["k8s.cni.cncf.io"], "resources": ["network-attachment-definitions"], "verbs": ["get"]},
+        {
+            "apiGroups": ["k8s.cni.cncf.io"],
+            "resources": ["network-attachment-definitions"],
+            "verbs": ["get", "list", "watch", "create", "update"],
+        },
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+        {
+            "apiGroups": ["apiextensions.k8s.io"],
+            "resources": ["customresourcedefinitions"],
+            "verbs": ["list", "watch"],
+        },
+        {"apiGroups": ["crd.projectcalico.org"], "resources": ["ippools"], "verbs": ["list", "watch"]},
+        {"apiGroups": ["cilium.io"], "resources": ["ciliumpodippools"], "verbs": ["list", "watch"]},
+        {"apiGroups": ["networking.k8s.io"], "resources": ["servicecidrs"], "verbs": ["list", "watch"]},
     ]
     lease = rendered.get("Role", "spiderpool-controller-leader-election")
     assert lease["metadata"]["namespace"] == "kube-system"
@@ -145,7 +170,8 @@ def test_each_service_account_is_bound_to_its_own_role_only(rendered: Rendered) 
         (subject,) = binding["subjects"]
         account = subject["name"]
         assert subject == {"kind": "ServiceAccount", "name": account, "namespace": "kube-system"}
-        assert binding["roleRef"]["name"].removesuffix("-leader-election") == account
+        role = binding["roleRef"]["name"].removesuffix("-leader-election").removesuffix("-cidr-sources")
+        assert role == account
     for workload in rendered.objects:
         if workload["kind"] in ("Deployment", "DaemonSet", "Job"):
             pod = workload["spec"]["template"]["spec"]

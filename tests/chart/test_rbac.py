@@ -7,7 +7,11 @@ election, GC), the agent (pod facts, owners) reached over mutual TLS, the post-i
 the pre-delete cleanup. A scenario walks the code paths that reach the API: allocations for pods of a
 Deployment, a StatefulSet, a Job and a KubeVirt VM (owner reads), a pod whose UID the cache does not know
 (direct read), a pod deleted behind the agent's back (the GC's confirming read and release), spiderpoolctl
-applying, changing and deleting every kind through the controller, the Lease renewed.
+applying, changing and deleting every kind through the controller, the Lease renewed; the leader's
+reconcilers: a SpiderMultusConfig created and changed (its NAD created, then replaced), one whose NAD is a
+user's own (a Warning Event), the default SpiderCoordinator's status from the CIDR sources (kubeadm's and
+Cilium's ConfigMaps, control-plane pods, CRDs, Calico and Cilium pools and ServiceCIDRs, whose CRDs are
+installed).
 
 Every authorization decision of the ServiceAccounts is recorded. The test fails when any request was denied
 (the role is missing a rule) and when a (verb, resource) a role grants was never used, unless NOT_FORCED names
@@ -70,7 +74,7 @@ NOT_FORCED = {
         "ready only after that list, so only a Node created after the agent started can take this path"
     ),
 }
-KUBEVIRT_CRD = {
+KUBEVIRT_CRD: dict[str, Any] = {
     "apiVersion": "apiextensions.k8s.io/v1",
     "kind": "CustomResourceDefinition",
     "metadata": {"name": "virtualmachineinstances.kubevirt.io"},
@@ -95,6 +99,40 @@ KUBEVIRT_CRD = {
         ],
     },
 }
+
+
+def crd(group: str, version: str, plural: str, kind: str, scope: str = "Cluster") -> dict[str, Any]:
+    """A CRD that stores anything (what another project's CRD looks like to our programs)."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "scope": scope,
+            "names": {"plural": plural, "singular": kind.lower(), "kind": kind},
+            "versions": [
+                {
+                    "name": version,
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                    },
+                }
+            ],
+        },
+    }
+
+
+# The coordinator reconciler's optional CIDR sources, served as they would be with Calico, Cilium and a
+# Kubernetes with ServiceCIDRs (the test API server has no builtin ServiceCIDR: a CRD of its group, version
+# and plural is found through the same discovery).
+CIDR_SOURCE_CRDS = (
+    crd("crd.projectcalico.org", "v1", "ippools", "IPPool"),
+    crd("cilium.io", "v2alpha1", "ciliumpodippools", "CiliumPodIPPool"),
+    crd("networking.k8s.io", "v1", "servicecidrs", "ServiceCIDR"),
+)
 
 
 @dataclass
@@ -313,8 +351,9 @@ def test_the_programs_need_every_rule_of_their_roles_and_no_other(srv: ServerThr
                 "spec": {"subnet": "10.90.0.0/24", "ips": ["10.90.0.10-10.90.0.99"]},
             },
         )
-        crd = kube.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", KUBEVIRT_CRD)
-        assert crd["metadata"]["name"] == "virtualmachineinstances.kubevirt.io"
+        for definition in (KUBEVIRT_CRD, *CIDR_SOURCE_CRDS):
+            made = kube.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", definition)
+            assert made["metadata"]["name"] == definition["metadata"]["name"]
 
         # The post-install job, as spiderpool-init.
         done = run_container(srv, rendered, "Job/spiderpool-init/spiderpool-init", tmp_path / "init")
@@ -328,6 +367,7 @@ def test_the_programs_need_every_rule_of_their_roles_and_no_other(srv: ServerThr
         while node.cni("STATUS", None).rc != 0:
             assert time.monotonic() < end, "the agent never synced"
             time.sleep(0.1)
+        reconcilers(kube)  # first: the init job's default SpiderCoordinator exists (the scenario deletes it)
         scenario(kube, node, srv, tls, port)
         time.sleep(2.5)  # one leader-election retry period: the Lease is read and renewed
         # Objects of every kind left for the cleanup to remove (with a finalizer nobody will drop).
@@ -513,6 +553,86 @@ def scenario(kube: Kube, node: Node, srv: ServerThread, tls: Path, port: int) ->
             check=False,
         )
         assert proc.returncode == 0, (kind, proc.stderr)
+
+
+def reconcilers(kube: Kube) -> None:
+    """The leader's Multus and coordinator reconcilers, each path that reaches the API."""
+    smcs = f"/apis/{GROUP}/v2beta1/namespaces/{NS}/spidermultusconfigs"
+    nads = f"/apis/k8s.cni.cncf.io/v1/namespaces/{NS}/network-attachment-definitions"
+
+    def smc(name: str, master: str) -> dict[str, Any]:
+        return {
+            "apiVersion": f"{GROUP}/v2beta1",
+            "kind": "SpiderMultusConfig",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"cniType": "macvlan", "macvlan": {"master": [master]}},
+        }
+
+    def nad_config(name: str) -> str:
+        try:
+            return str(kube.get(f"{nads}/{name}")["spec"]["config"])
+        except KubeApiError as err:
+            if err.status == 404:
+                return ""
+            raise
+
+    # Created: the NAD is read (absent), then created; changed: read again and replaced.
+    kube.create(smcs, smc("rbac-net", "eth1"))
+    wait_until(lambda: '"eth1"' in nad_config("rbac-net"), "the NAD of rbac-net")
+    kube.patch(f"{smcs}/rbac-net", {"spec": {"macvlan": {"master": ["eth2"]}}})
+    wait_until(lambda: '"eth2"' in nad_config("rbac-net"), "the NAD of rbac-net replaced")
+    # A user's own NAD under the name a SpiderMultusConfig would generate: left alone, an Event says so.
+    kube.create(
+        nads,
+        {
+            "apiVersion": "k8s.cni.cncf.io/v1",
+            "kind": "NetworkAttachmentDefinition",
+            "metadata": {"name": "users-own", "namespace": NS},
+            "spec": {"config": '{"cniVersion": "1.0.0", "name": "users-own", "type": "bridge"}'},
+        },
+    )
+    kube.create(smcs, smc("users-own", "eth1"))
+    events = f"/api/v1/namespaces/{NS}/events"
+    wait_until(
+        lambda: any(
+            e["reason"] == "NetworkAttachmentDefinitionNotManaged" for e in kube.get(events)["items"]
+        ),
+        "the Warning Event about users-own",
+    )
+    assert '"bridge"' in nad_config("users-own")
+    # The default SpiderCoordinator (the init job's, podCIDRType auto: Calico's CRD is served, so Calico): its
+    # status from the CIDR sources, NotReady (a Warning Event) until a Calico IPPool and a ServiceCIDR exist.
+    kube.create(
+        "/apis/crd.projectcalico.org/v1/ippools",
+        {
+            "apiVersion": "crd.projectcalico.org/v1",
+            "kind": "IPPool",
+            "metadata": {"name": "default-ipv4-ippool"},
+            "spec": {"cidr": "10.244.0.0/16"},
+        },
+    )
+    kube.create(
+        "/apis/networking.k8s.io/v1/servicecidrs",
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "ServiceCIDR",
+            "metadata": {"name": "kubernetes"},
+            "spec": {"cidrs": ["10.233.0.0/18"]},
+        },
+    )
+    coordinator = f"/apis/{GROUP}/v2beta1/spidercoordinators/default"
+    wait_until(
+        lambda: (kube.get(coordinator).get("status") or {}).get("serviceCIDR") == ["10.233.0.0/18"],
+        "the coordinator's serviceCIDR from the ServiceCIDR",
+    )
+    assert kube.get(coordinator)["status"]["overlayPodCIDR"] == ["10.244.0.0/16"]
+
+
+def wait_until(condition: Any, what: str, deadline: float = 30.0) -> None:
+    end = time.monotonic() + deadline
+    while not condition():
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.2)
 
 
 def _exists(kube: Kube, path: str) -> bool:

@@ -94,13 +94,16 @@ class ServiceProcess:
         self.proc = None
 
 
-def controller_process(workdir: Path, log_format: str = "console") -> ServiceProcess:
+def controller_process(
+    workdir: Path, log_format: str = "console", extra: Iterable[str] = ()
+) -> ServiceProcess:
     sock = workdir / "controller.sock"
     argv = [
         sys.executable, "-m", "spiderpool_controller.main",
         "--store", f"sqlite:///{workdir / 'controller.db'}",
         "--listen", f"unix:{sock}",
         "--log-format", log_format,
+        *extra,
     ]  # fmt: skip
     return ServiceProcess(argv, sock, workdir / "controller.log")
 

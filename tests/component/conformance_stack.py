@@ -330,14 +330,18 @@ class Stack:
 
 @contextmanager
 def running_stack(
-    prefix: str, pools: Iterable[dict[str, Any]], *, agent_args: Iterable[str] = ()
+    prefix: str,
+    pools: Iterable[dict[str, Any]],
+    *,
+    agent_args: Iterable[str] = (),
+    controller_args: Iterable[str] = (),
 ) -> Iterator[Stack]:
     """A controller and an agent process with ``pools`` applied and the shims installed;
     everything is stopped and removed on exit."""
     from tests.component.agent_harness import agent_process, controller_process  # noqa: PLC0415
 
     workdir = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))  # short: unix socket paths
-    controller = controller_process(workdir)
+    controller = controller_process(workdir, extra=controller_args)
     agent = agent_process(workdir, controller, node=NODE, extra=agent_args)
     channel: grpc.Channel | None = None
     try:

@@ -163,6 +163,38 @@ def test_one_replica_leads_and_a_standby_forwards_allocations_to_it(cluster: Clu
     assert {r["podUid"] for r in records.values()} >= {"uid-1", "uid-2"}
 
 
+def refused_allocation(cluster: Cluster, replica: str) -> grpc.RpcError:
+    """An Allocate the leader refuses (the pod names a pool that does not exist), sent to ``replica``."""
+    with grpc.insecure_channel(cluster.replicas[replica].target) as channel:
+        request = ipam_pb2.AllocateRequest(
+            pod=ipam_pb2.PodRef(
+                namespace="default", name="pod-x", uid="uid-x", container_id="cid-x", node="n1"
+            ),
+            ifname="eth0",
+            network="net",
+            pod_annotations={"ipam.spidernet.io/ippool": json.dumps({"ipv4": ["no-such-pool"]})},
+        )
+        with pytest.raises(grpc.RpcError) as refused:
+            ipam_pb2_grpc.IpamServiceStub(channel).Allocate(request, timeout=DEADLINE)
+    return refused.value
+
+
+def test_a_refusal_forwarded_by_the_standby_reaches_the_client_as_the_leader_gave_it(
+    cluster: Cluster,
+) -> None:
+    """The leader's error status, message and trailing metadata (the CNI code the agent reads) come back
+    through the standby unchanged (they were lost: aborting with grpc.aio's Metadata raised TypeError, and the
+    client got UNKNOWN)."""
+    wait_for(lambda: cluster.leader() in ("ctl-a", "ctl-b"), "a leader")
+    leader = cluster.leader()
+    standby = "ctl-b" if leader == "ctl-a" else "ctl-a"
+    direct = refused_allocation(cluster, leader)
+    forwarded = refused_allocation(cluster, standby)
+    assert direct.code() not in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.UNAVAILABLE)
+    assert (forwarded.code(), forwarded.details()) == (direct.code(), direct.details())
+    assert dict(forwarded.trailing_metadata() or ()).keys() >= {"grpc-status-details-bin"}
+
+
 def wait_allocate(cluster: Cluster, replica: str, n: int) -> list[str]:
     """Allocate through ``replica``, retrying while a leader's engine is starting (code 11)."""
     end = time.monotonic() + DEADLINE

@@ -385,3 +385,53 @@ async def test_a_release_that_names_no_owner_is_judged_by_the_controllers_view_o
     gone = await engine.release("uid-1", "eth0", container_id="cid-1", pod_key="ns/db-1")
     assert [a.address for a in gone.released] == ["10.14.0.1/24"]
     await engine.close()
+
+
+class RefusesEndpointWrites:
+    """``inner`` refusing the next ``n`` SpiderEndpoint writes as a fenced store does while the Lease
+    renewal is late (NotLeader, code 11), then writing again."""
+
+    def __init__(self, inner: SqliteStore, n: int) -> None:
+        self._inner = inner
+        self.left = n
+
+    def _refuse(self, kind: object) -> None:
+        if kind == "SpiderEndpoint" and self.left > 0:
+            self.left -= 1
+            raise Unavailable("create SpiderEndpoint: this controller replica is not the leader; try again")
+
+    async def create(self, obj: Obj) -> Obj:
+        self._refuse(obj.get("kind"))
+        return await self._inner.create(obj)
+
+    async def update_status(self, obj: Obj) -> Obj:
+        self._refuse(obj.get("kind"))
+        return await self._inner.update_status(obj)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+async def test_an_endpoint_write_refused_for_a_moment_is_retried_without_waiting_for_the_resync(
+    tmp_path: Path,
+) -> None:
+    """A SpiderEndpoint write that fails (the leader's fence closed for a moment under load) is tried
+    again after a short backoff, not only at the next full resync (30 s by default; off here): the pod's
+    endpoint exists soon after (the cluster chaos storm found endpoints missing until the resync)."""
+    sqlite = SqliteStore(tmp_path / "db")
+    await sqlite.create(pool_manifest("p", "10.15.0.0/24", ["10.15.0.1-10.15.0.9"], default=True))
+    store = RefusesEndpointWrites(sqlite, 2)
+    engine, _ = await new_engine(
+        tmp_path / "db", cast(Store, store), endpoint_resync_s=0, endpoint_retry_s=0.01
+    )
+    await engine.allocate(request(1))
+
+    async def written() -> Obj | None:
+        try:
+            return await sqlite.get("SpiderEndpoint", "pod-1", "ns")
+        except ObjectNotFound:
+            return None
+
+    endpoint = await wait_for_async(written, "the refused endpoint to be written", interval=0.02)
+    assert endpoint["status"]["current"]["ips"][0]["ipv4"] == "10.15.0.1/24" and store.left == 0
+    await engine.close()

@@ -7,9 +7,10 @@ import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from spiderpool_common.kube.config import KubeConfigError, api_client
+from spiderpool_common.kube.config import KubeConfigError, api_client, user_agent
 from spiderpool_common.kube.informer import Informer
 from spiderpool_common.kube.rest import KubeRest
 
@@ -116,3 +117,75 @@ async def test_no_in_cluster_environment_is_a_clear_error(monkeypatch: pytest.Mo
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     with pytest.raises(KubeConfigError, match=r"^in-cluster configuration: Service host/port is not set"):
         await api_client(None)
+
+
+async def test_a_client_named_by_its_user_agent_is_named_in_the_servers_write_log(srv: ServerThread) -> None:
+    """``user_agent("spiderpool-controller", identity)`` goes out on every request, so the API server's
+    audit trail tells which replica wrote."""
+    agent = user_agent("spiderpool-controller", "spiderpool-controller-0_ab12")
+    assert agent.startswith("spiderpool-controller/") and agent.endswith(" (spiderpool-controller-0_ab12)")
+    client = await api_client(str(srv.kubeconfig_path), agent)
+    try:
+        made = await KubeRest(client).create(
+            "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "named"}}
+        )
+    finally:
+        await client.close()
+    (entry,) = [e for e in srv.server.writes.entries() if e["name"] == "named"]
+    assert (entry["user_agent"], entry["resource_version"]) == (agent, made["metadata"]["resourceVersion"])
+
+
+async def test_an_informer_caches_and_hands_out_the_transformed_objects(srv: ServerThread) -> None:
+    """With a transform, the listed and the watched objects (also a deletion) are cached and handed to
+    the handlers as the transform made them, resourceVersion kept for the watch to resume."""
+    kube = Kube(srv)
+    kube.namespace("listed")
+    client = await api_client(str(srv.kubeconfig_path))
+
+    def keep_name(obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        return {"metadata": {"name": meta["name"], "resourceVersion": meta["resourceVersion"]}}
+
+    informer = Informer(KubeRest(client, timeout_s=2.0), "/api/v1/namespaces", transform=keep_name)
+    seen: list[tuple[str, dict[str, Any]]] = []
+    informer.add_handler(lambda kind, obj: seen.append((kind, obj)))
+    task = asyncio.create_task(informer.run())
+    try:
+        await asyncio.wait_for(informer.synced.wait(), 10)
+        kube.namespace("watched")
+        kube.delete("/api/v1/namespaces/listed")
+        end = time.monotonic() + 10
+        while time.monotonic() < end and not any(k == "DELETED" for k, _ in seen):
+            await asyncio.sleep(0.02)
+        assert {k for k, _ in seen} >= {"ADDED", "DELETED"}
+        assert all(
+            set(obj) == {"metadata"} and set(obj["metadata"]) == {"name", "resourceVersion"}
+            for _, obj in seen
+        )
+        assert informer.get("watched") == keep_name(kube.get("/api/v1/namespaces/watched"))
+    finally:
+        task.cancel()
+        await asyncio.wait([task], timeout=5)
+        await client.close()
+
+
+async def test_the_proxy_is_read_once_and_requests_do_not_consult_the_environment(
+    srv: ServerThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTPS_PROXY is honoured from the start (NO_PROXY too), and the session no longer looks the
+    environment and ~/.netrc up on every request."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "")
+    client = await api_client(str(srv.kubeconfig_path))
+    try:
+        assert client.configuration.proxy == "http://proxy.example:3128"
+        assert client.rest_client.pool_manager.trust_env is False
+    finally:
+        await client.close()
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    bypassed = await api_client(str(srv.kubeconfig_path))
+    try:
+        assert bypassed.configuration.proxy is None
+        assert await KubeRest(bypassed, timeout_s=5.0).get("/api/v1/namespaces/default")
+    finally:
+        await bypassed.close()

@@ -6,6 +6,7 @@ import asyncio
 import json
 import shutil
 import signal
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -163,3 +164,23 @@ async def test_replay_loop_retries_until_the_controller_confirms(workdir: Path) 
         loop.cancel()
         with pytest.raises(asyncio.CancelledError):
             await loop
+
+
+async def test_the_journal_and_its_directory_are_root_only(workdir: Path) -> None:
+    """The state directory is 0700 and the journal 0600, also when they existed wider before, and
+    after a compaction (the rewrite replaces the file)."""
+    state = workdir / "state"
+    state.mkdir(mode=0o755)
+    state.chmod(0o755)
+    (state / JOURNAL_FILE).write_bytes(b"")
+    (state / JOURNAL_FILE).chmod(0o644)
+    journal = ReleaseJournal(state, FlakyController().release)
+    await journal.load()
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    assert stat.S_IMODE((state / JOURNAL_FILE).stat().st_mode) == 0o600
+    fresh = workdir / "fresh" / "state"
+    other = ReleaseJournal(fresh, FlakyController().release)
+    await other.load()
+    await other.record(intent("c1"))
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o700
+    assert stat.S_IMODE((fresh / JOURNAL_FILE).stat().st_mode) == 0o600

@@ -1,7 +1,7 @@
 """The installed shims import only light standard-library modules on every path.
 
 A shim runs once per CNI call; ``json`` alone costs ~8 ms per exec (it pulls in ``re`` and
-``enum``), grpcio ~80 ms (/work/shared/reference/machine.md). Each installed shim is run
+``enum``), grpcio ~80 ms (measured on the CI machines). Each installed shim is run
 under ``python -X importtime -IS`` on its common paths, and the test fails when a module
 outside the standard library and our two shim packages, or a known-heavy stdlib module,
 is imported. Nothing is timed.

@@ -3,7 +3,7 @@
 No kube-apiserver can be installed on these machines, so this is the one sanctioned fake. It is faithful where
 the project's code or a user's client depends on it, and that is proven with real clients (kubectl 1.37, the
 official `kubernetes` client, kubernetes-asyncio, Helm 4 through helm-python-sdk) in this package's tests. The
-measured requirements are in shared/reference/kubernetes-api.md.
+requirements were measured against real clients (kubectl, Helm, the Python clients).
 
 Use it in-process (`KubeApiServer` with `await start()/stop()`, or `ServerThread` for synchronous code) or as
 a command (`python -m tests.kubeapi`). Modules, each owning one thing:

@@ -2,7 +2,8 @@
 
 Only `system:masters` users (the kubeconfig's admin token) may call it. Routes (JSON in and out):
 
-    GET    /_kubeapi/counts                 request counter {"create pods": 3, ...}; DELETE resets it
+    GET    /_kubeapi/counts                 request counter {"create pods": 3, ...}; DELETE resets both
+    GET    /_kubeapi/errors                 error answers {"409 update spiderippools/status": 2, ...}
     GET    /_kubeapi/faults                 armed rules; POST arms one (fields of faults.Rule); DELETE clears
     all
     POST   /_kubeapi/write-delay            {"seconds": 0.01}: delay every write
@@ -10,6 +11,7 @@ Only `system:masters` users (the kubeconfig's admin token) may call it. Routes (
     POST   /_kubeapi/drop-watches           end every open watch stream
     POST   /_kubeapi/drop-connections       abort every open connection
     POST   /_kubeapi/compact                forget the watch history (older resourceVersions get 410)
+    GET    /_kubeapi/writes?since=T&userAgent=S   accepted writes (write_log.py); DELETE clears them
     GET    /_kubeapi/denied                 requests RBAC denied; DELETE clears the record
     POST   /_kubeapi/rbac                   {"enforce": true}
     POST   /_kubeapi/tokens                 {"serviceAccount": "ns/name"} or {"user": "u", "groups": [...]}
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import urllib.parse
 import urllib.request
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +53,8 @@ async def handle(server: KubeApiServer, request: web.Request) -> web.Response:
         if method == "DELETE":
             faults.reset_counts()
         return _ok(faults.counts())
+    if route == "errors" and method == "GET":
+        return _ok(faults.errors_answered())
     if route == "faults":
         if method == "POST":
             faults.add(Rule(**body))
@@ -69,6 +74,12 @@ async def handle(server: KubeApiServer, request: web.Request) -> web.Response:
     if route == "compact" and method == "POST":
         server.compact()
         return _ok()
+    if route == "writes":
+        if method == "DELETE":
+            server.writes.clear()
+            return _ok()
+        since = float(request.query.get("since", "0") or 0)
+        return _ok(server.writes.entries(since, request.query.get("userAgent", "")))
     if route == "denied":
         return _ok(server.authorizer.take_denied() if method == "DELETE" else list(server.authorizer.denied))
     if route == "rbac" and method == "POST":
@@ -108,6 +119,10 @@ class AdminClient:
     def reset_counts(self) -> None:
         self._call("DELETE", "counts")
 
+    def errors(self) -> dict[str, int]:
+        """The error answers the server gave by itself, by status, verb and resource."""
+        return self._call("GET", "errors")  # type: ignore[no-any-return]
+
     def add_fault(self, **rule: Any) -> None:
         self._call("POST", "faults", rule)
 
@@ -131,6 +146,15 @@ class AdminClient:
 
     def compact(self) -> None:
         self._call("POST", "compact", {})
+
+    def writes(self, since: float = 0.0, user_agent: str = "") -> list[dict[str, Any]]:
+        """Accepted writes received at or after ``since`` (time.time()) by a User-Agent containing
+        ``user_agent``, oldest first."""
+        query = urllib.parse.urlencode({"since": repr(since), "userAgent": user_agent})
+        return self._call("GET", f"writes?{query}")  # type: ignore[no-any-return]
+
+    def clear_writes(self) -> None:
+        self._call("DELETE", "writes")
 
     def denied(self) -> list[dict[str, Any]]:
         return self._call("GET", "denied")  # type: ignore[no-any-return]

@@ -1,7 +1,8 @@
 """Errors as the real API server reports them: a `Status` body with reason, code and details.
 
 Every refusal in this package is an `ApiError`; the server turns it into the JSON `Status` that kubectl and
-the client libraries render verbatim (reference section 2.6), so the messages follow the real server's
+the client libraries render verbatim (kubectl prints a Status's message as is), so the messages
+follow the real server's
 wording.
 """
 

@@ -7,6 +7,9 @@ matches, or adds `delay` seconds. `write_delay` delays every write; `pause()` ho
 `resume()`. The counter counts every request by (verb, resource) after authentication, e.g. `("create",
 "pods")`, `("watch", "pods")`, `("patch", "pods/status")`; requests outside the resource API count under their
 path (`("get", "/version")`). `verb="write"` in a rule or in `count()` means create/update/patch/delete.
+`errors_answered()` counts the error answers the resource API gave by itself (not injected ones) by status,
+verb and resource, e.g. `{"409 update spiderippools/status": 3}`: the compare-and-swap conflicts a benchmark
+reports.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class Faults:
         self._lock = threading.Lock()
         self._rules: list[Rule] = []
         self._counts: Counter[tuple[str, str]] = Counter()
+        self._errors: Counter[tuple[int, str, str]] = Counter()
         self.write_delay = 0.0
         self._paused = threading.Event()
 
@@ -138,6 +142,18 @@ class Faults:
         with self._lock:
             return {f"{v} {r}": n for (v, r), n in sorted(self._counts.items())}
 
+    def count_error(self, verb: str, resource: str, status: int) -> None:
+        """The server answered a request with an error ``status`` of its own (a 409 conflict, a 404, ...)."""
+        with self._lock:
+            self._errors[(status, verb, resource)] += 1
+
+    def errors_answered(self) -> dict[str, int]:
+        """`{"409 update spiderippools/status": 3, ...}`"""
+        with self._lock:
+            return {f"{s} {v} {r}": n for (s, v, r), n in sorted(self._errors.items())}
+
     def reset_counts(self) -> None:
+        """Both counters (requests and error answers) back to zero."""
         with self._lock:
             self._counts.clear()
+            self._errors.clear()

@@ -37,7 +37,10 @@ def write_kubeconfig(
     path: Path, server: str, token: str, ca_pem: bytes | None, namespace: str = "default"
 ) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(kubeconfig(server, token, ca_pem, namespace), sort_keys=False))
+    # Atomically: a process waiting for the file (the simulated cluster's harness) never reads half of it.
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(yaml.safe_dump(kubeconfig(server, token, ca_pem, namespace), sort_keys=False))
+    partial.replace(path)
     path.chmod(0o600)
     return path
 

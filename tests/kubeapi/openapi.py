@@ -3,7 +3,7 @@
 kubectl (default `--validate=strict`) and Helm download OpenAPI before writing. A per-GV v3 document whose
 paths carry a `patch` operation with the `fieldValidation` query parameter and
 `x-kubernetes-group-version-kind` tells them the server validates fields itself: they then skip client-side
-validation and send `fieldValidation=Strict` (reference section 2.3). CRD schemas are included under
+validation and send `fieldValidation=Strict`. CRD schemas are included under
 `components.schemas`. `/openapi/v2` answers the 30-byte protobuf document (empty paths) with the exact content
 type client-go accepts.
 """

@@ -124,3 +124,15 @@ def _field_requirement(path: str, negate: bool, value: str) -> Callable[[Mapping
     if negate:
         return lambda obj: field_value(obj, path) != value
     return lambda obj: field_value(obj, path) == value
+
+
+def exact_name(text: str | None) -> str:
+    """The name a `fieldSelector` pins with `metadata.name=X` (or `==`), else "": a real API server
+    authorizes such a list or watch as a request for that name, so Roles with `resourceNames` allow it."""
+    if not text:
+        return ""
+    for part in _split_top(text):
+        m = re.fullmatch(r"metadata\.name\s*(==|=)\s*(.*)", part.strip())
+        if m and m.group(2) and "/" not in m.group(2):
+            return m.group(2)
+    return ""

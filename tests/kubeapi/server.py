@@ -34,13 +34,15 @@ from . import admin, discovery, openapi, protobuf, tables
 from .admission import Admission
 from .certs import CertificateAuthority
 from .errors import MODIFIED, ApiError, bad_request, conflict
-from .faults import Faults
+from .faults import WRITE_VERBS, Faults
 from .kinds import Registry, ResourceType
 from .kubeconfig import write_in_cluster, write_kubeconfig
 from .multus import NAD_CRD
 from .rbac import Attributes, Authenticator, Authorizer, User, bootstrap_objects
 from .rest import Api, Ctx, Result
+from .selectors import exact_name
 from .store import Event, Obj, Store, TooOld, meta
+from .write_log import WriteEntry, WriteLog
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -104,6 +106,7 @@ class KubeApiServer:
         self.store = Store(self.config.history_size)
         self.registry = Registry()
         self.faults = Faults()
+        self.writes = WriteLog()
         self.auth = Authenticator()
         self.auth.add(
             self.config.admin_token, User("kubernetes-admin", ("system:masters", "system:authenticated"))
@@ -250,6 +253,7 @@ class KubeApiServer:
             return _json(500, err.status())
 
     async def _serve(self, request: web.Request) -> web.StreamResponse:
+        received = time.time()
         user = self.auth.authenticate(request.headers.get("Authorization"))
         while self.faults.paused:
             await asyncio.sleep(0.01)
@@ -267,10 +271,11 @@ class KubeApiServer:
             await asyncio.sleep(decision.delay)
         if decision.status:
             raise _injected(decision.status, decision.message, route)
+        name = route.name
+        if not name and verb in ("list", "watch"):
+            name = exact_name(query.get("fieldSelector"))
         self.authorizer.check(
-            Attributes(
-                user, verb, route.rt.group, route.rt.plural, route.subresource, route.namespace, route.name
-            )
+            Attributes(user, verb, route.rt.group, route.rt.plural, route.subresource, route.namespace, name)
         )
         ctx = Ctx(
             route.rt,
@@ -281,7 +286,11 @@ class KubeApiServer:
             user,
             request.headers.get("User-Agent", ""),
         )
-        return await self._resource(request, ctx, verb)
+        try:
+            return await self._resource(request, ctx, verb, received)
+        except ApiError as exc:
+            self.faults.count_error(verb, resource, exc.code)
+            raise
 
     def _inject(self, verb: str, path: str, namespace: str, name: str) -> None:
         decision = self.faults.decide(verb, path, namespace, name)
@@ -370,7 +379,9 @@ class KubeApiServer:
             "platform": "linux/amd64",
         }
 
-    async def _resource(self, request: web.Request, ctx: Ctx, verb: str) -> web.StreamResponse:
+    async def _resource(
+        self, request: web.Request, ctx: Ctx, verb: str, received: float = 0.0
+    ) -> web.StreamResponse:
         table = _wants_table(request.headers.get("Accept", ""))
         include = ctx.query.get("includeObject", "Metadata")
         rt = ctx.rt
@@ -410,6 +421,16 @@ class KubeApiServer:
             result = await self.api.delete_collection(ctx, await _delete_options(request))
         else:
             raise ApiError(405, "the server does not allow this method on the requested resource")
+        if verb in WRITE_VERBS and not ctx.dry_run:
+            written = result.body.get("metadata") or {}
+            self.writes.record(
+                WriteEntry(
+                    received, time.time(), verb,
+                    f"{rt.plural}/{ctx.subresource}" if ctx.subresource else rt.plural,
+                    ctx.namespace, ctx.name or str(written.get("name", "")), ctx.user.name, ctx.user_agent,
+                    result.status, str(written.get("resourceVersion", "")),
+                )
+            )  # fmt: skip
         headers = [("Warning", "299 - " + json.dumps(w)) for w in result.warnings]
         return _json(result.status, result.body, headers=headers)
 
@@ -475,14 +496,22 @@ class KubeApiServer:
         try:
             await resp.prepare(request)
 
-            async def send(ev_type: str, obj: Obj) -> None:
+            def encode(ev_type: str, obj: Obj) -> bytes:
                 if ev_type not in ("ERROR", "BOOKMARK"):
                     obj = self.api.present(rt, obj)
                     if table:
                         obj = tables.table(rt, [obj], meta(obj).get("resourceVersion", ""), include)
-                await resp.write(
-                    json.dumps({"type": ev_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
-                )
+                return json.dumps({"type": ev_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
+
+            async def send(ev_type: str, obj: Obj, ev: Event | None = None) -> None:
+                if ev is None or table:
+                    await resp.write(encode(ev_type, obj))
+                    return
+                key = f"{rt.group_version} {ev_type}"  # a watch at another served version differs
+                line = ev.encoded.get(key)
+                if line is None:
+                    line = ev.encoded[key] = encode(ev_type, obj)
+                await resp.write(line)
 
             def bookmark(rv_now: int, initial_end: bool = False) -> Obj:
                 md: Obj = {"resourceVersion": str(rv_now)}
@@ -497,7 +526,7 @@ class KubeApiServer:
             for ev in backlog:
                 translated = _translate(ev, match)
                 if translated:
-                    await send(*translated)
+                    await send(*translated, ev=ev)
             last_bookmark = time.monotonic()
             while True:
                 remaining = deadline - time.monotonic()
@@ -517,7 +546,7 @@ class KubeApiServer:
                     continue  # a watch from a future resourceVersion starts after it
                 translated = _translate(ev_or_none, match)
                 if translated:
-                    await send(*translated)
+                    await send(*translated, ev=ev_or_none)
             await resp.write_eof()
         except (ConnectionResetError, asyncio.CancelledError):
             pass

@@ -38,6 +38,9 @@ class Event:
     key: str
     obj: Obj
     old: Obj | None = None
+    # The JSON line each event type of it was sent as (watchers of one resource share it: the real
+    # server also encodes an event once per format, not once per watcher).
+    encoded: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(eq=False)

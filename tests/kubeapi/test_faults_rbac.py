@@ -37,6 +37,28 @@ def test_armed_conflicts_answer_409_for_the_next_n_matching_writes(srv: ServerTh
     assert srv.faults.count("create", "configmaps") == 3 and srv.faults.count("list", "configmaps") == 1
 
 
+def test_the_servers_own_error_answers_are_counted_by_status_verb_and_resource(
+    srv: ServerThread, http: Http
+) -> None:
+    """A stale compare-and-swap and a duplicate create count as 409s, a missing object as 404; injected faults
+    and successes do not count; resetting the counts clears them."""
+    srv.faults.conflicts(1, resource="configmaps")
+    assert http("POST", CMS, {"metadata": {"name": "c"}})[0] == 409  # injected
+    _, made, _ = http("POST", CMS, {"metadata": {"name": "c"}})
+    assert http("POST", CMS, {"metadata": {"name": "c"}})[0] == 409  # exists
+    stale = {**made, "data": {"k": "v"}}
+    assert http("PUT", f"{CMS}/c", stale)[0] == 200
+    assert http("PUT", f"{CMS}/c", stale)[0] == 409  # the resourceVersion moved on
+    assert http("GET", f"{CMS}/gone")[0] == 404
+    assert srv.faults.errors_answered() == {
+        "404 get configmaps": 1,
+        "409 create configmaps": 1,
+        "409 update configmaps": 1,
+    }
+    srv.faults.reset_counts()
+    assert srv.faults.errors_answered() == {}
+
+
 def test_armed_errors_and_delays_apply_to_matching_requests(srv: ServerThread, http: Http) -> None:
     srv.faults.errors(1, 503, verb="get", resource="namespaces", name="default")
     code, body, _ = http("GET", "/api/v1/namespaces/default")
@@ -141,6 +163,40 @@ def test_rbac_enforcement_allows_what_roles_grant_and_records_denials(srv: Serve
     assert http.as_token("bogus")("GET", "/api")[0] == 401
 
 
+def test_a_list_or_watch_pinned_to_one_name_is_authorized_as_that_name(srv: ServerThread, http: Http) -> None:
+    """As a real API server: ``fieldSelector=metadata.name=X`` lists and watches are allowed by a rule with
+    ``resourceNames: [X]``; another name, or no selector, is not."""
+    srv.server.authorizer.enforce = True
+    token = srv.server.auth.service_account_token("default", "one-cm")
+    role = {
+        "metadata": {"name": "one-cm"},
+        "rules": [
+            {
+                "apiGroups": [""],
+                "resources": ["configmaps"],
+                "verbs": ["list", "watch"],
+                "resourceNames": ["a"],
+            }
+        ],
+    }
+    binding = {
+        "metadata": {"name": "one-cm"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "one-cm"},
+        "subjects": [{"kind": "ServiceAccount", "name": "one-cm", "namespace": "default"}],
+    }
+    assert http("POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/default/roles", role)[0] == 201
+    assert (
+        http("POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings", binding)[0] == 201
+    )
+    reader = http.as_token(token)
+    assert reader("GET", CMS + "?fieldSelector=metadata.name%3Da")[0] == 200
+    assert reader("GET", CMS + "?fieldSelector=metadata.name%3D%3Da&watch=true&timeoutSeconds=1")[0] == 200
+    assert reader("GET", CMS + "?fieldSelector=metadata.name%3Db")[0] == 403
+    assert reader("GET", CMS)[0] == 403
+    denied = srv.server.authorizer.take_denied()
+    assert [(d["verb"], d["name"]) for d in denied] == [("list", "b"), ("list", "")]
+
+
 def test_kubectl_auth_can_i_as_a_service_account(srv: ServerThread, kubectl: Kubectl, tmp_path: Path) -> None:
     srv.server.authorizer.enforce = True
     token = srv.server.auth.service_account_token("default", "sa1")
@@ -192,6 +248,9 @@ def test_the_command_serves_until_sigterm_and_obeys_the_admin_endpoint(tmp_path:
         assert err.value.status == 409
         core.create_namespaced_config_map("default", {"metadata": {"name": "c"}})
         assert admin.counts()["create configmaps"] == 2
+        with pytest.raises(ApiException):
+            core.create_namespaced_config_map("default", {"metadata": {"name": "c"}})
+        assert admin.errors() == {"409 create configmaps": 1}  # the injected 409 is not the server's own
         env = {"HOME": str(tmp_path), "KUBECONFIG": str(tmp_path / "kubeconfig"), "PATH": os.environ["PATH"]}
         out = subprocess.run(
             [KUBECTL, "get", "cm", "c", "-o", "name"], env=env, capture_output=True, text=True, check=True
@@ -250,3 +309,35 @@ def test_server_side_apply_with_strict_validation_refuses_undeclared_fields(http
         "application/apply-patch+yaml",
     )
     assert code == 400 and resp["message"].endswith(".spec.x: field not declared in schema")
+
+
+def test_the_write_log_records_accepted_writes_with_their_user_agent_and_nothing_else(
+    srv: ServerThread, http: Http
+) -> None:
+    """Accepted writes are logged with who (user, User-Agent), what, when and the resourceVersion made;
+    refused (injected 409), dry-run writes and reads are not; the admin endpoint filters by time and
+    User-Agent."""
+    before = time.time()
+    srv.faults.conflicts(1, resource="configmaps")
+    mine = {"User-Agent": "replica-a/1 (a_1)"}
+    assert http("POST", CMS, {"metadata": {"name": "w"}}, headers=mine)[0] == 409
+    assert http("POST", CMS + "?dryRun=All", {"metadata": {"name": "w"}}, headers=mine)[0] == 201
+    code, made, _ = http("POST", CMS, {"metadata": {"name": "w"}}, headers=mine)
+    assert code == 201
+    http("GET", f"{CMS}/w", headers=mine)
+    patch = {"data": {"k": "v"}}
+    http("PATCH", f"{CMS}/w", patch, "application/merge-patch+json", headers={"User-Agent": "replica-b/1"})
+    ca = srv.server.ca_pem
+    admin = AdminClient(srv.url, srv.server.config.admin_token, ca_pem=ca)
+    entries = admin.writes(before)
+    assert [(e["verb"], e["resource"], e["name"], e["user_agent"]) for e in entries] == [
+        ("create", "configmaps", "w", "replica-a/1 (a_1)"),
+        ("patch", "configmaps", "w", "replica-b/1"),
+    ]
+    assert entries[0]["resource_version"] == made["metadata"]["resourceVersion"]
+    assert entries[0]["user"] == "kubernetes-admin" and entries[0]["code"] == 201
+    assert before <= entries[0]["received"] <= entries[0]["at"] <= entries[1]["received"]
+    assert [e["verb"] for e in admin.writes(before, "replica-b")] == ["patch"]
+    assert admin.writes(entries[1]["received"] + 1) == []
+    admin.clear_writes()
+    assert admin.writes() == []

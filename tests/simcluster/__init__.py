@@ -6,5 +6,6 @@ spiderpool-controller replicas and, for each of three nodes, a network namespace
 the CNI chain for the pods bound to it, Multus-style (kubelet.py, multus.py, sandbox.py); a scheduler and
 workload controllers (control_plane.py) turn Deployments, StatefulSets and Jobs into pods. Tests drive it with
 kubectl and read it through the API (api.py); `python -m tests.simcluster` (`make demo-cluster`) shows it to a
-user. Command lines of the project's programs live in commands.py, the one place the Helm chart must match.
+user. The controllers and agents start as the rendered Helm chart says (chart_deployment.py), as its
+ServiceAccounts under its RBAC; the stand-ins' command lines live in commands.py.
 """

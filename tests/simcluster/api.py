@@ -54,6 +54,13 @@ class SyncApi:
             cluster["server"], config["users"][0]["user"]["token"], base64.b64decode(ca) if ca else None
         )
 
+    def close(self) -> None:
+        """Close this thread's connection (a later request opens a new one)."""
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
     def _connection(self) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
         if conn is None:

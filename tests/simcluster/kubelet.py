@@ -10,9 +10,10 @@ kubelet's networking part through the API:
   its NetworkAttachmentDefinition), creates the sandbox (sandbox.py: namespace, ADD in order, undo on
   failure), writes the `k8s.v1.cni.cncf.io/network-status` annotation (and `sim.spiderpool.io/sandbox` and
   `sim.spiderpool.io/netns`, the current sandbox's ID and network namespace, for tests), then the status
-  (`podIPs`, `Running`, Ready: pod_status.py). A failure leaves the pod Pending with the error in its
-  condition and a `FailedCreatePodSandBox` Event, and is retried with backoff (1 s doubling to 10 s), as the
-  kubelet retries sandbox creation;
+  (`podIPs`, `Running`, Ready: pod_status.py), again whenever the pod does not show its sandbox running
+  (the kubelet died before writing it). A failure leaves the pod Pending with the error in its condition and
+  a `FailedCreatePodSandBox` Event, and is retried with backoff (1 s doubling to 10 s, the first wait
+  `--retry-initial-seconds`), as the kubelet retries sandbox creation;
 - a pod deleted (gone from the watch: the test API server removes pods at once) or terminating: DEL in
   reverse, namespace removed;
 - a pod with restartPolicy Never or OnFailure (a Job's) finishes after `sim.spiderpool.io/run-seconds`
@@ -23,9 +24,14 @@ kubelet's networking part through the API:
   `no-del`: ADD of the new one, the old namespace removed without any DEL (the CNI cache keeps the old
   attachments, which the next start's GC deletes);
 - at start, before handling any event: sandboxes whose pod is gone (deleted while the kubelet was down) get
-  their DEL, retired ones too, then CNI GC of the runtime's cache with the live sandboxes' attachments as
-  the valid ones (libcni: a DEL for every other cached attachment, and GC for 1.1.0 configurations);
+  their DEL, retired ones too, and ones it died making (not ready: the pod gets a new one), then CNI GC of
+  the runtime's cache with the live sandboxes' attachments as the valid ones (libcni: a DEL for every other
+  cached attachment, and GC for 1.1.0 configurations);
 - stopping (SIGTERM) leaves every sandbox as it is (a kubelet restart does not tear pods down).
+
+`--cni agent` (agent_ipam.py, for benchmarks at scale) replaces the sandboxes' kernel and plugin work by each
+pod's IPAM ADD and DEL sent to the node agent's CNI gRPC service, as the shim would send them; everything else
+(the informer, the records, the status and annotations written, retries) is the same.
 
 At most `--max-parallel` sandboxes are created or deleted at once (threads: the CNI runtime blocks); events
 of one pod are handled in order, pods in parallel.
@@ -53,6 +59,7 @@ from spiderpool_common.kube.rest import KubeError, KubeRest
 from spiderpool_tools.cni_runtime import CniRuntime, load_config
 
 from . import multus, pod_status
+from .agent_ipam import DEFAULT_AGENT_SOCKET, AgentIpamRunner
 from .sandbox import SandboxError, SandboxRecord, SandboxRunner, SandboxStore
 
 log = logging.getLogger("kubelet")
@@ -63,6 +70,7 @@ SANDBOX_NETNS = "sim.spiderpool.io/netns"
 RUN_SECONDS = "sim.spiderpool.io/run-seconds"
 KILL_MODES = ("del-first", "late-del", "no-del")
 CONF_SUFFIXES = (".conflist", ".conf", ".json")
+CNI_EXEC, CNI_AGENT = "exec", "agent"
 
 
 def now() -> str:
@@ -83,6 +91,11 @@ class KubeletConfig:
     max_parallel: int = 8
     default_run_seconds: float = 2.0
     ready_file: Path | None = None  # written once the start-up GC is done and events are handled
+    cni: str = (
+        CNI_EXEC  # exec: sandboxes with the CNI chain (sandbox.py); agent: IPAM calls only (agent_ipam.py)
+    )
+    agent_socket: str = DEFAULT_AGENT_SOCKET
+    retry_initial_s: float = 1.0  # a failed sandbox is retried after this, doubling up to 10 s
 
 
 def cluster_network(conf_dir: Path) -> dict[str, Any]:
@@ -97,6 +110,16 @@ def pod_path(namespace: str, name: str) -> str:
     return f"/api/v1/namespaces/{namespace}/pods/{name}"
 
 
+def reported(pod: Mapping[str, Any], record: SandboxRecord) -> bool:
+    """The pod shows its current sandbox as running (not so when the kubelet died between the ADDs and
+    the status write: the restarted kubelet owes it)."""
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    return (
+        annotations.get(SANDBOX_ID) == record.sandbox_id
+        and (pod.get("status") or {}).get("phase") == "Running"
+    )
+
+
 def finishes(pod: Mapping[str, Any]) -> bool:
     return (pod.get("spec") or {}).get("restartPolicy", "Always") in ("Never", "OnFailure")
 
@@ -105,9 +128,15 @@ class Kubelet:
     def __init__(self, config: KubeletConfig, rest: KubeRest) -> None:
         self.config = config
         self.rest = rest
-        runtime = CniRuntime(config.cni_bin_dirs, config.cni_cache_dir)
         self.store = SandboxStore(config.state_dir / "sandboxes")
-        self.runner = SandboxRunner(runtime, self.store, config.netns_prefix)
+        self.runner: SandboxRunner | AgentIpamRunner
+        if config.cni == CNI_AGENT:
+            self.runner = AgentIpamRunner(
+                self.store, socket_path=config.agent_socket, cni_path=config.cni_bin_dirs
+            )
+        else:
+            runtime = CniRuntime(config.cni_bin_dirs, config.cni_cache_dir)
+            self.runner = SandboxRunner(runtime, self.store, config.netns_prefix)
         self.pods: dict[str, dict[str, Any]] = {}  # uid -> latest object
         self._dirty: set[str] = set()
         self._workers: dict[str, asyncio.Task[None]] = {}
@@ -172,7 +201,7 @@ class Kubelet:
         if kill and kill != record.kill_handled:
             await self.recreate(pod, record, kill)
             return
-        if uid in self._status_owed:
+        if uid in self._status_owed or not reported(pod, record):
             await self.report_running(pod, record, None)
             return
         if finishes(pod):
@@ -270,11 +299,7 @@ class Kubelet:
         meta = pod["metadata"]
         path = pod_path(meta["namespace"], meta["name"])
         if results is None:
-            cached = self.runner.runtime.cached_result
-            results = {
-                a.ifname: cached(str(a.config.get("name", "")), record.sandbox_id, a.ifname) or {}
-                for a in record.attachments
-            }
+            results = self.runner.results(record)
         statuses = [
             multus.AttachmentStatus(a.network, a.ifname, results.get(a.ifname) or {}, a.default)
             for a in record.attachments
@@ -311,7 +336,7 @@ class Kubelet:
         meta = pod["metadata"]
         uid = meta["uid"]
         failures = self._failures[uid] = self._failures.get(uid, 0) + 1
-        delay = min(10.0, 2.0 ** (failures - 1))
+        delay = min(10.0, self.config.retry_initial_s * 2.0 ** (failures - 1))
         log.warning(
             "sandbox of %s/%s failed (retry in %.0fs): %s", meta["namespace"], meta["name"], delay, message
         )
@@ -394,11 +419,20 @@ class Kubelet:
     # --- start --------------------------------------------------------------------------------------------
 
     async def gc_at_start(self) -> None:
-        """DEL of sandboxes whose pod is gone (or retired), then CNI GC with the live ones as valid."""
+        """DEL of sandboxes whose pod is gone, retired ones and ones never finished (the kubelet died mid-ADD:
+        their pods get a new sandbox), then CNI GC with the live ones as valid."""
         live = []
         for record in self.store.all():
             pod = self.pods.get(record.uid)
-            if pod is None or record.retired:
+            if pod is not None and not record.retired and not record.ready:
+                log.info(
+                    "start: sandbox %s of %s/%s was never finished",
+                    record.sandbox_id[:12],
+                    record.namespace,
+                    record.name,
+                )
+                await self.teardown(record)
+            elif pod is None or record.retired:
                 log.info(
                     "start: sandbox %s of a gone pod %s/%s",
                     record.sandbox_id[:12],
@@ -434,6 +468,7 @@ class Kubelet:
             for task in [informer_task, *workers]:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            self.runner.close()
 
 
 def parse_labels(text: str) -> dict[str, str]:
@@ -462,6 +497,20 @@ def parse_args(argv: Sequence[str] | None) -> KubeletConfig:
     p.add_argument("--max-parallel", type=int, default=8)
     p.add_argument("--default-run-seconds", type=float, default=2.0)
     p.add_argument("--ready-file", type=Path, help="written once the kubelet handles events")
+    p.add_argument(
+        "--cni",
+        choices=(CNI_EXEC, CNI_AGENT),
+        default=CNI_EXEC,
+        help="exec: each sandbox a namespace with the CNI chain executed (default); agent: only each pod's "
+        "IPAM ADD/DEL, sent to the agent's CNI gRPC service (no namespace, no plugin processes)",
+    )
+    p.add_argument("--agent-socket", default=DEFAULT_AGENT_SOCKET, help="the agent's socket (--cni agent)")
+    p.add_argument(
+        "--retry-initial-seconds",
+        type=float,
+        default=1.0,
+        help="first wait before a failed sandbox is tried again (doubling up to 10 s; default 1)",
+    )
     a = p.parse_args(argv)
     return KubeletConfig(
         node=a.node,
@@ -476,6 +525,9 @@ def parse_args(argv: Sequence[str] | None) -> KubeletConfig:
         max_parallel=a.max_parallel,
         default_run_seconds=a.default_run_seconds,
         ready_file=a.ready_file,
+        cni=a.cni,
+        agent_socket=a.agent_socket,
+        retry_initial_s=a.retry_initial_seconds,
     )
 
 

@@ -17,7 +17,9 @@ exactly the mounts it changes (the ones holding `/`, `/run`, `/var` and the node
 recursively), so nothing it mounts propagates to the machine, while `/run/netns` keeps its shared
 propagation with the machine's: a pod namespace the kubelet creates with `ip netns add` inside the node is
 visible to the tests and to cleanup in the root namespace, and removing one from the root removes it
-everywhere. `/sys` is remounted so that it shows the node's links, as `ip netns exec` does. The holder
+everywhere. `/sys` is remounted so that it shows the node's links, as `ip netns exec` does. The node's
+`hosts` file is bind-mounted over `/etc/hosts`: the cluster DNS's stand-in (the controller Service's name
+resolves to its stand-in inside the node). The holder
 outlives the node's processes (a restarted agent or kubelet finds its state), and is stopped last.
 """
 
@@ -36,9 +38,10 @@ from .processes import die_with_parent
 HOLDER_SCRIPT = r"""
 set -eu
 root="$1"
-for path in / /run /var "$root"; do
+for path in / /run /var "$root" /etc/hosts; do
     mount --make-private "$(findmnt -n -o TARGET -T "$path" | tail -n 1)"
 done
+mount --bind "$root/hosts" /etc/hosts
 mount --make-rprivate /sys
 mount --bind /run/netns "$root/hold"
 mount --bind "$root/run" /run
@@ -59,8 +62,9 @@ class NodeHostError(RuntimeError):
 class NodeHost:
     """The holder of one node's mount namespace, and how to start processes inside the node."""
 
-    def __init__(self, netns: NetNs, root: Path, workdir: Path) -> None:
+    def __init__(self, netns: NetNs, root: Path, workdir: Path, hosts: str = "") -> None:
         self.netns = netns
+        self.hosts = hosts  # lines added to the node's /etc/hosts ("IP NAME")
         self.root = root  # the node's directory: run/, var/, and whatever else the harness keeps there
         self.workdir = workdir  # where node processes start (the repository, for `python -m tests...`)
         self.proc: subprocess.Popen[bytes] | None = None
@@ -86,6 +90,7 @@ class NodeHost:
     def start(self, timeout_s: float = 20.0) -> None:
         for sub in ("hold", "run/netns", "var/lib", "var/log", "var/tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        (self.root / "hosts").write_text("127.0.0.1 localhost\n::1 localhost\n" + self.hosts)
         if not (self.var_dir / "run").is_symlink():
             (self.var_dir / "run").symlink_to("/run")
         args = [

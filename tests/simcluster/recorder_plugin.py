@@ -5,6 +5,9 @@ the verb, the CNI environment (`CNI_CONTAINERID`, `CNI_IFNAME`, `CNI_NETNS`, `CN
 `runtimeConfig`, `args`, the addresses of `prevResult` and its own config's `tag`. ADD prints the `prevResult`
 it was given (a chained plugin's duty), every other verb prints nothing. Tests read the file to see what the
 kubelet stand-in did, in what order, with which identifiers. Standard library only (run with `python -I`).
+
+Test hook: with `"hangOnce": PATH` in its config, the first ADD (the one that creates PATH) hangs after
+recording itself, until its caller dies (a kubelet killed mid-ADD) or 60 s pass; later ADDs do not hang.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import fcntl
 import json
 import os
 import sys
+import time
 
 KEYS = ("CNI_COMMAND", "CNI_CONTAINERID", "CNI_IFNAME", "CNI_NETNS", "CNI_ARGS")
 
@@ -38,6 +42,17 @@ def main() -> int:
         with open(record, "a", encoding="utf-8") as out:
             fcntl.flock(out, fcntl.LOCK_EX)
             out.write(json.dumps(entry) + "\n")
+    hang = config.get("hangOnce")
+    if command == "ADD" and hang:
+        try:
+            os.close(os.open(hang, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            pass
+        else:
+            caller, until = os.getppid(), time.monotonic() + 60
+            while os.getppid() == caller and time.monotonic() < until:
+                time.sleep(0.05)
+            return 1
     if command == "ADD":
         result = config.get("prevResult") or {"cniVersion": config.get("cniVersion", "1.0.0")}
         print(json.dumps(result))

@@ -17,6 +17,8 @@ Owns the blocking work of one sandbox (run in a thread by the kubelet) and what 
   that the kubelet's next pass (or its GC at start) tries again.
 - `retire` marks a sandbox replaced by a newer one of the same pod (sandbox re-creation) without running DEL
   yet.
+- A record is marked `ready` once every ADD succeeded; one left not ready is a sandbox whose kubelet died
+  mid-ADD, which the kubelet tears down at its next start and makes anew (a runtime's NOTREADY sandbox).
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class SandboxRecord:
     created: float
     kill_handled: str = ""  # the kill-sandbox annotation value this sandbox answered
     retired: bool = False  # replaced by a newer sandbox; its DEL is still owed
+    ready: bool = False  # every ADD succeeded (a record left not ready: the kubelet died mid-ADD)
 
     @property
     def netns_path(self) -> str:
@@ -175,6 +178,8 @@ class SandboxRunner:
                 results[attachment.ifname] = self.runtime.add(
                     load_config(attachment.config), record.runtime_conf(attachment)
                 )
+            record = replace(record, ready=True)
+            self.store.save(record)
         except (CniRuntimeError, NetnsError, OSError) as exc:
             errors = self._delete(record, tried)
             ns.delete()
@@ -216,6 +221,17 @@ class SandboxRunner:
         retired = replace(record, retired=True)
         self.store.save(retired)
         return retired
+
+    def results(self, record: SandboxRecord) -> Mapping[str, Mapping[str, Any]]:
+        """Each attachment's ADD result, as the runtime's cache holds it (empty when it holds none)."""
+        cached = self.runtime.cached_result
+        return {
+            a.ifname: cached(str(a.config.get("name", "")), record.sandbox_id, a.ifname) or {}
+            for a in record.attachments
+        }
+
+    def close(self) -> None:
+        """Nothing to release: every plugin call is its own process."""
 
     def gc(self, keep: Sequence[SandboxRecord]) -> list[str]:
         """CNI GC of the runtime's cache: each cached attachment not of ``keep`` gets its DEL (as libcni)."""

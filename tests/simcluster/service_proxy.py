@@ -8,7 +8,8 @@ connections. This process plays that part for the simulated cluster: it listens 
 server's calls to the webhooks), and splices every accepted connection to one backend, round robin, skipping
 a backend that refuses the connection (a killed replica). A paused (SIGSTOPped) replica still accepts
 connections, as a stalled pod does until its readiness probe fails: that case is the callers' deadline to
-handle.
+handle. It also serves listening sockets it inherits (`--listen-fd`): the harness makes them inside each
+node's network namespace, where the node's /etc/hosts sends the Service's name.
 
 Addresses are `unix:/path` or `HOST:PORT`.
 """
@@ -21,6 +22,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,8 +74,10 @@ class ServiceProxy:
         up_r, up_w = upstream
         await asyncio.gather(_pipe(client_r, up_w), _pipe(up_r, client_w))
 
-    async def serve(self, listens: Sequence[str], ready_file: Path | None = None) -> None:
-        servers = []
+    async def serve(
+        self, listens: Sequence[str], ready_file: Path | None = None, fds: Sequence[int] = ()
+    ) -> None:
+        servers = [await asyncio.start_server(self.handle, sock=socket.socket(fileno=fd)) for fd in fds]
         for address in listens:
             if address.startswith("unix:"):
                 path = Path(address[len("unix:") :])
@@ -96,7 +100,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m tests.simcluster.service_proxy", description=__doc__.splitlines()[0]
     )
-    p.add_argument("--listen", action="append", required=True, help="unix:/path or HOST:PORT (repeatable)")
+    p.add_argument("--listen", action="append", default=[], help="unix:/path or HOST:PORT (repeatable)")
+    p.add_argument(
+        "--listen-fd",
+        type=int,
+        action="append",
+        default=[],
+        metavar="FD",
+        help="also serve this inherited listening TCP socket (repeatable; e.g. made in a node's namespace)",
+    )
     p.add_argument("--backend", action="append", required=True, help="unix:/path or HOST:PORT (repeatable)")
     p.add_argument("--ready-file", type=Path, help="written once every listener is open")
     args = p.parse_args(argv)
@@ -105,7 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     async def run() -> None:
-        task = asyncio.create_task(ServiceProxy(args.backend).serve(args.listen, args.ready_file))
+        task = asyncio.create_task(
+            ServiceProxy(args.backend).serve(args.listen, args.ready_file, args.listen_fd)
+        )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, task.cancel)

@@ -1,20 +1,24 @@
 """Spiderpool's Kubernetes mode end to end in the simulated cluster (the "Kubernetes mode" issue's list).
 
-One cluster for the module: the test API server with the generated CRDs, two controller replicas on the
-Kubernetes store (leader election on the Lease), and three nodes, each with its agent (pod facts from the API)
-and a kubelet stand-in running Debian's macvlan with our shims, Multus-style. Pools are applied with kubectl,
-as a user would; each test uses its own pools and its own Kubernetes namespace so tests do not interfere,
-except the cluster default pools (demo-v4/-v6 from deploy/examples), applied once.
+One cluster for the module: the test API server with the generated CRDs, enforcing the Helm chart's RBAC, two
+controller replicas on the Kubernetes store (leader election on the Lease), and three nodes, each with its
+agent (pod facts from the API) and a kubelet stand-in running Debian's macvlan with our shims, Multus-style;
+the controllers and agents run as the rendered chart starts them, as its ServiceAccounts, over its mutual TLS.
+Pools are applied with kubectl, as a user would; each test uses its own pools and its own Kubernetes namespace
+so tests do not interfere, except the cluster default pools (demo-v4/-v6 from deploy/examples), applied once.
+The last test checks that nothing the programs asked for in the whole run was denied.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.simcluster.api import ApiError, SyncApi
 from tests.simcluster.cluster import SimCluster, SimOptions
 from tests.simcluster.demo import EXAMPLES
 from tests.simcluster.topology import UNDERLAY, node_subnet
@@ -24,12 +28,14 @@ pytestmark = pytest.mark.netns
 Obj = dict[str, Any]
 POOL_API = "spiderpool.spidernet.io/v2beta1"
 # Leader election scaled down (upstream's 15/10/2 s) so that a killed leader is replaced within seconds.
-FAST_LEASE = ("--leader-lease-duration", "3", "--leader-renew-deadline", "2", "--leader-retry-period", "0.5")
+FAST_LEASE = {
+    "spiderpoolController": {"leaderElection": {"leaseDuration": 3, "renewDeadline": 2, "retryPeriod": 0.5}}
+}
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[SimCluster]:
-    with SimCluster(SimOptions(controller_args=FAST_LEASE)) as sim:
+    with SimCluster(SimOptions(values=FAST_LEASE)) as sim:
         for name in ("ippool-demo-v4.yaml", "ippool-demo-v6.yaml"):
             sim.kubectl("apply", "-f", str(EXAMPLES / name))
         yield sim
@@ -354,3 +360,62 @@ def test_an_invalid_pool_is_refused_by_the_webhook(cluster: SimCluster) -> None:
     assert 'admission webhook "spiderippool.spiderpool.spidernet.io" denied the request' in result.stderr
     assert "spec.ips" in result.stderr and "172.30.0.0/24" in result.stderr
     assert cluster.pool("bad-range") is None
+
+
+def test_a_pod_whose_multus_selection_asks_for_an_address_gets_exactly_it(
+    cluster: SimCluster, ns: str
+) -> None:
+    """The networks annotation's element carries "ips"; Multus passes them as runtimeConfig to a NAD
+    declaring the ips capability, and net1 gets exactly that address, recorded as requested."""
+    cluster.apply([pool("ask-net1", "172.31.0.0/24", "172.31.0.120", "172.31.0.129", "172.31.0.1")])
+    config = {
+        "cniVersion": "1.0.0",
+        "name": "ask-net",
+        "plugins": [
+            {
+                "type": "macvlan",
+                "master": "master1",
+                "mode": "bridge",
+                "capabilities": {"ips": True},
+                "ipam": {"type": "spiderpool", "default_ipv4_ippool": ["ask-net1"]},
+            },
+        ],
+    }
+    nad = {
+        "apiVersion": "k8s.cni.cncf.io/v1",
+        "kind": "NetworkAttachmentDefinition",
+        "metadata": {"name": "ask-net", "namespace": ns},
+        "spec": {"config": json.dumps(config)},
+    }
+    cluster.apply([nad])
+    networks = json.dumps([{"name": "ask-net", "ips": ["172.31.0.127/24"]}])
+    cluster.apply([pod("asker", ns, {"k8s.v1.cni.cncf.io/networks": networks}, **on("node2"))])
+    statuses = cluster.network_status(cluster.running_pod(ns, "asker"))
+    assert [(s["interface"], s["ips"]) for s in statuses[1:]] == [("net1", ["172.31.0.127"])]
+    record = holder(cluster, "ask-net1", "172.31.0.127") or {}
+    assert record.get("requested") is True
+
+
+def test_the_chart_s_rbac_denied_nothing_the_programs_asked_for(cluster: SimCluster) -> None:
+    """Last in the module: in the whole run the API server, enforcing the chart's roles per ServiceAccount
+    token, denied no request of the controllers and agents. Enforcement is on (a request outside the agent's
+    role, with the token the agents use, is refused and recorded) and the webhook configurations the API
+    server calls are the chart's."""
+    assert cluster.denied() == []
+    kubeconfig = cluster.paths.kubeconfig_of("spiderpool-agent")
+    cmdline = Path(f"/proc/{cluster.agent('node1').pid}/cmdline").read_bytes().decode().split("\0")
+    assert f"--kubeconfig={kubeconfig}" in cmdline
+    agent_api = SyncApi.from_kubeconfig(kubeconfig)
+    with pytest.raises(ApiError) as refused:
+        agent_api.get("/api/v1/namespaces/kube-system/secrets")
+    agent_api.close()
+    assert refused.value.status == 403
+    assert [(d["user"], d["verb"], d["resource"]) for d in cluster.denied()] == [
+        ("system:serviceaccount:kube-system:spiderpool-agent", "list", "secrets")
+    ]
+    assert cluster.chart is not None
+    for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+        served = cluster.api.get(
+            f"/apis/admissionregistration.k8s.io/v1/{kind.lower()}s/spiderpool-controller"
+        )
+        assert served["webhooks"] == cluster.chart.rendered.get(kind, "spiderpool-controller")["webhooks"]

@@ -259,6 +259,62 @@ def test_a_sandbox_killed_without_del_is_collected_by_the_kubelets_gc_at_restart
     assert cluster.sandbox_id(cluster.running_pod(ns, "orphan")) == new
 
 
+def test_a_sandbox_the_kubelet_died_making_is_torn_down_and_made_anew_at_its_restart(
+    cluster: SimCluster, ns: str
+) -> None:
+    """SIGKILL of the kubelet in the middle of a pod's ADDs leaves a sandbox that was never finished; the
+    restarted kubelet DELs it and gives the pod a new one (it stayed Pending for good before: the cluster
+    chaos storm's restart found it)."""
+    config = {
+        "cniVersion": "1.0.0",
+        "name": "hang",
+        "plugins": [{"type": "sim-recorder", "record": str(cluster.cni_record), "tag": "hang",
+                     "hangOnce": str(cluster.paths.root / f"hang-{ns}")}],
+    }  # fmt: skip
+    hang = {
+        "apiVersion": "k8s.cni.cncf.io/v1",
+        "kind": "NetworkAttachmentDefinition",
+        "metadata": {"name": "hang", "namespace": ns},
+        "spec": {"config": json.dumps(config)},
+    }
+    on_node3 = {"nodeSelector": {"kubernetes.io/hostname": "node3"}}
+    cluster.apply([hang, pod("halfmade", ns, {"k8s.v1.cni.cncf.io/networks": "hang"}, **on_node3)])
+
+    def hanging() -> str:
+        for call in cluster.cni_calls():
+            if call["tag"] == "hang" and f"K8S_POD_NAMESPACE={ns};" in call["env"]["CNI_ARGS"]:
+                return str(call["env"]["CNI_CONTAINERID"])
+        return ""
+
+    first = cluster.wait(hanging, "net1's ADD to hang")
+    kubelet = cluster.kubelet("node3")
+    kubelet.kill()
+    cluster.restart(kubelet)
+    running = cluster.running_pod(ns, "halfmade", deadline_s=30)
+    assert cluster.sandbox_id(running) != first
+    assert calls_of(cluster, first) == [("ADD", "eth0"), ("ADD", "net1"), ("DEL", "net1"), ("DEL", "eth0")]
+
+
+def test_a_status_the_kubelet_died_before_writing_is_written_by_the_restarted_kubelet(
+    cluster: SimCluster, ns: str
+) -> None:
+    """The kubelet killed between a sandbox's ADDs and the pod's status write: restarted, it reports the
+    sandbox it has (no new ADD) instead of leaving the pod Pending for good (found by the cluster chaos
+    storm's restart-everything)."""
+    cluster.apply([pod("unreported", ns, nodeSelector={"kubernetes.io/hostname": "node1"})])
+    running = cluster.running_pod(ns, "unreported")
+    sandbox = cluster.sandbox_id(running)
+    kubelet = cluster.kubelet("node1")
+    kubelet.kill()
+    path = f"/api/v1/namespaces/{ns}/pods/unreported"
+    cluster.api.merge_patch(path, {"metadata": {"annotations": {SANDBOX_ID: None}}})
+    cluster.api.merge_patch(path + "/status", {"status": {"phase": "Pending", "podIPs": None, "podIP": None}})
+    cluster.restart(kubelet)
+    again = cluster.running_pod(ns, "unreported", deadline_s=30)
+    assert cluster.sandbox_id(again) == sandbox
+    assert calls_of(cluster, sandbox) == [("ADD", "eth0")]
+
+
 def test_workloads_make_owned_pods_that_come_and_go_with_them(cluster: SimCluster, ns: str) -> None:
     """A StatefulSet's members are re-created under their names and removed highest first on scale-down; a
     Deployment's pods are owned through its ReplicaSet and go with it; a Job's pods finish and are torn

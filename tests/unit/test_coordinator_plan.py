@@ -50,7 +50,8 @@ def test_nic_tables_follow_nic_order_not_creation_order() -> None:
 
 
 def test_mac_from_prefix_uses_the_last_four_address_bytes() -> None:
-    """0a:1b with 10.6.168.101 gives 0a:1b:0a:06:a8:65 (reference 5.8); IPv6 uses its last 4 bytes."""
+    """0a:1b with 10.6.168.101 gives 0a:1b:0a:06:a8:65 (as upstream's coordinator); IPv6 uses its
+    last 4 bytes."""
     assert p.mac_from_prefix("0a:1b", ipaddress.ip_address("10.6.168.101")) == "0a:1b:0a:06:a8:65"
     assert p.mac_from_prefix("0a:1b", ipaddress.ip_address("fd00::aabb:ccdd")) == "0a:1b:aa:bb:cc:dd"
 

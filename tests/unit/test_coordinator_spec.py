@@ -1,4 +1,4 @@
-"""SpiderCoordinator model, webhook defaults and validation (reference 2.6)."""
+"""SpiderCoordinator model, webhook defaults and validation (upstream's pkg/coordinatormanager)."""
 
 from __future__ import annotations
 

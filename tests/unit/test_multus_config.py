@@ -1,4 +1,5 @@
-"""SpiderMultusConfig model, mutating-webhook defaults and validating-webhook rules (reference 2.5)."""
+"""SpiderMultusConfig model, mutating-webhook defaults and validating-webhook rules (upstream's
+pkg/multuscniconfig)."""
 
 from __future__ import annotations
 

@@ -16,10 +16,11 @@ import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 from spiderpool.agent.v1 import cni_pb2
-from spiderpool.controller.v1 import ipam_pb2
+from spiderpool.controller.v1 import admin_pb2, ipam_pb2
 from spiderpool_agent.cni_servicer import call_log_fields
 from spiderpool_common.errors import NotFound, PoolExhausted
 from spiderpool_common.grpc_server import translate_errors
+from spiderpool_controller.grpcapi.admin_servicer import admin_log_fields
 from spiderpool_controller.grpcapi.log_fields import ipam_log_fields
 
 log = structlog.get_logger("test")
@@ -185,3 +186,18 @@ def test_ipam_requests_name_pod_container_interface_and_network_where_they_have_
     release = ipam_pb2.ReleaseRequest(pod=ipam_pb2.PodRef(container_id="c1"), ifname="net1")
     assert ipam_log_fields(release) == {"container_id": "c1", "ifname": "net1"}
     assert ipam_log_fields(ipam_pb2.CheckCapacityRequest()) == {}
+
+
+def test_admin_requests_name_the_pod_they_are_about() -> None:
+    """Explain: its AllocateRequest's keys; DescribeEndpoint: its pod (default namespace); Check: none."""
+    pod = ipam_pb2.PodRef(namespace="team-a", name="web-0", container_id="c1")
+    explain = admin_pb2.ExplainRequest(request=ipam_pb2.AllocateRequest(pod=pod, ifname="eth0"))
+    assert admin_log_fields(explain) == {
+        "pod": "team-a/web-0",
+        "container_id": "c1",
+        "ifname": "eth0",
+        "network": "",
+    }
+    assert admin_log_fields(admin_pb2.DescribeEndpointRequest(name="web-0")) == {"pod": "default/web-0"}
+    assert admin_log_fields(admin_pb2.DescribeEndpointRequest(namespace="x", name="y")) == {"pod": "x/y"}
+    assert admin_log_fields(admin_pb2.CheckRequest()) == {}

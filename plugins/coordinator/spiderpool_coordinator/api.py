@@ -1,6 +1,7 @@
 """The coordinator's entry points for the agent: ADD, DEL and CHECK of one pod NIC.
 
-Owns the order of the steps (reference 5.3): bring the NIC up, resolve the mode, detect
+Owns the order of the steps (upstream's cmd/coordinator/cmd/command_add.go): bring the NIC up,
+resolve the mode, detect
 conflicts then the gateway, set MAC/txqueuelen/sysctls, make the veth pair, plan and apply
 routes, rules, neighbours and connmark, announce. The pod side is the namespace at
 ``netns`` (CNI_NETNS); the host side is ``host_netns`` (None: the caller's own namespace,

@@ -3,7 +3,8 @@
 Owns three things, all pure: the ``CoordinatorConfig`` value the routing code reads; the
 field rules (CIDR normalisation, MAC prefix, rp_filter, policy routes, ...) that both this
 library and the controller's SpiderCoordinator webhook apply, so the two never disagree;
-and the merge upstream performs (reference 4.2): the SpiderCoordinator ``default`` object
+and the merge upstream performs (upstream's cmd/coordinator/cmd/cni_types.go): the
+SpiderCoordinator ``default`` object
 (spec and status) is the base, every field set in the CNI config overrides it, and the pod
 annotation ``ipam.spidernet.io/default-route-nic`` overrides ``podDefaultRouteNic``.
 """

@@ -1,6 +1,7 @@
 """IP conflict and gateway detection with ARP/NDP, and the announcement of the pod's addresses.
 
-Owns the raw frames (reference 5.9). Everything runs on ``AF_PACKET`` sockets created
+Owns the raw frames (upstream's pkg/networking/networking/ipam_detection.go). Everything runs on
+``AF_PACKET`` sockets created
 inside the pod's namespace and bound to the pod's NIC, so the probes leave exactly where
 the pod's traffic will, and the sender's MAC of every answer is visible:
 

@@ -1,6 +1,7 @@
 """The pod's connmark rules: replies to connections that entered through veth0 leave through it.
 
-Owns reference 5.3 step 10's packet marking. A new connection arriving on ``veth0`` (the
+Owns the packet marking of upstream's cmd/coordinator/cmd/command_add.go. A new connection arriving
+on ``veth0`` (the
 node, kubelet probes, service traffic) is marked, the mark is saved on the connection, and
 every locally generated packet restores it; the pod's ``fwmark 0x1 lookup 100`` rule (made
 by ``netlink.py``) then sends the reply through veth0 whatever its destination.

@@ -137,7 +137,8 @@ def read_pod(ipr: Any, links: dict[str, p.Link] | None = None) -> p.PodState:
 
 
 def read_host(ipr: Any, pod_ips: Iterable[str], host_dev: p.Link) -> p.HostState:
-    """The host's addresses a pod should reach through the host link (reference 5.3 step 3):
+    """The host's addresses a pod should reach through the host link (upstream's
+    cmd/coordinator/cmd/command_add.go):
     first the source the host's main table uses towards each pod address, then the addresses
     of ``host_dev`` and of every non-excluded link. Computed from the main table, not
     ``ip route get``, so the answer does not change once the pod's own host routes exist

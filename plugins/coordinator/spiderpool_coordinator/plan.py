@@ -3,7 +3,8 @@
 Pure: no netlink, no namespaces. ``netlink.py`` reads the pod and host namespaces into a
 ``PodState`` and a ``HostState``, this module turns them into a ``Plan`` (routes, rules and
 neighbour entries on each side, routes to move out of the main table), and ``netlink.py``
-applies the plan (ADD) or verifies it (CHECK). Decisions encoded here (reference 5.2-5.3):
+applies the plan (ADD) or verifies it (CHECK). Decisions encoded here (upstream's
+cmd/coordinator/cmd/command_add.go):
 
 * Modes: ``auto`` is underlay when the NIC is the first CNI NIC (eth0) or ``veth0`` already
   exists, else overlay. Underlay's first NIC gets the veth pair, the host routes and the
@@ -55,13 +56,14 @@ def excluded_host_link(name: str) -> bool:
 
 
 def mac_from_prefix(prefix: str, ip: IPAddress) -> str:
-    """The 2-byte prefix followed by the last 4 bytes of the address (reference 5.8)."""
+    """The 2-byte prefix followed by the last 4 bytes of the address (upstream's
+    cmd/coordinator/cmd/utils.go)."""
     tail = ip.packed[-4:]
     return prefix.lower() + ":" + ":".join(f"{b:02x}" for b in tail)
 
 
 def resolve_mode(mode: str, ifname: str, first_nic: str, veth0_exists: bool) -> tuple[str, bool]:
-    """(effective mode, first invoke) for this NIC (reference 5.2)."""
+    """(effective mode, first invoke) for this NIC (upstream's cmd/coordinator/cmd/command_add.go)."""
     if mode == MODE_DISABLED:
         return MODE_DISABLED, False
     if mode == "auto":
@@ -215,7 +217,8 @@ def build_plan(
     pod_dev: str,
     gateways: dict[int, str],
 ) -> Plan:
-    """The routes, rules and neighbour entries for NIC ``ifname`` (reference 5.3 steps 7-12)."""
+    """The routes, rules and neighbour entries for NIC ``ifname`` (upstream's
+    cmd/coordinator/cmd/command_add.go)."""
     addrs = pod.addrs.get(ifname, [])
     families = tuple(sorted({a.version for a in addrs}))
     nics = [n for n in pod.links if n not in ("lo", POD_VETH)]

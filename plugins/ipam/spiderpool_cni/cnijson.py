@@ -1,7 +1,8 @@
 """JSON for the shims without the ``json`` package: decode stdin, render the few outputs.
 
 ``import json`` costs about 8 ms per exec because it pulls in ``re`` and ``enum``
-(/work/shared/reference/machine.md), paid on every CNI call. The C accelerator ``_json``
+(measured on the CI machines; tests/component/test_shim_imports.py guards it), paid on every CNI
+call. The C accelerator ``_json``
 that ``json`` itself uses has everything the shims need: ``make_scanner`` decodes given a
 small context object, and ``encode_basestring_ascii`` escapes a string. The shims print
 only three kinds of JSON of their own: the VERSION answer, the CNI error object and

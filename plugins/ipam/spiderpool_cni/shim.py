@@ -1,7 +1,7 @@
 """The one main of both CNI shims: environment and stdin in, one gRPC call, CNI JSON out.
 
 The runtime executes a shim once per CNI call, so everything here is chosen for start-up
-cost (see /work/shared/reference/machine.md): only built-in or C standard-library modules
+cost (measured; tests/component/test_shim_imports.py guards it): only built-in or C standard-library modules
 (``posix``, ``sys``, ``time``, ``_json`` via ``cnijson``, ``_socket`` via ``h2unary``), no
 ``os``, ``json``, ``re``, ``typing``. The shim decides nothing about CNI semantics: the
 agent validates environment, configuration and versions and answers with the rendered

@@ -12,7 +12,8 @@ One ordering rule is applied here because it spans both plugins: before an ADD, 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
 import grpc
@@ -23,6 +24,7 @@ from spiderpool_common.grpc_server import translate_errors
 from spiderpool_agent.cni_call import RawCall
 from spiderpool_agent.coordinator_handlers import CoordinatorHandlers
 from spiderpool_agent.ipam_handlers import IpamHandlers
+from spiderpool_agent.metrics import AgentMetrics
 
 SERVICE_NAME = cni_pb2.DESCRIPTOR.services_by_name["CniService"].full_name
 
@@ -64,13 +66,26 @@ def _network_name(config: bytes) -> str:
     return name if isinstance(name, str) else ""
 
 
+@asynccontextmanager
+async def _unobserved(_plugin: str, _verb: str) -> AsyncIterator[None]:
+    yield
+
+
 class CniServicer(cni_pb2_grpc.CniServiceServicer):
     def __init__(
-        self, handlers: IpamHandlers, coordinator: CoordinatorHandlers, *, settle: Settle = _nothing_spooled
+        self,
+        handlers: IpamHandlers,
+        coordinator: CoordinatorHandlers,
+        *,
+        settle: Settle = _nothing_spooled,
+        metrics: AgentMetrics | None = None,
     ) -> None:
         self._handlers = handlers
         self._coordinator = coordinator
         self._settle = settle
+        self._observe: Callable[[str, str], AbstractAsyncContextManager[None]] = (
+            metrics.observe if metrics is not None else _unobserved
+        )
 
     def log_fields(self, request: _HasCall) -> Mapping[str, str]:
         """What ``translate_errors`` binds to every verb's log context."""
@@ -80,32 +95,37 @@ class CniServicer(cni_pb2_grpc.CniServiceServicer):
     async def IpamAdd(
         self, request: cni_pb2.IpamAddRequest, context: grpc.aio.ServicerContext
     ) -> cni_pb2.IpamAddResponse:
-        await self._settle("ipam", request.call)
-        return cni_pb2.IpamAddResponse(result=await self._handlers.add(request.call))
+        async with self._observe("ipam", "ADD"):
+            await self._settle("ipam", request.call)
+            return cni_pb2.IpamAddResponse(result=await self._handlers.add(request.call))
 
     @translate_errors
     async def IpamDel(
         self, request: cni_pb2.IpamDelRequest, context: grpc.aio.ServicerContext
     ) -> cni_pb2.IpamDelResponse:
-        return cni_pb2.IpamDelResponse(result=await self._handlers.delete(request.call))
+        async with self._observe("ipam", "DEL"):
+            return cni_pb2.IpamDelResponse(result=await self._handlers.delete(request.call))
 
     @translate_errors
     async def IpamCheck(
         self, request: cni_pb2.IpamCheckRequest, context: grpc.aio.ServicerContext
     ) -> cni_pb2.IpamCheckResponse:
-        return cni_pb2.IpamCheckResponse(result=await self._handlers.check(request.call))
+        async with self._observe("ipam", "CHECK"):
+            return cni_pb2.IpamCheckResponse(result=await self._handlers.check(request.call))
 
     @translate_errors
     async def IpamGc(
         self, request: cni_pb2.IpamGcRequest, context: grpc.aio.ServicerContext
     ) -> cni_pb2.IpamGcResponse:
-        return cni_pb2.IpamGcResponse(result=await self._handlers.gc(request.call))
+        async with self._observe("ipam", "GC"):
+            return cni_pb2.IpamGcResponse(result=await self._handlers.gc(request.call))
 
     @translate_errors
     async def IpamStatus(
         self, request: cni_pb2.IpamStatusRequest, context: grpc.aio.ServicerContext
     ) -> cni_pb2.IpamStatusResponse:
-        return cni_pb2.IpamStatusResponse(result=await self._handlers.status(request.call))
+        async with self._observe("ipam", "STATUS"):
+            return cni_pb2.IpamStatusResponse(result=await self._handlers.status(request.call))
 
     # -- coordinator ------------------------------------------------------------------
 
@@ -113,29 +133,34 @@ class CniServicer(cni_pb2_grpc.CniServiceServicer):
     async def CoordinatorAdd(
         self, request: cni_pb2.CoordinatorAddRequest, context: grpc.aio.ServicerContext
     ) -> cni_pb2.CoordinatorAddResponse:
-        await self._settle("coordinator", request.call)
-        return cni_pb2.CoordinatorAddResponse(result=await self._coordinator.add(request.call))
+        async with self._observe("coordinator", "ADD"):
+            await self._settle("coordinator", request.call)
+            return cni_pb2.CoordinatorAddResponse(result=await self._coordinator.add(request.call))
 
     @translate_errors
     async def CoordinatorDel(
         self, request: cni_pb2.CoordinatorDelRequest, context: grpc.aio.ServicerContext
     ) -> cni_pb2.CoordinatorDelResponse:
-        return cni_pb2.CoordinatorDelResponse(result=await self._coordinator.delete(request.call))
+        async with self._observe("coordinator", "DEL"):
+            return cni_pb2.CoordinatorDelResponse(result=await self._coordinator.delete(request.call))
 
     @translate_errors
     async def CoordinatorCheck(
         self, request: cni_pb2.CoordinatorCheckRequest, context: grpc.aio.ServicerContext
     ) -> cni_pb2.CoordinatorCheckResponse:
-        return cni_pb2.CoordinatorCheckResponse(result=await self._coordinator.check(request.call))
+        async with self._observe("coordinator", "CHECK"):
+            return cni_pb2.CoordinatorCheckResponse(result=await self._coordinator.check(request.call))
 
     @translate_errors
     async def CoordinatorGc(
         self, request: cni_pb2.CoordinatorGcRequest, context: grpc.aio.ServicerContext
     ) -> cni_pb2.CoordinatorGcResponse:
-        return cni_pb2.CoordinatorGcResponse(result=await self._coordinator.gc(request.call))
+        async with self._observe("coordinator", "GC"):
+            return cni_pb2.CoordinatorGcResponse(result=await self._coordinator.gc(request.call))
 
     @translate_errors
     async def CoordinatorStatus(
         self, request: cni_pb2.CoordinatorStatusRequest, context: grpc.aio.ServicerContext
     ) -> cni_pb2.CoordinatorStatusResponse:
-        return cni_pb2.CoordinatorStatusResponse(result=await self._coordinator.status(request.call))
+        async with self._observe("coordinator", "STATUS"):
+            return cni_pb2.CoordinatorStatusResponse(result=await self._coordinator.status(request.call))

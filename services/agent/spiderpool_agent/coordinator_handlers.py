@@ -1,7 +1,8 @@
 """The coordinator verbs: a validated CNI call run through the coordinator library.
 
 Owns the per-verb semantics of the ``coordinator`` plugin chained after the main CNI
-(reference 4.2, 5.3, 5.4); the routing work itself is ``spiderpool_coordinator.api``,
+(upstream's cmd/coordinator/cmd: cni_types.go, command_add.go, command_del.go); the routing work
+itself is ``spiderpool_coordinator.api``,
 which this module runs in the agent's process, so the "host" side of every pod is the
 agent's own network namespace (the node's).
 

@@ -1,6 +1,7 @@
 """The coordinator's base configuration: the SpiderCoordinator ``default``, briefly cached.
 
-Owns where the coordinator's cluster-wide settings come from (reference 2.6 and 4.2): the
+Owns where the coordinator's cluster-wide settings come from (upstream's pkg/coordinatormanager and
+cmd/coordinator/cmd/cni_types.go): the
 controller's SpiderCoordinator named ``default`` (spec, and the status CIDRs the controller
 discovers), read through the ResourceService and cached for ``ttl`` seconds so a burst of
 pods costs one read. Two decisions, documented here:

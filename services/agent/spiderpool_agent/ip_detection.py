@@ -1,7 +1,8 @@
 """IP-conflict and gateway detection for the IPAM ADD, and the announcement after it.
 
-Owns what upstream's IPAM plugin does between allocating and answering (reference 3.5
-step 8 and 5.9): when the controller's switches ride on the allocated IPs
+Owns what upstream's IPAM plugin does between allocating and answering (upstream's
+pkg/ipam/allocate.go and pkg/networking/networking/ipam_detection.go): when the controller's
+switches ride on the allocated IPs
 (``detect_ip_conflict`` / ``detect_gateway``), the NIC the main plugin just created in the
 pod's namespace is brought up and
 

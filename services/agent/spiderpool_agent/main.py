@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--metrics-listen",
         dest="metrics_listen",
-        help="HOST:PORT for Prometheus /metrics: release journal and DEL spool backlog (default: off)",
+        help="HOST:PORT to serve Prometheus /metrics on (default: off; upstream's agent uses 5711)",
     )
     p.add_argument("--config", help="optional YAML file of settings (flags and SPIDERPOOL_* env win)")
     p.add_argument("--log-level", dest="log_level", help="debug, info, warning, error (default info)")

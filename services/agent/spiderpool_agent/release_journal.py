@@ -87,9 +87,19 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+# The journal names every pod's sandbox on the node: root only, like the agent's socket.
+DIR_MODE, FILE_MODE = 0o700, 0o600
+
+
+def _open(path: Path, flags: int) -> int:
+    fd = os.open(path, flags | os.O_CLOEXEC, FILE_MODE)
+    os.fchmod(fd, FILE_MODE)  # a file left by an older version may be wider
+    return fd
+
+
 def _append_line(path: Path, line: bytes) -> None:
     created = not path.exists()
-    with path.open("ab") as fh:
+    with os.fdopen(_open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND), "ab") as fh:
         fh.write(line)
         fh.flush()
         os.fsync(fh.fileno())
@@ -99,7 +109,7 @@ def _append_line(path: Path, line: bytes) -> None:
 
 def _rewrite(path: Path, lines: list[bytes]) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as fh:
+    with os.fdopen(_open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as fh:
         fh.writelines(lines)
         fh.flush()
         os.fsync(fh.fileno())
@@ -158,7 +168,8 @@ class ReleaseJournal:
 
     async def load(self) -> None:
         """Read the pending entries left by a previous run and compact the file."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        os.chmod(self.path.parent, DIR_MODE)
         async with self._io:
             self._pending = await asyncio.to_thread(read_journal, self.path)
             self._seq = max(self._pending, default=0)

@@ -20,13 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 import structlog
 from spiderpool.agent.v1 import cni_pb2_grpc
 from spiderpool_common.grpc_server import start_server
-from spiderpool_common.kube.config import api_client
+from spiderpool_common.kube.config import api_client, user_agent
 from spiderpool_common.kube.rest import KubeRest
 from spiderpool_coordinator.host_records import HostRecords
 
@@ -34,9 +34,9 @@ from spiderpool_agent import netns_probe
 from spiderpool_agent.cni_servicer import SERVICE_NAME, CniServicer
 from spiderpool_agent.controller_client import GrpcControllerClient
 from spiderpool_agent.coordinator_handlers import CoordinatorHandlers
-from spiderpool_agent.coordinator_source import CoordinatorSource
+from spiderpool_agent.coordinator_source import CoordinatorSource, ObjectReader
 from spiderpool_agent.del_spool import QUARANTINE, DelSpool
-from spiderpool_agent.ipam_handlers import IpamHandlers, release_via
+from spiderpool_agent.ipam_handlers import ControllerClient, IpamHandlers, release_via
 from spiderpool_agent.kube_pod_context import KubernetesPodContext
 from spiderpool_agent.metrics import AgentMetrics
 from spiderpool_agent.pod_context import CniArgsContext, PodContextSource
@@ -49,10 +49,19 @@ SOCKET_MODE = 0o600
 COORDINATOR_RECORDS = "coordinator"  # under the state directory: what each ADD left on the node
 
 
+class ControllerBackend(ControllerClient, ObjectReader, Protocol):
+    """What the agent needs of the controller: the IPAM calls, object reads (the coordinator's
+    configuration) and closing the connection (``GrpcControllerClient``)."""
+
+    async def close(self) -> None: ...
+
+
 class Agent:
-    def __init__(self, settings: AgentSettings) -> None:
+    def __init__(self, settings: AgentSettings, controller: ControllerBackend | None = None) -> None:
+        """``controller``: what serves the agent's allocations and object reads instead of the
+        controller at ``settings.controller`` (a benchmark's baseline); closed with the agent."""
         self.settings = settings
-        self.controller = GrpcControllerClient(
+        self.controller: ControllerBackend = controller or GrpcControllerClient(
             settings.controller,
             timeout=settings.controller_timeout,
             tls=settings.controller_tls,
@@ -94,20 +103,24 @@ class Agent:
             {"ipam": self.handlers.delete, "coordinator": self.coordinator.delete},
             interval=settings.spool_replay_interval,
         )
+        self.metrics = AgentMetrics(lambda: len(self.journal.pending()), self._spool_backlog)
         self._server: grpc.aio.Server | None = None
-        self.metrics: AgentMetrics | None = None
-        self.metrics_port: int | None = None
+        self.metrics_port: int | None = None  # the bound /metrics port when --metrics-listen is set
         self._replay: asyncio.Task[None] | None = None
         self._spool_loop: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         if self.kube_context is not None:
-            self._kube_client = await api_client(self.settings.kubeconfig or None)
+            self._kube_client = await api_client(
+                self.settings.kubeconfig or None, user_agent("spiderpool-agent", self.settings.node_name)
+            )
             await self.kube_context.start(KubeRest(self._kube_client, timeout_s=self.settings.kube_timeout))
         await self.journal.load()
         await asyncio.to_thread(self.spool.prepare)
         spooled = await self.spool.replay_once()
-        servicer = CniServicer(self.handlers, self.coordinator, settle=self.spool.settle)
+        servicer = CniServicer(
+            self.handlers, self.coordinator, settle=self.spool.settle, metrics=self.metrics
+        )
 
         def register(server: grpc.aio.Server) -> list[str]:
             cni_pb2_grpc.add_CniServiceServicer_to_server(servicer, server)
@@ -116,16 +129,10 @@ class Agent:
         self._server, bound = await start_server(
             "unix:" + self.settings.socket, register, socket_mode=SOCKET_MODE
         )
-        if self.settings.metrics_listen:
-            quarantine = self.spool.directory / QUARANTINE
-            self.metrics = AgentMetrics(
-                lambda: len(self.journal.pending()),
-                lambda: len(self.spool.pending()),
-                lambda: sum(1 for _ in quarantine.iterdir()) if quarantine.is_dir() else 0,
-            )
-            self.metrics_port = self.metrics.serve(self.settings.metrics_listen)
         self._replay = asyncio.create_task(self.journal.run(), name="release-journal-replay")
         self._spool_loop = asyncio.create_task(self.spool.run(), name="del-spool-replay")
+        if self.settings.metrics_listen:
+            self.metrics_port = self.metrics.serve(self.settings.metrics_listen)
         log.info(
             "agent_started",
             socket=bound,
@@ -139,6 +146,14 @@ class Agent:
             metrics_port=self.metrics_port,
         )
 
+    def _spool_backlog(self) -> tuple[int, int]:
+        quarantine = self.spool.directory / QUARANTINE
+        try:
+            quarantined = sum(1 for _ in quarantine.iterdir())
+        except OSError:
+            quarantined = 0
+        return len(self.spool.pending()), quarantined
+
     async def stop(self) -> None:
         if self._server is not None:
             await self._server.stop(self.settings.shutdown_grace)
@@ -149,15 +164,13 @@ class Agent:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._replay = self._spool_loop = None
+        await asyncio.to_thread(self.metrics.close)
         if self.kube_context is not None:
             await self.kube_context.stop()
         if self._kube_client is not None:
             await self._kube_client.close()
             self._kube_client = None
         await self.controller.close()
-        if self.metrics is not None:
-            self.metrics.close()
-            self.metrics = None
         log.info("agent_stopped")
 
 

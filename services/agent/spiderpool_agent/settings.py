@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from spiderpool_common import bounded_yaml
-from spiderpool_common.addresses import DEFAULT_CONTROLLER, parse_listen
+from spiderpool_common.addresses import DEFAULT_CONTROLLER, parse_listen, unix_path
 from spiderpool_common.setting_values import convert
 from spiderpool_common.tls import TlsFiles
 
@@ -69,7 +69,7 @@ class AgentSettings:
     controller_tls_key_file: str = ""
     controller_tls_ca_file: str = ""
     controller_tls_server_name: str = ""
-    metrics_listen: str = ""  # HOST:PORT for Prometheus /metrics (journal and spool backlog); empty: off
+    metrics_listen: str = ""  # HOST:PORT for Prometheus /metrics; empty: off (upstream's agent port 5711)
 
     @property
     def controller_tls(self) -> TlsFiles | None:
@@ -128,10 +128,10 @@ class AgentSettings:
         self._validate_pod_source()
         if self.metrics_listen:
             try:
-                metrics = parse_listen(self.metrics_listen, allow_port_zero=True)
+                metrics = parse_listen(self.metrics_listen, allow_port_zero=True)  # the bound port is logged
             except ValueError as exc:
                 raise ValueError(f"setting metrics_listen: {exc}") from None
-            if metrics.startswith("unix:"):
+            if unix_path(metrics) is not None:
                 raise ValueError("setting metrics_listen: metrics are served over HTTP, on HOST:PORT only")
         tls = self.controller_tls
         if tls is not None:

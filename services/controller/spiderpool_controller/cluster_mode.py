@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from spiderpool_common.kube.config import api_client
+from spiderpool_common.kube import write_fence
+from spiderpool_common.kube.config import api_client, user_agent
 from spiderpool_common.kube.rest import KubeRest
 
 from spiderpool_controller.domain.gc_policy import GcSettings
@@ -77,7 +78,10 @@ class ClusterController:
         self.leader_changes = 0
 
     async def start(self) -> None:
-        self.client = await api_client(self.options.kubeconfig)
+        self.client = await api_client(
+            self.options.kubeconfig, user_agent("spiderpool-controller", self.options.identity)
+        )
+        write_fence.install(self.client)  # the fenced store's gate, checked again as each write leaves
         self.rest = KubeRest(self.client)
         self.resource_store = KubernetesStore(api_client=self.client)
         self.elector = LeaderElector(

@@ -1,7 +1,7 @@
 """The leader's SpiderCoordinator reconciler: ``status`` of ``default`` from the cluster's CIDRs.
 
 Owns keeping ``status.phase``, ``reason``, ``overlayPodCIDR`` and ``serviceCIDR`` of the
-SpiderCoordinator ``default`` current (reference 5.5); what they should be is
+SpiderCoordinator ``default`` current (upstream's pkg/coordinatormanager); what they should be is
 ``domain.cidr_discovery``'s decision. Every source is an informer, so a change anywhere (the
 kubeadm ConfigMap, a control-plane pod, a Calico or Cilium pool, a ServiceCIDR, the
 SpiderCoordinator's ``podCIDRType``) recomputes the status at once, without polling:

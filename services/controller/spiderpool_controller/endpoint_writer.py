@@ -10,15 +10,21 @@ the request path, a short delay after the first mark (``delay_s``, 0.1 s by defa
 an endpoint write never competes with the next allocation for the store, a burst costs
 one write per pod, and a pod deleted within the delay costs none. ``flush`` skips the
 delay and waits (tests, shutdown); at start every endpoint is marked, which repairs what
-a crash left behind.
+a crash left behind. A write that fails (the API server refused or was away, the leader's
+fence closed for a moment) is marked again after a backoff (``retry_s`` doubling up to
+``max_retry_s``) until it succeeds or the writer is closed, so a pod's endpoint does not
+wait for the engine's next full resync.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
@@ -78,20 +84,38 @@ class EndpointView:
 
 class EndpointWriter:
     def __init__(
-        self, store: Store, describe: Callable[[EndpointName], EndpointView | None], *, delay_s: float = 0.1
+        self,
+        store: Store,
+        describe: Callable[[EndpointName], EndpointView | None],
+        *,
+        delay_s: float = 0.1,
+        retry_s: float = 0.5,
+        max_retry_s: float = 30.0,
     ) -> None:
         self._store = store
         self._describe = describe
         self._delay = delay_s
+        self._retry_s = retry_s
+        self._max_retry_s = max_retry_s
+        self._known: dict[EndpointName, tuple[str, bytes]] = {}  # what the store holds, as last seen
+        self._failures: dict[EndpointName, int] = {}  # consecutive failed writes, for the backoff
+        self._retries: dict[EndpointName, asyncio.TimerHandle] = {}
+        self._closed = False
         self._now = asyncio.Event()  # set by flush: write without waiting for the delay
         self._dirty: dict[EndpointName, None] = {}
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
 
-    def mark(self, names: Iterable[EndpointName]) -> None:
+    def mark(self, names: Iterable[EndpointName], *, reread: bool = False) -> None:
+        """``names`` need a look; ``reread``: their stored objects may have changed behind this writer
+        (a repair found them different), so read them instead of trusting what was last written."""
+        if self._closed:
+            return
         for name in names:
             self._dirty[name] = None
+            if reread:
+                self._known.pop(name, None)
         if self._dirty and (self._task is None or self._task.done()):
             self._idle.clear()
             self._task = asyncio.create_task(self._run(), name="endpoint-writer")
@@ -100,6 +124,26 @@ class EndpointWriter:
         self._now.set()
         await self._idle.wait()
 
+    def close(self) -> None:
+        """No more writes: pending retries are dropped (the next leader repairs at its start)."""
+        self._closed = True
+        for handle in self._retries.values():
+            handle.cancel()
+        self._retries.clear()
+        self._dirty.clear()
+
+    def _retry_later(self, name: EndpointName) -> None:
+        failures = self._failures[name] = self._failures.get(name, 0) + 1
+        if self._closed or name in self._retries:
+            return
+        delay = min(self._max_retry_s, self._retry_s * 2 ** (failures - 1))
+
+        def again() -> None:
+            self._retries.pop(name, None)
+            self.mark([name])
+
+        self._retries[name] = asyncio.get_running_loop().call_later(delay, again)
+
     async def _run(self) -> None:
         sem = asyncio.Semaphore(PARALLEL_WRITES)
 
@@ -107,8 +151,11 @@ class EndpointWriter:
             async with sem:
                 try:
                     await self._sync(name)
-                except Exception as exc:  # keep the view eventually right: retry on next mark/resync
+                except Exception as exc:  # keep the view eventually right: try again after a backoff
                     log.warning("endpoint_write_failed", endpoint="/".join(name), error=str(exc))
+                    self._retry_later(name)
+                else:
+                    self._failures.pop(name, None)
 
         try:
             while self._dirty:
@@ -125,30 +172,46 @@ class EndpointWriter:
 
     async def _sync(self, name: EndpointName) -> None:
         ns, pod = name
-        for _ in range(RETRIES):
+        for attempt in range(RETRIES):
             view = self._describe(name)
-            try:
-                obj: dict[str, object] | None = await self._store.get(KIND_ENDPOINT, pod, ns)
-            except ObjectNotFound:
-                obj = None
+            # What this writer last wrote saves the read before a write (one API call per pod change,
+            # not two); a conflict, a repair or a first sight of the pod reads the object instead.
+            known = self._known.get(name) if attempt == 0 else None
+            obj: dict[str, object] | None = None
+            if known is None:
+                with contextlib.suppress(ObjectNotFound):
+                    obj = await self._store.get(KIND_ENDPOINT, pod, ns)
+                known = _fingerprint(obj) if obj is not None else None
             try:
                 if view is None or not view.nics:
-                    if obj is not None:
-                        meta = obj["metadata"]
-                        assert isinstance(meta, dict)
-                        await self._store.delete(KIND_ENDPOINT, pod, ns, meta.get("resourceVersion"))
+                    self._known.pop(name, None)
+                    if known is not None:
+                        await self._store.delete(KIND_ENDPOINT, pod, ns, known[0])
                     return
                 status = view.status().to_dict()
-                if obj is None:
+                digest = _digest(status)
+                if known is None:
                     created = await self._store.create(new_object(KIND_ENDPOINT, pod, ns, status=status))
-                    if created.get("status") == status:
-                        return  # no status subresource: one write (upstream's CRD has none)
-                    obj = created
-                elif obj.get("status") == status:
+                    if created.get("status") == status:  # no status subresource: one write
+                        self._known[name] = _fingerprint(created)
+                        return
+                    known = _fingerprint(created)
+                elif known[1] == digest:
                     return
-                obj["status"] = status
-                await self._store.update_status(obj)
+                body = new_object(KIND_ENDPOINT, pod, ns, status=status)
+                body["metadata"]["resourceVersion"] = known[0]
+                self._known[name] = _fingerprint(await self._store.update_status(body))
                 return
             except (StaleResourceVersion, ObjectAlreadyExists, ObjectNotFound):
+                self._known.pop(name, None)
                 continue
         raise StaleResourceVersion(f"SpiderEndpoint {ns}/{pod}: too many concurrent changes")
+
+
+def _digest(status: object) -> bytes:
+    return hashlib.blake2b(json.dumps(status, sort_keys=True).encode(), digest_size=16).digest()
+
+
+def _fingerprint(obj: dict[str, Any]) -> tuple[str, bytes]:
+    """(resourceVersion, digest of the status) of a stored endpoint: 150,000 of them cost a few MB."""
+    return str(obj["metadata"].get("resourceVersion", "")), _digest(obj.get("status"))

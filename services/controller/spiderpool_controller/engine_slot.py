@@ -9,6 +9,7 @@ retries and reaches the new leader through any replica) instead of using a stale
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from spiderpool_common.errors import Unavailable
@@ -25,9 +26,28 @@ class GarbageCollector(Protocol):
 
 
 class EngineSlot:
+    """Holds the engine of the moment; ``watch`` callbacks hear every engine put in (and
+    ``None`` when it is taken out), e.g. the metrics that attach to each new engine."""
+
     def __init__(self, engine: IpamEngine | None = None) -> None:
-        self.engine = engine
+        self._engine = engine
+        self._watchers: list[Callable[[IpamEngine | None], None]] = []
         self.gc: GarbageCollector | None = None
+
+    @property
+    def engine(self) -> IpamEngine | None:
+        return self._engine
+
+    @engine.setter
+    def engine(self, engine: IpamEngine | None) -> None:
+        self._engine = engine
+        for watcher in self._watchers:
+            watcher(engine)
+
+    def watch(self, watcher: Callable[[IpamEngine | None], None]) -> None:
+        """Call ``watcher`` with the current engine now and with every later one."""
+        self._watchers.append(watcher)
+        watcher(self._engine)
 
     def get(self) -> IpamEngine:
         if self.engine is None:

@@ -88,8 +88,9 @@ from spiderpool_controller.store.contract import ObjectNotFound, StaleResourceVe
 log = structlog.get_logger(__name__)
 
 ROUTE_MARGIN = 512  # bytes a record's annotation routes may add to its size estimate
+REPAIR_CHUNK = 256  # endpoints judged between two yields to the event loop
 
-__all__ = ["Address", "Allocation", "EngineSettings", "IpamEngine", "ReleaseOutcome"]
+__all__ = ["Address", "Allocation", "EngineSettings", "IpamEngine", "RecordsSnapshot", "ReleaseOutcome"]
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class EngineSettings:
     conflict_quarantine_s: float = 600.0  # a conflicting address is not handed out again for this long
     ip_reuse_delay_s: float = 0.0  # a released address waits this long (pools' annotation overrides)
     endpoint_resync_s: float = 30.0  # how often the SpiderEndpoints are compared with the records
+    endpoint_retry_s: float = 0.5  # first backoff of a failed SpiderEndpoint write (doubling to the resync)
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,12 @@ class HeldEntry:
     ip: int
     record: AllocationRecord
     sequence: int  # 0 for records loaded at start
+
+
+@dataclass(frozen=True)
+class RecordsSnapshot:
+    pools: list[tuple[str, int, dict[int, AllocationRecord]]]  # (pool, IP version, ip -> record)
+    sequences: dict[tuple[str, int], int]  # (pool, ip) -> take/rebind number; absent: 0
 
 
 @dataclass
@@ -130,12 +138,19 @@ class IpamEngine:
         self._quarantine = ConflictQuarantine(self.settings.conflict_quarantine_s, clock)
         self._ledger = Ledger(store, on_written=self._written)
         self._inflight: dict[AttachmentKey, asyncio.Future[Allocation]] = {}
-        self._endpoints = EndpointWriter(store, lambda name: describe(self._ledger, name))
+        self._endpoints = EndpointWriter(
+            store,
+            lambda name: describe(self._ledger, name),
+            retry_s=self.settings.endpoint_retry_s,
+            max_retry_s=max(self.settings.endpoint_retry_s, self.settings.endpoint_resync_s or 30.0),
+        )
         self._resync: asyncio.Task[None] | None = None
         # In a cluster: the controller's own view of a StatefulSet ((namespace, name) ->
         # facts, None when it does not exist), for releases whose caller could not name the
         # owner (the pod was already gone when the agent looked).
         self.statefulsets: Callable[[str, str], StatefulSetFacts | None] | None = None
+        # Hears the size (changes) of every durable pool write: the group-commit metric.
+        self.on_batch: Callable[[int], None] | None = None
 
     # ------------------------------------------------------------------ state loading
     async def start(self) -> None:
@@ -246,6 +261,27 @@ class IpamEngine:
                 if pod_key is None or rec.pod == pod_key:
                     out.append(HeldEntry(state.name, ip, rec, self._ledger.record_sequence(state.name, ip)))
         return out
+
+    def endpoint_records(self, namespace: str, name: str) -> dict[str, list[HeldEntry]]:
+        """Per interface, the records of the pod (or container) that SpiderEndpoint
+        ``namespace/name`` describes (the attachment index: no scan of the pools)."""
+        identity = self._ledger.index.identity_of((namespace, name))
+        if identity is None:
+            return {}
+        return {
+            nic: [
+                HeldEntry(state.name, ip, rec, self._ledger.record_sequence(state.name, ip))
+                for state, ip, rec in self._ledger.records(identity, nic)
+            ]
+            for nic in self._ledger.index.nics(identity)
+        }
+
+    def records_snapshot(self) -> RecordsSnapshot:
+        """Every pool's records and their take/rebind numbers as they are at this moment, copied
+        without per-record work (dict copies), so a reader of a large state (the consistency
+        check) holds the event loop for as little as possible and converts them elsewhere."""
+        pools = [(s.name, s.version, dict(s.allocated)) for s in self._ledger.pools.values()]
+        return RecordsSnapshot(pools, self._ledger.record_sequences())
 
     def lookup(self, identity: str, nic: str) -> list[Address]:
         found = self.attachment(identity, nic)
@@ -422,6 +458,17 @@ class IpamEngine:
             raise
         return taken
 
+    def next_free(self, name: str, version: int) -> int | None:
+        """The address an ADD would take from pool ``name`` now (its reuse delay honoured);
+        None when it has none free or is at its allocated-IP threshold (``spiderpoolctl
+        explain`` shows it too)."""
+        state = self._ledger.pools[name]
+        if len(state.allocated) >= self.settings.max_allocated_ips:
+            return None
+        reserved = self._ledger.reserved(version)
+        blocked = self._quarantine.blocked(name, version)
+        return state.pick(reserved | blocked if blocked else reserved, self._wall_clock(), self._delay(state))
+
     def _picks(self, req: AllocationRequest, cand: NicCandidates) -> list[tuple[str, int, bool]]:
         """``(pool, address, requested)`` per family of one NIC: the requested address where
         the NIC asked for one (judged by ``requested_ips``), else the pool's next free one."""
@@ -463,13 +510,7 @@ class IpamEngine:
             if state is None or state.terminating:
                 continue
             tried.append(name)
-            if len(state.allocated) >= self.settings.max_allocated_ips:
-                continue
-            reserved = self._ledger.reserved(version)
-            blocked = self._quarantine.blocked(name, version)
-            ip = state.pick(
-                reserved | blocked if blocked else reserved, self._wall_clock(), self._delay(state)
-            )
+            ip = self.next_free(name, version)
             if ip is None or not self._fits(state, ip, record):
                 continue
             return name, ip
@@ -617,6 +658,8 @@ class IpamEngine:
     # ------------------------------------------------------------------ endpoints
     def _written(self, changes: list[Change]) -> None:
         """A durable batch: every SpiderEndpoint its records name needs a look."""
+        if self.on_batch is not None and changes:
+            self.on_batch(len(changes))
         names: list[EndpointName] = []
         for change in changes:
             names.append(endpoint_name(change.record.pod, change.record.identity))
@@ -629,20 +672,24 @@ class IpamEngine:
         objects, _ = await self._store.list(KIND_ENDPOINT)
         stale: list[EndpointName] = []
         stored: set[EndpointName] = set()
-        for obj in objects:
+        for n, obj in enumerate(objects):
+            if n % REPAIR_CHUNK == 0:
+                await asyncio.sleep(0)  # 10,000 endpoints are seconds of work: requests go first
             meta = obj["metadata"]
             name = (meta.get("namespace", ""), meta["name"])
             stored.add(name)
             view = describe(self._ledger, name)
             if view is None or not view.nics or obj.get("status") != view.status().to_dict():
                 stale.append(name)
-        for name in self._ledger.index.endpoints():
+        for n, name in enumerate(list(self._ledger.index.endpoints())):
+            if n % REPAIR_CHUNK == 0:
+                await asyncio.sleep(0)
             view = describe(self._ledger, name)
             if name not in stored and view is not None and view.nics:
                 stale.append(name)
         if stale:
             log.info("endpoints_repaired", count=len(stale))
-            self._endpoints.mark(stale)
+            self._endpoints.mark(stale, reread=True)
         return len(stale)
 
     async def _resync_endpoints(self) -> None:
@@ -666,6 +713,7 @@ class IpamEngine:
                 await self._resync
         await self._ledger.drain()
         await self._endpoints.flush()
+        self._endpoints.close()
 
 
 def _pod_key(req: AllocationRequest) -> str:

@@ -14,9 +14,11 @@ Fencing: ``may_write()`` is true only while the holder's last successful renewal
 than the renew deadline old, by a monotonic clock that keeps running while the process is
 paused (SIGSTOP). Since the renew deadline is shorter than the lease duration, a holder
 that cannot renew stops writing at least ``duration - renew_deadline`` (5 s) before any
-candidate may take the Lease. Every write of IPAM state passes this gate immediately
-before it is sent (``FencedStore``); what remains is a write already handed to the
-socket when the process froze, which the API server still orders by resourceVersion.
+candidate may take the Lease. Every write of IPAM state passes this gate before it is
+handed to the client (``FencedStore``) and again as its bytes leave the HTTP client
+(``spiderpool_common.kube.write_fence``); what remains is a write already handed to the
+socket when the process froze, which reaches the API server during the freeze, before the
+Lease can change hands.
 
 The Lease carries the holder's gRPC address in an annotation, so a standby can forward an
 agent's request to the leader.

@@ -95,6 +95,10 @@ class Ledger:
         """The take/rebind number of the record at ``ip`` (0: loaded at start)."""
         return self._record_seq.get((pool, ip), 0)
 
+    def record_sequences(self) -> dict[tuple[str, int], int]:
+        """A copy of every record's take/rebind number (one C-level copy, no per-record work)."""
+        return dict(self._record_seq)
+
     def take(self, pool: str, ip: int, rec: AllocationRecord) -> Change:
         self.pools[pool].take(ip, rec)
         self.index.add(pool, ip, rec)

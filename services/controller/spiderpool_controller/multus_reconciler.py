@@ -1,6 +1,6 @@
 """The leader's SpiderMultusConfig reconciler: each one's NetworkAttachmentDefinition, kept in sync.
 
-Owns the NetworkAttachmentDefinitions the SpiderMultusConfigs generate (reference 1.4, 2.5).
+Owns the NetworkAttachmentDefinitions the SpiderMultusConfigs generate (upstream's pkg/multuscniconfig).
 Two informers (SpiderMultusConfigs and NetworkAttachmentDefinitions, all namespaces) feed one
 work queue of SpiderMultusConfig keys; a NAD change queues the configuration that owns it and
 any that would generate its name, so a NAD deleted or edited by hand is put back at once. A sync:

@@ -1,6 +1,7 @@
 """kubectl-like apply, get, list and delete of the spiderpool objects over the Store.
 
-Owns what a user's write means (reference 1.7, 2.1-2.4), whatever keeps the state:
+Owns what a user's write means (upstream's pkg/ippoolmanager, pkg/subnetmanager,
+pkg/reservedipmanager webhooks), whatever keeps the state:
 
 - ``apply`` has ``kubectl apply`` semantics: create when absent, else replace the spec,
   labels and annotations of the stored object, after the same defaulting and validation

@@ -27,12 +27,14 @@ from spiderpool_common.channels import open_channel
 from spiderpool_common.grpc_server import claim_listen, start_server
 from spiderpool_common.tls import ReloadingServerCredentials, TlsFiles
 
+from spiderpool_controller.admin_service import AdminService
 from spiderpool_controller.change_feed import NotifyingStore
+from spiderpool_controller.cluster_facts import ApiFacts
 from spiderpool_controller.cluster_mode import ClusterController, ClusterOptions, LeaderContext, Reconciler
 from spiderpool_controller.coordinator_reconciler import CoordinatorReconciler
 from spiderpool_controller.domain.gc_policy import GcSettings
 from spiderpool_controller.engine_slot import EngineSlot
-from spiderpool_controller.grpcapi import ipam_servicer, resource_servicer
+from spiderpool_controller.grpcapi import admin_servicer, ipam_servicer, resource_servicer
 from spiderpool_controller.grpcapi.leader_forwarding import LeaderForwarding
 from spiderpool_controller.ipam_engine import EngineSettings, IpamEngine
 from spiderpool_controller.leader import LeaseTiming
@@ -70,6 +72,7 @@ class Controller:
         await self.server.stop(grace)
         if self.webhook is not None:
             await self.webhook.stop()
+        await self.metrics.close()
         if self.cluster is not None:
             await self.cluster.stop()
         elif self.slot.engine is not None:
@@ -117,12 +120,15 @@ async def start_controller(
     await engine.start()
     resources = ResourceService(NotifyingStore(store, engine), settings.validation)
 
-    metrics = ControllerMetrics(engine, store)
+    slot = EngineSlot(engine)
+    metrics = ControllerMetrics(slot, store, objects=store)
+    admin = AdminService(slot, store)
 
     def register(server: grpc.aio.Server) -> list[str]:
         return [
-            *ipam_servicer.register(server, engine, metrics, _detection(settings)),
+            *ipam_servicer.register(server, slot, metrics, _detection(settings)),
             *resource_servicer.register(server, resources),
+            *admin_servicer.register(server, admin),
         ]
 
     tls = _tls(settings)
@@ -144,7 +150,7 @@ async def start_controller(
         ip_conflict_detection=settings.enable_ip_conflict_detection,
         gateway_detection=settings.enable_gateway_detection,
     )
-    return Controller(server, address, EngineSlot(engine), store, metrics)
+    return Controller(server, address, slot, store, metrics)
 
 
 def leader_reconcilers(settings: ControllerSettings) -> tuple[tuple[str, Reconciler], ...]:
@@ -195,7 +201,14 @@ async def start_cluster_controller(settings: ControllerSettings) -> Controller:
     await cluster.start()
     assert cluster.resource_store is not None
     resources = ResourceService(cluster.resource_store, settings.validation)
-    metrics = ControllerMetrics(slot, lambda: cluster.stores)
+    metrics = ControllerMetrics(
+        slot,
+        lambda: cluster.stores,
+        leader_changes=lambda: cluster.leader_changes,
+        objects=cluster.resource_store,
+    )
+    facts = ApiFacts(slot, lambda: cluster.rest)
+    admin = AdminService(slot, cluster.resource_store, cluster=lambda: facts)
     forwarding = LeaderForwarding(
         cluster.is_leader,
         cluster.leader_target,
@@ -206,6 +219,7 @@ async def start_cluster_controller(settings: ControllerSettings) -> Controller:
         return [
             *ipam_servicer.register(server, slot, metrics, _detection(settings)),
             *resource_servicer.register(server, resources),
+            *admin_servicer.register(server, admin),
         ]
 
     credentials = ReloadingServerCredentials(tls).credentials() if tls is not None else None

@@ -45,7 +45,8 @@ class ControllerSettings:
     max_allocated_ips: int = 5000
     metrics_listen: str = ""  # HOST:PORT for Prometheus /metrics; empty: off (upstream port 5721)
     # Upstream's configmap enableIPConflictDetection / enableGatewayDetection (Helm default
-    # false): stamped on every allocated IP, the agent probes before ADD succeeds (reference 5.9).
+    # false): stamped on every allocated IP, the agent probes before ADD succeeds (upstream's
+    # pkg/networking/networking/ipam_detection.go).
     enable_ip_conflict_detection: bool = False
     enable_gateway_detection: bool = False
     # How long an address another host answered for stays out of allocation.

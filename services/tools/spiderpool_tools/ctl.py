@@ -1,13 +1,18 @@
-"""``spiderpoolctl``: kubectl-like apply, get and delete against the controller's ResourceService.
+"""``spiderpoolctl``: kubectl-like apply, get and delete, and the IPAM tools (gc, check, release,
+explain, get endpoint NS/NAME), against the controller.
 
 Owns the command line a user meets without Kubernetes: the same manifests, the same
 resource names (``spiderippool.spiderpool.spidernet.io/NAME created``), the same table
-columns as upstream's CRD printer columns (reference 2.1-2.4) and kubectl's habits
+columns as upstream's CRD printer columns (charts/spiderpool/crds upstream) and kubectl's habits
 (``-f -``, ``-o wide|json|yaml|name``, ``-n``/``-A``, ``Error from server (NotFound): ...``).
 Validation happens in the controller, so its message (naming the object and the field)
 is what the user reads.
 
-Exit codes: 0 success, 1 a request (or reading a manifest) failed, 2 usage error.
+The IPAM tools live in ``ctl_ipam`` (gc, check, release), ``ctl_explain`` and
+``ctl_endpoint``; this module is the command line and the object commands.
+
+Exit codes: 0 success, 1 a request (or reading a manifest) failed, or ``check`` found
+inconsistencies, 2 usage error.
 """
 
 from __future__ import annotations
@@ -22,116 +27,32 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-import grpc
 import yaml
-from spiderpool.controller.v1 import resource_pb2, resource_pb2_grpc
 from spiderpool_common import bounded_yaml
 from spiderpool_common.addresses import DEFAULT_CONTROLLER
-from spiderpool_common.channels import channel_target, open_sync_channel
+from spiderpool_common.channels import channel_target
 from spiderpool_common.errors import InvalidObject
-from spiderpool_common.grpc_errors import from_rpc_error
 from spiderpool_common.tls import TlsFiles
 from spiderpool_controller.domain import models, multus_config, nad_render
 
-from spiderpool_tools import stranded_check
+from spiderpool_tools.ctl_client import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    Client,
+    ControllerUnreachable,
+    Obj,
+    RequestFailed,
+    UsageError,
+)
+from spiderpool_tools.ctl_endpoint import show_endpoint
+from spiderpool_tools.ctl_explain import add_arguments as add_explain_arguments
+from spiderpool_tools.ctl_explain import cmd_explain
+from spiderpool_tools.ctl_ipam import cmd_check, cmd_gc, cmd_release, pod_key
+from spiderpool_tools.ctl_output import FORMATS, NONE, print_document, render_table
+from spiderpool_tools.progress import Progress
 
 ENV_CONTROLLER = "SPIDERPOOL_CONTROLLER"
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-NONE = "<none>"
-
-Obj = dict[str, Any]
-
-
-class UsageError(Exception):
-    """A command line that cannot run (exit code 2)."""
-
-
-class ControllerUnreachable(Exception):
-    """The transport failed: no controller answers at the address (exit code 1)."""
-
-
-# ---------------------------------------------------------------------------------------
-# talking to the controller
-
-
-_REASONS = {
-    grpc.StatusCode.NOT_FOUND: "NotFound",
-    grpc.StatusCode.INVALID_ARGUMENT: "BadRequest",
-    grpc.StatusCode.ALREADY_EXISTS: "AlreadyExists",
-    grpc.StatusCode.FAILED_PRECONDITION: "Conflict",
-    grpc.StatusCode.ABORTED: "Conflict",
-    grpc.StatusCode.UNAVAILABLE: "ServiceUnavailable",
-    grpc.StatusCode.DEADLINE_EXCEEDED: "Timeout",
-}
-
-
-class RequestFailed(Exception):
-    """The controller refused a request; ``str()`` is kubectl's ``Error from server (Reason): msg``."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(f"Error from server ({reason}): {message}")
-        self.reason = reason
-        self.message = message
-
-
-def _translate(exc: grpc.RpcError, address: str) -> Exception:
-    from grpc_status import rpc_status  # noqa: PLC0415  (only needed on failure)
-
-    code = exc.code() if isinstance(exc, grpc.Call) else None
-    if rpc_status.from_call(exc) is None and code in (  # type: ignore[arg-type]
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-    ):
-        detail = exc.details() if isinstance(exc, grpc.Call) else str(exc)
-        return ControllerUnreachable(f"cannot reach the controller at {address}: {detail}")
-    err = from_rpc_error(exc)
-    reason = "Invalid" if isinstance(err, InvalidObject) else _REASONS.get(code, "InternalError")  # type: ignore[arg-type]
-    return RequestFailed(reason, err.message)
-
-
-class Client:
-    """A blocking ResourceService client; every call has a deadline and fails fast."""
-
-    def __init__(
-        self, address: str, timeout: float, tls: TlsFiles | None = None, server_name: str = ""
-    ) -> None:
-        self.address = address
-        self._timeout = timeout
-        self._channel = open_sync_channel(address, tls, server_name)
-        self._stub = resource_pb2_grpc.ResourceServiceStub(self._channel)
-
-    def close(self) -> None:
-        self._channel.close()
-
-    def _call(self, method: Callable[..., Any], request: Any) -> Any:
-        try:
-            return method(request, timeout=self._timeout)
-        except grpc.RpcError as exc:
-            raise _translate(exc, self.address) from None
-
-    def apply(self, obj: Obj) -> resource_pb2.ApplyResponse:
-        text = json.dumps(obj, default=str)  # YAML timestamps become strings, as kubectl sends them
-        response: resource_pb2.ApplyResponse = self._call(
-            self._stub.Apply, resource_pb2.ApplyRequest(object_json=text)
-        )
-        return response
-
-    def get(self, kind: str, name: str, namespace: str) -> Obj:
-        request = resource_pb2.GetRequest(kind=kind, name=name, namespace=namespace)
-        response: resource_pb2.GetResponse = self._call(self._stub.Get, request)
-        obj: Obj = json.loads(response.object_json)
-        return obj
-
-    def list(self, kind: str, namespace: str, selector: str) -> list[Obj]:
-        request = resource_pb2.ListRequest(kind=kind, namespace=namespace, label_selector=selector)
-        response: resource_pb2.ListResponse = self._call(self._stub.List, request)
-        return [json.loads(text) for text in response.object_json]
-
-    def delete(self, kind: str, name: str, namespace: str) -> Obj:
-        request = resource_pb2.DeleteRequest(kind=kind, name=name, namespace=namespace)
-        response: resource_pb2.DeleteResponse = self._call(self._stub.Delete, request)
-        obj: Obj = json.loads(response.object_json)
-        return obj
 
 
 def resource_name(kind: str) -> str:
@@ -183,40 +104,47 @@ def documents(text: str, source: str) -> Iterator[Document]:
             yield Document(source, index, doc)
 
 
-def cmd_apply(args: argparse.Namespace, client: Client, out: TextIO, err: TextIO, stdin: TextIO) -> int:
+def _read_all(paths: list[str], stdin: TextIO, err: TextIO) -> tuple[list[Document], bool]:
+    """Every document of every file; files that cannot be read or parsed are reported."""
+    docs: list[Document] = []
     failed = False
-    for path in [p for given in args.filename for p in _expand(given)]:
+    for path in paths:
         try:
-            docs = list(documents(_read_source(path, stdin), path))
+            docs.extend(documents(_read_source(path, stdin), path))
         except FileNotFoundError as exc:
             print(f"error: {exc}", file=err)
             failed = True
-            continue
         except (OSError, UnicodeDecodeError) as exc:
             print(f'error: cannot read "{path}": {exc}', file=err)
             failed = True
-            continue
         except bounded_yaml.YamlError as exc:
             print(f"error: error parsing {exc}", file=err)
             failed = True
+    return docs, failed
+
+
+def cmd_apply(args: argparse.Namespace, client: Client, out: TextIO, err: TextIO, stdin: TextIO) -> int:
+    docs, failed = _read_all([p for given in args.filename for p in _expand(given)], stdin, err)
+    progress = Progress(err, "applying", len(docs))
+    for doc in docs:
+        where = f'"{doc.source}" (document {doc.index})'
+        progress.advance()
+        if not isinstance(doc.obj, dict):
+            progress.print(f"error: {where}: a manifest must be a mapping, got {type(doc.obj).__name__}", err)
+            failed = True
             continue
-        for doc in docs:
-            where = f'"{doc.source}" (document {doc.index})'
-            if not isinstance(doc.obj, dict):
-                print(f"error: {where}: a manifest must be a mapping, got {type(doc.obj).__name__}", file=err)
-                failed = True
-                continue
-            try:
-                response = client.apply(doc.obj)
-            except RequestFailed as exc:
-                print(
-                    f"Error from server ({exc.reason}): error when applying {where}: {exc.message}", file=err
-                )
-                failed = True
-                continue
-            stored = json.loads(response.object_json)
-            verb = "created" if response.created else "unchanged" if response.unchanged else "configured"
-            print(f"{resource_name(stored['kind'])}/{stored['metadata']['name']} {verb}", file=out)
+        try:
+            response = client.apply(doc.obj)
+        except RequestFailed as exc:
+            progress.print(
+                f"Error from server ({exc.reason}): error when applying {where}: {exc.message}", err
+            )
+            failed = True
+            continue
+        stored = json.loads(response.object_json)
+        verb = "created" if response.created else "unchanged" if response.unchanged else "configured"
+        progress.print(f"{resource_name(stored['kind'])}/{stored['metadata']['name']} {verb}", out)
+    progress.close()
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -305,11 +233,7 @@ def table(kind: str, objs: Sequence[Obj], *, wide: bool = False, with_namespace:
     columns += COLUMNS.get(kind, [])
     if wide:
         columns += WIDE_COLUMNS.get(kind, [])
-    rows = [[title for title, _ in columns]] + [[cell(get(o)) for _, get in columns] for o in objs]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
-    return "\n".join(
-        "   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
-    )
+    return render_table([title for title, _ in columns], [[cell(get(o)) for _, get in columns] for o in objs])
 
 
 def _resolve(text: str) -> str:
@@ -323,18 +247,21 @@ def cmd_get(args: argparse.Namespace, client: Client, out: TextIO, err: TextIO, 
     kind = _resolve(args.kind)
     namespaced = kind in models.NAMESPACED_KINDS
     namespace = "" if not namespaced or args.all_namespaces else (args.namespace or "default")
+    if args.name and namespaced and "/" in args.name:  # NS/NAME, as the other commands take a pod
+        if args.namespace:
+            raise UsageError(f"{args.name!r} names its namespace: drop -n, or give NAME alone")
+        namespace, args.name = pod_key(args.name)
     if args.name:
         if args.all_namespaces:
             raise UsageError("a resource cannot be retrieved by name across all namespaces")
+        if kind == models.KIND_ENDPOINT and args.output != "name":
+            return show_endpoint(client, namespace, args.name, args.output, out)
         objs = [client.get(kind, args.name, namespace)]
     else:
         objs = client.list(kind, namespace, args.selector or "")
     if args.output in ("json", "yaml"):
         doc: Any = objs[0] if args.name else {"apiVersion": "v1", "kind": "List", "items": objs}
-        if args.output == "json":
-            print(json.dumps(doc, indent=4, sort_keys=True), file=out)
-        else:
-            print(yaml.safe_dump(doc, default_flow_style=False, sort_keys=True).rstrip("\n"), file=out)
+        print_document(doc, args.output, out)
         return EXIT_OK
     if args.output == "name":
         for obj in objs:
@@ -453,8 +380,10 @@ def build_parser() -> argparse.ArgumentParser:
     get = commands.add_parser(
         "get", help="show objects (ippool|sp, subnet|ss, reservedip|sr, endpoint|se, coordinator|scc, smc)"
     )
-    get.add_argument("kind")
-    get.add_argument("name", nargs="?")
+    get.add_argument("kind", help="the kind, by name or short name")
+    get.add_argument(
+        "name", nargs="?", help="one object (default: all); endpoint NS/NAME shows a pod's addresses per NIC"
+    )
     get.add_argument("-o", "--output", choices=("wide", "json", "yaml", "name"))
     get.add_argument("-n", "--namespace", help="namespace of namespaced kinds (default: default)")
     get.add_argument("-A", "--all-namespaces", action="store_true", help="list across all namespaces")
@@ -462,21 +391,44 @@ def build_parser() -> argparse.ArgumentParser:
     get.set_defaults(run=cmd_get)
 
     delete = commands.add_parser("delete", help="delete objects by name")
-    delete.add_argument("kind")
-    delete.add_argument("names", nargs="+", metavar="NAME")
+    delete.add_argument("kind", help="the kind, by name or short name")
+    delete.add_argument("names", nargs="+", metavar="NAME", help="the objects to delete")
     delete.add_argument("-n", "--namespace", help="namespace of namespaced kinds (default: default)")
     delete.set_defaults(run=cmd_delete)
 
+    gc = commands.add_parser("gc", help="run a full IP garbage-collection scan now (cluster mode)")
+    gc.add_argument("-o", "--output", choices=FORMATS)
+    gc.set_defaults(run=cmd_gc)
+
     check = commands.add_parser(
-        "check", help="list allocated addresses outside their pool's ranges (exit 1 when any)"
+        "check",
+        help="cross-reference pool records, SpiderEndpoints and live pods; list leaks, duplicates, "
+        "orphans and stranded addresses (exit 1 when any)",
     )
-    check.set_defaults(run=stranded_check.cmd_check)
+    check.add_argument("-o", "--output", choices=FORMATS)
+    check.set_defaults(run=cmd_check)
+
+    release = commands.add_parser(
+        "release",
+        help="force the release of a pod's addresses (asks first; for pods that are gone or wedged)",
+    )
+    release.add_argument("--pod", required=True, help="NAMESPACE/NAME of the pod")
+    release.add_argument("--interface", help="only this interface's addresses (default: every interface)")
+    release.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    release.add_argument("-o", "--output", choices=FORMATS)
+    release.set_defaults(run=cmd_release)
+
+    explain = commands.add_parser(
+        "explain", help="dry-run pool selection for a pod's interface: every candidate pool and why"
+    )
+    add_explain_arguments(explain)
+    explain.set_defaults(run=cmd_explain)
     multus = commands.add_parser("multus", help="SpiderMultusConfig tools")
     multus_commands = multus.add_subparsers(dest="multus_command", required=True, parser_class=_Parser)
     render = multus_commands.add_parser(
         "render", help="print the CNI conflist a SpiderMultusConfig generates (its NAD's spec.config)"
     )
-    render.add_argument("name")
+    render.add_argument("name", help="the SpiderMultusConfig")
     render.add_argument("-n", "--namespace", help="namespace of the SpiderMultusConfig (default: default)")
     render.add_argument(
         "-o", "--output", choices=("json", "yaml"), help="the whole NetworkAttachmentDefinition instead"

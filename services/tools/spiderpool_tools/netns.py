@@ -281,6 +281,9 @@ def temporary_netns(prefix: str = "spns") -> Iterator[NetNs]:
         ns.delete()
 
 
+KILL_WAIT_S = 30.0
+
+
 def stop_process(proc: subprocess.Popen[Any], *, grace_s: float = 5.0) -> int | None:
     """SIGTERM the process (its whole session), wait, SIGKILL when it ignores it; idempotent."""
     if proc.poll() is not None:
@@ -296,7 +299,9 @@ def stop_process(proc: subprocess.Popen[Any], *, grace_s: float = 5.0) -> int | 
             os.killpg(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             proc.kill()
-        return proc.wait(timeout=grace_s)
+        # Not grace_s: a caller sharing one deadline among many processes may pass 0.1 s, and a
+        # SIGKILLed process on a loaded machine takes longer than that to be reaped.
+        return proc.wait(timeout=KILL_WAIT_S)
 
 
 def wait_for(

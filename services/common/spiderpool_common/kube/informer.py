@@ -43,8 +43,13 @@ class Informer:
         handler: Handler | None = None,
         watch_timeout_s: int = 240,
         max_backoff_s: float = 5.0,
+        transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> None:
+        """``transform`` (client-go's SetTransform) maps every object before it is cached and
+        handed to the handlers: an informer on every pod of a large cluster keeps only the
+        fields its owner reads, not whole pods."""
         self._rest = rest
+        self._transform = transform
         self.path = path
         self._params = {"fieldSelector": field_selector, "labelSelector": label_selector}
         self._handlers: list[Handler] = [handler] if handler else []
@@ -78,7 +83,7 @@ class Informer:
         self.relists += 1
         fresh = {}
         for item in reply.get("items") or []:
-            fresh[object_key(item)] = item
+            fresh[object_key(item)] = self._transform(item) if self._transform else item
         old = self.cache
         self.cache = fresh
         self.resource_version = str((reply.get("metadata") or {}).get("resourceVersion", ""))
@@ -100,6 +105,8 @@ class Informer:
         ):
             kind = event.get("type")
             obj = event.get("object") or {}
+            if self._transform is not None and kind in ("ADDED", "MODIFIED", "DELETED"):
+                obj = self._transform(obj)
             version = _rv(obj)
             if version:
                 self.resource_version = version

@@ -1,6 +1,6 @@
 """Parsing of the pod and namespace annotations that steer IPAM, in upstream's formats.
 
-Owns the annotation keys and their value shapes (reference section 3.1): the pod's
+Owns the annotation keys and their value shapes (upstream's pkg/constant/k8s.go): the pod's
 ``ipam.spidernet.io/ippool``, ``ippools``, ``routes`` and ``default-route-nic``, the
 namespace's ``default-ipv4-ippool`` / ``default-ipv6-ippool``, and Multus'
 ``v1.multus-cni.io/default-network`` and ``k8s.v1.cni.cncf.io/networks`` (read to learn

@@ -1,4 +1,4 @@
-"""The cluster's pod and service CIDRs for the SpiderCoordinator's status (reference 5.5).
+"""The cluster's pod and service CIDRs for the SpiderCoordinator's status (upstream's pkg/coordinatormanager).
 
 Owns reading each source the controller knows and deciding ``status.phase``,
 ``status.reason``, ``status.overlayPodCIDR`` and ``status.serviceCIDR`` from them, as pure

@@ -1,4 +1,5 @@
-"""The SpiderCoordinator object: its model, its defaults and its validation (reference 2.6).
+"""The SpiderCoordinator object: its model, its defaults and its validation (upstream's
+pkg/coordinatormanager).
 
 Owns the mapping between the upstream manifest (``spec`` and ``status`` with upstream field
 names) and a typed value, the mutating webhook's defaults and the validating webhook's

@@ -1,7 +1,7 @@
 """The field tables of ``spiderpool.spidernet.io/v2beta1``: one source for the CRDs and the models.
 
 Owns, per kind, every field upstream's API declares (pkg/k8s/apis/spiderpool.spidernet.io/
-v2beta1, reference section 2) with its type, enum, format, range, default and whether it is
+v2beta1, upstream's charts/spiderpool/crds) with its type, enum, format, range, default and whether it is
 required, plus what the CRD says about the kind itself: plural, short names, scope, the
 ``spiderpool`` category, the status subresource and the printer columns. From these tables
 

@@ -1,4 +1,4 @@
-"""The SpiderMultusConfig object: its model, its defaults and its validation (reference 2.5).
+"""The SpiderMultusConfig object: its model, its defaults and its validation (upstream's pkg/multuscniconfig).
 
 Owns the typed value of a SpiderMultusConfig (one sub-configuration per ``cniType``: macvlan,
 ipvlan, vlan, sriov, ib-sriov as ``ibsriov``, ipoib, ovs, custom; the per-network coordinator

@@ -1,5 +1,5 @@
-"""The NetworkAttachmentDefinition a SpiderMultusConfig generates (reference 2.5, upstream
-pkg/multuscniconfig's generator).
+"""The NetworkAttachmentDefinition a SpiderMultusConfig generates (upstream's
+pkg/multuscniconfig generator).
 
 Owns the translation of a defaulted SpiderMultusConfig (``multus_config.apply_defaults``) into
 the Multus object: same namespace, named by the ``multus.spidernet.io/cr-name`` annotation or

@@ -1,6 +1,6 @@
 """Which pools an allocation request may use, per NIC and family, in the order to try them.
 
-Owns upstream's candidate pool rules (reference sections 3.2-3.4) as one pure function of
+Owns upstream's candidate pool rules (upstream's pkg/ipam/pool_selections.go) as one pure function of
 the request and the pools, so the allocation engine only walks the lists it gets back:
 
 1. acquisition, strict priority, the first rule that yields names wins, no merging: pod

@@ -234,7 +234,7 @@ class PoolState:
 
 
 def reserved_sets(objects: list[dict[str, Any]]) -> dict[int, IPSet]:
-    """Union of every SpiderReservedIP's ``spec.ips`` per family (upstream §2.3)."""
+    """Union of every SpiderReservedIP's ``spec.ips`` per family (upstream's pkg/reservedipmanager)."""
     out = {4: IPSet.empty(4), 6: IPSet.empty(6)}
     for obj in objects:
         spec = obj.get("spec") or {}

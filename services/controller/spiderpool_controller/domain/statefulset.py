@@ -1,4 +1,5 @@
-"""When a StatefulSet member keeps its addresses (upstream §3.6, §3.7; issues #2526, #3778).
+"""When a StatefulSet member keeps its addresses (upstream's pkg/ipam/release.go and pkg/gcmanager;
+issues #2526, #3778).
 
 A pod ``<sts>-<ordinal>`` is a valid replica while its StatefulSet exists and the ordinal
 is below ``.spec.replicas``; its IPs then survive pod deletion and re-creation. Pure logic.

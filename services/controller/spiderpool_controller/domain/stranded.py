@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from spiderpool_controller.domain.ipset import IPSet
+from spiderpool_controller.domain.ipset import IPSet, ip_to_int
 from spiderpool_controller.domain.models import AllocationRecord, IPPool
 
 FORCE_ANNOTATION = "ipam.spidernet.io/ippool-force-range-change"
@@ -53,19 +53,36 @@ def forced(meta: Mapping[str, Any]) -> bool:
     return isinstance(annotations, dict) and str(annotations.get(FORCE_ANNOTATION, "")).lower() == "true"
 
 
+OUTSIDE = "outside spec.ips"
+EXCLUDED = "excluded by spec.excludeIPs"
+
+
+def stranded_reason(ips: IPSet, excluded: IPSet, value: int) -> str | None:
+    """Why an address (as an integer) is stranded in a pool with these ranges, or None when
+    the pool contains it (the rule the webhook refuses by and ``spiderpoolctl check`` reports)."""
+    if not ips.contains_int(value):
+        return OUTSIDE
+    if excluded.contains_int(value):
+        return EXCLUDED
+    return None
+
+
 def stranded(pool: IPPool, allocated: Mapping[str, AllocationRecord]) -> list[Stranded]:
     """The addresses of ``allocated`` outside ``pool``'s ``spec.ips`` minus ``spec.excludeIPs``,
     in address order."""
     version = pool.version
     ips = IPSet.parse(pool.spec.ips, version)
     excluded = IPSet.parse(pool.spec.exclude_ips, version)
-    out: list[Stranded] = []
+    found: list[tuple[int, Stranded]] = []
     for text, record in allocated.items():
-        if text in ips and text not in excluded:
-            continue
-        reason = "excluded by spec.excludeIPs" if text in ips else "outside spec.ips"
-        out.append(Stranded(pool.name, text, record, reason))
-    return sorted(out, key=lambda s: IPSet.parse([s.ip], version).intervals[0][0])
+        try:
+            value = ip_to_int(text, version)
+        except ValueError:  # a record key not of the pool's family lies outside it too
+            value = -1
+        reason = OUTSIDE if value < 0 else stranded_reason(ips, excluded, value)
+        if reason is not None:
+            found.append((value, Stranded(pool.name, text, record, reason)))
+    return [s for _, s in sorted(found, key=lambda pair: pair[0])]
 
 
 def stranded_in(obj: dict[str, Any]) -> list[Stranded]:

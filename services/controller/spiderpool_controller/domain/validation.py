@@ -1,7 +1,7 @@
 """Defaulting and validation of user manifests: upstream's mutating and validating webhooks.
 
 Owns the rules a SpiderIPPool, SpiderSubnet or SpiderReservedIP must satisfy before it is
-stored (reference 1.7 and 2.1-2.4), as pure functions over manifest dicts so that the
+stored (upstream's pkg/*manager/*_webhook.go), as pure functions over manifest dicts so that the
 embedded mode (``spiderpoolctl apply``) and the cluster mode's admission webhooks apply the
 same rules. ``apply_defaults`` is the mutating webhook (ipVersion, CIDR label, finalizer,
 merged ``ips``/``excludeIPs``, the CRD schema's defaults from ``crd_schema``), and
@@ -70,7 +70,7 @@ _SERVER_METADATA = frozenset(
         "selfLink",
     }
 )
-# The spec fields each kind accepts are its CRD's (crd_schema, reference 2.1-2.3 and 2.6).
+# The spec fields each kind accepts are its CRD's (crd_schema, upstream's charts/spiderpool/crds).
 _SPEC_FIELDS: dict[str, frozenset[str]] = {
     kind: crd_schema.spec_field_names(kind)
     for kind in (
@@ -643,7 +643,8 @@ def _same_subnet(peers: Sequence[Obj], kind: str, version: int, subnet_text: str
 def _check_subnet_members(
     kind: str, fam: _Family, ips: IPSet, peers: Sequence[Obj], settings: ValidationSettings, *, updating: bool
 ) -> None:
-    """A pool's IPs lie inside the SpiderSubnet of the same CIDR (reference 2.1-2.2, 3.8).
+    """A pool's IPs lie inside the SpiderSubnet of the same CIDR (upstream's
+    pkg/ippoolmanager/ippool_validate.go).
 
     Upstream's mutating webhook makes that subnet the pool's controller; a subnet created
     later adopts the pools of its CIDR, so it must contain their IPs, and an update of the

@@ -5,7 +5,7 @@ results become messages, and errors leave through ``translate_errors``. Two sett
 along without entering the engine: the detection switches are stamped on every allocated
 IP (``Detection``), and a release after a failed detection is a forced release unless the
 allocation belongs to a StatefulSet member (``stateful_owner``), upstream's
-isReleaseConflictIPs rule (reference 3.5 step 8).
+isReleaseConflictIPs rule (upstream's pkg/ipam/allocate.go).
 """
 
 from __future__ import annotations
@@ -137,20 +137,27 @@ class IpamServicer(ipam_pb2_grpc.IpamServiceServicer):
             if stateful_owner(self._engine, request):
                 return ipam_pb2.ReleaseResponse(kept=True)
             force = True
-        outcome = await self._engine.release(
-            identity,
-            request.ifname,
-            container_id=request.pod.container_id,
-            pod_key=pod_key,
-            owner_kind=request.owner.kind,
-            owner_name=request.owner.name,
-            owner_replicas=request.owner.replicas,
-            owner_exists=request.owner.exists,
-            force=force,
-            conflicting=list(request.conflicting_ips),
-        )
+        started = time.perf_counter()
+        try:
+            outcome = await self._engine.release(
+                identity,
+                request.ifname,
+                container_id=request.pod.container_id,
+                pod_key=pod_key,
+                owner_kind=request.owner.kind,
+                owner_name=request.owner.name,
+                owner_replicas=request.owner.replicas,
+                owner_exists=request.owner.exists,
+                force=force,
+                conflicting=list(request.conflicting_ips),
+            )
+        except SpiderpoolError as err:
+            if self._metrics is not None:
+                self._metrics.release_failures.labels(reason=err.reason).inc()
+            raise
         if self._metrics is not None:
             self._metrics.releases.inc()
+            self._metrics.release_seconds.observe(time.perf_counter() - started)
         return ipam_pb2.ReleaseResponse(
             released=[_ip_config(a) for a in outcome.released],
             kept=outcome.kept,

@@ -1,7 +1,8 @@
 """A standby replica forwards IPAM calls to the leader, untouched.
 
 Agents reach the controller through its Service, i.e. any replica; only the leader runs the
-engine. This server interceptor hands every ``IpamService`` call that arrives at a replica
+engine. This server interceptor hands every ``IpamService`` and ``AdminService`` (the
+operators' views of the leader's records) call that arrives at a replica
 that is not the leader to the leader's gRPC address (from the Lease) as raw bytes, and
 passes the leader's answer or status back unchanged, ``ErrorInfo`` details included, so
 the agent cannot tell the difference. A forwarded call carries a marker; a replica that
@@ -21,7 +22,7 @@ import structlog
 log = structlog.get_logger(__name__)
 
 FORWARDED = "x-spiderpool-forwarded"
-FORWARDED_SERVICES = ("/spiderpool.controller.v1.IpamService/",)
+FORWARDED_SERVICES = ("/spiderpool.controller.v1.IpamService/", "/spiderpool.controller.v1.AdminService/")
 
 
 class LeaderForwarding(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -72,7 +73,10 @@ class LeaderForwarding(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             try:
                 reply: bytes = await call(request, timeout=timeout, metadata=((FORWARDED, "1"),))
             except grpc.aio.AioRpcError as err:
-                await context.abort(err.code(), err.details() or "", err.trailing_metadata())
+                # The leader's status, message and trailing metadata (the error details the agent
+                # reads its CNI code from), passed on as they came; abort takes the metadata as a
+                # tuple of pairs, not grpc.aio's Metadata (a TypeError there lost all three).
+                await context.abort(err.code(), err.details() or "", tuple(err.trailing_metadata() or ()))
                 raise  # unreachable
             self.forwarded += 1
             return reply

@@ -5,16 +5,25 @@ Owns the rule that only the current leader writes IPAM state. Every write checks
 (code 11: the agent retries, and reaches the new leader) when the gate is closed; reads and
 watches pass through. ``leader.LeaderElector.may_write`` closes the gate once the Lease
 could not be renewed within the renew deadline, before any other replica may take it.
+
+The same gate is checked again at the last moment, as the request leaves the HTTP client
+(``spiderpool_common.kube.write_fence``, installed on the cluster's client): a process
+frozen between the first check and the send finds the gate closed when it resumes and sends
+nothing. A write that fails while the gate is closed is reported as ``NotLeader`` whatever
+the client made of it.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 from spiderpool_common.errors import Unavailable
+from spiderpool_common.kube.write_fence import gated
 
 from spiderpool_controller.store.contract import Obj, Store, WatchEvent
+
+T = TypeVar("T")
 
 
 class NotLeader(Unavailable):
@@ -30,6 +39,18 @@ class FencedStore:
         if not self._may_write():
             raise NotLeader(f"{what}: this controller replica is not the leader; try again")
 
+    async def _write(self, what: str, write: Callable[[], Awaitable[T]]) -> T:
+        self._gate(what)
+        try:
+            with gated(self._may_write):
+                return await write()
+        except NotLeader:
+            raise
+        except Exception as exc:
+            if not self._may_write():
+                raise NotLeader(f"{what}: this controller replica is not the leader; try again") from exc
+            raise
+
     async def get(self, kind: str, name: str, namespace: str = "") -> Obj:
         return await self.inner.get(kind, name, namespace)
 
@@ -39,22 +60,20 @@ class FencedStore:
         return await self.inner.list(kind, namespace, label_selector)
 
     async def create(self, obj: Obj) -> Obj:
-        self._gate(f"create {obj.get('kind')}")
-        return await self.inner.create(obj)
+        return await self._write(f"create {obj.get('kind')}", lambda: self.inner.create(obj))
 
     async def update(self, obj: Obj) -> Obj:
-        self._gate(f"update {obj.get('kind')}")
-        return await self.inner.update(obj)
+        return await self._write(f"update {obj.get('kind')}", lambda: self.inner.update(obj))
 
     async def update_status(self, obj: Obj) -> Obj:
-        self._gate(f"update {obj.get('kind')} status")
-        return await self.inner.update_status(obj)
+        return await self._write(f"update {obj.get('kind')} status", lambda: self.inner.update_status(obj))
 
     async def delete(
         self, kind: str, name: str, namespace: str = "", resource_version: str | None = None
     ) -> Obj | None:
-        self._gate(f"delete {kind}")
-        return await self.inner.delete(kind, name, namespace, resource_version)
+        return await self._write(
+            f"delete {kind}", lambda: self.inner.delete(kind, name, namespace, resource_version)
+        )
 
     def watch(
         self,

@@ -1,7 +1,7 @@
 """Who manages a NetworkAttachmentDefinition: the SpiderMultusConfig webhook's one read outside the Store.
 
 Owns the lookup ``Admission`` uses to refuse a SpiderMultusConfig that would take over the
-NetworkAttachmentDefinition another SpiderMultusConfig generated (reference 2.5; upstream
+NetworkAttachmentDefinition another SpiderMultusConfig generated (upstream's pkg/multuscniconfig
 reads it uncached). The answer is the name in the NAD's ``ownerReferences`` entry of kind
 SpiderMultusConfig; an absent NAD, or one no SpiderMultusConfig owns (a user's own, which the
 new config may take over, as upstream allows), is None. Read through ``KubeRest`` so the

@@ -1,4 +1,5 @@
-"""The webhooks' contract with the API server: paths, names, rules (reference 1.7).
+"""The webhooks' contract with the API server: paths, names, rules (upstream's
+charts/spiderpool/templates/tls.yaml).
 
 Owns upstream's routes (``/mutate-spiderpool-spidernet-io-v2beta1-<kind>`` and
 ``/validate-...``, served on port 5722), the webhook names (``<kind>.spiderpool.spidernet.io``)

@@ -1,7 +1,8 @@
 """The webhook server's certificate, from files, reloaded when they change.
 
 Owns the TLS server context. In a cluster the certificate and key are a Secret mounted as
-files (Helm's ``tls.method`` auto/provided/certmanager, reference 1.7); cert-manager renews it
+files (Helm's ``tls.method`` auto/provided/certmanager, upstream's
+charts/spiderpool/templates/tls.yaml); cert-manager renews it
 and the kubelet swaps the files in place, so the server must pick the new pair up without a
 restart. A listening socket keeps the ``SSLContext`` it was created with, so the listener's
 context only dispatches: its ``sni_callback`` (which OpenSSL calls for every ClientHello,
