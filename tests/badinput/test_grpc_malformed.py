@@ -264,6 +264,13 @@ def _allocate(pod: dict[str, str] | None = None, **fields: object) -> bytes:
             "pod_annotations",
         ),
         (
+            "/spiderpool.controller.v1.IpamService/Allocate",
+            _allocate(
+                pod_annotations={"ipam.spidernet.io/ippool": json.dumps({"ipv4": ["p" * 100_000 + "*"]})}
+            ),
+            "pool name for eth0 is 100001 characters long; at most 253",
+        ),
+        (
             "/spiderpool.controller.v1.IpamService/CheckCapacity",
             ipam_pb2.CheckCapacityRequest(default_ipv4_ippools=[HUGE]).SerializeToString(),
             "default_ipv4_ippools",
@@ -287,6 +294,7 @@ def _allocate(pod: dict[str, str] | None = None, **fields: object) -> bytes:
         "5000-pools",
         "owner.name",
         "annotations",
+        "annotation-pool-pattern",
         "capacity-pool-name",
         "capacity-5000-pools",
     ],
