@@ -8,8 +8,8 @@ directory: kubectl goes on past each refusal and prints one error per file, and 
 must be refused, by our webhook (``denied the request``) or, for a value the CRD schema
 already rules out, by the API server, with the field its header names (``# field:``) in
 the message, and nothing stored. The header's ``# rule:`` is the line docs/bad-input.md
-lists for it. The rules are upstream's webhook rules (shared/reference/spiderpool.md 1.7,
-2.1-2.6) as ``domain/validation.py``, ``domain/multus_config.py`` and
+lists for it. The rules are upstream's admission webhook rules for the five kinds, as
+``domain/validation.py``, ``domain/multus_config.py`` and
 ``domain/coordinator_spec.py`` implement them.
 """
 
