@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: setup ## run the whole test suite (unit, component, netns as root, end to end)
-	$(PY) -m pytest -q -p no:cacheprovider --durations=25 $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 demo: setup ## the main job: controller + agent on SQLite, real macvlan pods in namespaces getting IPs
 	$(VENV)/bin/spiderpool-demo

@@ -235,12 +235,14 @@ def test_a_settings_file_key_the_program_does_not_know_fails(tmp_path: Path, bun
 
 
 def test_the_settings_files_carry_the_values(tmp_path: Path) -> None:
-    """Values reach the programs: families, detection, GC and leader timings, socket and state paths."""
+    """Values reach the programs: families, detection, GC and leader timings, SpiderSubnet auto pools (and
+    upstream's defaults: on, one redundant address), socket and state paths."""
     values = {
         "ipam": {
             "enableIPv6": False,
             "enableIPConflictDetection": True,
             "gc": {"gcAll": {"intervalInSecond": 120}},
+            "spiderSubnet": {"autoPool": {"enable": False, "defaultRedundantIPNumber": 3, "waitSeconds": 12}},
         },
         "spiderpoolController": {
             "leaderElection": {"leaseDuration": 30, "renewDeadline": 20, "retryPeriod": 4}
@@ -257,6 +259,13 @@ def test_the_settings_files_carry_the_values(tmp_path: Path) -> None:
     got = controller_settings.load_settings([*run.argv[1:], f"--kubeconfig={kubeconfig}"], environ=run.env)
     assert (got.enable_ipv4, got.enable_ipv6, got.enable_ip_conflict_detection) == (True, False, True)
     assert (got.gc_interval_seconds, got.leader_lease_duration, got.leader_retry_period) == (120, 30, 4)
+    assert (got.enable_spider_subnet, got.enable_auto_pool, got.auto_pools) == (True, False, False)
+    assert (got.auto_pool_default_flexible_ips, got.auto_pool_wait_seconds) == (3, 12)
+    defaults = render({})
+    ctl = containers(defaults)["Deployment/spiderpool-controller/spiderpool-controller"]
+    run = ctl.materialize(defaults, tmp_path / "d", field_values=FIELD_VALUES)
+    on = controller_settings.load_settings([*run.argv[1:], f"--kubeconfig={kubeconfig}"], environ=run.env)
+    assert (on.auto_pools, on.auto_pool_default_flexible_ips, on.auto_pool_wait_seconds) == (True, 1, 20)
     agent = containers(rendered)["DaemonSet/spiderpool-agent/spiderpool-agent"]
     run = agent.materialize(rendered, tmp_path / "a", field_values=FIELD_VALUES)
     args = agent_main.build_parser().parse_args(run.argv[1:])

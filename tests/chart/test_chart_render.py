@@ -99,9 +99,9 @@ def test_the_default_render_holds_what_the_issue_lists() -> None:
         ("ClusterRoleBinding", "spiderpool-init"),
         ("ClusterRoleBinding", "spiderpool-init-cleanup"),
         ("Role", "spiderpool-controller-leader-election"),
-        ("RoleBinding", "spiderpool-controller-leader-election"),
         ("Role", "spiderpool-controller-cidr-sources"),
         ("RoleBinding", "spiderpool-controller-cidr-sources"),
+        ("RoleBinding", "spiderpool-controller-leader-election"),
         ("Job", "spiderpool-init"),
         ("Job", "spiderpool-init-cleanup"),
     ])  # fmt: skip
@@ -174,7 +174,6 @@ def test_values_of_the_wrong_shape_are_refused_by_the_schema(values: dict[str, o
     ("values", "message"),
     [
         ({"ipam": {"enableStatefulSet": False}}, "StatefulSet pods always keep their addresses"),
-        ({"ipam": {"spiderSubnet": {"autoPool": {"enable": True}}}}, "automatic pools per application"),
         ({"multus": {"multusCNI": {"install": True}}}, "does not bundle Multus"),
         ({"ipam": {"enableIPv4": False, "enableIPv6": False}}, "enable at least one family"),
         ({"clusterDefaultPool": {"installIPv4IPPool": True}}, "needs clusterDefaultPool.ipv4Subnet"),
@@ -186,7 +185,6 @@ def test_values_of_the_wrong_shape_are_refused_by_the_schema(values: dict[str, o
     ],
     ids=[
         "statefulset",
-        "auto-pool",
         "multus",
         "no-family",
         "pool-without-subnet",

@@ -42,8 +42,8 @@ def rules(rendered: Rendered, kind: str, name: str) -> list[dict[str, Any]]:
 
 
 def test_no_role_has_a_wildcard_or_reads_secrets(rendered: Rendered) -> None:
-    """Every verb, group and resource is named; no role reads Secrets, nor ConfigMaps but kubeadm's and
-    Cilium's by name in kube-system; none writes pods/nodes."""
+    """Every verb, group and resource is named; no role reads Secrets, nor ConfigMaps other than named ones,
+    nor writes pods/nodes."""
     for role in [*rendered.kinds("ClusterRole"), *rendered.kinds("Role")]:
         for rule in role["rules"]:
             for field in ("verbs", "apiGroups", "resources"):
@@ -51,18 +51,26 @@ def test_no_role_has_a_wildcard_or_reads_secrets(rendered: Rendered) -> None:
             if "" in rule["apiGroups"]:
                 assert "secrets" not in rule["resources"], role["metadata"]["name"]
                 if "configmaps" in rule["resources"]:
-                    assert role["kind"] == "Role" and role["metadata"]["namespace"] == "kube-system"
-                    assert rule["resourceNames"] == ["kubeadm-config", "cilium-config"]
-                    assert rule["verbs"] == ["list", "watch"] and rule["resources"] == ["configmaps"]
+                    assert rule.get("resourceNames") and set(rule["verbs"]) <= {"list", "watch"}, rule
                 if {"pods", "nodes", "namespaces"} & set(rule["resources"]):
                     assert set(rule["verbs"]) <= {"get", "list", "watch"}, role["metadata"]["name"]
 
 
 def test_the_controller_may_do_exactly_what_its_code_does(rendered: Rendered) -> None:
-    """CRs through the store, status of the status kinds, reads of pods, nodes and StatefulSets; NADs and
-    Events written by the reconcilers, the CIDR sources read; the Lease by name in its namespace only."""
+    """CRs through the store, status of the status kinds, reads of pods, nodes and StatefulSets; the six
+    builtin workloads and the configured third-party kinds read for auto pools; NADs kept for
+    SpiderMultusConfigs; the coordinator's CIDR sources read (its two ConfigMaps by name only); Events
+    created; the Lease by name in its namespace only."""
     cr = "spiderpool.spidernet.io"
-    assert rules(rendered, "ClusterRole", "spiderpool-controller") == [
+    read = ["get", "list", "watch"]
+    watch_default = {
+        "apiGroups": [cr],
+        "resources": ["spidercoordinators"],
+        "resourceNames": ["default"],
+        "verbs": ["watch"],
+    }
+    watch_subnets = {"apiGroups": [cr], "resources": ["spidersubnets"], "verbs": ["watch"]}
+    base = [
         {
             "apiGroups": [cr],
             "resources": ["spiderippools", "spiderreservedips"],
@@ -73,12 +81,8 @@ def test_the_controller_may_do_exactly_what_its_code_does(rendered: Rendered) ->
             "resources": ["spidersubnets", "spidercoordinators"],
             "verbs": ["get", "list", "create", "update", "delete"],
         },
-        {
-            "apiGroups": [cr],
-            "resources": ["spidercoordinators"],
-            "resourceNames": ["default"],
-            "verbs": ["watch"],
-        },
+        watch_default,
+        watch_subnets,
         {
             "apiGroups": [cr],
             "resources": ["spiderendpoints"],
@@ -90,9 +94,17 @@ def test_the_controller_may_do_exactly_what_its_code_does(rendered: Rendered) ->
             "resources": ["spiderippools/status", "spidersubnets/status", "spidercoordinators/status"],
             "verbs": ["update"],
         },
-        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": read},
         {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "watch"]},
         {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["list", "watch"]},
+    ]
+    workloads = [
+        {"apiGroups": ["apps"], "resources": ["deployments", "replicasets", "daemonsets"], "verbs": read},
+        {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["get"]},
+        {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": read},
+        {"apiGroups": ["apps.kruise.io"], "resources": ["clonesets", "statefulsets"], "verbs": read},
+    ]
+    rest = [
         {
             "apiGroups": ["k8s.cni.cncf.io"],
             "resources": ["network-attachment-definitions"],
@@ -108,6 +120,41 @@ def test_the_controller_may_do_exactly_what_its_code_does(rendered: Rendered) ->
         {"apiGroups": ["cilium.io"], "resources": ["ciliumpodippools"], "verbs": ["list", "watch"]},
         {"apiGroups": ["networking.k8s.io"], "resources": ["servicecidrs"], "verbs": ["list", "watch"]},
     ]
+    assert rules(rendered, "ClusterRole", "spiderpool-controller") == [*base, *workloads, *rest]
+    sources = rendered.get("Role", "spiderpool-controller-cidr-sources")
+    assert sources["metadata"]["namespace"] == "kube-system"
+    assert sources["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["kubeadm-config", "cilium-config"],
+            "verbs": ["list", "watch"],
+        }
+    ]
+    # Without automatic pools no workload is read; without subnets, none is watched either.
+    off = render({"ipam": {"spiderSubnet": {"autoPool": {"enable": False}}}})
+    assert rules(off, "ClusterRole", "spiderpool-controller") == [*base, *rest]
+    no_subnets = render({"ipam": {"spiderSubnet": {"enable": False}}})
+    assert rules(no_subnets, "ClusterRole", "spiderpool-controller") == [
+        *(rule for rule in base if rule is not watch_subnets),
+        *rest,
+    ]
+    custom = render(
+        {
+            "ipam": {
+                "spiderSubnet": {
+                    "autoPool": {
+                        "thirdPartyControllers": [{"apiGroup": "example.com", "resources": ["widgets"]}]
+                    }
+                }
+            }
+        }
+    )
+    assert rules(custom, "ClusterRole", "spiderpool-controller")[len(base) + 3] == {
+        "apiGroups": ["example.com"],
+        "resources": ["widgets"],
+        "verbs": read,
+    }
     lease = rendered.get("Role", "spiderpool-controller-leader-election")
     assert lease["metadata"]["namespace"] == "kube-system"
     assert lease["rules"] == [
@@ -170,8 +217,9 @@ def test_each_service_account_is_bound_to_its_own_role_only(rendered: Rendered) 
         (subject,) = binding["subjects"]
         account = subject["name"]
         assert subject == {"kind": "ServiceAccount", "name": account, "namespace": "kube-system"}
-        role = binding["roleRef"]["name"].removesuffix("-leader-election").removesuffix("-cidr-sources")
-        assert role == account
+        role = binding["roleRef"]["name"]
+        assert role.removesuffix("-leader-election").removesuffix("-cidr-sources") == account, role
+        assert binding["metadata"]["name"] == role
     for workload in rendered.objects:
         if workload["kind"] in ("Deployment", "DaemonSet", "Job"):
             pod = workload["spec"]["template"]["spec"]

@@ -7,11 +7,11 @@ election, GC), the agent (pod facts, owners) reached over mutual TLS, the post-i
 the pre-delete cleanup. A scenario walks the code paths that reach the API: allocations for pods of a
 Deployment, a StatefulSet, a Job and a KubeVirt VM (owner reads), a pod whose UID the cache does not know
 (direct read), a pod deleted behind the agent's back (the GC's confirming read and release), spiderpoolctl
-applying, changing and deleting every kind through the controller, the Lease renewed; the leader's
-reconcilers: a SpiderMultusConfig created and changed (its NAD created, then replaced), one whose NAD is a
-user's own (a Warning Event), the default SpiderCoordinator's status from the CIDR sources (kubeadm's and
-Cilium's ConfigMaps, control-plane pods, CRDs, Calico and Cilium pools and ServiceCIDRs, whose CRDs are
-installed).
+applying, changing and deleting every kind through the controller, the Lease renewed; SpiderSubnet auto pools
+for a pod of each builtin workload kind whose watch event is held back (the controller's direct reads) and of
+OpenKruise's two third-party kinds (their informers, and the reads before their pools are reclaimed); a
+SpiderMultusConfig made and changed (its NetworkAttachmentDefinition created and replaced); the coordinator's
+CIDR sources, Calico's and Cilium's pools among them.
 
 Every authorization decision of the ServiceAccounts is recorded. The test fails when any request was denied
 (the role is missing a rule) and when a (verb, resource) a role grants was never used, unless NOT_FORCED names
@@ -73,8 +73,51 @@ NOT_FORCED = {
         "kube_pod_context.py reads its Node directly when the informer has not listed it: the agent reports "
         "ready only after that list, so only a Node created after the agent started can take this path"
     ),
+    ("spiderpool-controller", "networking.k8s.io", "servicecidrs", "list"): (
+        "coordinator_reconciler.py watches ServiceCIDRs where the API server serves them (Kubernetes 1.33 "
+        "and later); the test API server does not serve networking.k8s.io servicecidrs"
+    ),
+    ("spiderpool-controller", "networking.k8s.io", "servicecidrs", "watch"): (
+        "coordinator_reconciler.py, as above: the ServiceCIDR informer's watch"
+    ),
 }
-KUBEVIRT_CRD: dict[str, Any] = {
+SUBNET_ANNO = {"ipam.spidernet.io/subnet": '{"ipv4": ["rbac-auto"]}'}
+THIRD_PARTY_ANNO = {**SUBNET_ANNO, "ipam.spidernet.io/ippool-ip-number": "1"}
+# The third-party kinds of the chart's default ipam.spiderSubnet.autoPool.thirdPartyControllers, and the
+# optional CIDR sources of the coordinator reconciler: (group, version, kind, plural).
+EXTRA_KINDS = (
+    ("apps.kruise.io", "v1alpha1", "CloneSet", "clonesets"),
+    ("apps.kruise.io", "v1beta1", "StatefulSet", "statefulsets"),
+    ("crd.projectcalico.org", "v1", "IPPool", "ippools"),
+    ("cilium.io", "v2alpha1", "CiliumPodIPPool", "ciliumpodippools"),
+)
+
+
+def crd(group: str, version: str, kind: str, plural: str, *, namespaced: bool = True) -> dict[str, Any]:
+    """A CustomResourceDefinition that takes any object of the kind."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced" if namespaced else "Cluster",
+            "names": {"plural": plural, "singular": kind.lower(), "kind": kind},
+            "versions": [
+                {
+                    "name": version,
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                    },
+                }
+            ],
+        },
+    }
+
+
+KUBEVIRT_CRD = {
     "apiVersion": "apiextensions.k8s.io/v1",
     "kind": "CustomResourceDefinition",
     "metadata": {"name": "virtualmachineinstances.kubevirt.io"},
@@ -99,40 +142,6 @@ KUBEVIRT_CRD: dict[str, Any] = {
         ],
     },
 }
-
-
-def crd(group: str, version: str, plural: str, kind: str, scope: str = "Cluster") -> dict[str, Any]:
-    """A CRD that stores anything (what another project's CRD looks like to our programs)."""
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{group}"},
-        "spec": {
-            "group": group,
-            "scope": scope,
-            "names": {"plural": plural, "singular": kind.lower(), "kind": kind},
-            "versions": [
-                {
-                    "name": version,
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-                    },
-                }
-            ],
-        },
-    }
-
-
-# The coordinator reconciler's optional CIDR sources, served as they would be with Calico, Cilium and a
-# Kubernetes with ServiceCIDRs (the test API server has no builtin ServiceCIDR: a CRD of its group, version
-# and plural is found through the same discovery).
-CIDR_SOURCE_CRDS = (
-    crd("crd.projectcalico.org", "v1", "ippools", "IPPool"),
-    crd("cilium.io", "v2alpha1", "ciliumpodippools", "CiliumPodIPPool"),
-    crd("networking.k8s.io", "v1", "servicecidrs", "ServiceCIDR"),
-)
 
 
 @dataclass
@@ -351,9 +360,12 @@ def test_the_programs_need_every_rule_of_their_roles_and_no_other(srv: ServerThr
                 "spec": {"subnet": "10.90.0.0/24", "ips": ["10.90.0.10-10.90.0.99"]},
             },
         )
-        for definition in (KUBEVIRT_CRD, *CIDR_SOURCE_CRDS):
-            made = kube.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", definition)
-            assert made["metadata"]["name"] == definition["metadata"]["name"]
+        made = kube.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", KUBEVIRT_CRD)
+        assert made["metadata"]["name"] == "virtualmachineinstances.kubevirt.io"
+        for group, version, kind, plural in EXTRA_KINDS:
+            namespaced = group == "apps.kruise.io"
+            body = crd(group, version, kind, plural, namespaced=namespaced)
+            kube.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", body)
 
         # The post-install job, as spiderpool-init.
         done = run_container(srv, rendered, "Job/spiderpool-init/spiderpool-init", tmp_path / "init")
@@ -367,8 +379,9 @@ def test_the_programs_need_every_rule_of_their_roles_and_no_other(srv: ServerThr
         while node.cni("STATUS", None).rc != 0:
             assert time.monotonic() < end, "the agent never synced"
             time.sleep(0.1)
-        reconcilers(kube)  # first: the init job's default SpiderCoordinator exists (the scenario deletes it)
         scenario(kube, node, srv, tls, port)
+        auto_pools(kube, node, srv)
+        multus_config(kube)
         time.sleep(2.5)  # one leader-election retry period: the Lease is read and renewed
         # Objects of every kind left for the cleanup to remove (with a finalizer nobody will drop).
         leftovers = {
@@ -555,84 +568,121 @@ def scenario(kube: Kube, node: Node, srv: ServerThread, tls: Path, port: int) ->
         assert proc.returncode == 0, (kind, proc.stderr)
 
 
-def reconcilers(kube: Kube) -> None:
-    """The leader's Multus and coordinator reconcilers, each path that reaches the API."""
-    smcs = f"/apis/{GROUP}/v2beta1/namespaces/{NS}/spidermultusconfigs"
-    nads = f"/apis/k8s.cni.cncf.io/v1/namespaces/{NS}/network-attachment-definitions"
+def auto_pools(kube: Kube, node: Node, srv: ServerThread) -> None:
+    """SpiderSubnet auto pools: a pod of each builtin kind whose workload's watch event is held back, so the
+    controller reads the workload directly; pods of OpenKruise's CloneSet and Advanced StatefulSet, whose
+    pools are reclaimed once their owners are gone (the kind watched, the owner read, its collection
+    listed)."""
+    kube.create(
+        f"/apis/{GROUP}/v2beta1/spidersubnets",
+        {
+            "apiVersion": f"{GROUP}/v2beta1",
+            "kind": "SpiderSubnet",
+            "metadata": {"name": "rbac-auto"},
+            "spec": {"subnet": "10.94.0.0/24", "ips": ["10.94.0.10-10.94.0.99"]},
+        },
+    )
+    plurals = ("deployments", "replicasets", "statefulsets", "daemonsets", "jobs", "cronjobs")
+    rules = [srv.faults.delay(20.0, verb="watch", resource=plural) for plural in plurals]
+    srv.drop_watches()
+    try:
+        spec = _template(SUBNET_ANNO)
+        dep = kube.workload(APPS, "Deployment", NS, "auto-web", replicas=1, **spec)
+        rs = kube.workload(APPS, "ReplicaSet", NS, "auto-web-1", owner=dep, replicas=1, **spec)
+        cron = kube.create(
+            f"{BATCH}/namespaces/{NS}/cronjobs",
+            {
+                "apiVersion": "batch/v1",
+                "kind": "CronJob",
+                "metadata": {"name": "auto-cron", "namespace": NS},
+                "spec": {"schedule": "0 * * * *", "jobTemplate": {"spec": {"template": spec["template"]}}},
+            },
+        )
+        owners = {
+            "auto-web-1-a": rs,
+            "auto-rs-a": kube.workload(APPS, "ReplicaSet", NS, "auto-rs", replicas=1, **spec),
+            "auto-db-0": kube.workload(
+                APPS, "StatefulSet", NS, "auto-db", replicas=1, serviceName="db", **spec
+            ),
+            "auto-ds-a": kube.workload(APPS, "DaemonSet", NS, "auto-ds", **spec),
+            "auto-job-a": kube.workload(BATCH, "Job", NS, "auto-job", template=spec["template"]),
+            "auto-cron-1-a": kube.workload(
+                BATCH, "Job", NS, "auto-cron-1", owner=cron, template=spec["template"]
+            ),
+        }
+        pods = {
+            name: kube.pod(NS, name, NODE, annotations=SUBNET_ANNO, owner=o) for name, o in owners.items()
+        }
+        time.sleep(0.5)  # the agent's pod informer has them (its watch is not held back)
+        for name, pod in pods.items():
+            outcome = node.cni("ADD", pod, f"c-{name}")
+            assert outcome.rc == 0, (name, outcome.stdout)
+            assert outcome.result()["ips"][0]["address"].startswith("10.94.0."), outcome.stdout
+    finally:
+        for rule in rules:
+            rule.delay = 0.0
+    for name, pod in pods.items():
+        assert node.cni("DEL", pod, f"c-{name}").rc == 0
 
-    def smc(name: str, master: str) -> dict[str, Any]:
-        return {
+    kruise = "/apis/apps.kruise.io"
+    third = {
+        "auto-clone-a": (
+            f"{kruise}/v1alpha1/namespaces/{NS}/clonesets",
+            "apps.kruise.io/v1alpha1",
+            "CloneSet",
+        ),
+        "auto-asts-0": (
+            f"{kruise}/v1beta1/namespaces/{NS}/statefulsets",
+            "apps.kruise.io/v1beta1",
+            "StatefulSet",
+        ),
+    }
+    made: dict[str, tuple[str, dict[str, Any]]] = {}
+    for pod_name, (collection, api_version, kind) in third.items():
+        owner = kube.create(
+            collection,
+            {"apiVersion": api_version, "kind": kind, "metadata": {"name": pod_name.rsplit("-", 1)[0]}},
+        )
+        made[pod_name] = (f"{collection}/{owner['metadata']['name']}", owner)
+        pod = kube.pod(NS, pod_name, NODE, annotations=THIRD_PARTY_ANNO, owner=owner)
+        time.sleep(0.3)
+        outcome = node.cni("ADD", pod, f"c-{pod_name}")
+        assert outcome.rc == 0, (pod_name, outcome.stdout)
+        assert node.cni("DEL", pod, f"c-{pod_name}").rc == 0
+    for path, _ in made.values():
+        kube.delete(path)
+    names = {f"auto4-{o['metadata']['name']}-eth0-{_uid5(o)}" for _, o in made.values()}
+    end = time.monotonic() + 30
+    while names & {p["metadata"]["name"] for p in kube.get(f"/apis/{GROUP}/v2beta1/spiderippools")["items"]}:
+        assert time.monotonic() < end, f"the third-party pools {names} were never reclaimed"
+        time.sleep(0.2)
+
+
+def multus_config(kube: Kube) -> None:
+    """A SpiderMultusConfig made, then changed: its NetworkAttachmentDefinition created, then replaced."""
+    smc = f"/apis/{GROUP}/v2beta1/namespaces/{NS}/spidermultusconfigs"
+    kube.create(
+        smc,
+        {
             "apiVersion": f"{GROUP}/v2beta1",
             "kind": "SpiderMultusConfig",
-            "metadata": {"name": name, "namespace": NS},
-            "spec": {"cniType": "macvlan", "macvlan": {"master": [master]}},
-        }
-
-    def nad_config(name: str) -> str:
-        try:
-            return str(kube.get(f"{nads}/{name}")["spec"]["config"])
-        except KubeApiError as err:
-            if err.status == 404:
-                return ""
-            raise
-
-    # Created: the NAD is read (absent), then created; changed: read again and replaced.
-    kube.create(smcs, smc("rbac-net", "eth1"))
-    wait_until(lambda: '"eth1"' in nad_config("rbac-net"), "the NAD of rbac-net")
-    kube.patch(f"{smcs}/rbac-net", {"spec": {"macvlan": {"master": ["eth2"]}}})
-    wait_until(lambda: '"eth2"' in nad_config("rbac-net"), "the NAD of rbac-net replaced")
-    # A user's own NAD under the name a SpiderMultusConfig would generate: left alone, an Event says so.
-    kube.create(
-        nads,
-        {
-            "apiVersion": "k8s.cni.cncf.io/v1",
-            "kind": "NetworkAttachmentDefinition",
-            "metadata": {"name": "users-own", "namespace": NS},
-            "spec": {"config": '{"cniVersion": "1.0.0", "name": "users-own", "type": "bridge"}'},
+            "metadata": {"name": "rbac-net"},
+            "spec": {"cniType": "macvlan", "macvlan": {"master": ["eth1"]}},
         },
     )
-    kube.create(smcs, smc("users-own", "eth1"))
-    events = f"/api/v1/namespaces/{NS}/events"
-    wait_until(
-        lambda: any(
-            e["reason"] == "NetworkAttachmentDefinitionNotManaged" for e in kube.get(events)["items"]
-        ),
-        "the Warning Event about users-own",
-    )
-    assert '"bridge"' in nad_config("users-own")
-    # The default SpiderCoordinator (the init job's, podCIDRType auto: Calico's CRD is served, so Calico): its
-    # status from the CIDR sources, NotReady (a Warning Event) until a Calico IPPool and a ServiceCIDR exist.
-    kube.create(
-        "/apis/crd.projectcalico.org/v1/ippools",
-        {
-            "apiVersion": "crd.projectcalico.org/v1",
-            "kind": "IPPool",
-            "metadata": {"name": "default-ipv4-ippool"},
-            "spec": {"cidr": "10.244.0.0/16"},
-        },
-    )
-    kube.create(
-        "/apis/networking.k8s.io/v1/servicecidrs",
-        {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "ServiceCIDR",
-            "metadata": {"name": "kubernetes"},
-            "spec": {"cidrs": ["10.233.0.0/18"]},
-        },
-    )
-    coordinator = f"/apis/{GROUP}/v2beta1/spidercoordinators/default"
-    wait_until(
-        lambda: (kube.get(coordinator).get("status") or {}).get("serviceCIDR") == ["10.233.0.0/18"],
-        "the coordinator's serviceCIDR from the ServiceCIDR",
-    )
-    assert kube.get(coordinator)["status"]["overlayPodCIDR"] == ["10.244.0.0/16"]
-
-
-def wait_until(condition: Any, what: str, deadline: float = 30.0) -> None:
-    end = time.monotonic() + deadline
-    while not condition():
-        assert time.monotonic() < end, f"timed out waiting for {what}"
+    nad = f"/apis/k8s.cni.cncf.io/v1/namespaces/{NS}/network-attachment-definitions/rbac-net"
+    end = time.monotonic() + 30
+    while not _exists(kube, nad):
+        assert time.monotonic() < end, "the NetworkAttachmentDefinition was never made"
         time.sleep(0.2)
+    kube.patch(f"{smc}/rbac-net", {"spec": {"macvlan": {"master": ["eth2"]}}})
+    while "eth2" not in kube.get(nad)["spec"]["config"]:
+        assert time.monotonic() < end, "the NetworkAttachmentDefinition was never replaced"
+        time.sleep(0.2)
+
+
+def _uid5(obj: dict[str, Any]) -> str:
+    return str(obj["metadata"]["uid"]).rsplit("-", 1)[-1][:5]
 
 
 def _exists(kube: Kube, path: str) -> bool:
@@ -650,12 +700,12 @@ def _records(kube: Kube, pool: str) -> dict[str, Any]:
     return dict(json.loads((obj.get("status") or {}).get("allocatedIPs") or "{}"))
 
 
-def _template() -> dict[str, Any]:
+def _template(annotations: dict[str, str] | None = None) -> dict[str, Any]:
     labels = {"app": "x"}
     return {
         "selector": {"matchLabels": labels},
         "template": {
-            "metadata": {"labels": labels},
+            "metadata": {"labels": labels, "annotations": annotations or {}},
             "spec": {"containers": [{"name": "app", "image": "registry.example/app:1"}]},
         },
     }

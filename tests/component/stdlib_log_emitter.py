@@ -6,11 +6,13 @@ makes grpcio's aio server log through its ``grpc._cython.cygrpc`` logger (a serv
 raises) and asyncio through its ``asyncio`` logger (an exception handed to the loop).
 """
 
+# ruff: noqa: I001  (the service package first, before grpc loads, as the services' entry points do)
 from __future__ import annotations
 
 import asyncio
 import sys
 
+import spiderpool_agent  # noqa: F401  (first, as in a service: grpc's C-core verbosity set)
 import grpc
 import structlog
 from spiderpool_common.logging import configure_logging

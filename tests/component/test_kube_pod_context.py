@@ -131,7 +131,7 @@ async def test_an_add_gets_pod_namespace_node_owner_and_multus_facts_from_the_ap
     assert found.namespace_labels["team"] == "web"
     assert found.namespace_annotations == {"ipam.spidernet.io/default-ipv4-ippool": '["ns-pool"]'}
     assert found.node_labels == {"topology.kubernetes.io/zone": "east"}
-    assert found.owner == OwnerRef("StatefulSet", "db", sts["metadata"]["uid"], 2, True)
+    assert found.owner == OwnerRef("StatefulSet", "db", sts["metadata"]["uid"], 2, True, "apps/v1")
     assert found.multus_name == "other/macvlan-b"
     assert (
         await running.ctx.for_add(invocation(Verb.ADD, pod, ifname="net1"))
@@ -149,7 +149,7 @@ async def test_a_pod_created_a_moment_ago_is_read_directly(
     assert running.ctx.informers.pods.get(f"{NS}/fresh") is None
     gets = srv.faults.count("get", "pods")
     found = await running.ctx.for_add(invocation(Verb.ADD, pod))
-    assert found.owner == OwnerRef("Pod", "fresh", pod["metadata"]["uid"], 0, True)
+    assert found.owner == OwnerRef("Pod", "fresh", pod["metadata"]["uid"], 0, True, "v1")
     assert srv.faults.count("get", "pods") == gets + 1
 
 
@@ -242,7 +242,7 @@ async def test_owner_reads_are_reused_for_the_ttl_then_read_again(
     reads = srv.faults.count("get", "replicasets")
     for pod in pods[:2]:
         found = await running.ctx.for_add(invocation(Verb.ADD, pod))
-        assert found.owner == OwnerRef("Deployment", "web", dep["metadata"]["uid"], 0, True)
+        assert found.owner == OwnerRef("Deployment", "web", dep["metadata"]["uid"], 0, True, "apps/v1")
     assert srv.faults.count("get", "replicasets") == reads + 1
     running.clock.now += 2.5
     await running.ctx.for_add(invocation(Verb.ADD, pods[2]))
@@ -256,11 +256,11 @@ async def test_a_del_reads_the_statefulsets_replicas_afresh(
     sts = kube.workload(APPS, "StatefulSet", NS, "db", replicas=2, **template({"app": "db"}))
     pod = kube.pod(NS, "db-1", NODE, owner=sts)
     assert (await running.ctx.for_add(invocation(Verb.ADD, pod))).owner == OwnerRef(
-        "StatefulSet", "db", sts["metadata"]["uid"], 2, True
+        "StatefulSet", "db", sts["metadata"]["uid"], 2, True, "apps/v1"
     )
     kube.patch(f"{APPS}/namespaces/{NS}/statefulsets/db", {"spec": {"replicas": 0}})
     owner = await running.ctx.owner_for_release(invocation(Verb.DEL, pod))
-    assert owner == OwnerRef("StatefulSet", "db", sts["metadata"]["uid"], 0, True)
+    assert owner == OwnerRef("StatefulSet", "db", sts["metadata"]["uid"], 0, True, "apps/v1")
 
 
 async def test_a_del_uses_the_last_statefulset_read_when_the_api_fails(
@@ -272,7 +272,7 @@ async def test_a_del_uses_the_last_statefulset_read_when_the_api_fails(
     await running.ctx.for_add(invocation(Verb.ADD, pod))
     srv.faults.errors(None, status=500, verb="get", resource="statefulsets")
     owner = await running.ctx.owner_for_release(invocation(Verb.DEL, pod))
-    assert owner == OwnerRef("StatefulSet", "db", sts["metadata"]["uid"], 2, True)
+    assert owner == OwnerRef("StatefulSet", "db", sts["metadata"]["uid"], 2, True, "apps/v1")
 
 
 async def test_a_del_for_a_pod_that_is_gone_or_without_identity_has_no_owner(running: Running) -> None:

@@ -8,6 +8,7 @@ every stderr line must be one JSON object with the services' keys.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -48,3 +49,16 @@ def test_asyncio_logger_output_arrives_as_a_json_line(emitted: list[dict[str, An
     """asyncio's exception-handler record is a JSON line under the asyncio logger."""
     lines = [line for line in emitted if line.get("logger") == "asyncio"]
     assert [(line["level"], line["event"]) for line in lines] == [("error", "loop_trouble")]
+
+
+@pytest.mark.parametrize("package", ["spiderpool_controller", "spiderpool_agent", "spiderpool_tools"])
+def test_a_service_package_keeps_grpcs_c_core_to_its_errors_unless_told_otherwise(package: str) -> None:
+    """Importing a service's package sets GRPC_VERBOSITY=ERROR before grpc loads (the C core's INFO
+    lines, such as a GOAWAY, are not JSON); an operator's own setting wins."""
+    probe = f"import {package}, os; print(os.environ['GRPC_VERBOSITY'])"
+    env = {k: v for k, v in os.environ.items() if k != "GRPC_VERBOSITY"}
+    quiet = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert quiet.stdout.strip() == "ERROR"
+    env["GRPC_VERBOSITY"] = "DEBUG"
+    loud = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert loud.stdout.strip() == "DEBUG"

@@ -86,7 +86,7 @@ def test_a_macvlan_pod_gets_its_addresses_from_shims_on_the_bundled_interpreter(
     held = set(spiderpool_stack.allocated_ips("demo-v4")) | set(spiderpool_stack.allocated_ips("demo-v6"))
     assert held == {c.split("/")[0] for c in cidrs}
     log = (tmp_path / "shim.log").read_text()
-    assert 'command="ADD" containerID="bundle-pod"' in log and "result=ok" in log  # our shim ran
+    assert 'command="ADD"' in log and 'container_id="bundle-pod"' in log and "result=ok" in log  # ours ran
     assert done.bundle.id in (host / "opt/cni/bin/spiderpool").read_text()
 
     deleted = run_cni(host, node_ns, "del", config, pod, empty_path, cache)

@@ -16,8 +16,8 @@ where the agent applies the CNI 1.1 specification's input rules (SPEC.md "Parame
   mode): ``labels`` (the convention's key), ``annotations``, ``namespaceLabels`` and
   ``namespaceAnnotations``, each an object of strings or the convention's array of
   ``{"key", "value"}``; ``owner``, the pod's top controller
-  ``{"kind", "name", "uid", "replicas", "exists"}`` (a StatefulSet member keeps its address
-  while ``exists`` and its ordinal is below ``replicas``); ``multusName``, the
+  ``{"kind", "name", "uid", "replicas", "exists", "apiVersion"}`` (a StatefulSet member keeps
+  its address while ``exists`` and its ordinal is below ``replicas``); ``multusName``, the
   NetworkAttachmentDefinition ``namespace/name`` this interface came from (a pool's
   ``multusName`` affinity). Other keys of ``args.cni`` belong to other plugins and are
   ignored. ADD and CHECK refuse a malformed key (code 7); DEL reads only ``owner``, and
@@ -157,6 +157,7 @@ class OwnerRef:
     uid: str = ""
     replicas: int = 0  # a StatefulSet's .spec.replicas
     exists: bool = True  # whether the owner still exists
+    api_version: str = ""  # e.g. apps/v1 (SpiderSubnet auto pools are labelled with it)
 
 
 @dataclass(frozen=True)
@@ -535,7 +536,7 @@ def _string_map(section: Mapping[str, Any], key: str, prefix: str) -> dict[str, 
 
 
 def parse_owner(section: Mapping[str, Any], key: str, prefix: str) -> OwnerRef | None:
-    """``{"kind", "name", "uid", "replicas", "exists"}``: kind required, the rest optional."""
+    """``{"kind", "name", "uid", "replicas", "exists", "apiVersion"}``: kind required, the rest optional."""
     value = section.get(key)
     if value is None:
         return None
@@ -545,7 +546,7 @@ def parse_owner(section: Mapping[str, Any], key: str, prefix: str) -> OwnerRef |
     kind = value.get("kind")
     if not isinstance(kind, str) or not kind:
         raise _wrong_type(where + ".kind", "a non-empty string", kind)
-    for name in ("name", "uid"):
+    for name in ("name", "uid", "apiVersion"):
         if name in value and not isinstance(value[name], str):
             raise _wrong_type(f"{where}.{name}", "a string", value[name])
     replicas = value.get("replicas", 0)
@@ -554,7 +555,8 @@ def parse_owner(section: Mapping[str, Any], key: str, prefix: str) -> OwnerRef |
     exists = value.get("exists", True)
     if not isinstance(exists, bool):
         raise _wrong_type(where + ".exists", "a boolean", exists)
-    return OwnerRef(kind, str(value.get("name", "")), str(value.get("uid", "")), replicas, exists)
+    name, uid, api_version = (str(value.get(k, "")) for k in ("name", "uid", "apiVersion"))
+    return OwnerRef(kind, name, uid, replicas, exists, api_version)
 
 
 def _args_cni(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:

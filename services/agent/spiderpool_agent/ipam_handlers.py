@@ -85,7 +85,12 @@ def _owner(owner: OwnerRef | None) -> ipam_pb2.Owner | None:
     if owner is None:
         return None
     return ipam_pb2.Owner(
-        kind=owner.kind, name=owner.name, uid=owner.uid, replicas=owner.replicas, exists=owner.exists
+        kind=owner.kind,
+        name=owner.name,
+        uid=owner.uid,
+        replicas=owner.replicas,
+        exists=owner.exists,
+        api_version=owner.api_version,
     )
 
 

@@ -2,7 +2,8 @@
 
 Owns the rules upstream Spiderpool applies to learn a pod's workload (its
 ``GetPodTopController``; reference spiderpool.md 3.5 step 2), with the answer in the shape
-the controller takes (``OwnerRef``: kind, name, uid, replicas, exists):
+the controller takes (``OwnerRef``: kind, name, uid, replicas, exists, and the reference's
+apiVersion, which SpiderSubnet auto pools are labelled with):
 
 - no controller reference: the pod itself (``Pod``, its name and UID);
 - ``ReplicaSet`` is read: owned by a Deployment, the top is that ``Deployment``; by
@@ -100,26 +101,25 @@ async def top_owner(pod: Mapping[str, Any], read: Reader, *, fresh: bool = False
     namespace = str(meta.get("namespace", ""))
     ref = controller_of(pod)
     if ref is None:
-        return OwnerRef("Pod", str(meta.get("name", "")), str(meta.get("uid", "")), 0, True)
+        return OwnerRef("Pod", str(meta.get("name", "")), str(meta.get("uid", "")), 0, True, "v1")
     for _ in range(MAX_DEPTH):
         key = (ref.api_version, ref.kind)
         if key == _STATEFULSET:
             obj = await read(_STATEFULSET_PATH.format(ns=namespace, name=ref.name), fresh=fresh)
             if not _same(obj, ref):
-                return OwnerRef(ref.kind, ref.name, ref.uid, 0, False)
+                return OwnerRef(ref.kind, ref.name, ref.uid, 0, False, ref.api_version)
             assert obj is not None
-            return OwnerRef(
-                ref.kind, ref.name, ref.uid or str(_meta(obj).get("uid", "")), _replicas(obj), True
-            )
+            uid = ref.uid or str(_meta(obj).get("uid", ""))
+            return OwnerRef(ref.kind, ref.name, uid, _replicas(obj), True, ref.api_version)
         path = _READ_THROUGH.get(key)
         if path is None:
-            return OwnerRef(ref.kind, ref.name, ref.uid, 0, True)
+            return OwnerRef(ref.kind, ref.name, ref.uid, 0, True, ref.api_version)
         obj = await read(path.format(ns=namespace, name=ref.name), fresh=False)
         if not _same(obj, ref):
-            return OwnerRef(ref.kind, ref.name, ref.uid, 0, False)
+            return OwnerRef(ref.kind, ref.name, ref.uid, 0, False, ref.api_version)
         assert obj is not None
         parent = controller_of(obj)
         if parent is None:
-            return OwnerRef(ref.kind, ref.name, ref.uid or _uid(obj), 0, True)
+            return OwnerRef(ref.kind, ref.name, ref.uid or _uid(obj), 0, True, ref.api_version)
         ref = parent
-    return OwnerRef(ref.kind, ref.name, ref.uid, 0, True)
+    return OwnerRef(ref.kind, ref.name, ref.uid, 0, True, ref.api_version)

@@ -21,6 +21,10 @@ and the SpiderEndpoint view is ``endpoint_view``. Decisions it encodes:
   so after a restart a repeated ADD, CHECK and the SpiderEndpoints say exactly the same.
 - StatefulSet members are found by ``namespace/name`` and keep their addresses while the
   replica is valid.
+- A pod with a SpiderSubnet annotation gets its NIC's auto pools from ``auto_pools`` (the
+  subnet reconciler, in this process) before selection; that call may wait for the pool
+  to be created. Addresses a pool is about to lose (a shrink being written) are withheld
+  from allocation until the new spec is in place.
 - Reuse delay (``domain/released_ips``): a released address stays out of circulation for
   the pool's delay unless nothing else is free. Its clock is ``wall_clock`` (Unix time),
   because the release times are persisted in the pool's status and must mean the same
@@ -37,7 +41,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from spiderpool_common.errors import (
@@ -58,8 +62,9 @@ from spiderpool_controller.allocation_answer import (
 )
 from spiderpool_controller.attachment_index import AttachmentKey, Held
 from spiderpool_controller.conflict_quarantine import ConflictQuarantine
+from spiderpool_controller.domain.auto_pools import AutoPoolChoice
 from spiderpool_controller.domain.gc_policy import StatefulSetFacts
-from spiderpool_controller.domain.ipset import ip_to_int
+from spiderpool_controller.domain.ipset import IPSet, ip_to_int
 from spiderpool_controller.domain.models import (
     FINALIZER,
     KIND_ENDPOINT,
@@ -79,6 +84,7 @@ from spiderpool_controller.domain.requested_ips import (
     requested_for_nic,
 )
 from spiderpool_controller.domain.statefulset import statefulset_replica_valid
+from spiderpool_controller.domain.subnet_annotations import has_subnet_annotation
 from spiderpool_controller.endpoint_view import describe
 from spiderpool_controller.endpoint_writer import EndpointName, EndpointWriter
 from spiderpool_controller.ledger import ChangesByPool, CommitFailed, Ledger, group
@@ -101,6 +107,14 @@ class EngineSettings:
     ip_reuse_delay_s: float = 0.0  # a released address waits this long (pools' annotation overrides)
     endpoint_resync_s: float = 30.0  # how often the SpiderEndpoints are compared with the records
     endpoint_retry_s: float = 0.5  # first backoff of a failed SpiderEndpoint write (doubling to the resync)
+    # upstream enableSpiderSubnet: off, pods' subnet annotations are ignored (the other rules pick)
+    spider_subnet: bool = True
+
+
+class AutoPoolSource(Protocol):
+    async def pools_for(self, req: AllocationRequest, families: frozenset[int]) -> AutoPoolChoice:
+        """The auto pools of the request's NIC, created or waited for when needed."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -151,6 +165,11 @@ class IpamEngine:
         self.statefulsets: Callable[[str, str], StatefulSetFacts | None] | None = None
         # Hears the size (changes) of every durable pool write: the group-commit metric.
         self.on_batch: Callable[[int], None] | None = None
+        # SpiderSubnet auto pools (the subnet reconciler); None: the subnet annotations are refused.
+        self.auto_pools: AutoPoolSource | None = None
+        # Told the name of a pool whose spec, metadata or records changed (a pool's deletion too).
+        self.pool_listeners: list[Callable[[str], None]] = []
+        self._withheld: dict[str, IPSet] = {}
 
     # ------------------------------------------------------------------ state loading
     async def start(self) -> None:
@@ -177,6 +196,7 @@ class IpamEngine:
             return
         state = current.with_spec_of(obj) if current is not None else PoolState.from_object(obj)
         self._ledger.install(state)
+        self._tell(name)
         await self._ensure_status(obj)
         await self._finalize_if_done(state)
 
@@ -193,6 +213,31 @@ class IpamEngine:
 
     async def pool_deleted(self, name: str) -> None:
         self._ledger.drop(name)
+        self._withheld.pop(name, None)
+        self._tell(name)
+
+    def _tell(self, pool: str) -> None:
+        for listener in self.pool_listeners:
+            listener(pool)
+
+    def withhold(self, pool: str, ips: IPSet) -> bool:
+        """Stop handing out ``ips`` of ``pool`` (a shrink about to be written); False, and
+        nothing withheld, when one of them is allocated (or the pool is unknown)."""
+        state = self._ledger.pools.get(pool)
+        if state is None or state.taken.overlaps(ips):
+            return False
+        current = self._withheld.get(pool)
+        self._withheld[pool] = ips if current is None else current | ips
+        return True
+
+    def unwithhold(self, pool: str, ips: IPSet) -> None:
+        current = self._withheld.get(pool)
+        if current is not None:
+            left = current - ips
+            if left:
+                self._withheld[pool] = left
+            else:
+                del self._withheld[pool]
 
     async def reserved_changed(self) -> None:
         reserved, _ = await self._store.list(KIND_RESERVED_IP)
@@ -332,7 +377,8 @@ class IpamEngine:
         await self._take_over(req)
         if (req.identity, req.ifname) in self._ledger.index:
             return self._answer(req.identity)
-        candidates = select_candidates(req, self._ledger.models, self.settings.required_families)
+        auto = await self._auto_pools_for(req)
+        candidates = select_candidates(req, self._ledger.models, self.settings.required_families, auto)
         if req.owner_kind == "StatefulSet" and req.pod_name:
             wanted_ips = {v: w.value for v, w in asked.items()}
             reused = await self._guard(
@@ -372,6 +418,17 @@ class IpamEngine:
             ips=[self._ledger.pools[p].address(c.ip) for p, c in taken],
         )
         return self._answer(req.identity)
+
+    async def _auto_pools_for(self, req: AllocationRequest) -> AutoPoolChoice | None:
+        """The subnet rule's pools (pool selection's first rule), or None when the pod names no subnet."""
+        if not self.settings.spider_subnet or not has_subnet_annotation(req.pod_annotations):
+            return None
+        if self.auto_pools is None:
+            raise InvalidRequest(
+                "the pod names a SpiderSubnet (ipam.spidernet.io/subnet or subnets) but automatic "
+                "pools are disabled on this controller (--enable-auto-pool false)"
+            )
+        return await self.auto_pools.pools_for(req, self.settings.required_families)
 
     def _refuse_other_addresses(self, req: AllocationRequest, asked: dict[int, RequestedIP]) -> None:
         """A repeated ADD asking for addresses other than the ones the attachment holds fails
@@ -467,7 +524,12 @@ class IpamEngine:
             return None
         reserved = self._ledger.reserved(version)
         blocked = self._quarantine.blocked(name, version)
-        return state.pick(reserved | blocked if blocked else reserved, self._wall_clock(), self._delay(state))
+        if blocked:
+            reserved = reserved | blocked
+        withheld = self._withheld.get(name)  # a shrink of an auto pool holds these back
+        if withheld is not None:
+            reserved = reserved | withheld
+        return state.pick(reserved, self._wall_clock(), self._delay(state))
 
     def _picks(self, req: AllocationRequest, cand: NicCandidates) -> list[tuple[str, int, bool]]:
         """``(pool, address, requested)`` per family of one NIC: the requested address where
@@ -490,10 +552,22 @@ class IpamEngine:
         for version in cand.families:
             want = asked.get(version)
             if want is not None and judge is not None:
-                picks.append((judge.grant(want), want.value, True))
+                pool = judge.grant(want)
+                self._refuse_withheld(pool, want)
+                picks.append((pool, want.value, True))
             else:
                 picks.append((*self._pick(cand.for_family(version), version, cand.nic, estimate), False))
         return picks
+
+    def _refuse_withheld(self, pool: str, want: RequestedIP) -> None:
+        """A requested address that a shrink of its auto pool is removing is not granted now
+        (it would be left outside the pool's new ips): try again once the shrink is written."""
+        withheld = self._withheld.get(pool)
+        if withheld is not None and withheld.contains_int(want.value):
+            raise Unavailable(
+                f"requested IPv{want.version} address {want.address}: it is leaving IPPool {pool} "
+                "(the auto pool is being shrunk); try again"
+            )
 
     @staticmethod
     def _fits(state: PoolState, ip: int, record: AllocationRecord) -> bool:
@@ -609,6 +683,7 @@ class IpamEngine:
         for pool in by_pool:
             state = self._ledger.pools.get(pool)
             if state is not None:
+                self._tell(pool)
                 await self._finalize_if_done(state)
 
     async def release_unlisted(

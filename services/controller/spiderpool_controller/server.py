@@ -28,6 +28,7 @@ from spiderpool_common.grpc_server import claim_listen, start_server
 from spiderpool_common.tls import ReloadingServerCredentials, TlsFiles
 
 from spiderpool_controller.admin_service import AdminService
+from spiderpool_controller.auto_pool_manager import AutoPoolSettings
 from spiderpool_controller.change_feed import NotifyingStore
 from spiderpool_controller.cluster_facts import ApiFacts
 from spiderpool_controller.cluster_mode import ClusterController, ClusterOptions, LeaderContext, Reconciler
@@ -45,6 +46,7 @@ from spiderpool_controller.settings import ControllerSettings
 from spiderpool_controller.store.contract import Store
 from spiderpool_controller.store.factory import open_store
 from spiderpool_controller.store.instrumented import InstrumentedStore
+from spiderpool_controller.subnet_reconciler import SubnetMachinery, cluster_reconciler, start_embedded
 from spiderpool_controller.webhook import WebhookServer
 from spiderpool_controller.webhook.nad_owners import KubeNadOwners
 
@@ -62,6 +64,7 @@ class Controller:
     metrics: ControllerMetrics
     cluster: ClusterController | None = None
     forwarding: LeaderForwarding | None = None
+    subnets: SubnetMachinery | None = None  # embedded mode: subnet status and auto pools
     webhook: WebhookServer | None = None
 
     @property
@@ -70,6 +73,8 @@ class Controller:
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.server.stop(grace)
+        if self.subnets is not None and self.slot.engine is not None:
+            await self.subnets.stop(self.slot.engine)
         if self.webhook is not None:
             await self.webhook.stop()
         await self.metrics.close()
@@ -94,6 +99,15 @@ def _engine_settings(settings: ControllerSettings) -> EngineSettings:
         max_allocated_ips=settings.max_allocated_ips,
         conflict_quarantine_s=settings.conflict_quarantine_seconds,
         ip_reuse_delay_s=settings.ip_reuse_delay_seconds,
+        spider_subnet=settings.enable_spider_subnet,
+    )
+
+
+def _auto_pool_settings(settings: ControllerSettings) -> AutoPoolSettings:
+    return AutoPoolSettings(
+        default_flexible_ips=settings.auto_pool_default_flexible_ips,
+        wait_s=settings.auto_pool_wait_seconds,
+        families=settings.required_families,
     )
 
 
@@ -118,6 +132,11 @@ async def start_controller(
         raise
     engine = IpamEngine(store, _engine_settings(settings))
     await engine.start()
+    subnets = (
+        start_embedded(store, engine, _auto_pool_settings(settings), auto_pools=settings.auto_pools)
+        if settings.enable_spider_subnet
+        else None
+    )
     resources = ResourceService(NotifyingStore(store, engine), settings.validation)
 
     slot = EngineSlot(engine)
@@ -138,6 +157,8 @@ async def start_controller(
             settings.listen, register, socket_mode=SOCKET_MODE, credentials=credentials
         )
     except BaseException:
+        if subnets is not None:
+            await subnets.stop(engine)
         await engine.close()
         await store.close()  # gives the store's lock up: this process will not serve
         raise
@@ -150,11 +171,12 @@ async def start_controller(
         ip_conflict_detection=settings.enable_ip_conflict_detection,
         gateway_detection=settings.enable_gateway_detection,
     )
-    return Controller(server, address, slot, store, metrics)
+    return Controller(server, address, slot, store, metrics, subnets=subnets)
 
 
 def leader_reconcilers(settings: ControllerSettings) -> tuple[tuple[str, Reconciler], ...]:
-    """The leader-only loops beside the pool watcher and GC: Multus configs, coordinator CIDRs."""
+    """The leader-only loops beside the pool watcher and GC: Multus configs, coordinator CIDRs,
+    and (with the SpiderSubnet feature) subnet status and the workloads' auto pools."""
 
     async def multus_configs(ctx: LeaderContext) -> None:
         await MultusConfigReconciler(ctx.rest).run()
@@ -167,7 +189,14 @@ def leader_reconcilers(settings: ControllerSettings) -> tuple[tuple[str, Reconci
             cilium_configmap=settings.cilium_configmap_namespace_name,
         ).run()
 
-    return (("multus-configs", multus_configs), ("coordinator-cidrs", coordinator_cidrs))
+    loops: tuple[tuple[str, Reconciler], ...] = (
+        ("multus-configs", multus_configs),
+        ("coordinator-cidrs", coordinator_cidrs),
+    )
+    if settings.enable_spider_subnet:
+        subnets = cluster_reconciler(_auto_pool_settings(settings), auto_pools=settings.auto_pools)
+        loops += (("subnets", subnets),)
+    return loops
 
 
 async def start_cluster_controller(settings: ControllerSettings) -> Controller:

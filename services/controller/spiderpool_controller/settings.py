@@ -51,6 +51,14 @@ class ControllerSettings:
     enable_gateway_detection: bool = False
     # How long an address another host answered for stays out of allocation.
     conflict_quarantine_seconds: float = 600.0
+    # SpiderSubnet auto pools (upstream enableAutoPoolForApplication, Helm default on); off, a
+    # pod naming a subnet is refused (with enable_spider_subnet off, as upstream, the subnet
+    # annotations are ignored, and no subnet status is kept). The flexible size when a workload sets no
+    # ippool-ip-number (upstream clusterSubnetDefaultFlexibleIPNumber), and how long an ADD
+    # waits for its workload's pool before code 11 (below the agent's 30 s call deadline).
+    enable_auto_pool: bool = True
+    auto_pool_default_flexible_ips: int = 1
+    auto_pool_wait_seconds: float = 20.0
     # A released address stays out of circulation this long, unless nothing else is free
     # (a pool's ipam.spidernet.io/ip-reuse-delay-seconds annotation overrides it).
     ip_reuse_delay_seconds: float = 0.0
@@ -104,6 +112,12 @@ class ControllerSettings:
         )
 
     @property
+    def auto_pools(self) -> bool:
+        """Pools made for workloads naming a SpiderSubnet: upstream's enableAutoPoolForApplication,
+        which acts only with enableSpiderSubnet."""
+        return self.enable_spider_subnet and self.enable_auto_pool
+
+    @property
     def cluster_mode(self) -> bool:
         return self.store.startswith("kubernetes://")
 
@@ -124,6 +138,10 @@ class ControllerSettings:
             raise ValueError("setting max_allocated_ips: must be at least 1")
         if self.conflict_quarantine_seconds < 0:
             raise ValueError("setting conflict_quarantine_seconds: must not be negative")
+        if self.auto_pool_default_flexible_ips < 0:
+            raise ValueError("setting auto_pool_default_flexible_ips: must not be negative")
+        if self.auto_pool_wait_seconds <= 0:
+            raise ValueError("setting auto_pool_wait_seconds: must be positive")
         if not 0 <= self.ip_reuse_delay_seconds <= 86_400:
             raise ValueError("setting ip_reuse_delay_seconds: must be between 0 and 86400 (one day)")
         try:
@@ -229,6 +247,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--ip-reuse-delay-seconds",
         help="seconds a released address waits before another pod gets it, unless no other is free "
         "(default 0: at once; a pool's ipam.spidernet.io/ip-reuse-delay-seconds annotation overrides)",
+    )
+    subnets = p.add_argument_group("SpiderSubnet automatic pools")
+    subnets.add_argument(
+        "--enable-auto-pool", help="true|false: pools made for workloads naming a SpiderSubnet (default true)"
+    )
+    subnets.add_argument(
+        "--auto-pool-default-flexible-ips",
+        help="addresses beyond the replicas when a workload sets no ippool-ip-number (default 1)",
+    )
+    subnets.add_argument(
+        "--auto-pool-wait-seconds", help="how long an ADD waits for its workload's pool (default 20)"
     )
     tls = p.add_argument_group("mutual TLS of the gRPC port (clients must present a certificate of the CA)")
     tls.add_argument("--tls-cert-file", help="PEM certificate of this controller")

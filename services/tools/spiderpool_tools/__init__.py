@@ -1,0 +1,3 @@
+"""spiderpool_tools."""
+
+import spiderpool_common  # noqa: F401  (first: grpc's C-core verbosity before grpc loads)

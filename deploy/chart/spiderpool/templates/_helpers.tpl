@@ -102,9 +102,6 @@ app.kubernetes.io/component: {{ .component }}
 {{- if not .Values.ipam.enableStatefulSet -}}
 {{- fail "ipam.enableStatefulSet=false is not supported: StatefulSet pods always keep their addresses in this implementation" -}}
 {{- end -}}
-{{- if .Values.ipam.spiderSubnet.autoPool.enable -}}
-{{- fail "ipam.spiderSubnet.autoPool.enable=true is not supported: automatic pools per application are not implemented" -}}
-{{- end -}}
 {{- if .Values.multus.multusCNI.install -}}
 {{- fail "multus.multusCNI.install=true is not supported: this chart does not bundle Multus; install it on its own" -}}
 {{- end -}}

@@ -66,6 +66,7 @@ class Owner(_message.Message):
     UID_FIELD_NUMBER: _builtins.int
     REPLICAS_FIELD_NUMBER: _builtins.int
     EXISTS_FIELD_NUMBER: _builtins.int
+    API_VERSION_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
     """Pod, Deployment, StatefulSet, DaemonSet, Job, ..."""
     name: _builtins.str
@@ -73,6 +74,10 @@ class Owner(_message.Message):
     replicas: _builtins.int
     """For a StatefulSet: its current .spec.replicas and whether it still exists."""
     exists: _builtins.bool
+    api_version: _builtins.str
+    """Its apiVersion (apps/v1, batch/v1, a third party's group/version): SpiderSubnet auto
+    pools are labelled with it and their podAffinity names its group and version.
+    """
     def __init__(
         self,
         *,
@@ -81,10 +86,11 @@ class Owner(_message.Message):
         uid: _builtins.str = ...,
         replicas: _builtins.int = ...,
         exists: _builtins.bool = ...,
+        api_version: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["exists", b"exists", "kind", b"kind", "name", b"name", "replicas", b"replicas", "uid", b"uid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_version", b"api_version", "exists", b"exists", "kind", b"kind", "name", b"name", "replicas", b"replicas", "uid", b"uid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -3,14 +3,17 @@
 Owns upstream's candidate pool rules (upstream's pkg/ipam/pool_selections.go) as one pure function of
 the request and the pools, so the allocation engine only walks the lists it gets back:
 
-1. acquisition, strict priority, the first rule that yields names wins, no merging: pod
-   ``ippools`` annotation (every listed NIC at once) > pod ``ippool`` > namespace default
-   pools > CNI config default pools > cluster default pools (``spec.default``);
+1. acquisition, strict priority, the first rule that yields names wins, no merging: the
+   pod's SpiderSubnet annotations ``subnets``/``subnet`` (their auto pools, resolved and
+   created by the allocation path before selection and passed in as ``AutoPoolChoice``)
+   > pod ``ippools`` annotation (every listed NIC at once) > pod ``ippool`` > namespace
+   default pools > CNI config default pools > cluster default pools (``spec.default``);
 2. wildcard names (``*``, ``?``, ``[...]``) expand against the pools of the family, in name
    order; a plain name that does not exist is an error, not a silent skip;
 3. filtering: terminating, disabled, wrong family, nodeName/nodeAffinity,
-   namespaceName/namespaceAffinity, podAffinity, multusName; when every pool of a family of
-   a NIC is dropped the error says why for each;
+   namespaceName/namespaceAffinity, podAffinity (an auto pool's against the pod's top
+   controller, upstream ``IsMatchAutoPoolAffinity``), multusName; when every pool of a
+   family of a NIC is dropped the error says why for each;
 4. sorting: pools that carry podAffinity, then nodeName, nodeAffinity, namespaceName,
    namespaceAffinity, multusName come first (lexicographic by presence); ties keep list
    order (a stable sort, where upstream's order among ties is unspecified).
@@ -35,7 +38,9 @@ from spiderpool_common.errors import (
 )
 
 from spiderpool_controller.domain import annotations as anno
+from spiderpool_controller.domain import auto_pools
 from spiderpool_controller.domain.annotations import PoolNames
+from spiderpool_controller.domain.auto_pools import AutoPoolChoice
 from spiderpool_controller.domain.models import IPPool
 from spiderpool_controller.domain.request import MAX_NAME, AllocationRequest
 
@@ -79,9 +84,15 @@ class _Rule:
 
 
 def select_candidates(
-    req: AllocationRequest, pools: Mapping[str, IPPool], required_families: frozenset[int]
+    req: AllocationRequest,
+    pools: Mapping[str, IPPool],
+    required_families: frozenset[int],
+    auto: AutoPoolChoice | None = None,
 ) -> list[NicCandidates]:
     """The candidate pools of every NIC this request allocates, in the order to try them.
+
+    ``auto`` is the subnet rule's outcome (the pod's auto pools for its NIC), given when
+    the pod carries a SpiderSubnet annotation.
 
     Raises ``PoolNotFound`` for a named pool that does not exist, ``NoPoolMatched`` when no
     rule applies, a required family has no names, or filtering leaves a family of a NIC
@@ -90,7 +101,7 @@ def select_candidates(
     """
     if not required_families <= set(FAMILIES):
         raise ValueError(f"required IP families must be among {FAMILIES}, got {sorted(required_families)}")
-    rule = _winning_rule(req, pools)
+    rule = _winning_rule(req, pools) if auto is None else _subnet_rule(req, auto)
     multus_of = multus_resolver(req)
     out: list[NicCandidates] = []
     for item in rule.items:
@@ -118,6 +129,12 @@ def select_candidates(
 
 # ---------------------------------------------------------------------------------------
 # acquisition
+
+
+def _subnet_rule(req: AllocationRequest, auto: AutoPoolChoice) -> _Rule:
+    source = f"pod annotation {auto.source} (SpiderSubnet auto pools)"
+    names = PoolNames(auto.ipv4, auto.ipv6)
+    return _Rule(source, (_Item(auto.nic, names, req.clean_gateway),), InvalidAnnotation)
 
 
 def _winning_rule(req: AllocationRequest, pools: Mapping[str, IPPool]) -> _Rule:
@@ -242,7 +259,11 @@ def rejection(
             return f"namespace {req.pod_namespace or '(none)'} is not in namespaceName of IPPool {name}"
     elif spec.namespace_affinity is not None and not spec.namespace_affinity.matches(req.namespace_labels):
         return f"namespace {req.pod_namespace or '(none)'} does not match namespaceAffinity of IPPool {name}"
-    if spec.pod_affinity is not None and not spec.pod_affinity.matches(req.pod_labels):
+    if spec.pod_affinity is not None and auto_pools.is_auto_pool(pool.meta.labels):
+        app = auto_pools.app_ref(req.owner_api_version, req.owner_kind, req.pod_namespace, req.owner_name)
+        if not auto_pools.affinity_matches_app(spec.pod_affinity, app):
+            return f"the pod's controller {app.describe()} does not own auto-created IPPool {name}"
+    elif spec.pod_affinity is not None and not spec.pod_affinity.matches(req.pod_labels):
         who = f"pod {req.pod_key}" if req.pod_name else f"container {req.container_id}"
         return f"{who} does not match podAffinity of IPPool {name}"
     if spec.multus_name:

@@ -50,6 +50,7 @@ class AllocationRequest:
     default_ipv4_pools: tuple[str, ...] = ()  # CNI config default_ipv4_ippool
     default_ipv6_pools: tuple[str, ...] = ()  # CNI config default_ipv6_ippool
     clean_gateway: bool = False  # CNI config clean_gateway: no gateway for this NIC
+    owner_api_version: str = ""  # the top controller's apiVersion (apps/v1, ...): auto pools
     owner_kind: str = ""  # the pod's top controller: Pod, Deployment, StatefulSet, ...
     owner_name: str = ""
     owner_uid: str = ""

@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 
 from spiderpool_common.errors import Conflict, InvalidObject
 
-from spiderpool_controller.domain import coordinator_spec, crd_schema, models, multus_config
+from spiderpool_controller.domain import auto_pools, coordinator_spec, crd_schema, models, multus_config
 from spiderpool_controller.domain import released_ips as reuse_delay
 from spiderpool_controller.domain import stranded as stranded_rule
 from spiderpool_controller.domain.ipset import IPSet, parse_ip, parse_range
@@ -724,6 +724,12 @@ def _validate(obj: Obj, peers: Sequence[Obj], settings: ValidationSettings, *, u
         report = _reporter(obj)
         for key in _SELECTOR_FIELDS:
             _check_selector(report, f"spec.{key}", spec.get(key), non_empty=key == "podAffinity")
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        problem = (
+            auto_pools.affinity_problem(spec.get("podAffinity")) if auto_pools.is_auto_pool(labels) else ""
+        )
+        if problem:
+            report.fail("spec.podAffinity", problem)
         _check_pool_annotations(report, obj["metadata"].get("annotations") or {})
     _check_peers(obj, kind, fam, ips, peers)
     _check_subnet_members(kind, fam, ips, peers, settings, updating=updating)

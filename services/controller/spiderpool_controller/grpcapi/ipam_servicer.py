@@ -78,6 +78,7 @@ def to_domain(req: ipam_pb2.AllocateRequest) -> AllocationRequest:
         default_ipv4_pools=tuple(req.default_ipv4_ippools),
         default_ipv6_pools=tuple(req.default_ipv6_ippools),
         clean_gateway=req.clean_gateway,
+        owner_api_version=req.owner.api_version,
         owner_kind=req.owner.kind,
         owner_name=req.owner.name,
         owner_uid=req.owner.uid,
