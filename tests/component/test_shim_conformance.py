@@ -243,14 +243,15 @@ def test_status_reports_an_exhausted_pool_as_50(stack: Stack) -> None:
 
 
 def test_an_oversized_error_keeps_its_cni_code_and_is_cut_with_a_marker(stack: Stack) -> None:
-    """An unknown pool with a 100 KB name is still code 102 through controller, agent and shim
-    (gRPC trailers have a size limit): the message starts as the controller wrote it, is cut
-    to at most 1,000 bytes with a marker, and nothing changed."""
+    """100 pool patterns of 250 characters that match nothing (a 25 KB message listing them) are
+    still code 101 through controller, agent and shim (gRPC trailers have a size limit): the
+    message starts as the controller wrote it, is cut to at most 1,000 bytes with a marker, and
+    nothing changed. (A single longer name is refused by the request bounds, code 7.)"""
     before = stack.state()
-    huge = "p" * 100_000
-    conf = stack.net_conf("1.0.0", v4=(huge,), v6=())
-    error = stack.run("ADD", conf, stack.new_id("huge-name")).cni_error(codes.POOL_NOT_FOUND, "1.0.0")
-    assert error["msg"].startswith("IPPool " + "p" * 100)
+    patterns = tuple(f"{i:03d}" + "p" * 246 + "*" for i in range(100))
+    conf = stack.net_conf("1.0.0", v4=patterns, v6=())
+    error = stack.run("ADD", conf, stack.new_id("huge-name")).cni_error(codes.NO_POOL_MATCHED, "1.0.0")
+    assert error["msg"].startswith("no IPv4 IPPool matches [000" + "p" * 100)
     assert error["msg"].endswith("bytes truncated]")
     assert len(error["msg"].encode()) <= 1000
     assert stack.state() == before

@@ -50,13 +50,13 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from spiderpool_cni import codes
+from spiderpool_common import bounded_json
 from spiderpool_common.errors import CniError
 
 SUPPORTED_VERSIONS: tuple[str, ...] = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
@@ -358,7 +358,7 @@ def decode_config(data: bytes) -> dict[str, Any]:
     if not data.strip():
         raise CniError(codes.DECODING_FAILURE, "empty network configuration on stdin")
     try:
-        obj = json.loads(data)
+        obj = bounded_json.loads(data)
     except (UnicodeDecodeError, ValueError) as exc:
         raise CniError(codes.DECODING_FAILURE, f"network configuration is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):

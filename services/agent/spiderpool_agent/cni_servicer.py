@@ -12,13 +12,13 @@ One ordering rule is applied here because it spans both plugins: before an ADD, 
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
 import grpc
 from spiderpool.agent.v1 import cni_pb2, cni_pb2_grpc
+from spiderpool_common import bounded_json
 from spiderpool_common.grpc_server import translate_errors
 
 from spiderpool_agent.cni_call import RawCall
@@ -59,8 +59,8 @@ def call_log_fields(call: cni_pb2.CniCall) -> dict[str, str]:
 
 def _network_name(config: bytes) -> str:
     try:
-        obj = json.loads(config)
-    except ValueError:  # not JSON, or not UTF-8 (UnicodeDecodeError is a ValueError)
+        obj = bounded_json.loads(config)
+    except ValueError:  # not JSON, not UTF-8 (UnicodeDecodeError is a ValueError), or nested too deep
         return ""
     name = obj.get("name") if isinstance(obj, dict) else None
     return name if isinstance(name, str) else ""

@@ -24,12 +24,12 @@ naming the annotation and what is wrong. Pure logic: no I/O.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from spiderpool_common import bounded_json
 from spiderpool_common.errors import InvalidAnnotation
 
 DEFAULT_NETWORK = "v1.multus-cni.io/default-network"
@@ -92,8 +92,8 @@ def _string_field(source: str, index: int, obj: Mapping[str, Any], key: str) -> 
 
 def _json_items(source: str, text: str, default_namespace: str) -> tuple[NetworkRef, ...]:
     try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
+        raw = bounded_json.loads(text)
+    except ValueError as exc:
         raise InvalidAnnotation(f"annotation {source}: invalid JSON: {exc}") from None
     if not isinstance(raw, list):
         raise InvalidAnnotation(f"annotation {source}: the JSON value must be a list of networks")

@@ -76,7 +76,7 @@ from spiderpool_controller.domain.object_names import endpoint_name
 from spiderpool_controller.domain.pool_selection import NicCandidates, select_candidates
 from spiderpool_controller.domain.pool_state import MAX_STATUS_BYTES, PoolState, reserved_sets
 from spiderpool_controller.domain.released_ips import reuse_delay_seconds
-from spiderpool_controller.domain.request import AllocationRequest
+from spiderpool_controller.domain.request import AllocationRequest, bounds_problem, pool_names_problem
 from spiderpool_controller.domain.requested_ips import (
     RequestedIP,
     judge_for,
@@ -344,6 +344,9 @@ class IpamEngine:
 
     # ------------------------------------------------------------------ allocate
     async def allocate(self, req: AllocationRequest) -> Allocation:
+        problem = bounds_problem(req)
+        if problem:
+            raise InvalidRequest(problem)
         if not req.identity:
             raise InvalidRequest("an allocation needs a pod UID or a container ID")
         if not req.container_id:
@@ -710,6 +713,10 @@ class IpamEngine:
 
     # ------------------------------------------------------------------ capacity (STATUS)
     def check_capacity(self, ipv4: list[str], ipv6: list[str]) -> tuple[bool, str]:
+        for name, names in (("default_ipv4_ippools", ipv4), ("default_ipv6_ippools", ipv6)):
+            problem = pool_names_problem(name, names)
+            if problem:
+                raise InvalidRequest(problem)
         pools = self._ledger.pools
         for version, names in ((4, ipv4), (6, ipv6)):
             if not names:

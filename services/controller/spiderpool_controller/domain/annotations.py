@@ -17,11 +17,11 @@ the key and what is wrong; a missing annotation is ``None`` (or empty), never an
 from __future__ import annotations
 
 import ipaddress
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from spiderpool_common import bounded_json
 from spiderpool_common.errors import InvalidAnnotation
 
 from spiderpool_controller.domain.models import Route
@@ -83,8 +83,8 @@ class NetworkSelection:
 
 def _load(key: str, text: str) -> Any:
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
+        return bounded_json.loads(text)
+    except ValueError as exc:
         raise InvalidAnnotation(f"annotation {key}: invalid JSON: {exc}") from None
 
 

@@ -488,6 +488,8 @@ def apply_defaults(obj: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(spec, dict):
         return out  # validation reports it
     cni_type = spec.setdefault("cniType", CNI_CUSTOM)
+    if not isinstance(cni_type, str):
+        return out  # validation reports it
     sub = spec.get(SUB_CONFIG_KEYS.get(cni_type, ""))
     if isinstance(sub, dict):
         _default_sub_config(cni_type, sub)
@@ -505,9 +507,11 @@ def apply_defaults(obj: Mapping[str, Any]) -> dict[str, Any]:
     meta = out.get("metadata")
     if isinstance(meta, dict):
         annotations = meta.get("annotations") or {}
-        inject = {k: annotations[k] for k in INJECT_ANNOTATIONS if k in annotations}
-        if inject:
-            meta["labels"] = {**(meta.get("labels") or {}), **inject}
+        labels = meta.get("labels") or {}
+        if isinstance(annotations, dict) and isinstance(labels, dict):  # else validation reports them
+            inject = {k: annotations[k] for k in INJECT_ANNOTATIONS if k in annotations}
+            if inject:
+                meta["labels"] = {**labels, **inject}
     return crd_schema.apply_defaults(KIND, out)
 
 
@@ -524,6 +528,26 @@ class _Reporter:
 
     def fail(self, path: str, message: str) -> NoReturn:
         raise InvalidObject(f'{KIND} "{self.name}": {path}: {message}', details=path)
+
+
+def _check_metadata(report: _Reporter, meta: Any) -> None:
+    """The metadata the rules read: an object whose labels and annotations map strings to strings
+    and whose finalizers are strings (the schema leaves metadata to the API server, which the
+    embedded mode does not have)."""
+    if not isinstance(meta, dict):
+        report.fail("metadata", "required")
+    for key in ("labels", "annotations"):
+        value = meta.get(key)
+        if value is not None and (
+            not isinstance(value, dict)
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+        ):
+            report.fail(f"metadata.{key}", "must map strings to strings")
+    finalizers = meta.get("finalizers")
+    if finalizers is not None and (
+        not isinstance(finalizers, list) or not all(isinstance(f, str) for f in finalizers)
+    ):
+        report.fail("metadata.finalizers", "must be a list of strings")
 
 
 def _anno(key: str) -> str:
@@ -680,6 +704,7 @@ def validate(
     report = _Reporter(obj)
     for path, message in schema_errors(crd_schema.openapi_schema(KIND), dict(obj))[:1]:
         report.fail(path, message)
+    _check_metadata(report, obj.get("metadata"))
     config = SpiderMultusConfig.from_dict(obj)
     old_annotations = dict((old.get("metadata") or {}).get("annotations") or {}) if old is not None else None
     _check_annotations(report, config.meta.annotations, old_annotations, config.meta.name, nad_owner)

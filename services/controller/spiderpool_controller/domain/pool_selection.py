@@ -42,7 +42,7 @@ from spiderpool_controller.domain import auto_pools
 from spiderpool_controller.domain.annotations import PoolNames
 from spiderpool_controller.domain.auto_pools import AutoPoolChoice
 from spiderpool_controller.domain.models import IPPool
-from spiderpool_controller.domain.request import AllocationRequest
+from spiderpool_controller.domain.request import MAX_NAME, AllocationRequest
 
 FAMILIES = (4, 6)
 _WILDCARD_CHARS = frozenset("*?[")
@@ -193,6 +193,11 @@ def _expand(
     """Resolve wildcards against the family's pools (in name order); plain names must exist."""
     seen: set[str] = set()
     for name in names:
+        if len(name) > MAX_NAME:  # a wildcard name is compiled to a regular expression: bound it first
+            raise rule.duplicate_error(
+                f"{rule.source}: an IPv{version} pool name for {nic} is {len(name)} characters long; "
+                f"at most {MAX_NAME} (a pool name): {name[:64]}..."
+            )
         if name in seen:
             raise rule.duplicate_error(f"{rule.source}: IPv{version} pool {name} is listed twice for {nic}")
         seen.add(name)

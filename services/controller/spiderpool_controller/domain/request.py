@@ -6,11 +6,29 @@ namespace labels and annotations, node name and labels, the CNI config's default
 the pod's top owner) before it asks the controller, so the controller never looks a pod
 up to answer an ADD. The gRPC servicer translates ``AllocateRequest`` into this; nothing
 here knows about protobuf.
+
+It also owns the bounds of what one request may carry (``bounds_problem``,
+``pool_names_problem``): Kubernetes' own limits, generous where the embedded mode has
+none. The strings an allocation records end up in pool status records and SpiderEndpoint
+names, and each default pool name is a pattern (``fnmatch`` compiles it to a regular
+expression: a 1 MiB name took the controller's event loop 12 s) matched against every
+pool; so a request beyond them is refused before anything is read or stored. Fields are
+named as the ``AllocateRequest`` message names them, which is what the caller sent.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+
+MAX_NAME = 253  # a DNS-1123 subdomain: pod, node, pool, owner and NetworkAttachmentDefinition names
+MAX_NAMESPACE = 63  # a DNS-1123 label
+MAX_ID = 253  # pod and owner UIDs (36 in Kubernetes), container IDs (64 in every runtime)
+MAX_IFNAME = 15  # IFNAMSIZ - 1, as libcni checks CNI_IFNAME
+MAX_POOLS = 128  # default pools (names or patterns) per family
+MAX_REQUESTED_IPS = 8  # one per family is allowed; more is refused by the requested-IPs rule
+MAX_ADDRESS = 64  # an IPv6 address with a prefix length is at most 43 characters
+MAX_METADATA_BYTES = 256 * 1024  # per map: Kubernetes' limit on an object's total annotations
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,3 +68,76 @@ class AllocationRequest:
     def pod_key(self) -> str:
         """Upstream's ``namespace/name`` pod reference, as written into pool records."""
         return f"{self.pod_namespace}/{self.pod_name}"
+
+
+def _too_long(name: str, value: str, limit: int, what: str) -> str:
+    if len(value) <= limit:
+        return ""
+    return f"{name} is {len(value)} characters long; at most {limit} ({what})"
+
+
+def pool_names_problem(name: str, pools: Iterable[str]) -> str:
+    """Why the pool list ``name`` is out of bounds, or "" when it is not."""
+    pools = list(pools)
+    if len(pools) > MAX_POOLS:
+        return f"{name} lists {len(pools)} pools; at most {MAX_POOLS}"
+    for i, pool in enumerate(pools):
+        problem = _too_long(f"{name}[{i}]", pool, MAX_NAME, "a pool name")
+        if problem:
+            return problem
+    return ""
+
+
+def _metadata_problem(name: str, values: Mapping[str, str]) -> str:
+    size = sum(
+        len(k.encode("utf-8", "surrogatepass")) + len(v.encode("utf-8", "surrogatepass"))
+        for k, v in values.items()
+    )
+    if size <= MAX_METADATA_BYTES:
+        return ""
+    return f"{name} holds {size} bytes; at most {MAX_METADATA_BYTES} (Kubernetes' limit on annotations)"
+
+
+def bounds_problem(req: AllocationRequest) -> str:
+    """The first field of ``req`` beyond its bound, with the bound, or "" when there is none."""
+    strings = (
+        ("pod.namespace", req.pod_namespace, MAX_NAMESPACE, "a namespace name"),
+        ("pod.name", req.pod_name, MAX_NAME, "a pod name"),
+        ("pod.uid", req.pod_uid, MAX_ID, "a pod UID"),
+        ("pod.container_id", req.container_id, MAX_ID, "a container ID"),
+        ("pod.node", req.node, MAX_NAME, "a node name"),
+        ("ifname", req.ifname, MAX_IFNAME, "an interface name"),
+        ("network", req.network, MAX_NAME, "a network name"),
+        ("multus_name", req.multus_name, MAX_NAMESPACE + 1 + MAX_NAME, "a namespace/name"),
+        ("owner.kind", req.owner_kind, MAX_NAME, "a kind"),
+        ("owner.name", req.owner_name, MAX_NAME, "an owner name"),
+        ("owner.uid", req.owner_uid, MAX_ID, "an owner UID"),
+    )
+    for name, value, limit, what in strings:
+        problem = _too_long(name, value, limit, what)
+        if problem:
+            return problem
+    for name, pools in (
+        ("default_ipv4_ippools", req.default_ipv4_pools),
+        ("default_ipv6_ippools", req.default_ipv6_pools),
+    ):
+        problem = pool_names_problem(name, pools)
+        if problem:
+            return problem
+    if len(req.requested_ips) > MAX_REQUESTED_IPS:
+        return f"requested_ips lists {len(req.requested_ips)} addresses; at most {MAX_REQUESTED_IPS}"
+    for i, address in enumerate(req.requested_ips):
+        problem = _too_long(f"requested_ips[{i}]", address, MAX_ADDRESS, "an IP address or CIDR")
+        if problem:
+            return problem
+    for name, values in (
+        ("pod_labels", req.pod_labels),
+        ("pod_annotations", req.pod_annotations),
+        ("namespace_labels", req.namespace_labels),
+        ("namespace_annotations", req.namespace_annotations),
+        ("node_labels", req.node_labels),
+    ):
+        problem = _metadata_problem(name, values)
+        if problem:
+            return problem
+    return ""

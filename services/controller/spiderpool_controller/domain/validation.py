@@ -430,6 +430,8 @@ def _fail_underivable_version(report: _Reporter, spec: dict[str, Any]) -> NoRetu
     subnet = spec.get("subnet")
     if not subnet:
         report.fail("spec.subnet", "required")
+    if _version_of_subnet(subnet) is not None:  # not defaulted: the mutating webhook did not run
+        report.fail("spec.ipVersion", "required (the mutating webhook derives it from spec.subnet)")
     report.fail("spec.subnet", f"{subnet!r} is not a CIDR (expected e.g. 10.0.0.0/24 or fd00::/64)")
 
 

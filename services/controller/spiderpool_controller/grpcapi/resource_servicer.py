@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 from spiderpool.controller.v1 import resource_pb2, resource_pb2_grpc
+from spiderpool_common import bounded_json
 from spiderpool_common.errors import InvalidRequest
 from spiderpool_common.grpc_server import translate_errors
 
@@ -21,8 +22,8 @@ from spiderpool_controller.resource_service import ResourceService
 
 def _decode(text: str) -> dict[str, Any]:
     try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
+        obj = bounded_json.loads(text)
+    except ValueError as exc:
         raise InvalidRequest(f"object_json is not JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise InvalidRequest(f"object_json must be a JSON object, got {type(obj).__name__}")

@@ -113,6 +113,8 @@ class Admission:
                 f"{req.group or 'core'} {req.kind} (check the webhook configuration's rules)",
             )
         try:
+            if req.old_object is not None:
+                _check_stored(kind, req.old_object)
             verdict = await rule(kind, req)
         except InvalidObject as err:
             verdict = Verdict.deny(422, "Invalid", err.message)
@@ -212,6 +214,37 @@ class Admission:
             ) from None
         self._multus.validate(obj, req.old_object, nad_owner=owner)
         return Verdict.allow()
+
+
+def _check_stored(kind: str, old: Obj) -> None:
+    """``oldObject`` is the stored object, which the API server validated: refuse (400) a review
+    whose oldObject is not readable as one, instead of failing inside a rule with a 500.
+
+    The rules trust the stored object's shape: it is of the webhook's kind, its sections are
+    objects, and a pool's or subnet's status (the allocations) reads back into the model.
+    """
+    problem = ""
+    meta = old.get("metadata")
+    if old.get("kind") != kind:
+        problem = f"its kind is {old.get('kind')!r}"
+    elif not isinstance(meta, dict):
+        problem = "metadata must be an object"
+    else:
+        for key in ("labels", "annotations"):
+            if not isinstance(meta.get(key) or {}, dict):
+                problem = f"metadata.{key} must be an object"
+    for key in ("spec", "status"):
+        if not problem and not isinstance(old.get(key) or {}, dict):
+            problem = f"{key} must be an object"
+    if not problem and kind in validation.POOL_LIKE_KINDS:
+        try:
+            if kind == models.KIND_IPPOOL:
+                models.IPPool.from_dict(old)
+            validation.allocated_count(old)
+        except (TypeError, ValueError, AttributeError) as exc:
+            problem = f"its status does not read back: {type(exc).__name__}: {exc}"
+    if problem:
+        raise InvalidRequest(f"oldObject is not a stored {kind}: {problem}")
 
 
 def _terminating(obj: Obj) -> bool:

@@ -2,11 +2,13 @@
 
 Owns the translation only. ``parse_review`` turns a request body into an ``AdmissionRequest``
 or raises ``MalformedReview`` (the server answers it with HTTP 400 and the message: a body no
-API server sends, so nothing to allow or deny). ``review_response`` turns a ``Verdict`` into
-the response document: the request's ``uid`` echoed, ``allowed``, a JSONPatch as base64 with
-``patchType: JSONPatch`` for a mutation, ``warnings`` (kubectl prints each as ``Warning: ...``),
-and on denial a ``status`` shaped like a ``metav1.Status`` whose ``message`` the API server
-prints after ``admission webhook "<name>" denied the request:`` (reference
+API server sends, so nothing to allow or deny), among them a body nested deeper than
+``bounded_json.MAX_DEPTH`` (the rules copy and walk objects recursively).
+``review_response`` turns a ``Verdict`` into the response document: the request's ``uid``
+echoed, ``allowed``, a JSONPatch as base64 with ``patchType: JSONPatch`` for a mutation,
+``warnings`` (kubectl prints each as ``Warning: ...``), and on denial a ``status`` shaped
+like a ``metav1.Status`` whose ``message`` the API server prints after ``admission webhook
+"<name>" denied the request:`` (reference
 kubernetes-api.md), so the message is the one line a user needs.
 """
 
@@ -16,6 +18,8 @@ import base64
 import json
 from dataclasses import dataclass
 from typing import Any
+
+from spiderpool_common import bounded_json
 
 from spiderpool_controller.webhook.json_patch import Op
 
@@ -90,7 +94,9 @@ def _object_field(request: Obj, key: str, operation: str, *, required: bool) -> 
 def parse_review(body: bytes) -> AdmissionRequest:
     """Decode an AdmissionReview v1 request; raise ``MalformedReview`` naming the first problem."""
     try:
-        review = json.loads(body)
+        review = bounded_json.loads(body)
+    except bounded_json.JsonError as exc:
+        raise MalformedReview(f"the body is refused: {exc}; no spiderpool object nests so deep") from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise MalformedReview(f"the body is not JSON: {exc}") from None
     if not isinstance(review, dict):
@@ -126,8 +132,18 @@ def parse_review(body: bytes) -> AdmissionRequest:
         name=_str_field(request, "name", "request", required=False),
         namespace=_str_field(request, "namespace", "request", required=False),
         sub_resource=_str_field(request, "subResource", "request", required=False),
-        object=_object_field(request, "object", operation, required=operation in ("CREATE", "UPDATE")),
-        old_object=_object_field(request, "oldObject", operation, required=operation in ("UPDATE", "DELETE")),
+        # Only what the operation has (an API server sends object null on DELETE and oldObject
+        # null on CREATE): anything else there is ignored, never judged as an update.
+        object=(
+            _object_field(request, "object", operation, required=True)
+            if operation in ("CREATE", "UPDATE")
+            else None
+        ),
+        old_object=(
+            _object_field(request, "oldObject", operation, required=True)
+            if operation in ("UPDATE", "DELETE")
+            else None
+        ),
         dry_run=dry_run,
         username=str(username or ""),
     )
