@@ -62,7 +62,6 @@ import ipaddress
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -74,6 +73,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from latency_stats import percentile_ms
 from remote_store import RemoteStore
 from spiderpool.controller.v1 import ipam_pb2, ipam_pb2_grpc, resource_pb2, resource_pb2_grpc
 from spiderpool_common.logging import configure_logging
@@ -133,12 +133,7 @@ class RunResult:
         return self.allocations / self.release_s if self.release_s > 0 else 0.0
 
     def percentile_ms(self, q: float) -> float:
-        if not self.latencies_s:
-            return float("nan")
-        ordered = sorted(self.latencies_s)
-        if q == 0.5:
-            return statistics.median(ordered) * 1000
-        return ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000
+        return percentile_ms(self.latencies_s, q)
 
     @property
     def cpu_ms_per_alloc(self) -> float:

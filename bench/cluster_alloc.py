@@ -67,6 +67,7 @@ REPO = BENCH.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # tests.simcluster: the simulated cluster
 
+from latency_stats import percentile_ms  # noqa: E402
 from spiderpool_common.kube.config import api_client  # noqa: E402
 from spiderpool_common.kube.informer import Informer  # noqa: E402
 from spiderpool_common.kube.rest import KubeRest  # noqa: E402
@@ -134,12 +135,7 @@ class RunResult:
         return self.pods / self.release_s if self.release_s > 0 else 0.0
 
     def percentile_ms(self, q: float) -> float:
-        if not self.latencies_s:
-            return float("nan")
-        ordered = sorted(self.latencies_s)
-        if q == 0.5:
-            return statistics.median(ordered) * 1000
-        return ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000
+        return percentile_ms(self.latencies_s, q)
 
     def per_pod(self, count: float) -> float:
         return count / self.pods if self.pods else float("nan")
