@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import signal
 import threading
 import time
@@ -57,6 +58,7 @@ class Counts:
     journal_left: int = 0
     spool_left: int = 0
     live: int = 0
+    gc_histories: str = ""  # what happened to the attachments only the runtime's GC collected
     failures: list[str] = field(default_factory=list)
 
     def clean(self) -> bool:
@@ -74,6 +76,11 @@ class Runtime:
         self.pending_del: set[str] = set()
         self.next_id = 0
         self.counts = Counts()
+        self.history: dict[str, list[str]] = {}  # container ID -> what the runtime did and saw
+
+    def note(self, cid: str, event: str) -> None:
+        with self.lock:
+            self.history.setdefault(cid, []).append(f"{_stamp()} {event}")
 
     def conf(self) -> dict[str, Any]:
         conf = self.stack.net_conf("1.1.0", NETWORK, v4=(POOL,), v6=())
@@ -91,7 +98,9 @@ class Runtime:
             cid = f"storm-{self.next_id}"
             self.next_id += 1
             self.pending_del.add(cid)  # until the ADD is known to have succeeded
+        self.note(cid, "ADD sent")
         outcome = self.stack.run("ADD", self.conf(), cid, netns=NETNS, args=self.args(cid))
+        self.note(cid, f"ADD rc={outcome.rc} {outcome.stdout.decode(errors='replace').strip()}")
         with self.lock:
             self.counts.adds += 1
             if outcome.rc == 0 and outcome.obj is not None and "ips" in outcome.obj:
@@ -101,7 +110,9 @@ class Runtime:
                 self.counts.add_failures += 1  # the runtime DELs a failed ADD
 
     def delete(self, cid: str) -> bool:
+        self.note(cid, "DEL sent")
         outcome = self.stack.run("DEL", self.conf(), cid, netns=NETNS, args=self.args(cid))
+        self.note(cid, f"DEL rc={outcome.rc} {outcome.stdout.decode(errors='replace').strip()}")
         with self.lock:
             self.counts.dels += 1
             if outcome.rc == 0:
@@ -127,15 +138,46 @@ class Runtime:
             self.add()
 
 
-def _chaos(stack: Stack, stop: threading.Event, rng: random.Random, counts: Counts) -> None:
+def _stamp() -> str:
+    now = time.time()
+    return time.strftime("%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1_000_000):06d}"
+
+
+def _chaos(
+    stack: Stack, stop: threading.Event, rng: random.Random, counts: Counts, events: list[str]
+) -> None:
     while not stop.wait(rng.uniform(0.5, 1.5)):
         victim = stack.controller if rng.random() < 0.5 else stack.agent
+        name = "controller" if victim is stack.controller else "agent"
+        events.append(f"{_stamp()} SIGKILL {name}")
         victim.stop(signal.SIGKILL)
         counts.kills += 1
         if stop.wait(rng.uniform(0.1, 0.5)):
             start_service(victim)
+            events.append(f"{_stamp()} {name} serving again")
             return
         start_service(victim)
+        events.append(f"{_stamp()} {name} serving again")
+
+
+def _mentions(path: Path, cid: str) -> list[str]:
+    """The lines of a log file that name container ``cid`` (not a longer ID it prefixes)."""
+    if not path.exists():
+        return []
+    pattern = re.compile(re.escape(cid) + r"(?![0-9])")
+    return [line for line in path.read_text(errors="replace").splitlines() if pattern.search(line)]
+
+
+def key_histories(stack: Stack, runtime: Runtime, cids: Iterable[str], events: list[str]) -> str:
+    """What the runtime, the shims, the agent and the controller said about each of ``cids``,
+    with the storm's kills, for the report of allocations only the runtime's GC collected."""
+    out = ["kills: " + "; ".join(events)]
+    for cid in sorted(cids):
+        out.append(f"=== {cid}")
+        out += [f"  runtime {line}" for line in runtime.history.get(cid, [])]
+        for name in ("ipam-shim.log", "agent.log", "controller.log"):
+            out += [f"  {name} {line}" for line in _mentions(stack.workdir / name, cid)]
+    return "\n".join(out)
 
 
 def _records(stack: Stack) -> dict[str, dict[str, Any]]:
@@ -188,7 +230,10 @@ def run_storm(
     """Storm for ``seconds`` (longer, up to four times as long, until ``min_kills`` kills happened)."""
     runtime = Runtime(stack)
     stop = threading.Event()
-    chaos = threading.Thread(target=_chaos, args=(stack, stop, random.Random(seed + 1), runtime.counts))
+    events: list[str] = []
+    chaos = threading.Thread(
+        target=_chaos, args=(stack, stop, random.Random(seed + 1), runtime.counts, events)
+    )
     chaos.start()
     deadline = time.monotonic() + seconds
 
@@ -225,7 +270,11 @@ def run_storm(
     # The runtime's CNI GC: the live attachments are the valid ones.
     valid = [{"containerID": cid, "ifname": "eth0"} for cid in sorted(runtime.live)]
     _wait(lambda: _journal_pending(stack) == 0 and _spool_left(stack) == 0, 30)
-    before = set(_records(stack))
+    records = _records(stack)
+    before = set(records)
+    doomed = {str(rec.get("cid", "")) for rec in records.values()} - set(runtime.live)
+    if doomed:
+        runtime.counts.gc_histories = key_histories(stack, runtime, doomed, events)
     gc = stack.run("GC", {**runtime.conf(), "cni.dev/valid-attachments": valid})
     counts = runtime.counts
     if gc.rc != 0:
@@ -271,7 +320,9 @@ def main() -> None:
     args = parser.parse_args()
     with running_stack("storm-", storm_pools()) as stack:
         counts = run_storm(stack, seconds=args.seconds, workers=args.workers, seed=args.seed)
-    print(json.dumps(counts.__dict__))
+    if counts.gc_histories:
+        print(counts.gc_histories)
+    print(json.dumps({k: v for k, v in counts.__dict__.items() if k != "gc_histories"}))
     if not counts.clean():
         raise SystemExit(1)
 
