@@ -28,13 +28,13 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.component.agent_harness import pool_manifest
+from tests.component.agent_harness import ServiceProcess, pool_manifest
 from tests.component.conformance_stack import Stack, running_stack, start_service
 
 POOL = "storm-v4"
@@ -67,13 +67,22 @@ class Counts:
 
 
 class Runtime:
-    """The container runtime's bookkeeping, shared by the storm's worker threads."""
+    """The container runtime's bookkeeping, shared by the storm's worker threads.
+
+    Like a real runtime it never runs two operations for one container at once (CNI: "the
+    runtime must not invoke parallel operations for the same container"): a container with
+    an ADD or a DEL in flight is ``busy`` and no worker picks it. A failed ADD is DELed
+    after it returned, never while it is still running: a DEL that overtakes its own ADD
+    finds nothing to free, and when that ADD then allocates and fails (the agent killed
+    before it answered) nothing would ever DEL it again (the runtime's GC collected such
+    allocations before, ``gc_released`` 1 or 2 a minute)."""
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.lock = threading.Lock()
         self.live: dict[str, str] = {}  # container ID -> the address its ADD printed
-        self.pending_del: set[str] = set()
+        self.pending_del: set[str] = set()  # failed ADDs and failed DELs: DELed (again) later
+        self.busy: set[str] = set()  # an ADD or a DEL of the container is running
         self.next_id = 0
         self.counts = Counts()
         self.history: dict[str, list[str]] = {}  # container ID -> what the runtime did and saw
@@ -97,45 +106,72 @@ class Runtime:
         with self.lock:
             cid = f"storm-{self.next_id}"
             self.next_id += 1
-            self.pending_del.add(cid)  # until the ADD is known to have succeeded
-        self.note(cid, "ADD sent")
-        outcome = self.stack.run("ADD", self.conf(), cid, netns=NETNS, args=self.args(cid))
-        self.note(cid, f"ADD rc={outcome.rc} {outcome.stdout.decode(errors='replace').strip()}")
-        with self.lock:
-            self.counts.adds += 1
-            if outcome.rc == 0 and outcome.obj is not None and "ips" in outcome.obj:
-                self.live[cid] = outcome.obj["ips"][0]["address"].split("/")[0]
-                self.pending_del.discard(cid)
-            else:
-                self.counts.add_failures += 1  # the runtime DELs a failed ADD
+            self.busy.add(cid)
+        ok = False
+        try:
+            self.note(cid, "ADD sent")
+            outcome = self.stack.run("ADD", self.conf(), cid, netns=NETNS, args=self.args(cid))
+            self.note(cid, f"ADD rc={outcome.rc} {outcome.stdout.decode(errors='replace').strip()}")
+            with self.lock:
+                self.counts.adds += 1
+                if outcome.rc == 0 and outcome.obj is not None and "ips" in outcome.obj:
+                    self.live[cid] = outcome.obj["ips"][0]["address"].split("/")[0]
+                    ok = True
+                else:
+                    self.counts.add_failures += 1
+        finally:
+            with self.lock:
+                if not ok:
+                    self.pending_del.add(cid)  # the runtime DELs a failed ADD, once it returned
+                self.busy.discard(cid)
 
     def delete(self, cid: str) -> bool:
-        self.note(cid, "DEL sent")
-        outcome = self.stack.run("DEL", self.conf(), cid, netns=NETNS, args=self.args(cid))
-        self.note(cid, f"DEL rc={outcome.rc} {outcome.stdout.decode(errors='replace').strip()}")
+        """DEL ``cid`` unless an operation of it is running; True when the DEL succeeded."""
         with self.lock:
-            self.counts.dels += 1
-            if outcome.rc == 0:
-                self.live.pop(cid, None)
-                self.pending_del.discard(cid)
-                return True
-            self.counts.del_failures += 1
-            self.pending_del.add(cid)
-            self.live.pop(cid, None)  # a DEL was asked: the runtime considers it gone
-            return False
+            if cid in self.busy:
+                return False
+            self.busy.add(cid)
+        return self._delete(cid)
+
+    def _delete(self, cid: str) -> bool:
+        """DEL ``cid``, which the caller marked busy."""
+        ok = False
+        try:
+            self.note(cid, "DEL sent")
+            outcome = self.stack.run("DEL", self.conf(), cid, netns=NETNS, args=self.args(cid))
+            self.note(cid, f"DEL rc={outcome.rc} {outcome.stdout.decode(errors='replace').strip()}")
+            with self.lock:
+                self.counts.dels += 1
+                ok = outcome.rc == 0
+                if not ok:
+                    self.counts.del_failures += 1
+        finally:
+            with self.lock:
+                self.live.pop(cid, None)  # a DEL was asked: the runtime considers it gone
+                if ok:
+                    self.pending_del.discard(cid)
+                else:
+                    self.pending_del.add(cid)
+                self.busy.discard(cid)
+        return ok
 
     def step(self, rng: random.Random, target: int) -> None:
         with self.lock:
-            pending = sorted(self.pending_del)
-            live = sorted(self.live)
-        if pending and rng.random() < 0.5:
-            self.delete(rng.choice(pending))
-        elif len(live) < target and rng.random() < 0.8:
+            pending = sorted(self.pending_del - self.busy)
+            live = sorted(set(self.live) - self.busy)
+            victim = None
+            if pending and rng.random() < 0.5:
+                victim = rng.choice(pending)
+            elif len(live) < target and rng.random() < 0.8:
+                pass
+            elif live:
+                victim = rng.choice(live)
+            if victim is not None:
+                self.busy.add(victim)
+        if victim is None:
             self.add()
-        elif live:
-            self.delete(rng.choice(live))
         else:
-            self.add()
+            self._delete(victim)
 
 
 def _stamp() -> str:
@@ -152,12 +188,24 @@ def _chaos(
         events.append(f"{_stamp()} SIGKILL {name}")
         victim.stop(signal.SIGKILL)
         counts.kills += 1
-        if stop.wait(rng.uniform(0.1, 0.5)):
-            start_service(victim)
-            events.append(f"{_stamp()} {name} serving again")
+        stopping = stop.wait(rng.uniform(0.1, 0.5))
+        _restart(victim, name, counts, events)
+        if stopping:
             return
-        start_service(victim)
+
+
+def _restart(service: ServiceProcess, name: str, counts: Counts, events: list[str]) -> None:
+    """Start ``service`` again; a start that misses its health deadline (an agent replaying
+    hundreds of spooled DELs on a loaded machine) is retried, not left for dead."""
+    for attempt in range(3):
+        try:
+            start_service(service)
+        except RuntimeError:
+            events.append(f"{_stamp()} {name} not healthy in time (attempt {attempt + 1})")
+            continue
         events.append(f"{_stamp()} {name} serving again")
+        return
+    counts.failures.append(f"{name} did not become healthy in three attempts")
 
 
 def _mentions(path: Path, cid: str) -> list[str]:
@@ -168,7 +216,7 @@ def _mentions(path: Path, cid: str) -> list[str]:
     return [line for line in path.read_text(errors="replace").splitlines() if pattern.search(line)]
 
 
-def key_histories(stack: Stack, runtime: Runtime, cids: Iterable[str], events: list[str]) -> str:
+def key_histories(stack: Stack, runtime: Runtime, cids: Iterable[str], events: Sequence[str]) -> str:
     """What the runtime, the shims, the agent and the controller said about each of ``cids``,
     with the storm's kills, for the report of allocations only the runtime's GC collected."""
     out = ["kills: " + "; ".join(events)]
@@ -267,19 +315,8 @@ def run_storm(
             runtime.delete(cid)
     for _ in range(max(1, target // 3)):
         runtime.add()
-    # The runtime's CNI GC: the live attachments are the valid ones.
-    valid = [{"containerID": cid, "ifname": "eth0"} for cid in sorted(runtime.live)]
-    _wait(lambda: _journal_pending(stack) == 0 and _spool_left(stack) == 0, 30)
-    records = _records(stack)
-    before = set(records)
-    doomed = {str(rec.get("cid", "")) for rec in records.values()} - set(runtime.live)
-    if doomed:
-        runtime.counts.gc_histories = key_histories(stack, runtime, doomed, events)
-    gc = stack.run("GC", {**runtime.conf(), "cni.dev/valid-attachments": valid})
+    collect(runtime, events)
     counts = runtime.counts
-    if gc.rc != 0:
-        counts.failures.append(f"GC failed: {gc.stdout!r}")
-    counts.gc_released = len(before - set(_records(stack)))
     _wait(lambda: _journal_pending(stack) == 0 and _spool_left(stack) == 0, 30)
     counts.converge_s = round(time.monotonic() - settle_started, 2)
     judge(counts, runtime.live, _records(stack))
@@ -287,6 +324,23 @@ def run_storm(
     counts.spool_left = _spool_left(stack)
     counts.live = len(runtime.live)
     return counts
+
+
+def collect(runtime: Runtime, events: Sequence[str] = ()) -> None:
+    """The runtime's CNI GC, the live attachments being the valid ones, once the journal and
+    the spool drained: ``gc_released`` counts the allocations it freed, ``gc_histories`` says
+    what happened to their containers (with the storm's kill ``events``)."""
+    stack = runtime.stack
+    _wait(lambda: _journal_pending(stack) == 0 and _spool_left(stack) == 0, 30)
+    valid = [{"containerID": cid, "ifname": "eth0"} for cid in sorted(runtime.live)]
+    records = _records(stack)
+    doomed = {str(rec.get("cid", "")) for rec in records.values()} - set(runtime.live)
+    if doomed:
+        runtime.counts.gc_histories = key_histories(stack, runtime, doomed, events)
+    gc = stack.run("GC", {**runtime.conf(), "cni.dev/valid-attachments": valid})
+    if gc.rc != 0:
+        runtime.counts.failures.append(f"GC failed: {gc.stdout!r}")
+    runtime.counts.gc_released = len(set(records) - set(_records(stack)))
 
 
 def judge(counts: Counts, live: dict[str, str], records: dict[str, dict[str, Any]]) -> None:
