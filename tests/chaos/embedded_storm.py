@@ -59,6 +59,7 @@ class Counts:
     spool_left: int = 0
     live: int = 0
     gc_histories: str = ""  # what happened to the attachments only the runtime's GC collected
+    violation_histories: str = ""  # and to those a duplicate, loss or wrong address names
     failures: list[str] = field(default_factory=list)
 
     def clean(self) -> bool:
@@ -319,7 +320,11 @@ def run_storm(
     counts = runtime.counts
     _wait(lambda: _journal_pending(stack) == 0 and _spool_left(stack) == 0, 30)
     counts.converge_s = round(time.monotonic() - settle_started, 2)
-    judge(counts, runtime.live, _records(stack))
+    final = _records(stack)
+    judge(counts, runtime.live, final)
+    bad = offenders(runtime.live, final)
+    if bad:
+        counts.violation_histories = key_histories(stack, runtime, bad, events)
     counts.journal_left = _journal_pending(stack)
     counts.spool_left = _spool_left(stack)
     counts.live = len(runtime.live)
@@ -341,6 +346,21 @@ def collect(runtime: Runtime, events: Sequence[str] = ()) -> None:
     if gc.rc != 0:
         runtime.counts.failures.append(f"GC failed: {gc.stdout!r}")
     runtime.counts.gc_released = len(set(records) - set(_records(stack)))
+
+
+def offenders(live: dict[str, str], records: dict[str, dict[str, Any]]) -> set[str]:
+    """The containers an invariant violation names: live without its address, holding another
+    one or two, or sharing its printed address with another live container."""
+    held: dict[str, list[str]] = {}
+    for ip, rec in records.items():
+        held.setdefault(str(rec.get("cid", "")), []).append(ip)
+    bad = {cid for cid, ips in held.items() if len(ips) > 1}
+    bad |= {cid for cid, ip in live.items() if held.get(cid) != [ip]}
+    by_ip: dict[str, list[str]] = {}
+    for cid, ip in live.items():
+        by_ip.setdefault(ip, []).append(cid)
+    bad |= {cid for cids in by_ip.values() if len(cids) > 1 for cid in cids}
+    return bad
 
 
 def judge(counts: Counts, live: dict[str, str], records: dict[str, dict[str, Any]]) -> None:
@@ -374,9 +394,10 @@ def main() -> None:
     args = parser.parse_args()
     with running_stack("storm-", storm_pools()) as stack:
         counts = run_storm(stack, seconds=args.seconds, workers=args.workers, seed=args.seed)
-    if counts.gc_histories:
-        print(counts.gc_histories)
-    print(json.dumps({k: v for k, v in counts.__dict__.items() if k != "gc_histories"}))
+    for histories in (counts.gc_histories, counts.violation_histories):
+        if histories:
+            print(histories)
+    print(json.dumps({k: v for k, v in counts.__dict__.items() if not k.endswith("histories")}))
     if not counts.clean():
         raise SystemExit(1)
 
