@@ -73,10 +73,11 @@ class Runtime:
     Like a real runtime it never runs two operations for one container at once (CNI: "the
     runtime must not invoke parallel operations for the same container"): a container with
     an ADD or a DEL in flight is ``busy`` and no worker picks it. A failed ADD is DELed
-    after it returned, never while it is still running: a DEL that overtakes its own ADD
-    finds nothing to free, and when that ADD then allocates and fails (the agent killed
-    before it answered) nothing would ever DEL it again (the runtime's GC collected such
-    allocations before, ``gc_released`` 1 or 2 a minute)."""
+    after it returned, never while it is still running. A DEL that overtook its own ADD
+    (the storm used to allow it) either reached the controller first and freed nothing, so
+    the ADD's allocation was left for the runtime's GC (``gc_released`` 1 or 2 a minute),
+    or waited for the ADD's allocation and freed it, and the runtime, taking the ADD's later
+    answer for the last word, counted a lost address and then a duplicate."""
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
