@@ -118,6 +118,7 @@ class RunResult:
     created_s: float = 0.0  # Deployments created -> the last pod seen created
     writes: dict[str, int] = field(default_factory=dict)  # allocation phase, "verb resource" -> count
     release_writes: dict[str, int] = field(default_factory=dict)
+    writers: dict[str, int] = field(default_factory=dict)  # allocation phase, "user verb resource" -> count
     errors_answered: dict[str, int] = field(default_factory=dict)  # allocation phase, the server's own
     agent_tally: dict[str, float] | None = None  # baseline: what its agents counted (allocation)
     duplicates: int = 0
@@ -297,6 +298,15 @@ class PodWatch:
                 raise RuntimeError(f"no progress for {PROGRESS_TIMEOUT_S:g}s waiting for {what}") from None
 
 
+def writers(entries: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """Accepted writes counted by who made them: "user verb resource" -> count, most first."""
+    counts: dict[str, int] = {}
+    for e in entries:
+        key = f"{e.get('user', '')} {e.get('verb', '')} {e.get('resource', '')}"
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: kv[1], reverse=True))
+
+
 async def settled_counts(sim: SimCluster) -> dict[str, int]:
     """The API server's counts once no write has been counted for SETTLE_QUIET_S (controllers' endpoint
     writes and workload status writes follow the pods)."""
@@ -381,6 +391,7 @@ async def run_phase(
                 kubelet.pause()
         try:
             created = time.monotonic()
+            created_wall = time.time()
             await asyncio.gather(
                 *(
                     rest.create(base, deployment_manifest(namespace, i, w.replicas))
@@ -410,6 +421,7 @@ async def run_phase(
         ]
         result.created_s = max(watch.seen.values()) - created
         result.writes = await settled_counts(sim)
+        result.writers = writers(await asyncio.to_thread(sim.admin.writes, created_wall))
         result.errors_answered = await asyncio.to_thread(sim.admin.errors)
         addresses = pod_addresses(watch.pods())
         result.duplicates = duplicates(addresses)

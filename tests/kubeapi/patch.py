@@ -9,11 +9,11 @@ strategy. Custom resources refuse it with 415, as the real server does.
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
 from .errors import ApiError
+from .store import clone
 
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -45,8 +45,8 @@ PRIMITIVE_MERGE = {"finalizers"}
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386: objects merge recursively, null deletes, anything else replaces."""
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = copy.deepcopy(target) if isinstance(target, dict) else {}
+        return clone(patch)
+    out = clone(target) if isinstance(target, dict) else {}
     for k, v in patch.items():
         if v is None:
             out.pop(k, None)
@@ -148,7 +148,7 @@ def json_patch(doc: Any, ops: Any) -> Any:
         raise ApiError(
             400, f"json: cannot unmarshal {type(ops).__name__} into Go value of type jsonpatch.Patch"
         )
-    out = copy.deepcopy(doc)
+    out = clone(doc)
     for op in ops:
         if not isinstance(op, dict) or "op" not in op:
             raise ApiError(400, "json: cannot unmarshal into Go value of type jsonpatch.Operation")
@@ -156,19 +156,15 @@ def json_patch(doc: Any, ops: Any) -> Any:
             name = op["op"]
             tokens = _pointer(op.get("path", ""))
             if name == "add":
-                out = _add(out, tokens, copy.deepcopy(op.get("value")))
+                out = _add(out, tokens, clone(op.get("value")))
             elif name == "remove":
                 out = _remove(out, tokens)
             elif name == "replace":
                 _get(out, tokens)
-                out = (
-                    _add(_remove(out, tokens), tokens, copy.deepcopy(op.get("value")))
-                    if tokens
-                    else op["value"]
-                )
+                out = _add(_remove(out, tokens), tokens, clone(op.get("value"))) if tokens else op["value"]
             elif name in ("move", "copy"):
                 src = _pointer(op.get("from", ""))
-                value = copy.deepcopy(_get(out, src))
+                value = clone(_get(out, src))
                 if name == "move":
                     out = _remove(out, src)
                 out = _add(out, tokens, value)
@@ -202,14 +198,14 @@ def merge_key(field: str, parent_field: str) -> str | None:
 def strategic_merge(original: Any, patch: Any, parent_field: str = "") -> Any:
     """Apply a strategic merge patch to a map (recursively); `parent_field` names the list the map sits in."""
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
+        return clone(patch)
     directive = patch.get("$patch")
     if directive == "delete":
         return None
     body = {k: v for k, v in patch.items() if k != "$patch"}
     if directive == "replace":
         return _strip_directives(body)
-    out = copy.deepcopy(original) if isinstance(original, dict) else {}
+    out = clone(original) if isinstance(original, dict) else {}
     orders = {k.split("/", 1)[1]: v for k, v in body.items() if k.startswith("$setElementOrder/")}
     deletes = {k.split("/", 1)[1]: v for k, v in body.items() if k.startswith("$deleteFromPrimitiveList/")}
     retain = body.get("$retainKeys")
@@ -248,7 +244,7 @@ def _strip_directives(value: Any) -> Any:
 
 
 def _merge_list(original: Any, patch: list[Any], field: str, parent_field: str) -> list[Any]:
-    current = copy.deepcopy(original) if isinstance(original, list) else []
+    current = clone(original) if isinstance(original, list) else []
     if any(isinstance(p, dict) and p.get("$patch") == "replace" for p in patch):
         return [
             _strip_directives(p) for p in patch if not (isinstance(p, dict) and p.get("$patch") == "replace")

@@ -131,6 +131,9 @@ class Authorizer:
 
     def __init__(self, lookup: Callable[[str, str | None], list[Obj]]) -> None:
         self._lookup = lookup
+        # decisions until the next change of an RBAC object (`invalidate`): a request names a handful of
+        # attributes, and evaluating every binding per request made authorization the server's hot spot
+        self._decisions: dict[Attributes, bool] = {}
         self.enforce = False
         self.denied: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -142,10 +145,22 @@ class Authorizer:
             roles = self._lookup("rbac.authorization.k8s.io/roles", namespace)
         return next((r for r in roles if r["metadata"]["name"] == ref.get("name")), None)
 
+    def invalidate(self) -> None:
+        """Forget cached decisions: a Role, ClusterRole or binding changed."""
+        self._decisions.clear()
+
     def allowed(self, a: Attributes) -> bool:
         """The RBAC decision, whether or not it is enforced."""
         if "system:masters" in a.user.groups:
             return True
+        decision = self._decisions.get(a)
+        if decision is None:
+            if len(self._decisions) >= 50_000:
+                self._decisions.clear()
+            decision = self._decisions[a] = self._evaluate(a)
+        return decision
+
+    def _evaluate(self, a: Attributes) -> bool:
         bindings = [(b, "") for b in self._lookup("rbac.authorization.k8s.io/clusterrolebindings", None)]
         if a.namespace:
             bindings += [

@@ -13,7 +13,6 @@ workload status. HTTP (routing, content negotiation, watch streams) is `server.p
 from __future__ import annotations
 
 import base64
-import copy
 import json
 import random
 import re
@@ -42,7 +41,7 @@ from .patch import (
 )
 from .rbac import User
 from .selectors import parse_field_selector, parse_label_selector
-from .store import Event, Obj, Store, meta
+from .store import Event, Obj, Store, clone, meta
 
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 _SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -108,7 +107,7 @@ def _spec_part(obj: Obj) -> Obj:
 
 
 def _without_managed(obj: Obj) -> Obj:
-    out = copy.deepcopy(obj)
+    out = clone(obj)
     meta(out).pop("managedFields", None)
     return out
 
@@ -162,7 +161,8 @@ class Api:
         """Matching objects, the list's resourceVersion, a continue token and the remaining count."""
         match = self.matcher(ctx)
         rv = str(self.store.revision)
-        items = [self.present(ctx.rt, o) for o in self.store.objects(ctx.rt.key) if match(o)]
+        # stored objects are shared (read-only): present() changes a shallow copy's apiVersion/kind only
+        items = [self.present(ctx.rt, dict(o)) for o in self.store.view(ctx.rt.key) if match(o)]
         start: list[str] | None = None
         if ctx.query.get("continue"):
             try:
@@ -195,7 +195,7 @@ class Api:
         return self.store.get(NAMESPACES, "", name)
 
     def namespace_labels(self, name: str) -> dict[str, str]:
-        ns = self._namespace_obj(name)
+        ns = self.store.peek(NAMESPACES, "", name)
         return dict(meta(ns).get("labels") or {}) if ns else {}
 
     def _check_namespace(self, ctx: Ctx, creating: bool) -> None:
@@ -307,7 +307,7 @@ class Api:
 
     def seed(self, rt: ResourceType, body: Obj) -> Obj:
         """Store an object without admission or checks (what a real cluster has at start)."""
-        obj = copy.deepcopy(body)
+        obj = clone(body)
         obj["apiVersion"], obj["kind"] = rt.group_version, rt.kind
         m = meta(obj)
         m.setdefault("uid", str(uuid.uuid4()))
@@ -417,7 +417,7 @@ class Api:
         rt = ctx.rt
         status_write = ctx.subresource == "status"
         if status_write:
-            new = copy.deepcopy(old)
+            new = clone(old)
             if "status" in obj:
                 new["status"] = obj["status"]
             else:
@@ -556,7 +556,7 @@ class Api:
             raise bad_request(
                 f"the name of the object ({name}) does not match the name on the URL ({ctx.name})"
             )
-        applied = self._decode_check(ctx, copy.deepcopy(applied))
+        applied = self._decode_check(ctx, clone(applied))
         if rt.schema is not None:
             pruned, unknown = schema.prune(applied, rt.schema)
             if unknown and ctx.field_validation == "Strict":
@@ -569,7 +569,7 @@ class Api:
         if current is None:
             if ctx.subresource:
                 raise not_found(rt.plural, rt.group, ctx.name)
-            body = copy.deepcopy(applied)
+            body = clone(applied)
             meta(body)["name"] = ctx.name
             return await self.create(ctx, body, manager_op="Apply", applied=applied)
         old = self.present(rt, current)
@@ -654,7 +654,7 @@ class Api:
         if m.get("finalizers"):
             if m.get("deletionTimestamp"):
                 return 202, obj
-            old = copy.deepcopy(obj)
+            old = clone(obj)
             m["deletionTimestamp"] = now()
             m["deletionGracePeriodSeconds"] = 0
             if "generation" in m:
@@ -669,13 +669,13 @@ class Api:
     def _delete_namespace(self, ns: Obj) -> tuple[int, Obj]:
         name = meta(ns)["name"]
         if not meta(ns).get("deletionTimestamp"):
-            old = copy.deepcopy(ns)
+            old = clone(ns)
             meta(ns)["deletionTimestamp"] = now()
             ns["status"] = {"phase": "Terminating"}
             ns = self.store.put(NAMESPACES, ns, old)
         for (key, obj_ns, _), obj in self.store.all_objects():
             if obj_ns == name and not meta(obj).get("deletionTimestamp"):
-                self.delete_object(key, copy.deepcopy(obj))
+                self.delete_object(key, clone(obj))
         return self._finish_namespace(name) or (200, ns)
 
     def _finish_namespace(self, name: str) -> tuple[int, Obj] | None:
@@ -704,7 +704,7 @@ class Api:
         return out
 
     def _drop_owner(self, key: str, obj: Obj, uid: str) -> None:
-        old = copy.deepcopy(obj)
+        old = clone(obj)
         refs = [r for r in meta(obj).get("ownerReferences") or [] if r.get("uid") != uid]
         if refs:
             meta(obj)["ownerReferences"] = refs
@@ -746,7 +746,7 @@ class Api:
         for (key, _, _), obj in self.store.all_objects():
             om = meta(obj)
             if om.get("uid") == owner_uid and "foregroundDeletion" in (om.get("finalizers") or []):
-                new = copy.deepcopy(obj)
+                new = clone(obj)
                 meta(new)["finalizers"] = [f for f in om["finalizers"] if f != "foregroundDeletion"]
                 if meta(new)["finalizers"]:
                     self.store.put(key, new, obj)
@@ -766,7 +766,7 @@ class Api:
             nodes = self.store.count("/nodes")
             status = workloads.status_for(rt.key, stored, nodes, now())
             if status is not None:
-                new = copy.deepcopy(stored)
+                new = clone(stored)
                 new["status"] = status
                 self.store.put(rt.key, new, stored)
 

@@ -111,10 +111,11 @@ class KubeApiServer:
         self.auth.add(
             self.config.admin_token, User("kubernetes-admin", ("system:masters", "system:authenticated"))
         )
-        self.authorizer = Authorizer(self.store.objects)
+        self.authorizer = Authorizer(self.store.view)
         self.authorizer.enforce = self.config.rbac_enforce
+        self.store.listeners.append(self._on_rbac_change)
         self.admission = Admission(
-            lambda plural: self.store.objects(f"admissionregistration.k8s.io/{plural}"),
+            lambda plural: self.store.view(f"admissionregistration.k8s.io/{plural}"),
             self._namespace_labels,
             self.config.service_urls,
         )
@@ -127,6 +128,10 @@ class KubeApiServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.port = 0
         self._seed()
+
+    def _on_rbac_change(self, ev: Event) -> None:
+        if ev.key.startswith("rbac.authorization.k8s.io/"):
+            self.authorizer.invalidate()
 
     def _namespace_labels(self, namespace: str) -> dict[str, str]:
         return self.api.namespace_labels(namespace)
@@ -480,9 +485,9 @@ class KubeApiServer:
         match = self.api.matcher(ctx)
         rv = q.get("resourceVersion", "")
         since = None if rv in ("", "0") or send_initial else _int_rv(rv)
-        initial = [] if since is not None else [o for o in self.store.objects(rt.key) if match(o)]
+        initial = [] if since is not None else [o for o in self.store.view(rt.key) if match(o)]
         try:
-            watcher, backlog = self.store.watch(rt.key, since)
+            watcher, backlog = self.store.watch(rt.key, since, lambda ev: _translate(ev, match) is not None)
         except TooOld as exc:
             return await self._expired(request, table, exc)
         start_rv = self.store.revision
@@ -498,20 +503,22 @@ class KubeApiServer:
 
             def encode(ev_type: str, obj: Obj) -> bytes:
                 if ev_type not in ("ERROR", "BOOKMARK"):
-                    obj = self.api.present(rt, obj)
+                    obj = self.api.present(rt, dict(obj))  # a stored object is shared: never changed
                     if table:
                         obj = tables.table(rt, [obj], meta(obj).get("resourceVersion", ""), include)
                 return json.dumps({"type": ev_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
 
-            async def send(ev_type: str, obj: Obj, ev: Event | None = None) -> None:
+            def line(ev_type: str, obj: Obj, ev: Event | None = None) -> bytes:
                 if ev is None or table:
-                    await resp.write(encode(ev_type, obj))
-                    return
+                    return encode(ev_type, obj)
                 key = f"{rt.group_version} {ev_type}"  # a watch at another served version differs
-                line = ev.encoded.get(key)
-                if line is None:
-                    line = ev.encoded[key] = encode(ev_type, obj)
-                await resp.write(line)
+                encoded = ev.encoded.get(key)
+                if encoded is None:
+                    encoded = ev.encoded[key] = encode(ev_type, obj)
+                return encoded
+
+            async def send(ev_type: str, obj: Obj, ev: Event | None = None) -> None:
+                await resp.write(line(ev_type, obj, ev))
 
             def bookmark(rv_now: int, initial_end: bool = False) -> Obj:
                 md: Obj = {"resourceVersion": str(rv_now)}
@@ -528,25 +535,36 @@ class KubeApiServer:
                 if translated:
                     await send(*translated, ev=ev)
             last_bookmark = time.monotonic()
-            while True:
+            ended = False
+            while not ended:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 wait = min(remaining, self.config.bookmark_interval) if bookmarks else remaining
                 try:
-                    ev_or_none = await asyncio.wait_for(watcher.queue.get(), wait)
+                    async with asyncio.timeout(wait):
+                        first = await watcher.queue.get()
                 except TimeoutError:
                     if bookmarks and time.monotonic() - last_bookmark >= self.config.bookmark_interval:
                         await send("BOOKMARK", bookmark(self.store.revision))
                         last_bookmark = time.monotonic()
                     continue
-                if ev_or_none is None:
-                    break
-                if since is not None and ev_or_none.rv <= since:
-                    continue  # a watch from a future resourceVersion starts after it
-                translated = _translate(ev_or_none, match)
-                if translated:
-                    await send(*translated, ev=ev_or_none)
+                # every event queued meanwhile goes out in one write (one TLS record, one send)
+                batch = [first]
+                while not watcher.queue.empty():
+                    batch.append(watcher.queue.get_nowait())
+                lines = []
+                for ev_or_none in batch:
+                    if ev_or_none is None:
+                        ended = True
+                        break
+                    if since is not None and ev_or_none.rv <= since:
+                        continue  # a watch from a future resourceVersion starts after it
+                    translated = _translate(ev_or_none, match)
+                    if translated:
+                        lines.append(line(*translated, ev=ev_or_none))
+                if lines:
+                    await resp.write(b"".join(lines))
             await resp.write_eof()
         except (ConnectionResetError, asyncio.CancelledError):
             pass

@@ -163,6 +163,32 @@ def test_rbac_enforcement_allows_what_roles_grant_and_records_denials(srv: Serve
     assert http.as_token("bogus")("GET", "/api")[0] == 401
 
 
+def test_an_rbac_change_takes_effect_on_the_next_request(srv: ServerThread, http: Http) -> None:
+    """Decisions are cached (per user and request attributes) only until a Role, ClusterRole or binding
+    changes: a grant and its removal both apply to the very next request, as in the real server."""
+    srv.server.authorizer.enforce = True
+    reader = http.as_token(srv.server.auth.service_account_token("default", "lister"))
+    path = "/api/v1/namespaces/default/secrets"
+    assert reader("GET", path)[0] == 403
+    role = {
+        "metadata": {"name": "secret-lister"},
+        "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["list"]}],
+    }
+    binding = {
+        "metadata": {"name": "secret-lister"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "secret-lister"},
+        "subjects": [{"kind": "ServiceAccount", "name": "lister", "namespace": "default"}],
+    }
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    assert http("POST", f"{rbac}/clusterroles", role)[0] == 201
+    assert reader("GET", path)[0] == 403  # a role alone grants nothing
+    assert http("POST", f"{rbac}/namespaces/default/rolebindings", binding)[0] == 201
+    assert reader("GET", path)[0] == 200
+    role["rules"][0]["verbs"] = ["get"]
+    assert http("PUT", f"{rbac}/clusterroles/secret-lister", role)[0] == 200
+    assert reader("GET", path)[0] == 403
+
+
 def test_a_list_or_watch_pinned_to_one_name_is_authorized_as_that_name(srv: ServerThread, http: Http) -> None:
     """As a real API server: ``fieldSelector=metadata.name=X`` lists and watches (alone or among other terms)
     are allowed by a rule with ``resourceNames: [X]``; another name, a negated one, no selector, or a get

@@ -143,6 +143,10 @@ class Kubelet:
         self._parallel = asyncio.Semaphore(config.max_parallel)
         self._failures: dict[str, int] = {}
         self._status_owed: set[str] = set()
+        # uid -> the sandbox whose Running status this kubelet wrote: its own annotation write comes back as
+        # an event before its status write does, and is no reason to report again (the real kubelet's status
+        # manager likewise compares with what it wrote). Empty after a restart: then the pod itself says.
+        self._reported: dict[str, str] = {}
         self._started = asyncio.Event()
         self.informer = Informer(
             rest, "/api/v1/pods", field_selector=f"spec.nodeName={config.node}", handler=self._on_event
@@ -156,6 +160,7 @@ class Kubelet:
             return
         if kind == "DELETED":
             self.pods.pop(uid, None)
+            self._reported.pop(uid, None)
         else:
             self.pods[uid] = pod
         self.kick(uid)
@@ -201,7 +206,9 @@ class Kubelet:
         if kill and kill != record.kill_handled:
             await self.recreate(pod, record, kill)
             return
-        if uid in self._status_owed or not reported(pod, record):
+        if uid in self._status_owed or (
+            self._reported.get(uid) != record.sandbox_id and not reported(pod, record)
+        ):
             await self.report_running(pod, record, None)
             return
         if finishes(pod):
@@ -331,6 +338,7 @@ class Kubelet:
             self.kick_later(meta["uid"], 1.0)
             return
         self._status_owed.discard(meta["uid"])
+        self._reported[meta["uid"]] = record.sandbox_id
 
     async def report_failure(self, pod: dict[str, Any], message: str) -> None:
         meta = pod["metadata"]
@@ -532,7 +540,7 @@ def parse_args(argv: Sequence[str] | None) -> KubeletConfig:
 
 
 async def amain(config: KubeletConfig) -> None:
-    client = await api_client(config.kubeconfig)
+    client = await api_client(config.kubeconfig, agent=f"kubelet/sim ({config.node})")
     kubelet = Kubelet(config, KubeRest(client))
     task = asyncio.create_task(kubelet.run())
     loop = asyncio.get_running_loop()

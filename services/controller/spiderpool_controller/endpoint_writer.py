@@ -10,8 +10,11 @@ the request path, a short delay after the first mark (``delay_s``, 0.1 s by defa
 an endpoint write never competes with the next allocation for the store, a burst costs
 one write per pod, and a pod deleted within the delay costs none. ``flush`` skips the
 delay and waits (tests, shutdown); at start every endpoint is marked, which repairs what
-a crash left behind. A write that fails (the API server refused or was away, the leader's
-fence closed for a moment) is marked again after a backoff (``retry_s`` doubling up to
+a crash left behind. The writer is told what a full listing of the endpoints found
+(``learn``): from then on a pod it knows nothing about has no endpoint, and a new pod
+costs one create, not a read and a create (a read follows only a conflict, a repair or a
+failed write). A write that fails (the API server refused or was away, the leader's fence
+closed for a moment) is marked again after a backoff (``retry_s`` doubling up to
 ``max_retry_s``) until it succeeds or the writer is closed, so a pod's endpoint does not
 wait for the engine's next full resync.
 """
@@ -98,6 +101,10 @@ class EndpointWriter:
         self._retry_s = retry_s
         self._max_retry_s = max_retry_s
         self._known: dict[EndpointName, tuple[str, bytes]] = {}  # what the store holds, as last seen
+        # Once a listing was learned, a name missing from `_known` has no stored endpoint, unless it is
+        # here: marked for a re-read, or its last write failed (it may have been done all the same).
+        self._learned = False
+        self._must_read: set[EndpointName] = set()
         self._failures: dict[EndpointName, int] = {}  # consecutive failed writes, for the backoff
         self._retries: dict[EndpointName, asyncio.TimerHandle] = {}
         self._closed = False
@@ -116,9 +123,20 @@ class EndpointWriter:
             self._dirty[name] = None
             if reread:
                 self._known.pop(name, None)
+                self._must_read.add(name)
         if self._dirty and (self._task is None or self._task.done()):
             self._idle.clear()
             self._task = asyncio.create_task(self._run(), name="endpoint-writer")
+
+    def learn(self, objects: Iterable[dict[str, Any]]) -> None:
+        """Every stored endpoint, as a full listing found them: names this writer has not written since
+        are known by their listed version, and names missing from the listing have no endpoint."""
+        for obj in objects:
+            meta = obj["metadata"]
+            name = (str(meta.get("namespace", "")), str(meta["name"]))
+            if name not in self._known:
+                self._known[name] = _fingerprint(obj)
+        self._learned = True
 
     async def flush(self) -> None:
         self._now.set()
@@ -153,9 +171,12 @@ class EndpointWriter:
                     await self._sync(name)
                 except Exception as exc:  # keep the view eventually right: try again after a backoff
                     log.warning("endpoint_write_failed", endpoint="/".join(name), error=str(exc))
+                    self._known.pop(name, None)
+                    self._must_read.add(name)  # the write may have been done although it failed here
                     self._retry_later(name)
                 else:
                     self._failures.pop(name, None)
+                    self._must_read.discard(name)
 
         try:
             while self._dirty:
@@ -174,11 +195,12 @@ class EndpointWriter:
         ns, pod = name
         for attempt in range(RETRIES):
             view = self._describe(name)
-            # What this writer last wrote saves the read before a write (one API call per pod change,
-            # not two); a conflict, a repair or a first sight of the pod reads the object instead.
+            # What this writer last wrote (or learned from a listing) saves the read before a write
+            # (one API call per pod change, not two); a conflict, a repair, a failed write or a pod
+            # seen before any listing was learned reads the object instead.
             known = self._known.get(name) if attempt == 0 else None
             obj: dict[str, object] | None = None
-            if known is None:
+            if known is None and (attempt > 0 or not self._learned or name in self._must_read):
                 with contextlib.suppress(ObjectNotFound):
                     obj = await self._store.get(KIND_ENDPOINT, pod, ns)
                 known = _fingerprint(obj) if obj is not None else None

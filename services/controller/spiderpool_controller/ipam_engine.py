@@ -745,6 +745,7 @@ class IpamEngine:
     async def repair_endpoints(self) -> int:
         """Mark every SpiderEndpoint that differs from what the records say; return how many."""
         objects, _ = await self._store.list(KIND_ENDPOINT)
+        self._endpoints.learn(objects)
         stale: list[EndpointName] = []
         stored: set[EndpointName] = set()
         for n, obj in enumerate(objects):
