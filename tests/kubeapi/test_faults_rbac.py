@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import kubernetes
 import pytest
@@ -170,7 +171,7 @@ def test_an_rbac_change_takes_effect_on_the_next_request(srv: ServerThread, http
     reader = http.as_token(srv.server.auth.service_account_token("default", "lister"))
     path = "/api/v1/namespaces/default/secrets"
     assert reader("GET", path)[0] == 403
-    role = {
+    role: dict[str, Any] = {
         "metadata": {"name": "secret-lister"},
         "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["list"]}],
     }
