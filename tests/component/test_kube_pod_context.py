@@ -275,9 +275,14 @@ async def test_a_del_uses_the_last_statefulset_read_when_the_api_fails(
     assert owner == OwnerRef("StatefulSet", "db", sts["metadata"]["uid"], 2, True, "apps/v1")
 
 
-async def test_a_del_for_a_pod_that_is_gone_or_without_identity_has_no_owner(running: Running) -> None:
-    """Nothing to read: no owner, no error (the controller judges by its own view)."""
+async def test_a_del_for_a_pod_that_is_gone_or_without_identity_has_no_owner(
+    running: Running, srv: ServerThread
+) -> None:
+    """Nothing to read: no owner, no error (the controller judges by its own view), and no request: a
+    DEL mostly follows its pod's deletion, and the agent used to read every released pod (a 404 each)."""
+    reads = srv.faults.count("get", "pods")
     assert await running.ctx.owner_for_release(invocation(Verb.DEL, "gone", "uid-gone")) is None
+    assert srv.faults.count("get", "pods") == reads
     no_identity = parse_call(Call(CONFIG, ""), Verb.DEL)
     assert await running.ctx.owner_for_release(no_identity) is None
 

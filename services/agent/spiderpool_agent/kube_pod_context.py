@@ -306,12 +306,18 @@ class KubernetesPodContext:
     async def owner_for_release(self, inv: Invocation) -> OwnerRef | None:
         if self.informers is None or not inv.args.pod_name:
             return None
+        # The pod from the informer only: a DEL mostly follows the pod's deletion, and a direct read
+        # per DEL would only learn that (a 404 per released pod). A pod missing from the cache, or
+        # replaced (another UID), has no owner here: the controller judges by its own view.
+        uid = inv.args.pod_uid
+        pod = self.informers.pods.get(f"{inv.args.pod_namespace}/{inv.args.pod_name}")
+        if pod is None or (uid and _uid(pod) != uid):
+            return None
         try:
             async with asyncio.timeout(self._lookup_timeout):
-                pod = await self._pod(self.informers, inv)
                 return await top_owner(pod, self._read_owner_object, fresh=True)
         except CniError:
-            return None  # the pod is gone (or replaced): the controller judges by its own view
+            return None
         except Exception as exc:  # a DEL never fails over metadata
             log.warning(
                 "release_owner_unknown",
