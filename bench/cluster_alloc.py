@@ -82,6 +82,7 @@ DEFAULT_V4_POOL = "ipam.spidernet.io/default-ipv4-ippool"
 IPAM_RESOURCES = ("spiderippools", "spiderendpoints")
 POOL_STATUS = "spiderippools/status"
 WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
+IPAM_PROCESSES = ("agent-", "spiderpool-controller")  # the rest is the simulated Kubernetes and the bench
 PROGRESS_TIMEOUT_S = 120.0  # a phase fails when nothing moves for this long
 SETTLE_QUIET_S = 1.5  # the cluster has settled when no write was counted for this long
 SETTLE_MAX_S = 60.0
@@ -140,6 +141,11 @@ class RunResult:
 
     def per_pod(self, count: float) -> float:
         return count / self.pods if self.pods else float("nan")
+
+    @property
+    def ipam_cpu_s(self) -> float:
+        """CPU of the IPAM's own processes (the agents and the controller replicas)."""
+        return sum(cpu for name, cpu in self.cpu_by_process.items() if name.startswith(IPAM_PROCESSES))
 
     @property
     def ipam_writes(self) -> int:
@@ -561,6 +567,10 @@ def summary(ours: RunResult, base: RunResult) -> dict[str, Any]:
         # would reclaim later: reported, not failed.
         "baseline_duplicates": base.duplicates,
         "baseline_leaks": base.leaks,
+        # CPU per pod while allocating: the IPAM's processes and everything (the simulated cluster's
+        # API server, kubelets and control plane share the same cores)
+        "ipam_cpu_ms_per_pod": round(ours.per_pod(ours.ipam_cpu_s * 1000), 1) if ours.pods else None,
+        "cluster_cpu_ms_per_pod": round(ours.per_pod(ours.cpu_s * 1000), 1) if ours.pods else None,
     }
 
 
@@ -657,6 +667,19 @@ def main(argv: list[str] | None = None) -> int:
         f"machine: {os.cpu_count()} CPUs, 1-minute load average {load_before:.1f} before, "
         f"{load_after:.1f} after; cluster start-up {startup:.1f}s"
     )
+    cores = os.cpu_count() or 1
+    for r in runs:
+        if not r.pods:
+            continue
+        ipam_ms, all_ms = r.per_pod(r.ipam_cpu_s * 1000), r.per_pod(r.cpu_s * 1000)
+        print(
+            f"{r.label}: CPU per pod while allocating: {all_ms:.1f} ms in all, of which the IPAM's processes "
+            f"(agents, controllers) {ipam_ms:.1f} ms and the simulated Kubernetes (API server, kubelets, "
+            f"control plane) and the bench {all_ms - ipam_ms:.1f} ms; on {cores} cores that is at most "
+            f"{cores * 1000 / all_ms:.0f} pods/s for the whole simulation, "
+            f"{cores * 1000 / ipam_ms:.0f} pods/s for the IPAM's processes alone (a bound derived from CPU, "
+            "not a measured rate)"
+        )
     for r in runs:
         busiest = sorted(r.cpu_by_process.items(), key=lambda kv: kv[1], reverse=True)
         print(

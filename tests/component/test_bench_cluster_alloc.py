@@ -24,7 +24,7 @@ from cluster_alloc import BENCH, duplicates, ipam_writes, leaked, pool_manifest,
 
 SUMMARY_KEYS = [
     "pods", "seconds", "pods_per_s", "writes_per_pod", "duplicates", "leaks", "speedup",
-    "baseline_duplicates", "baseline_leaks",
+    "baseline_duplicates", "baseline_leaks", "ipam_cpu_ms_per_pod", "cluster_cpu_ms_per_pod",
 ]  # fmt: skip
 QUICK_PODS = 60
 
@@ -155,8 +155,9 @@ def test_quick_run_hands_out_each_address_once_leaves_nothing_and_ends_with_the_
     assert list(summary) == SUMMARY_KEYS
     assert summary["pods"] == QUICK_PODS
     assert (summary["duplicates"], summary["leaks"]) == (0, 0)
-    for key in ("seconds", "pods_per_s", "writes_per_pod", "speedup"):
+    for key in ("seconds", "pods_per_s", "writes_per_pod", "speedup", "ipam_cpu_ms_per_pod"):
         assert isinstance(summary[key], float | int) and summary[key] > 0, key
+    assert summary["cluster_cpu_ms_per_pod"] > summary["ipam_cpu_ms_per_pod"]
     runs = details["runs"]
     assert [r["label"] for r in runs] == ["spiderpool (group commit)", "baseline (CAS per agent)"]
     ours, base = runs
