@@ -131,6 +131,9 @@ class Agent:
         )
         self._replay = asyncio.create_task(self.journal.run(), name="release-journal-replay")
         self._spool_loop = asyncio.create_task(self.spool.run(), name="del-spool-replay")
+        # A shim that found no socket after the first pass spooled its DEL: replay it now, not a
+        # whole interval later.
+        self.spool.wake()
         if self.settings.metrics_listen:
             self.metrics_port = self.metrics.serve(self.settings.metrics_listen)
         log.info(
