@@ -108,9 +108,11 @@ CLASSES: tuple[BadInput, ...] = (
     BadInput(
         GRPC,
         "256 KiB names, UIDs, container IDs, interface, network and pool names; 5,000 pools; "
-        "over 256 KiB of annotations; a 100 KB pool pattern in the ippool annotation",
+        "over 256 KiB of annotations; a 100 KB pool pattern in the ippool annotation; the same in "
+        "releases, endpoint lookups and a runtime GC's list of live attachments",
         "INVALID_ARGUMENT naming the field and its bound before anything is read or stored "
-        "(a 1 MiB pool name had blocked the controller 12 s; 1 MiB pod names were stored)",
+        "(a 1 MiB pool name had blocked the controller 12 s; 1 MiB pod names were stored; "
+        "releases and lookups looked such names up)",
         "test_grpc_malformed.py::test_huge_strings_are_refused_naming_the_field",
     ),
     BadInput(

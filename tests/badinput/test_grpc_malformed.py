@@ -228,6 +228,16 @@ def _allocate(pod: dict[str, str] | None = None, **fields: object) -> bytes:
     return request.SerializeToString()
 
 
+def _release(pod: dict[str, str] | None = None, **fields: object) -> bytes:
+    """A ReleaseRequest of the pod ``_allocate`` names, ``pod`` fields and request ``fields`` replaced."""
+    ref = {"namespace": "ns", "name": "huge", "uid": "uid-huge", "container_id": "huge"}
+    request = ipam_pb2.ReleaseRequest(
+        pod=ipam_pb2.PodRef(**{**ref, **(pod or {})}),
+        **{"ifname": "eth0", **fields},  # type: ignore[arg-type]
+    )
+    return request.SerializeToString()
+
+
 @pytest.mark.parametrize(
     ("method", "body", "field"),
     [
@@ -280,6 +290,35 @@ def _allocate(pod: dict[str, str] | None = None, **fields: object) -> bytes:
             ipam_pb2.CheckCapacityRequest(default_ipv6_ippools=["p"] * 5000).SerializeToString(),
             "default_ipv6_ippools",
         ),
+        ("/spiderpool.controller.v1.IpamService/Release", _release({"uid": HUGE}), "pod.uid"),
+        (
+            "/spiderpool.controller.v1.IpamService/Release",
+            _release({"container_id": HUGE}),
+            "pod.container_id",
+        ),
+        ("/spiderpool.controller.v1.IpamService/Release", _release(ifname=HUGE), "ifname"),
+        (
+            "/spiderpool.controller.v1.IpamService/Release",
+            _release(owner=ipam_pb2.Owner(kind="StatefulSet", name=HUGE)),
+            "owner.name",
+        ),
+        (
+            "/spiderpool.controller.v1.IpamService/Release",
+            _release(conflicting_ips=[HUGE]),
+            "conflicting_ips",
+        ),
+        (
+            "/spiderpool.controller.v1.IpamService/GetEndpoint",
+            ipam_pb2.GetEndpointRequest(pod=ipam_pb2.PodRef(uid=HUGE)).SerializeToString(),
+            "pod.uid",
+        ),
+        (
+            "/spiderpool.controller.v1.IpamService/ReleaseUnlisted",
+            ipam_pb2.ReleaseUnlistedRequest(
+                network="net", valid=[ipam_pb2.Attachment(container_id=HUGE, ifname="eth0")]
+            ).SerializeToString(),
+            "valid[0].container_id",
+        ),
     ],
     ids=[
         "pod.namespace",
@@ -297,6 +336,13 @@ def _allocate(pod: dict[str, str] | None = None, **fields: object) -> bytes:
         "annotation-pool-pattern",
         "capacity-pool-name",
         "capacity-5000-pools",
+        "release-pod.uid",
+        "release-container_id",
+        "release-ifname",
+        "release-owner.name",
+        "release-conflicting_ips",
+        "get-endpoint-pod.uid",
+        "release-unlisted-valid",
     ],
 )
 def test_huge_strings_are_refused_naming_the_field(

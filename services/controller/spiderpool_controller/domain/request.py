@@ -141,3 +141,63 @@ def bounds_problem(req: AllocationRequest) -> str:
         if problem:
             return problem
     return ""
+
+
+MAX_CONFLICTING_IPS = 64  # addresses one ADD's conflict probe may name
+MAX_VALID_ATTACHMENTS = 1_000_000  # a runtime's GC list of live attachments on one node
+
+
+def attachment_bounds_problem(
+    *,
+    pod_namespace: str = "",
+    pod_name: str = "",
+    pod_uid: str = "",
+    container_id: str = "",
+    ifname: str = "",
+    owner_kind: str = "",
+    owner_name: str = "",
+    conflicting_ips: Iterable[str] = (),
+) -> str:
+    """The first field of a release or lookup of one attachment beyond its bound, or "" (the bounds of
+    ``bounds_problem``: names nothing holds are refused rather than looked up)."""
+    strings = (
+        ("pod.namespace", pod_namespace, MAX_NAMESPACE, "a namespace name"),
+        ("pod.name", pod_name, MAX_NAME, "a pod name"),
+        ("pod.uid", pod_uid, MAX_ID, "a pod UID"),
+        ("pod.container_id", container_id, MAX_ID, "a container ID"),
+        ("ifname", ifname, MAX_IFNAME, "an interface name"),
+        ("owner.kind", owner_kind, MAX_NAME, "a kind"),
+        ("owner.name", owner_name, MAX_NAME, "an owner name"),
+    )
+    for name, value, limit, what in strings:
+        problem = _too_long(name, value, limit, what)
+        if problem:
+            return problem
+    conflicting = list(conflicting_ips)
+    if len(conflicting) > MAX_CONFLICTING_IPS:
+        return f"conflicting_ips lists {len(conflicting)} addresses; at most {MAX_CONFLICTING_IPS}"
+    for i, address in enumerate(conflicting):
+        problem = _too_long(f"conflicting_ips[{i}]", address, MAX_ADDRESS, "an IP address")
+        if problem:
+            return problem
+    return ""
+
+
+def unlisted_bounds_problem(node: str, network: str, valid: Iterable[tuple[str, str]]) -> str:
+    """The first field of a runtime GC's request beyond its bound, or ""."""
+    for name, value, limit, what in (
+        ("node", node, MAX_NAME, "a node name"),
+        ("network", network, MAX_NAME, "a network name"),
+    ):
+        problem = _too_long(name, value, limit, what)
+        if problem:
+            return problem
+    for i, (container_id, ifname) in enumerate(valid):
+        if i >= MAX_VALID_ATTACHMENTS:
+            return f"valid lists more than {MAX_VALID_ATTACHMENTS} attachments"
+        problem = _too_long(f"valid[{i}].container_id", container_id, MAX_ID, "a container ID") or _too_long(
+            f"valid[{i}].ifname", ifname, MAX_IFNAME, "an interface name"
+        )
+        if problem:
+            return problem
+    return ""

@@ -19,7 +19,11 @@ from spiderpool.controller.v1 import ipam_pb2, ipam_pb2_grpc
 from spiderpool_common.errors import InvalidRequest, SpiderpoolError
 from spiderpool_common.grpc_server import translate_errors
 
-from spiderpool_controller.domain.request import AllocationRequest
+from spiderpool_controller.domain.request import (
+    AllocationRequest,
+    attachment_bounds_problem,
+    unlisted_bounds_problem,
+)
 from spiderpool_controller.engine_slot import EngineSlot
 from spiderpool_controller.grpcapi.log_fields import ipam_log_fields
 from spiderpool_controller.ipam_engine import Address, IpamEngine
@@ -58,6 +62,23 @@ def stateful_owner(engine: IpamEngine, request: ipam_pb2.ReleaseRequest) -> bool
 
 def _identity(pod: ipam_pb2.PodRef) -> str:
     return pod.uid or pod.container_id
+
+
+def _check_attachment(
+    pod: ipam_pb2.PodRef, ifname: str, owner: ipam_pb2.Owner | None = None, conflicting: Any = ()
+) -> None:
+    problem = attachment_bounds_problem(
+        pod_namespace=pod.namespace,
+        pod_name=pod.name,
+        pod_uid=pod.uid,
+        container_id=pod.container_id,
+        ifname=ifname,
+        owner_kind=owner.kind if owner is not None else "",
+        owner_name=owner.name if owner is not None else "",
+        conflicting_ips=conflicting,
+    )
+    if problem:
+        raise InvalidRequest(problem)
 
 
 def to_domain(req: ipam_pb2.AllocateRequest) -> AllocationRequest:
@@ -132,6 +153,7 @@ class IpamServicer(ipam_pb2_grpc.IpamServiceServicer):
         identity = _identity(request.pod)
         if not identity or not request.ifname:
             raise InvalidRequest("Release needs pod.uid or pod.container_id, and ifname")
+        _check_attachment(request.pod, request.ifname, request.owner, request.conflicting_ips)
         pod_key = f"{request.pod.namespace}/{request.pod.name}" if request.pod.name else ""
         force = request.force
         if request.detection_failed:
@@ -172,6 +194,7 @@ class IpamServicer(ipam_pb2_grpc.IpamServiceServicer):
         identity = _identity(request.pod)
         if not identity:
             raise InvalidRequest("GetEndpoint needs pod.uid or pod.container_id")
+        _check_attachment(request.pod, request.ifname)
         if request.ifname:
             found = {request.ifname: self._engine.lookup(identity, request.ifname)}
         else:
@@ -191,6 +214,9 @@ class IpamServicer(ipam_pb2_grpc.IpamServiceServicer):
         if not request.network:
             raise InvalidRequest("ReleaseUnlisted needs the network name")
         valid = {(a.container_id, a.ifname) for a in request.valid}
+        problem = unlisted_bounds_problem(request.node, request.network, valid)
+        if problem:
+            raise InvalidRequest(problem)
         released, errors = await self._engine.release_unlisted(request.node, request.network, valid)
         return ipam_pb2.ReleaseUnlistedResponse(released=[_ip_config(a) for a in released], errors=errors)
 
