@@ -78,7 +78,9 @@ class ClusterController:
         self.rest: KubeRest | None = None
         self.elector: LeaderElector | None = None
         self.stores: list[InstrumentedStore] = []
-        self.resource_store: KubernetesStore | None = None  # unfenced: spiderpoolctl apply, as kubectl
+        # Every replica's view of the objects (webhooks, admin, metrics); written only through
+        # FencedStore(resource_store, may_write) (spiderpoolctl's writes, forwarded to the leader).
+        self.resource_store: KubernetesStore | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._elector_task: asyncio.Task[None] | None = None
         self.leader_changes = 0
@@ -102,6 +104,10 @@ class ClusterController:
             self.elector.run(self._lead, self._step_down), name="leader-election"
         )
         log.info("cluster_mode_started", identity=self.options.identity, lease=self.options.lease_name)
+
+    def may_write(self) -> bool:
+        """The write fence's gate: this replica holds the Lease and renewed it in time."""
+        return self.elector is not None and self.elector.may_write()
 
     def is_leader(self) -> bool:
         return self.elector is not None and self.elector.may_write() and self.slot.engine is not None
