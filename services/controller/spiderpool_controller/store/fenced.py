@@ -1,7 +1,8 @@
 """A Store whose writes pass a gate first: the leader's fencing in a cluster.
 
-Owns the rule that only the current leader writes (``WriteFence``, the one gate every write
-of a cluster's controller passes: this Store's and ``fenced_rest.FencedRest``'s). Every write checks
+Owns the rule that only the current leader writes: ``WriteFence``, the one gate every write a
+cluster's controller makes passes (this Store's, and ``fenced_rest.FencedRest``'s for what the
+reconcilers write outside it). Every write checks
 ``may_write()`` immediately before it is handed to the inner store and raises ``NotLeader``
 (code 11: the agent retries, and reaches the new leader) when the gate is closed; reads and
 watches pass through. ``leader.LeaderElector.may_write`` closes the gate once the Lease
