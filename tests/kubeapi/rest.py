@@ -295,6 +295,17 @@ class Api:
         warnings += req.warnings
         return out
 
+    def _unchanged_since_admission(self, ctx: Ctx, old: Obj, *, modified_ok: bool = False) -> Obj:
+        """The stored object after the (awaited) webhooks: 404 when it went meanwhile, 409 when another
+        write changed it (the real server's storage compares the resourceVersion it admitted), unless
+        ``modified_ok`` (a delete without preconditions deletes what is there)."""
+        current = self.store.get(ctx.rt.key, ctx.namespace if ctx.rt.namespaced else "", ctx.name)
+        if current is None:
+            raise not_found(ctx.rt.plural, ctx.rt.group, ctx.name)
+        if meta(current).get("resourceVersion") != meta(old).get("resourceVersion") and not modified_ok:
+            raise conflict(ctx.rt.plural, ctx.rt.group, ctx.name, MODIFIED)
+        return self.present(ctx.rt, current)
+
     def _normalize(self, rt: ResourceType, obj: Obj) -> None:
         """What the real registries fill or fold on every write."""
         if rt.key == "/secrets":
@@ -469,6 +480,7 @@ class Api:
         admitted = await self._admit(ctx, "UPDATE", new, old, warnings)
         assert admitted is not None
         new = admitted
+        self._unchanged_since_admission(ctx, old)
         if rt.tracks_generation and _spec_part(new) != _spec_part(old):
             meta(new)["generation"] = int(meta(old).get("generation", 0)) + 1
         if operation != "Apply":
@@ -602,6 +614,7 @@ class Api:
             )
         warnings: list[str] = []
         await self._admit(ctx, "DELETE", None, old, warnings)
+        old = self._unchanged_since_admission(ctx, old, modified_ok=True)
         policy = options.get("propagationPolicy") or ctx.query.get("propagationPolicy") or "Background"
         if ctx.dry_run:
             code = 202 if m.get("finalizers") else 200

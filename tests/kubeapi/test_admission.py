@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import json
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -238,3 +241,72 @@ def test_rules_selectors_and_delete_reviews(srv: ServerThread, http: Http) -> No
     delete = hook.reviews[1]["request"]
     assert delete["object"] is None and delete["oldObject"]["metadata"]["name"] == "w"
     assert yaml.safe_dump(delete)  # plain JSON types only
+
+
+def test_a_write_made_while_another_was_in_admission_makes_that_one_conflict(
+    srv: ServerThread, http: Http
+) -> None:
+    """Storage compares the resourceVersion it admitted: an update held by a webhook while another
+    update lands gets 409 (it was a lost update, overwriting the other), and a delete held while the
+    object goes gets 404 (it was a 500: KeyError)."""
+    http("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", WIDGET_CRD)
+    armed, entered, release = threading.Event(), threading.Event(), threading.Event()
+
+    async def hold(req: dict[str, Any]) -> dict[str, Any]:
+        if armed.is_set():  # the next review after arming waits for the release
+            armed.clear()
+            entered.set()
+            while not release.is_set():
+                await asyncio.sleep(0.01)
+        return {}
+
+    def held(method: str, path: str, body: Any, meanwhile: Callable[[], None]) -> tuple[int, Any]:
+        entered.clear()
+        release.clear()
+        armed.set()
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(http, method, path, body)
+            assert entered.wait(10)
+            meanwhile()
+            release.set()
+            code, out, _ = pending.result(10)
+        return code, out
+
+    hook = start_webhook(srv, hold)
+    rules = [
+        {
+            "operations": ["UPDATE", "DELETE"],
+            "apiGroups": ["example.com"],
+            "apiVersions": ["*"],
+            "resources": ["widgets"],
+        }
+    ]
+    config = _config(
+        "ValidatingWebhookConfiguration",
+        "hold.example.com",
+        {"url": hook.url, "caBundle": hook.ca_bundle},
+        rules=rules,
+    )
+    _register(http, "ValidatingWebhookConfiguration", config)
+    code, created, _ = http("POST", WIDGETS, widget("w"))
+    assert code == 201, created
+    labelled = {**created, "metadata": {**created["metadata"], "labels": {"held": "yes"}}}
+
+    def blue() -> None:
+        code, body, _ = http("PUT", f"{WIDGETS}/w", {**created, "spec": {"color": "blue"}})
+        assert code == 200, body
+
+    code, body = held("PUT", f"{WIDGETS}/w", labelled, blue)
+    assert code == 409 and body["reason"] == "Conflict", body
+    _, stored, _ = http("GET", f"{WIDGETS}/w")
+    assert stored["spec"]["color"] == "blue" and "labels" not in stored["metadata"]
+
+    def gone() -> None:
+        srv.call(
+            srv.server.store.remove,
+            "example.com/widgets",
+            {"metadata": {"namespace": "default", "name": "w"}},
+        )
+
+    code, body = held("DELETE", f"{WIDGETS}/w", None, gone)
+    assert code == 404, body

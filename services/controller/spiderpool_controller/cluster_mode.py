@@ -4,10 +4,15 @@ Owns the life cycle around the engine in the Kubernetes mode. Every replica serv
 (a standby forwards IPAM calls to the leader) and the webhooks; only the leader, from the
 moment it wins the Lease, builds the engine on the Kubernetes store behind the write fence
 (``FencedStore`` gated by ``LeaderElector.may_write``), loads every pool, and runs the
-reconcilers: the pool watcher (pools and reserved IPs written with kubectl) and IP garbage
-collection. When it loses the Lease it drops all of that (the next leader loads the state
-afresh from the API server, where every acknowledged allocation is). A replica that shuts
-down gracefully gives the Lease up so that a standby takes over within a retry period.
+reconcilers: the pool watcher (pools and reserved IPs written with kubectl), IP garbage
+collection and ``ClusterOptions.reconcilers``. Their writes outside the Store
+(NetworkAttachmentDefinitions, Events) go through the same gate (``LeaderContext.rest``, a
+``FencedRest``), and the gate is checked again as each write leaves the HTTP client
+(``write_fence``, installed on the one client every part shares): the Lease is the only
+thing the leader writes unfenced. When it loses the Lease it drops all of that (the next
+leader loads the state afresh from the API server, where every acknowledged allocation is).
+A replica that shuts down gracefully gives the Lease up so that a standby takes over within
+a retry period.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from spiderpool_common.kube.rest import KubeRest
 
 from spiderpool_controller.domain.gc_policy import GcSettings
 from spiderpool_controller.engine_slot import EngineSlot
+from spiderpool_controller.fenced_rest import FencedRest
 from spiderpool_controller.ip_gc import IpGarbageCollector
 from spiderpool_controller.ipam_engine import EngineSettings, IpamEngine
 from spiderpool_controller.leader import LeaderElector, LeaseTiming
@@ -42,7 +48,7 @@ class LeaderContext:
     """What a reconciler gets while this replica leads (it is cancelled when leadership ends)."""
 
     engine: IpamEngine
-    rest: KubeRest  # the API server, plain JSON (core and other resources)
+    rest: KubeRest  # the API server, plain JSON (core and other resources), fenced like the store
     store: Store  # the spiderpool custom resources, fenced: writes only while leading
 
 
@@ -72,7 +78,9 @@ class ClusterController:
         self.rest: KubeRest | None = None
         self.elector: LeaderElector | None = None
         self.stores: list[InstrumentedStore] = []
-        self.resource_store: KubernetesStore | None = None  # unfenced: spiderpoolctl apply, as kubectl
+        # Every replica's view of the objects (webhooks, admin, metrics); written only through
+        # FencedStore(resource_store, may_write) (spiderpoolctl's writes, forwarded to the leader).
+        self.resource_store: KubernetesStore | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._elector_task: asyncio.Task[None] | None = None
         self.leader_changes = 0
@@ -97,6 +105,10 @@ class ClusterController:
         )
         log.info("cluster_mode_started", identity=self.options.identity, lease=self.options.lease_name)
 
+    def may_write(self) -> bool:
+        """The write fence's gate: this replica holds the Lease and renewed it in time."""
+        return self.elector is not None and self.elector.may_write()
+
     def is_leader(self) -> bool:
         return self.elector is not None and self.elector.may_write() and self.slot.engine is not None
 
@@ -110,6 +122,7 @@ class ClusterController:
         assert self.elector is not None and self.rest is not None
         elector = self.elector
         store = InstrumentedStore(FencedStore(KubernetesStore(api_client=self.client), elector.may_write))
+        rest = FencedRest(self.client, elector.may_write)
         self.stores = [store]
         engine = IpamEngine(store, self.options.engine)
         backoff = 0.2
@@ -126,9 +139,9 @@ class ClusterController:
                 backoff = min(backoff * 2, 2.0)
                 engine = IpamEngine(store, self.options.engine)
         gc = IpGarbageCollector(
-            engine, self.rest, store, settings=self.options.gc, interval_s=self.options.gc_interval_s
+            engine, rest, store, settings=self.options.gc, interval_s=self.options.gc_interval_s
         )
-        context = LeaderContext(engine, self.rest, store)
+        context = LeaderContext(engine, rest, store)
         self._tasks = [
             asyncio.create_task(PoolWatcher(store, engine).run(), name="pool-watcher"),
             asyncio.create_task(gc.run(), name="ip-gc"),

@@ -4,7 +4,9 @@ Owns telling a user, where they look for it, why a reconciler did not do what th
 (a NetworkAttachmentDefinition it may not overwrite, a SpiderMultusConfig it cannot render).
 One ``Warning`` Event per distinct (object, reason, message): the recorder remembers what it
 last said about each object and says it again only when that changes, or after ``clear``
-(the object is fine again). A failed Event write is logged and never fails the reconcile.
+(the object is fine again). A failed Event write (the API server refused it, or the leader's
+write fence did: ``fenced_rest``) is logged, forgotten so that the next ``warn`` tries again,
+and never fails the reconcile.
 """
 
 from __future__ import annotations
@@ -76,5 +78,7 @@ class EventRecorder:
             await self._rest.create(f"/api/v1/namespaces/{quote(namespace, safe='')}/events", event)
         except KubeError as exc:
             log.warning("event_not_recorded", reason=reason, object=key, error=exc.message)
+            if self._said.get(key) == (reason, message):
+                del self._said[key]
             return False
         return True

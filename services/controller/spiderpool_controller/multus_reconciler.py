@@ -20,8 +20,9 @@ any that would generate its name, so a NAD deleted or edited by hand is put back
 - does nothing for a deleted SpiderMultusConfig: its NAD carries a controller owner reference
   and the API server's garbage collector deletes it.
 
-NAD writes go through ``KubeRest``, not the fenced Store: a replica that lost the Lease is
-cancelled, and a write that was already in flight writes what the new leader computes too.
+NAD and Event writes go through the ``KubeRest`` it is given; in a cluster that is the leader's
+``FencedRest``, so they pass the same write fence as the IPAM state: a replica whose Lease lapsed
+writes nothing (the key is retried with back-off until it leads again or is cancelled).
 """
 
 from __future__ import annotations

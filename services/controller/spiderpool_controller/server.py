@@ -45,6 +45,7 @@ from spiderpool_controller.resource_service import ResourceService
 from spiderpool_controller.settings import ControllerSettings
 from spiderpool_controller.store.contract import Store
 from spiderpool_controller.store.factory import open_store
+from spiderpool_controller.store.fenced import FencedStore
 from spiderpool_controller.store.instrumented import InstrumentedStore
 from spiderpool_controller.subnet_reconciler import SubnetMachinery, cluster_reconciler, start_embedded
 from spiderpool_controller.webhook import WebhookServer
@@ -229,7 +230,8 @@ async def start_cluster_controller(settings: ControllerSettings) -> Controller:
     cluster = ClusterController(options, slot)
     await cluster.start()
     assert cluster.resource_store is not None
-    resources = ResourceService(cluster.resource_store, settings.validation)
+    # spiderpoolctl's writes (status counts and finalizers included) are the leader's, fenced.
+    resources = ResourceService(FencedStore(cluster.resource_store, cluster.may_write), settings.validation)
     metrics = ControllerMetrics(
         slot,
         lambda: cluster.stores,

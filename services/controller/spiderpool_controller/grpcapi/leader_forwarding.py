@@ -1,8 +1,9 @@
 """A standby replica forwards IPAM calls to the leader, untouched.
 
 Agents reach the controller through its Service, i.e. any replica; only the leader runs the
-engine. This server interceptor hands every ``IpamService`` and ``AdminService`` (the
-operators' views of the leader's records) call that arrives at a replica
+engine and only the leader writes. This server interceptor hands every ``IpamService`` and
+``AdminService`` (the operators' views of the leader's records) call, and every
+``ResourceService`` write (spiderpoolctl apply and delete), that arrives at a replica
 that is not the leader to the leader's gRPC address (from the Lease) as raw bytes, and
 passes the leader's answer or status back unchanged, ``ErrorInfo`` details included, so
 the agent cannot tell the difference. A forwarded call carries a marker; a replica that
@@ -22,7 +23,14 @@ import structlog
 log = structlog.get_logger(__name__)
 
 FORWARDED = "x-spiderpool-forwarded"
-FORWARDED_SERVICES = ("/spiderpool.controller.v1.IpamService/", "/spiderpool.controller.v1.AdminService/")
+# Prefixes of the forwarded methods: every IpamService and AdminService call, and spiderpoolctl's
+# writes (ResourceService Apply and Delete: only the leader writes; its Get and List are served here).
+FORWARDED_SERVICES = (
+    "/spiderpool.controller.v1.IpamService/",
+    "/spiderpool.controller.v1.AdminService/",
+    "/spiderpool.controller.v1.ResourceService/Apply",
+    "/spiderpool.controller.v1.ResourceService/Delete",
+)
 
 
 class LeaderForwarding(grpc.aio.ServerInterceptor):  # type: ignore[misc]

@@ -1,6 +1,8 @@
 """A Store whose writes pass a gate first: the leader's fencing in a cluster.
 
-Owns the rule that only the current leader writes IPAM state. Every write checks
+Owns the rule that only the current leader writes: ``WriteFence``, the one gate every write a
+cluster's controller makes passes (this Store's, and ``fenced_rest.FencedRest``'s for what the
+reconcilers write outside it). Every write checks
 ``may_write()`` immediately before it is handed to the inner store and raises ``NotLeader``
 (code 11: the agent retries, and reaches the new leader) when the gate is closed; reads and
 watches pass through. ``leader.LeaderElector.may_write`` closes the gate once the Lease
@@ -30,26 +32,34 @@ class NotLeader(Unavailable):
     reason = "NOT_LEADER"
 
 
-class FencedStore:
-    def __init__(self, inner: Store, may_write: Callable[[], bool]) -> None:
-        self.inner = inner
-        self._may_write = may_write
+class WriteFence:
+    """The gate around one write: checked before it is handed on and again as it leaves the client."""
 
-    def _gate(self, what: str) -> None:
-        if not self._may_write():
+    def __init__(self, may_write: Callable[[], bool]) -> None:
+        self.may_write = may_write
+
+    async def write(self, what: str, write: Callable[[], Awaitable[T]]) -> T:
+        """``write()`` while the gate is open; ``NotLeader`` when it is closed or closes meanwhile."""
+        if not self.may_write():
             raise NotLeader(f"{what}: this controller replica is not the leader; try again")
-
-    async def _write(self, what: str, write: Callable[[], Awaitable[T]]) -> T:
-        self._gate(what)
         try:
-            with gated(self._may_write):
+            with gated(self.may_write):
                 return await write()
         except NotLeader:
             raise
         except Exception as exc:
-            if not self._may_write():
+            if not self.may_write():
                 raise NotLeader(f"{what}: this controller replica is not the leader; try again") from exc
             raise
+
+
+class FencedStore:
+    def __init__(self, inner: Store, may_write: Callable[[], bool]) -> None:
+        self.inner = inner
+        self.fence = WriteFence(may_write)
+
+    async def _write(self, what: str, write: Callable[[], Awaitable[T]]) -> T:
+        return await self.fence.write(what, write)
 
     async def get(self, kind: str, name: str, namespace: str = "") -> Obj:
         return await self.inner.get(kind, name, namespace)
