@@ -21,8 +21,8 @@ kubelet's networking part through the API:
 - test hook, the sandbox dying: annotate the pod `sim.spiderpool.io/kill-sandbox=MODE/NONCE` (any new value
   triggers once). MODE `del-first`: DEL of the old sandbox, then ADD of a new one (a new sandbox ID and
   namespace); `late-del`: ADD of the new one first, then the old one's DEL (a runtime's late cleanup);
-  `no-del`: ADD of the new one, the old namespace removed without any DEL (the CNI cache keeps the old
-  attachments, which the next start's GC deletes);
+  `no-del`: the old namespace removed without any DEL (the CNI cache keeps the old attachments, which the
+  next start's GC deletes), then ADD of the new one;
 - at start, before handling any event: sandboxes whose pod is gone (deleted while the kubelet was down) get
   their DEL, retired ones too, and ones it died making (not ready: the pod gets a new one), then CNI GC of
   the runtime's cache with the live sandboxes' attachments as the valid ones (libcni: a DEL for every other
@@ -199,10 +199,10 @@ class Kubelet:
             if record is not None:
                 await self.teardown(record)
             return
-        if record is None:
-            await self.create(pod)
-            return
         kill = str(((pod.get("metadata") or {}).get("annotations") or {}).get(KILL_SANDBOX, ""))
+        if record is None:
+            await self.create(pod, kill)  # no sandbox: there is nothing for a kill annotation to kill
+            return
         if kill and kill != record.kill_handled:
             await self.recreate(pod, record, kill)
             return
@@ -267,16 +267,20 @@ class Kubelet:
             await self.teardown(old)
             await self.create(pod, kill)
             return
+        if mode == "no-del":
+            # The sandbox died: gone before its successor exists (no DEL; the CNI cache keeps its
+            # attachments for GC). Abandoning it after the new one was reported let a kubelet stopped in
+            # between find it still recorded at its restart and DEL it as well as GC it.
+            await asyncio.to_thread(self.runner.abandon, old)
+            await self.create(pod, kill)
+            return
         retired = self.runner.retire(old)
         if await self.create(pod, kill) is None:
             self.store.save(
                 replace(retired, retired=False)
             )  # the old sandbox stays the pod's until one works
             return
-        if mode == "late-del":
-            await self.teardown(retired)
-        else:
-            await asyncio.to_thread(self.runner.abandon, retired)
+        await self.teardown(retired)  # late-del
 
     def run_seconds(self, pod: Mapping[str, Any]) -> float:
         value = ((pod.get("metadata") or {}).get("annotations") or {}).get(RUN_SECONDS)
