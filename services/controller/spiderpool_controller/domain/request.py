@@ -28,6 +28,8 @@ MAX_IFNAME = 15  # IFNAMSIZ - 1, as libcni checks CNI_IFNAME
 MAX_POOLS = 128  # default pools (names or patterns) per family
 MAX_REQUESTED_IPS = 8  # one per family is allowed; more is refused by the requested-IPs rule
 MAX_ADDRESS = 64  # an IPv6 address with a prefix length is at most 43 characters
+MAX_CONFLICTING_IPS = 64  # addresses one ADD's conflict probe may name
+MAX_VALID_ATTACHMENTS = 1_000_000  # a runtime's GC list of live attachments on one node
 MAX_METADATA_BYTES = 256 * 1024  # per map: Kubernetes' limit on an object's total annotations
 
 
@@ -76,16 +78,22 @@ def _too_long(name: str, value: str, limit: int, what: str) -> str:
     return f"{name} is {len(value)} characters long; at most {limit} ({what})"
 
 
+def _first_too_long(fields: Iterable[tuple[str, str, int, str]]) -> str:
+    """The first of (name, value, limit, what) whose value is beyond its limit, said; or ""."""
+    return next((problem for problem in (_too_long(*field) for field in fields) if problem), "")
+
+
+def _list_problem(name: str, values: Iterable[str], most: int, unit: str, *, limit: int, what: str) -> str:
+    """Why the list ``name`` is out of bounds (more than ``most`` entries, or one beyond ``limit``), or ""."""
+    values = list(values)
+    if len(values) > most:
+        return f"{name} lists {len(values)} {unit}; at most {most}"
+    return _first_too_long((f"{name}[{i}]", value, limit, what) for i, value in enumerate(values))
+
+
 def pool_names_problem(name: str, pools: Iterable[str]) -> str:
     """Why the pool list ``name`` is out of bounds, or "" when it is not."""
-    pools = list(pools)
-    if len(pools) > MAX_POOLS:
-        return f"{name} lists {len(pools)} pools; at most {MAX_POOLS}"
-    for i, pool in enumerate(pools):
-        problem = _too_long(f"{name}[{i}]", pool, MAX_NAME, "a pool name")
-        if problem:
-            return problem
-    return ""
+    return _list_problem(name, pools, MAX_POOLS, "pools", limit=MAX_NAME, what="a pool name")
 
 
 def _metadata_problem(name: str, values: Mapping[str, str]) -> str:
@@ -113,10 +121,9 @@ def bounds_problem(req: AllocationRequest) -> str:
         ("owner.name", req.owner_name, MAX_NAME, "an owner name"),
         ("owner.uid", req.owner_uid, MAX_ID, "an owner UID"),
     )
-    for name, value, limit, what in strings:
-        problem = _too_long(name, value, limit, what)
-        if problem:
-            return problem
+    problem = _first_too_long(strings)
+    if problem:
+        return problem
     for name, pools in (
         ("default_ipv4_ippools", req.default_ipv4_pools),
         ("default_ipv6_ippools", req.default_ipv6_pools),
@@ -124,12 +131,16 @@ def bounds_problem(req: AllocationRequest) -> str:
         problem = pool_names_problem(name, pools)
         if problem:
             return problem
-    if len(req.requested_ips) > MAX_REQUESTED_IPS:
-        return f"requested_ips lists {len(req.requested_ips)} addresses; at most {MAX_REQUESTED_IPS}"
-    for i, address in enumerate(req.requested_ips):
-        problem = _too_long(f"requested_ips[{i}]", address, MAX_ADDRESS, "an IP address or CIDR")
-        if problem:
-            return problem
+    problem = _list_problem(
+        "requested_ips",
+        req.requested_ips,
+        MAX_REQUESTED_IPS,
+        "addresses",
+        limit=MAX_ADDRESS,
+        what="an IP address or CIDR",
+    )
+    if problem:
+        return problem
     for name, values in (
         ("pod_labels", req.pod_labels),
         ("pod_annotations", req.pod_annotations),
@@ -141,10 +152,6 @@ def bounds_problem(req: AllocationRequest) -> str:
         if problem:
             return problem
     return ""
-
-
-MAX_CONFLICTING_IPS = 64  # addresses one ADD's conflict probe may name
-MAX_VALID_ATTACHMENTS = 1_000_000  # a runtime's GC list of live attachments on one node
 
 
 def attachment_bounds_problem(
@@ -169,34 +176,31 @@ def attachment_bounds_problem(
         ("owner.kind", owner_kind, MAX_NAME, "a kind"),
         ("owner.name", owner_name, MAX_NAME, "an owner name"),
     )
-    for name, value, limit, what in strings:
-        problem = _too_long(name, value, limit, what)
-        if problem:
-            return problem
-    conflicting = list(conflicting_ips)
-    if len(conflicting) > MAX_CONFLICTING_IPS:
-        return f"conflicting_ips lists {len(conflicting)} addresses; at most {MAX_CONFLICTING_IPS}"
-    for i, address in enumerate(conflicting):
-        problem = _too_long(f"conflicting_ips[{i}]", address, MAX_ADDRESS, "an IP address")
-        if problem:
-            return problem
-    return ""
+    return _first_too_long(strings) or _list_problem(
+        "conflicting_ips",
+        conflicting_ips,
+        MAX_CONFLICTING_IPS,
+        "addresses",
+        limit=MAX_ADDRESS,
+        what="an IP address",
+    )
 
 
 def unlisted_bounds_problem(node: str, network: str, valid: Iterable[tuple[str, str]]) -> str:
     """The first field of a runtime GC's request beyond its bound, or ""."""
-    for name, value, limit, what in (
-        ("node", node, MAX_NAME, "a node name"),
-        ("network", network, MAX_NAME, "a network name"),
-    ):
-        problem = _too_long(name, value, limit, what)
-        if problem:
-            return problem
+    problem = _first_too_long(
+        (("node", node, MAX_NAME, "a node name"), ("network", network, MAX_NAME, "a network name"))
+    )
+    if problem:
+        return problem
     for i, (container_id, ifname) in enumerate(valid):
         if i >= MAX_VALID_ATTACHMENTS:
             return f"valid lists more than {MAX_VALID_ATTACHMENTS} attachments"
-        problem = _too_long(f"valid[{i}].container_id", container_id, MAX_ID, "a container ID") or _too_long(
-            f"valid[{i}].ifname", ifname, MAX_IFNAME, "an interface name"
+        problem = _first_too_long(
+            (
+                (f"valid[{i}].container_id", container_id, MAX_ID, "a container ID"),
+                (f"valid[{i}].ifname", ifname, MAX_IFNAME, "an interface name"),
+            )
         )
         if problem:
             return problem

@@ -11,6 +11,7 @@ isReleaseConflictIPs rule (upstream's pkg/ipam/allocate.go).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,7 +66,7 @@ def _identity(pod: ipam_pb2.PodRef) -> str:
 
 
 def _check_attachment(
-    pod: ipam_pb2.PodRef, ifname: str, owner: ipam_pb2.Owner | None = None, conflicting: Any = ()
+    pod: ipam_pb2.PodRef, ifname: str, owner: ipam_pb2.Owner | None = None, conflicting: Iterable[str] = ()
 ) -> None:
     problem = attachment_bounds_problem(
         pod_namespace=pod.namespace,
