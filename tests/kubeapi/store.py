@@ -123,7 +123,7 @@ class Store:
     # reads
 
     def get(self, key: str, namespace: str, name: str) -> Obj | None:
-        obj = self._objects.get(key, {}).get((namespace, name))
+        obj = self.peek(key, namespace, name)
         return clone(obj) if obj is not None else None
 
     def peek(self, key: str, namespace: str, name: str) -> Obj | None:
@@ -141,7 +141,7 @@ class Store:
         return [of_key[k] for k in names]
 
     def keys(self) -> Iterator[ObjKey]:
-        return iter([(key, ns, name) for key, of_key in self._objects.items() for ns, name in of_key])
+        return (k for k, _ in self.all_objects())
 
     def all_objects(self) -> Iterator[tuple[ObjKey, Obj]]:
         """Every stored object (not copied: read-only use)."""
