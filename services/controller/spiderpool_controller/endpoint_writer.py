@@ -122,11 +122,15 @@ class EndpointWriter:
         for name in names:
             self._dirty[name] = None
             if reread:
-                self._known.pop(name, None)
-                self._must_read.add(name)
+                self._distrust(name)
         if self._dirty and (self._task is None or self._task.done()):
             self._idle.clear()
             self._task = asyncio.create_task(self._run(), name="endpoint-writer")
+
+    def _distrust(self, name: EndpointName) -> None:
+        """What this writer knows of ``name``'s stored endpoint may be wrong: read it before writing."""
+        self._known.pop(name, None)
+        self._must_read.add(name)
 
     def learn(self, objects: Iterable[dict[str, Any]]) -> None:
         """Every stored endpoint, as a full listing found them: names this writer has not written since
@@ -171,8 +175,7 @@ class EndpointWriter:
                     await self._sync(name)
                 except Exception as exc:  # keep the view eventually right: try again after a backoff
                     log.warning("endpoint_write_failed", endpoint="/".join(name), error=str(exc))
-                    self._known.pop(name, None)
-                    self._must_read.add(name)  # the write may have been done although it failed here
+                    self._distrust(name)  # the write may have been done although it failed here
                     self._retry_later(name)
                 else:
                     self._failures.pop(name, None)
